@@ -1,0 +1,141 @@
+"""The orders application: the event store's API for the ``Order`` aggregate.
+
+Every operation is idempotent. The workflow records changes through an activity that
+Temporal may run more than once (retries, a worker dying after the write but before
+reporting back); applying the same :class:`~domain.summary.OrderChange` twice must record
+it once. Batch IDs and the order's status make repeats detectable, and the event store's
+optimistic concurrency (aggregate versions) catches two writers racing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterator, Mapping
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+
+from domain.errors import OrderConflictError, OrderNotFoundError
+from domain.identifiers import aggregate_id_for
+from domain.order import Order
+from domain.refs import BatchRef, ReportRef
+from domain.summary import OrderChange, OrderSummary, RecordOutcome
+
+#: A snapshot every this many events bounds the rebuild of any order to that many events.
+SNAPSHOT_INTERVAL = 100
+_MAX_CONFLICT_RETRIES = 20
+
+
+class BatchRefAsDict(Transcoding):
+    type = BatchRef
+    name = "batch_ref"
+
+    def encode(self, obj: BatchRef) -> dict[str, Any]:
+        return obj.to_dict()
+
+    def decode(self, data: dict[str, Any]) -> BatchRef:
+        return BatchRef(**data)
+
+
+class ReportRefAsDict(Transcoding):
+    type = ReportRef
+    name = "report_ref"
+
+    def encode(self, obj: ReportRef) -> dict[str, Any]:
+        return obj.to_dict()
+
+    def decode(self, data: dict[str, Any]) -> ReportRef:
+        return ReportRef(**data)
+
+
+class Orders(Application[UUID]):
+    """Event-sourced orders. Persistence comes from eventsourcing's own environment
+    variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``)."""
+
+    name = "Orders"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Order: SNAPSHOT_INTERVAL}
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(BatchRefAsDict())
+        transcoder.register(ReportRefAsDict())
+
+    # Writing.
+
+    def record(self, change: OrderChange) -> RecordOutcome:
+        """Apply ``change`` to its order in one transaction; repeats record nothing."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            order = self._load_for_change(change)
+            outcome = self._apply(order, change)
+            if not order.pending_events:
+                return outcome
+            try:
+                self.save(order)
+            except IntegrityError:
+                # Another writer saved this order first: reload and apply again; what
+                # it recorded now shows as duplicates.
+                continue
+            return outcome
+        raise OrderConflictError(f"order {change.order_id!r}: too many concurrent writers")
+
+    def _load_for_change(self, change: OrderChange) -> Order:
+        try:
+            order: Order = self.repository.get(aggregate_id_for(change.order_id))
+        except AggregateNotFoundError:
+            if not change.create:
+                raise OrderNotFoundError(change.order_id) from None
+            return Order.create(change.order_id, change.customer_id)
+        if change.create and order.customer_id != change.customer_id:
+            raise OrderConflictError(
+                f"order {change.order_id!r} already exists for customer {order.customer_id!r}, "
+                f"not {change.customer_id!r}"
+            )
+        return order
+
+    @staticmethod
+    def _apply(order: Order, change: OrderChange) -> RecordOutcome:
+        applied: list[str] = []
+        duplicates: list[str] = []
+        for batch in change.batches:
+            (applied if order.add_batch(batch) else duplicates).append(batch.batch_id)
+        for rejection in change.rejections:
+            order.reject_batch(rejection.batch_id, rejection.reason, rejection.key)
+        if change.cancel_reason is not None:
+            order.cancel(change.cancel_reason)
+        if change.submit:
+            order.submit()
+        if change.report is not None:
+            order.complete_fulfillment(change.report)
+        return RecordOutcome(
+            summary=order.summary(),
+            new_events=len(order.pending_events),
+            applied_batch_ids=applied,
+            duplicate_batch_ids=duplicates,
+        )
+
+    # Reading.
+
+    def get_order(self, order_id: str, version: int | None = None) -> Order:
+        try:
+            return self.repository.get(aggregate_id_for(order_id), version=version)
+        except AggregateNotFoundError:
+            raise OrderNotFoundError(order_id) from None
+
+    def summary(self, order_id: str, version: int | None = None) -> OrderSummary:
+        return self.get_order(order_id, version).summary()
+
+    def exists(self, order_id: str) -> bool:
+        return aggregate_id_for(order_id) in self.repository
+
+    def iter_batch_refs(self, order_id: str, up_to_version: int | None = None) -> Iterator[BatchRef]:
+        """Every batch of the order in the order it was added, read from its events."""
+        found = False
+        for domain_event in self.events.get(aggregate_id_for(order_id), lte=up_to_version):
+            found = True
+            if isinstance(domain_event, Order.ItemsAdded):
+                yield domain_event.batch
+        if not found:
+            raise OrderNotFoundError(order_id)

@@ -1,0 +1,75 @@
+"""Rules for the identifiers users choose: order IDs, customer IDs, batch IDs, SKUs.
+
+Pure standard library, so that workflow code (Temporal's sandbox) can use the same rules
+as the CLI and the domain model.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+# Order and customer IDs end up in workflow IDs, blob keys and file names: keep them to
+# a conservative, URL- and path-safe alphabet.
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+
+#: Namespace for deriving the event-store aggregate ID (a UUID) from an order ID.
+ORDER_ID_NAMESPACE = uuid.UUID("6f2d3c55-8f0a-4a5e-9a39-b2f0e8a3c1d7")
+
+WORKFLOW_ID_PREFIX = "order-"
+
+
+class InvalidIdentifierError(ValueError):
+    """An order, customer or batch ID that does not follow the rules."""
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_order_id(order_id: object) -> str:
+    """Return ``order_id`` if valid, else raise :class:`InvalidIdentifierError`."""
+    if not isinstance(order_id, str) or not _ID_PATTERN.match(order_id):
+        raise InvalidIdentifierError(
+            f"order ID {_describe(order_id)} is invalid: use 1-128 characters from "
+            "A-Z a-z 0-9 . _ : - starting with a letter or digit"
+        )
+    return order_id
+
+
+def check_customer_id(customer_id: object) -> str:
+    """Return ``customer_id`` if valid, else raise :class:`InvalidIdentifierError`."""
+    if not isinstance(customer_id, str) or not _ID_PATTERN.match(customer_id):
+        raise InvalidIdentifierError(
+            f"customer ID {_describe(customer_id)} is invalid: use 1-128 characters from "
+            "A-Z a-z 0-9 . _ : - starting with a letter or digit"
+        )
+    return customer_id
+
+
+def check_batch_id(batch_id: object) -> str:
+    """Return ``batch_id`` if valid, else raise :class:`InvalidIdentifierError`."""
+    if not isinstance(batch_id, str) or not _BATCH_ID_PATTERN.match(batch_id):
+        raise InvalidIdentifierError(
+            f"batch ID {_describe(batch_id)} is invalid: use 1-200 characters from "
+            "A-Z a-z 0-9 . _ : / - starting with a letter or digit"
+        )
+    return batch_id
+
+
+def workflow_id_for(order_id: str) -> str:
+    """The Temporal workflow ID of an order: one open workflow per order ID."""
+    return WORKFLOW_ID_PREFIX + check_order_id(order_id)
+
+
+def order_id_from_workflow_id(workflow_id: str) -> str:
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        raise InvalidIdentifierError(f"workflow ID {workflow_id!r} is not an order workflow")
+    return check_order_id(workflow_id[len(WORKFLOW_ID_PREFIX) :])
+
+
+def aggregate_id_for(order_id: str) -> uuid.UUID:
+    """The event-store aggregate ID of an order (deterministic, so retries find it)."""
+    return uuid.uuid5(ORDER_ID_NAMESPACE, check_order_id(order_id))

@@ -1,0 +1,153 @@
+"""One order line, validated once at the edge of the system.
+
+``Item`` is the pydantic model users build and read. Bulk paths (batch encoding, the
+importer) work on plain dicts that went through :data:`ITEM_DICTS`, the same rules
+compiled for lists of dicts: validating into dicts skips building a model object per item
+and is what lets validation keep up with millions of items.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Iterable, Mapping, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict
+
+MAX_ATTRIBUTES = 500
+MAX_QUANTITY = 1_000_000_000
+MAX_UNIT_AMOUNT = 10**15
+
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Amount = Annotated[int, Field(ge=0, le=MAX_UNIT_AMOUNT)]
+ItemName = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AttributeValue: TypeAlias = Annotated[str, StringConstraints(max_length=4096)] | int | float | bool | None
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Money(BaseModel):
+    """A price in integer minor units (cents) of an ISO 4217 currency."""
+
+    model_config = _STRICT
+    amount: Amount
+    currency: Currency
+
+
+class Item(BaseModel):
+    """One order line: what is ordered, how many, at what unit price."""
+
+    model_config = _STRICT
+    sku: Sku
+    quantity: Quantity
+    unit_price: Money
+    name: ItemName
+    attributes: Attributes = Field(default_factory=dict)
+
+    @property
+    def line_total(self) -> int:
+        return self.quantity * self.unit_price.amount
+
+
+class MoneyDict(TypedDict):
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    amount: Amount
+    currency: Currency
+
+
+class ItemDict(TypedDict):
+    """The dict form of :class:`Item` (``attributes`` optional, as on the model)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    sku: Sku
+    quantity: Quantity
+    unit_price: MoneyDict
+    name: ItemName
+    attributes: NotRequired[Attributes]
+
+ITEM_DICT: TypeAdapter[ItemDict] = TypeAdapter(ItemDict)
+ITEM_DICTS: TypeAdapter[list[ItemDict]] = TypeAdapter(list[ItemDict])
+
+
+class ItemValidationError(ValueError):
+    """One or more items are invalid. ``problems`` lists ``(where, field, message)``."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        self.problems = problems
+        shown = "; ".join(f"{where}: {fld}: {msg}" if fld else f"{where}: {msg}" for where, fld, msg in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"invalid item{'s' if len(problems) > 1 else ''}: {shown}{more}")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _message(err: Any) -> str:
+    msg: str = err["msg"]
+    if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+        shown = repr(err["input"])
+        msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return msg
+
+
+def _problems(exc: ValidationError, where: str) -> list[tuple[str, str, str]]:
+    return [(where, _field_path(tuple(err["loc"])), _message(err)) for err in exc.errors(include_url=False)]
+
+
+def validate_item_dict(item: object, where: str = "item") -> dict[str, Any]:
+    """Validate one item given as a mapping; return it as a plain dict.
+
+    Raises :class:`ItemValidationError` naming ``where`` (e.g. ``items.ndjson line 12``)
+    and the field.
+    """
+    try:
+        value = ITEM_DICT.validate_python(item)
+    except ValidationError as exc:
+        raise ItemValidationError(_problems(exc, where)) from None
+    return value  # type: ignore[return-value]
+
+
+def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[dict[str, Any]]:
+    """Validate many items at once (the fast path); errors name ``where[index]``."""
+    items = items if isinstance(items, list) else list(items)
+    try:
+        values: list[dict[str, Any]] = ITEM_DICTS.validate_python(items)  # type: ignore[assignment]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            index, *rest = err["loc"]
+            problems.append((f"{where}[{index}]", _field_path(tuple(rest)), _message(err)))
+        raise ItemValidationError(problems) from None
+    return values
+
+
+def item_from_dict(item: Mapping[str, Any]) -> Item:
+    return Item.model_validate(item)
+
+
+def item_to_dict(item: Item) -> dict[str, Any]:
+    return item.model_dump()
+
+
+def line_total(item: Mapping[str, Any]) -> int:
+    return int(item["quantity"]) * int(item["unit_price"]["amount"])
+
+
+def items_from_json_lines(lines: Iterable[str], source: str = "input") -> list[dict[str, Any]]:
+    """Parse and validate NDJSON lines (small inputs: the CLI's ``--items``)."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source} line {number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ItemValidationError([(where, "", f"not valid JSON: {exc.msg} at column {exc.colno}")]) from None
+        out.append(validate_item_dict(raw, where))
+    return out

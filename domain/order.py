@@ -1,0 +1,149 @@
+"""The ``Order`` aggregate: the durable, event-sourced record of one order.
+
+It holds references and counters, never items: an order of ten million items is a few
+thousand ``ItemsAdded`` events, each carrying one :class:`~domain.refs.BatchRef`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import OrderClosedError, OrderConflictError
+from domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
+from domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref
+from domain.summary import OrderStatus, OrderSummary
+
+
+class Order(Aggregate):
+    """One order: created, grown by batches, then submitted and fulfilled, or cancelled."""
+
+    class Created(Aggregate.Created):
+        order_id: str
+        customer_id: str
+
+    class ItemsAdded(Aggregate.Event):
+        batch: BatchRef
+
+        def apply(self, order: Order) -> None:
+            order.batch_ids[self.batch.batch_id] = len(order.batch_ids)
+            order.item_count += self.batch.item_count
+            order.quantity += self.batch.quantity
+            add_totals(order.totals, self.batch.totals)
+
+    class BatchRejected(Aggregate.Event):
+        batch_id: str
+        reason: str
+        key: str
+
+        def apply(self, order: Order) -> None:
+            order.rejected_batch_ids[self.batch_id] = self.reason
+
+    class Submitted(Aggregate.Event):
+        def apply(self, order: Order) -> None:
+            order.status = OrderStatus.SUBMITTED
+            order.submitted_at = self.timestamp
+
+    class FulfillmentCompleted(Aggregate.Event):
+        report: ReportRef
+
+        def apply(self, order: Order) -> None:
+            order.status = OrderStatus.FULFILLED
+            order.report = self.report
+            order.closed_at = self.timestamp
+
+    class Cancelled(Aggregate.Event):
+        reason: str
+
+        def apply(self, order: Order) -> None:
+            order.status = OrderStatus.CANCELLED
+            order.cancel_reason = self.reason
+            order.closed_at = self.timestamp
+
+    def __init__(self, order_id: str, customer_id: str) -> None:
+        self.order_id = order_id
+        self.customer_id = customer_id
+        self.status: str = OrderStatus.OPEN
+        self.item_count = 0
+        self.quantity = 0
+        self.totals: dict[str, int] = {}
+        # batch ID -> position among the order's batches: "applied at most once".
+        self.batch_ids: dict[str, int] = {}
+        self.rejected_batch_ids: dict[str, str] = {}
+        self.submitted_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.cancel_reason: str | None = None
+        self.report: ReportRef | None = None
+
+    @classmethod
+    def create(cls, order_id: str, customer_id: str) -> Order:
+        return cls._create(
+            cls.Created,
+            id=aggregate_id_for(order_id),
+            order_id=check_order_id(order_id),
+            customer_id=check_customer_id(customer_id),
+        )
+
+    # Commands check invariants, then trigger an event. Repeats are no-ops, not errors,
+    # because the activity that calls them may run more than once.
+
+    def add_batch(self, batch: BatchRef) -> bool:
+        """Add one batch; return ``False`` if this batch ID was applied before."""
+        if batch.batch_id in self.batch_ids:
+            return False
+        if self.status != OrderStatus.OPEN:
+            raise OrderClosedError(self.order_id, self.status, f"add batch {batch.batch_id!r}")
+        self.trigger_event(self.ItemsAdded, batch=check_batch_ref(batch))
+        return True
+
+    def reject_batch(self, batch_id: str, reason: str, key: str = "") -> bool:
+        """Record that a batch was refused; ``False`` if already recorded or applied."""
+        if batch_id in self.rejected_batch_ids or batch_id in self.batch_ids:
+            return False
+        self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason[:2000], key=key)
+        return True
+
+    def submit(self) -> bool:
+        if self.status in (OrderStatus.SUBMITTED, OrderStatus.FULFILLED):
+            return False
+        if self.status != OrderStatus.OPEN:
+            raise OrderClosedError(self.order_id, self.status, "submit")
+        self.trigger_event(self.Submitted)
+        return True
+
+    def complete_fulfillment(self, report: ReportRef) -> bool:
+        if self.status == OrderStatus.FULFILLED:
+            if self.report is not None and self.report.sha256 != report.sha256:
+                raise OrderConflictError(f"order {self.order_id!r} was already fulfilled with another report")
+            return False
+        if self.status != OrderStatus.SUBMITTED:
+            raise OrderClosedError(self.order_id, self.status, "complete fulfillment")
+        self.trigger_event(self.FulfillmentCompleted, report=check_report_ref(report))
+        return True
+
+    def cancel(self, reason: str) -> bool:
+        if self.status == OrderStatus.CANCELLED:
+            return False
+        if self.status != OrderStatus.OPEN:
+            raise OrderClosedError(self.order_id, self.status, "cancel")
+        self.trigger_event(self.Cancelled, reason=reason[:2000])
+        return True
+
+    @property
+    def batch_count(self) -> int:
+        return len(self.batch_ids)
+
+    def summary(self) -> OrderSummary:
+        return OrderSummary(
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            status=self.status,
+            item_count=self.item_count,
+            batch_count=self.batch_count,
+            quantity=self.quantity,
+            totals=dict(self.totals),
+            rejected_batches=len(self.rejected_batch_ids),
+            version=self.version,
+            report=self.report,
+        )

@@ -1,0 +1,143 @@
+"""References to data held in the blob store: what Temporal and the event store carry.
+
+A :class:`BatchRef` is a few hundred bytes however many items its batch holds. It is a
+plain frozen dataclass (standard library only) so Temporal's default converter serialises
+it and workflow code can import it inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from domain.identifiers import InvalidIdentifierError, check_batch_id
+
+#: The batch encoding this version of bulkorder writes and reads.
+BATCH_ENCODING = "msgpack+zstd"
+BATCH_FORMAT_VERSION = 1
+SUPPORTED_BATCH_FORMATS: frozenset[tuple[str, int]] = frozenset({(BATCH_ENCODING, 1)})
+
+#: Upper bounds a ref must respect; a batch beyond these is a bug or an attack.
+MAX_BATCH_ITEMS = 1_000_000
+MAX_BATCH_BYTES = 1 << 30
+
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+_KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+_CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+
+class InvalidRefError(ValueError):
+    """A :class:`BatchRef` or :class:`ReportRef` that cannot be right."""
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """One immutable, content-addressed batch of items in the blob store."""
+
+    batch_id: str
+    key: str
+    sha256: str
+    size: int
+    item_count: int
+    quantity: int
+    #: Sum of quantity x unit price per currency, in minor units (cents).
+    totals: dict[str, int] = field(default_factory=dict)
+    encoding: str = BATCH_ENCODING
+    format_version: int = BATCH_FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BatchRef":
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise InvalidRefError(f"batch ref {dict(data)!r} has the wrong fields: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ReportRef:
+    """The fulfillment report of an order, stored as a blob."""
+
+    key: str
+    sha256: str
+    size: int
+    sku_count: int
+    item_count: int
+    quantity: int
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_key(key: object, *, where: str = "key") -> str:
+    if not isinstance(key, str) or len(key) > 512 or not _KEY_PATTERN.match(key) or ".." in key:
+        raise InvalidRefError(
+            f"{where} {key!r} is not a valid blob key (lower-case path segments of "
+            "a-z 0-9 . _ -, no '..', at most 512 characters)"
+        )
+    return key
+
+
+def _check_count(value: object, name: str, where: str, low: int, high: int) -> None:
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidRefError(f"{where}: {name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_totals(totals: object, where: str) -> None:
+    if not isinstance(totals, dict):
+        raise InvalidRefError(f"{where}: totals must be a mapping of currency to minor units")
+    for currency, amount in totals.items():
+        if not isinstance(currency, str) or not _CURRENCY_PATTERN.match(currency):
+            raise InvalidRefError(f"{where}: totals has an invalid currency code {currency!r}")
+        if type(amount) is not int or amount < 0:
+            raise InvalidRefError(f"{where}: totals[{currency}] must be a non-negative integer")
+
+
+def check_batch_ref(ref: object) -> BatchRef:
+    """Return ``ref`` if it is a well-formed :class:`BatchRef`, else raise :class:`InvalidRefError`.
+
+    Checks the shape only (no I/O): IDs, key and hash format, that the key is the one the
+    content hash implies, sizes and counts in range, and a supported encoding.
+    """
+    if not isinstance(ref, BatchRef):
+        raise InvalidRefError(f"expected a BatchRef, got {type(ref).__name__}")
+    try:
+        check_batch_id(ref.batch_id)
+    except InvalidIdentifierError as exc:
+        raise InvalidRefError(str(exc)) from None
+    where = f"batch {ref.batch_id}"
+    check_key(ref.key, where=f"{where}: key")
+    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.match(ref.sha256):
+        raise InvalidRefError(f"{where}: sha256 must be 64 lower-case hex digits, got {ref.sha256!r}")
+    if not ref.key.endswith(ref.sha256):
+        raise InvalidRefError(f"{where}: key {ref.key!r} does not end with its sha256 {ref.sha256}")
+    _check_count(ref.size, "size", where, 1, MAX_BATCH_BYTES)
+    _check_count(ref.item_count, "item_count", where, 1, MAX_BATCH_ITEMS)
+    _check_count(ref.quantity, "quantity", where, ref.item_count, 1 << 62)
+    _check_totals(ref.totals, where)
+    if (ref.encoding, ref.format_version) not in SUPPORTED_BATCH_FORMATS:
+        raise InvalidRefError(
+            f"{where}: unsupported encoding {ref.encoding!r} version {ref.format_version!r}"
+        )
+    return ref
+
+
+def check_report_ref(ref: object) -> ReportRef:
+    if not isinstance(ref, ReportRef):
+        raise InvalidRefError(f"expected a ReportRef, got {type(ref).__name__}")
+    check_key(ref.key, where="report key")
+    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.match(ref.sha256):
+        raise InvalidRefError(f"report: sha256 must be 64 lower-case hex digits, got {ref.sha256!r}")
+    _check_totals(ref.totals, "report")
+    return ref
+
+
+def add_totals(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """Add per-currency totals into ``into`` (in place) and return it."""
+    for currency, amount in more.items():
+        into[currency] = into.get(currency, 0) + amount
+    return into
