@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.temporal",
     "tests.fixtures.postgres",
+    "tests.fixtures.orders",
 ]

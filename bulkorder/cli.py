@@ -1,0 +1,54 @@
+"""The ``bulkorder`` command line. Each command lives in a module of :mod:`bulkorder.commands`.
+
+Exit codes: 0 done, 1 refused or failed (order exists, order closed, server unreachable),
+2 bad input (an invalid item, ID, ref, file or setting). Errors go to stderr as one line
+that names what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Sequence
+
+from bulkorder.commands import COMMAND_MODULES
+from bulkorder.errors import exit_code_for, message_for
+from bulkorder.settings import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulkorder",
+        description="Orders too big for a workflow engine: items in the blob store, references in Temporal.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and Temporal/worker messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        return int(asyncio.run(args.handler(args, settings)) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error becomes one readable line
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        print(f"bulkorder {args.command}: error: {message_for(exc)}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

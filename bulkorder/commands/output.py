@@ -1,0 +1,52 @@
+"""How commands print: a short human table, or one JSON object as the last line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from domain.summary import OrderSummary
+
+
+def to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), sort_keys=True, default=str))
+
+
+def money(totals: dict[str, int]) -> str:
+    if not totals:
+        return "-"
+    return ", ".join(f"{amount / 100:,.2f} {currency}" for currency, amount in sorted(totals.items()))
+
+
+def print_summary(summary: OrderSummary, *, as_json: bool, source: str = "") -> None:
+    if as_json:
+        data = asdict(summary)
+        if source:
+            data["source"] = source
+        print_json(data)
+        return
+    rows = [
+        ("order", summary.order_id),
+        ("customer", summary.customer_id),
+        ("status", summary.status),
+        ("items", f"{summary.item_count:,}"),
+        ("batches", f"{summary.batch_count:,}" + (f" ({summary.pending_batches:,} not yet recorded)" if summary.pending_batches else "")),
+        ("quantity", f"{summary.quantity:,}"),
+        ("total", money(summary.totals)),
+        ("rejected batches", f"{summary.rejected_batches:,}"),
+        ("event-store version", str(summary.version)),
+    ]
+    if summary.report is not None:
+        rows.append(("fulfillment report", f"{summary.report.key} ({summary.report.sku_count:,} SKUs)"))
+    if source:
+        rows.append(("source", source))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

@@ -1,0 +1,38 @@
+"""Which errors the CLI reports as one line, and with which exit code."""
+
+from __future__ import annotations
+
+from domain.errors import OrderError
+from domain.identifiers import InvalidIdentifierError
+from domain.items import ItemValidationError
+from domain.refs import InvalidRefError
+from storage.errors import StorageError
+from workflows.errors import OrderRefusedError
+
+from bulkorder.embedded import EmbeddedTemporalError
+from bulkorder.item_files import ItemFileError
+from bulkorder.runtime import NoTemporalError
+from bulkorder.settings import SettingsError
+
+BAD_INPUT = 2
+FAILED = 1
+
+_BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError)
+_FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError)
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    if isinstance(exc, _BAD_INPUT):
+        return BAD_INPUT
+    if isinstance(exc, _FAILED):
+        return FAILED
+    if type(exc).__module__.startswith("temporalio") or "Connection refused" in str(exc):
+        return FAILED
+    return None
+
+
+def message_for(exc: BaseException) -> str:
+    text = str(exc)
+    if "Connection refused" in text or "tcp connect error" in text:
+        return f"cannot reach Temporal: {text}"
+    return text

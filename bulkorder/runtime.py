@@ -1,0 +1,100 @@
+"""Everything a bulkorder process needs, built from :class:`~bulkorder.settings.Settings`.
+
+``open_runtime`` connects to Temporal (the configured cluster, a running ``bulkorder dev``,
+or, when ``embedded`` is allowed, a dev server it starts itself) and opens the blob store
+and, on first use, the event store.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.worker import Worker
+
+from bulkorder.embedded import EmbeddedTemporal, running_dev_address
+from bulkorder.settings import Settings
+from domain.application import Orders
+from storage.batches import BatchStore
+from storage.blob_store import BlobStore
+from workflows.client import OrderClient
+from workflows.worker import build_worker
+
+
+class NoTemporalError(RuntimeError):
+    pass
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    client: Client
+    blobs: BlobStore
+    batches: BatchStore
+    _orders: Orders | None = field(default=None, repr=False)
+
+    @property
+    def orders(self) -> Orders:
+        """The event store (opened on first use: a client-only process never needs it)."""
+        if self._orders is None:
+            self._orders = self.settings.event_store.open_orders()
+        return self._orders
+
+    def order_client(self) -> OrderClient:
+        return OrderClient(
+            self.client, task_queue=self.settings.task_queue, batches=self.batches, limits=self.settings.limits
+        )
+
+    def worker(self, **options: int) -> Worker:
+        return build_worker(
+            self.client, orders=self.orders, batches=self.batches, task_queue=self.settings.task_queue, **options
+        )
+
+    def close(self) -> None:
+        if self._orders is not None:
+            self._orders.close()
+            self._orders = None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter every client and worker of one deployment must share."""
+    return DataConverter.default
+
+
+async def connect(settings: Settings, address: str | None = None) -> Client:
+    if address is not None:
+        return await Client.connect(address, namespace=settings.temporal.namespace, data_converter=data_converter(settings))
+    config = dict(settings.temporal.connect_config)
+    target = config.pop("target_host")
+    return await Client.connect(target, data_converter=data_converter(settings), **config)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, embedded: bool = False) -> AsyncIterator[Runtime]:
+    """A connected runtime. With ``embedded`` and no Temporal configured or running,
+    starts the embedded dev server for the duration."""
+    server: EmbeddedTemporal | None = None
+    address: str | None = None
+    if settings.temporal.embedded:
+        address = running_dev_address(settings.home)
+        if address is None:
+            if not embedded:
+                raise NoTemporalError(
+                    "no Temporal server configured: set TEMPORAL_ADDRESS, or run `bulkorder dev` in another terminal"
+                )
+            server = EmbeddedTemporal(settings.home / "temporal.sqlite")
+            address = await server.start()
+    try:
+        client = await connect(settings, address)
+        blobs = settings.blob_store.open()
+        runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=BatchStore(blobs))
+        try:
+            yield runtime
+        finally:
+            runtime.close()
+    finally:
+        if server is not None:
+            await server.stop()

@@ -1,0 +1,139 @@
+"""Settings, read from the environment. Every variable is documented in docs/configuration.md.
+
+Temporal connection settings follow temporalio's own conventions (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, ``TEMPORAL_PROFILE`` and
+the TOML config file), read with ``temporalio.envconfig``. The event store takes
+eventsourcing's own variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``).
+bulkorder's own variables start with ``BULKORDER_``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from storage.config import BlobStoreConfig, EventStoreConfig
+from workflows.messages import OrderLimits
+from workflows.worker import DEFAULT_TASK_QUEUE
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+# BULKORDER_ variable -> OrderLimits field it sets.
+_LIMIT_VARIABLES = {
+    "BULKORDER_MAX_HISTORY_EVENTS": "max_history_events",
+    "BULKORDER_MAX_HISTORY_BYTES": "max_history_bytes",
+    "BULKORDER_MAX_SIGNALS": "max_signals",
+    "BULKORDER_MAX_UPDATES": "max_updates",
+    "BULKORDER_MAX_REFS_PER_RECORD": "max_refs_per_record",
+    "BULKORDER_MAX_CARRIED_REFS": "max_carried_refs",
+    "BULKORDER_FULFILLMENT_CONCURRENCY": "fulfillment_concurrency",
+}
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """Where Temporal is. ``address`` None means: use the embedded dev server."""
+
+    address: str | None = None
+    namespace: str = "default"
+    connect_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.address is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    temporal: TemporalSettings
+    task_queue: str
+    blob_store: BlobStoreConfig
+    event_store: EventStoreConfig
+    limits: OrderLimits
+    batch_size: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        home = Path(env.get("BULKORDER_HOME", ".bulkorder")).expanduser()
+        return cls(
+            home=home,
+            temporal=_temporal_settings(env),
+            task_queue=env.get("BULKORDER_TASK_QUEUE", DEFAULT_TASK_QUEUE) or DEFAULT_TASK_QUEUE,
+            blob_store=_blob_store_config(env, home),
+            event_store=EventStoreConfig.from_env(env, default_sqlite_path=home / "events.sqlite"),
+            limits=_limits(env),
+            batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
+        )
+
+    def with_limits(self, **changes: int) -> Settings:
+        return replace(self, limits=replace(self.limits, **changes))
+
+    def describe(self) -> dict[str, str]:
+        """Human-readable, secret-free view of the settings (for ``bulkorder dev``)."""
+        return {
+            "temporal": "embedded dev server" if self.temporal.embedded else f"{self.temporal.address} "
+            f"(namespace {self.temporal.namespace})",
+            "task queue": self.task_queue,
+            "blob store": self.blob_store.describe(),
+            "event store": self.event_store.describe(),
+        }
+
+
+def _temporal_settings(env: Mapping[str, str]) -> TemporalSettings:
+    from temporalio.envconfig import ClientConfigProfile
+
+    try:
+        profile = ClientConfigProfile.load(override_env_vars=dict(env))
+    except Exception as exc:  # noqa: BLE001 - envconfig raises several types for bad files
+        raise SettingsError(f"Temporal client configuration (TEMPORAL_* / config file) is invalid: {exc}") from None
+    if not profile.address:
+        return TemporalSettings(address=None, namespace=profile.namespace or "default")
+    config = dict(profile.to_client_connect_config())
+    return TemporalSettings(
+        address=profile.address,
+        namespace=profile.namespace or "default",
+        connect_config=config,
+    )
+
+
+def _blob_store_config(env: Mapping[str, str], home: Path) -> BlobStoreConfig:
+    bucket = env.get("BULKORDER_S3_BUCKET") or None
+    folder = env.get("BULKORDER_BLOB_DIR") or None
+    if bucket and folder:
+        raise SettingsError("set either BULKORDER_S3_BUCKET or BULKORDER_BLOB_DIR, not both")
+    return BlobStoreConfig(
+        folder=None if bucket else str(Path(folder) if folder else home / "blobs"),
+        s3_bucket=bucket,
+        s3_prefix=env.get("BULKORDER_S3_PREFIX", ""),
+        s3_endpoint_url=env.get("BULKORDER_S3_ENDPOINT_URL") or None,
+        s3_region=env.get("BULKORDER_S3_REGION") or None,
+    )
+
+
+def _limits(env: Mapping[str, str]) -> OrderLimits:
+    defaults = OrderLimits()
+    values = {
+        name: _positive_int(env, variable, getattr(defaults, name)) for variable, name in _LIMIT_VARIABLES.items()
+    }
+    assert set(values) <= {f.name for f in fields(OrderLimits)}
+    return OrderLimits(**values)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than zero")
+    return value

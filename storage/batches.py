@@ -1,0 +1,124 @@
+"""Batches of items in the blob store, and the :class:`~domain.refs.BatchRef`s naming them.
+
+This is the one place that turns items into a ref and a ref back into items. A batch is
+stored under the sha-256 of its bytes, so writing the same batch twice writes it once, and
+its default ID derives from that hash too: re-adding identical content is idempotent all
+the way up to the ``Order`` aggregate (a batch ID is applied at most once).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from domain.identifiers import check_batch_id
+from domain.items import Item, item_from_dict
+from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BatchRef, check_batch_ref
+from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch
+from storage.blob_store import BlobStore, content_key, sha256_hex, validate_key
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+
+#: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
+CONTENT_BATCH_ID_PREFIX = "sha256-"
+
+
+def batch_counters(items: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, int]]:
+    """Total quantity, and sum of quantity x unit price per currency in minor units."""
+    quantity = 0
+    totals: dict[str, int] = {}
+    for item in items:
+        count = item["quantity"]
+        price = item["unit_price"]
+        quantity += count
+        currency = price["currency"]
+        totals[currency] = totals.get(currency, 0) + count * price["amount"]
+    return quantity, totals
+
+
+class BatchStore:
+    """Writes item batches as content-addressed blobs and reads them back, checked.
+
+    ``key_prefix`` is the first part of every batch key (``batches/ab/ab12...``);
+    ``level`` is the zstd compression level.
+    """
+
+    def __init__(self, blobs: BlobStore, *, key_prefix: str = "batches", level: int = DEFAULT_LEVEL) -> None:
+        self.blobs = blobs
+        self.key_prefix = validate_key(key_prefix)
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"BatchStore({self.blobs!r}, key_prefix={self.key_prefix!r})"
+
+    def encode(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> tuple[BatchRef, bytes]:
+        """Encode ``items`` (already validated) into a batch: its ref and its bytes.
+
+        Pure CPU, no I/O, so callers can run it in a thread or process pool and write
+        the result with :meth:`put_encoded`. Raises :class:`ValueError` for an empty
+        batch, an invalid ``batch_id``, or a batch beyond the limits of a ref.
+        """
+        if batch_id is not None:
+            check_batch_id(batch_id)
+        if not items:
+            raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
+        quantity, totals = batch_counters(items)
+        data = encode_batch(items, level=self.level)
+        sha256 = sha256_hex(data)
+        ref = BatchRef(
+            batch_id=batch_id if batch_id is not None else CONTENT_BATCH_ID_PREFIX + sha256[:32],
+            key=content_key(sha256, self.key_prefix),
+            sha256=sha256,
+            size=len(data),
+            item_count=len(items),
+            quantity=quantity,
+            totals=totals,
+            encoding=BATCH_ENCODING,
+            format_version=BATCH_FORMAT_VERSION,
+        )
+        return check_batch_ref(ref), data
+
+    def put_encoded(self, ref: BatchRef, data: bytes) -> None:
+        """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``."""
+        check_batch_ref(ref)
+        if len(data) != ref.size:
+            raise BatchFormatError(
+                f"batch {ref.batch_id!r} ({ref.key}): {len(data)} bytes given, the ref says {ref.size}"
+            )
+        actual = sha256_hex(data)
+        if actual != ref.sha256:
+            raise BlobIntegrityError(ref.key, ref.sha256, actual, context=f"batch {ref.batch_id!r}")
+        self.blobs.put(ref.key, data)
+
+    def write(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> BatchRef:
+        """Encode and store ``items``; returns the ref to hand to the workflow."""
+        ref, data = self.encode(items, batch_id)
+        self.blobs.put(ref.key, data)
+        return ref
+
+    def read(self, ref: BatchRef) -> list[dict[str, Any]]:
+        """The items of the batch ``ref`` names, checked against the ref.
+
+        Raises :class:`~domain.refs.InvalidRefError` for a malformed ref,
+        :class:`BlobNotFoundError` / :class:`BlobIntegrityError` if the blob is missing
+        or corrupt, :class:`BatchFormatError` if it does not decode or contradicts the
+        ref. Each names the batch ID and its key.
+        """
+        check_batch_ref(ref)
+        where = f"batch {ref.batch_id!r} ({ref.key})"
+        try:
+            data = self.blobs.get(ref.key)
+        except BlobNotFoundError as exc:
+            raise BlobNotFoundError(ref.key, exc.location, context=f"batch {ref.batch_id!r}") from None
+        except BlobIntegrityError as exc:
+            raise BlobIntegrityError(
+                ref.key, exc.expected, exc.actual, exc.location, context=f"batch {ref.batch_id!r}"
+            ) from None
+        if len(data) != ref.size:
+            raise BatchFormatError(f"{where}: blob is {len(data)} bytes, the ref says {ref.size}")
+        items = decode_batch(data, where=where)
+        if len(items) != ref.item_count:
+            raise BatchFormatError(f"{where}: blob holds {len(items)} items, the ref says {ref.item_count}")
+        return items
+
+    def read_items(self, ref: BatchRef) -> list[Item]:
+        """Like :meth:`read`, as :class:`~domain.items.Item` models (slower: one model per item)."""
+        return [item_from_dict(item) for item in self.read(ref)]

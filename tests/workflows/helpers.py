@@ -1,0 +1,45 @@
+"""Helpers for workflow tests: stored batches of generated items and expected counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from domain.application import Orders
+from domain.items import validate_item_dicts
+from domain.refs import BatchRef
+from domain.sample_items import generate_items
+from storage.batches import BatchStore
+
+
+def store_generated(batches: BatchStore, count: int, batch_size: int, *, prefix: str, start: int = 0) -> list[BatchRef]:
+    refs = []
+    for index, offset in enumerate(range(start, start + count, batch_size)):
+        items = validate_item_dicts(list(generate_items(min(batch_size, start + count - offset), start=offset)))
+        refs.append(batches.write(items, batch_id=f"{prefix}-{index:06d}"))
+    return refs
+
+
+def expected_per_sku(count: int, start: int = 0) -> dict[str, int]:
+    quantities: Counter[str] = Counter()
+    for item in generate_items(count, start=start):
+        quantities[item["sku"]] += item["quantity"]
+    return dict(quantities)
+
+
+def recorded_batch_ids(orders: Orders, order_id: str) -> Counter[str]:
+    return Counter(ref.batch_id for ref in orders.iter_batch_refs(order_id))
+
+
+def event_types(orders: Orders, order_id: str) -> list[str]:
+    from domain.identifiers import aggregate_id_for
+
+    return [type(event).__name__ for event in orders.events.get(aggregate_id_for(order_id))]
+
+
+def totals_of(refs: list[BatchRef]) -> dict[str, Any]:
+    totals: dict[str, int] = {}
+    for ref in refs:
+        for currency, amount in ref.totals.items():
+            totals[currency] = totals.get(currency, 0) + amount
+    return {"items": sum(r.item_count for r in refs), "quantity": sum(r.quantity for r in refs), "totals": totals}

@@ -1,0 +1,114 @@
+"""What travels between clients, the order workflow and its activities.
+
+Plain dataclasses (standard library only, sandbox-safe) that Temporal's default converter
+serialises. None of them ever holds an item: at most a bounded list of ``BatchRef``s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.refs import BatchRef
+from domain.summary import OrderStatus, OrderSummary, Rejection
+
+# Names of the workflow's handlers and of the activities, shared by worker and clients.
+RECORD_ACTIVITY = "record_order_change"
+FULFILL_ACTIVITY = "fulfill_order"
+
+#: Most refs one ``add_batches`` call may carry: keeps the call far below 2 MB.
+MAX_REFS_PER_CALL = 1_000
+
+
+@dataclass
+class OrderLimits:
+    """When a run continues-as-new, and how much work one activity call takes.
+
+    Temporal's hard limits per run: 51,200 events / 50 MB of history, 10,000 signals,
+    2,000 updates; it suggests continue-as-new at 4,096 events / 4 MiB. The defaults stay
+    well inside those, leaving room for what arrives while a run hands over.
+    """
+
+    max_history_events: int = 2_000
+    max_history_bytes: int = 2 * 1024 * 1024
+    max_signals: int = 5_000
+    max_updates: int = 1_000
+    #: Refs recorded per activity call; ~300 bytes each, so ~150 KB of input.
+    max_refs_per_record: int = 500
+    #: Most unrecorded refs handed to the next run (~300 KB of continue-as-new input).
+    max_carried_refs: int = 1_000
+    #: Batches the fulfillment step reads from the blob store at once.
+    fulfillment_concurrency: int = 4
+
+
+@dataclass
+class OrderState:
+    """What one run hands to the next on continue-as-new. Compact by construction:
+    counters, a status, and only the refs accepted but not yet recorded."""
+
+    order_id: str
+    customer_id: str
+    status: str = OrderStatus.OPEN
+    created: bool = False
+    #: Counters as last recorded in the event store (authoritative for recorded batches).
+    recorded: OrderSummary | None = None
+    pending: list[BatchRef] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    submit_requested: bool = False
+    cancel_reason: str | None = None
+    runs: int = 1
+    duplicates_ignored: int = 0
+    invalid_refs: int = 0
+
+
+@dataclass
+class OrderInput:
+    """Workflow input. ``state`` is set only when a run continues as new."""
+
+    order_id: str
+    customer_id: str
+    limits: OrderLimits = field(default_factory=OrderLimits)
+    #: True when started by ``create`` (Update-With-Start): the run records nothing unless
+    #: that update was accepted, so a refused create leaves no order behind.
+    create_via_update: bool = True
+    state: OrderState | None = None
+
+
+@dataclass
+class CreateRequest:
+    """The ``create`` update: opens the order, optionally with its first batches."""
+
+    refs: list[BatchRef] = field(default_factory=list)
+
+
+@dataclass
+class AddBatchesResult:
+    """Answer to the ``add_batches`` update."""
+
+    accepted: list[str]
+    duplicates: list[str]
+    summary: OrderSummary
+
+
+@dataclass
+class FulfillRequest:
+    order_id: str
+    #: The counters the event store recorded at submit; fulfillment checks it read them all.
+    expected_items: int
+    expected_batches: int
+    #: Read only events up to this aggregate version (the ``Submitted`` event).
+    up_to_version: int
+    concurrency: int = 4
+
+
+@dataclass
+class OrderStats:
+    """How the workflow itself is doing (the ``stats`` query): runs, history, messages."""
+
+    runs: int
+    history_events: int
+    history_bytes: int
+    signals_this_run: int
+    updates_this_run: int
+    pending_batches: int
+    duplicates_ignored: int
+    invalid_refs: int

@@ -1,0 +1,379 @@
+"""``OrderWorkflow``: the source of truth for an order while it is open.
+
+One workflow per order (workflow ID = ``order-<order ID>``). It holds counters and the
+refs not yet recorded, never items. Handlers only accept or refuse work and return at
+once; the main loop records accepted work in the event store through an idempotent
+activity, continues-as-new before the run's history grows large, and after ``submit``
+runs fulfillment and completes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
+    from domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals, check_batch_ref
+    from domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome, Rejection
+    from workflows.messages import (
+        FULFILL_ACTIVITY,
+        MAX_REFS_PER_CALL,
+        RECORD_ACTIVITY,
+        AddBatchesResult,
+        CreateRequest,
+        FulfillRequest,
+        OrderInput,
+        OrderState,
+        OrderStats,
+    )
+
+# Error types a caller can match on (ApplicationError.type).
+ORDER_EXISTS = "OrderAlreadyExists"
+INVALID_ORDER = "InvalidOrder"
+INVALID_REF = "InvalidBatchRef"
+ORDER_CLOSED = "OrderClosed"
+CREATE_REFUSED = "CreateRefused"
+
+# Errors from the event store that retrying cannot fix (see workflows.activities).
+_PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
+
+_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=_PERMANENT_RECORD_ERRORS,
+)
+_FULFILL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["BlobNotFoundError", "BlobIntegrityError", "BatchFormatError", "FulfillmentMismatch"],
+)
+
+
+@workflow.defn
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, input: OrderInput) -> None:
+        self._limits = input.limits
+        self._state = input.state or OrderState(order_id=input.order_id, customer_id=input.customer_id)
+        self._input_error: str | None = None
+        try:
+            check_order_id(input.order_id)
+            check_customer_id(input.customer_id)
+        except InvalidIdentifierError as exc:
+            self._input_error = str(exc)
+        self._create_accepted = False
+        self._create_error: str | None = None
+        # Batch IDs accepted during this run. Duplicates from earlier runs are caught by the
+        # event store (the Order aggregate applies a batch ID at most once).
+        self._seen: set[str] = {ref.batch_id for ref in self._state.pending}
+        self._signals = 0
+        self._updates = 0
+
+    # ---- main loop ---------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: OrderInput) -> OrderSummary:
+        if self._input_error:
+            raise ApplicationError(self._input_error, type=INVALID_ORDER, non_retryable=True)
+        if not self._state.created:
+            if input.create_via_update and not self._create_accepted:
+                # The create update was refused by its validator: record nothing.
+                raise ApplicationError(
+                    f"order {input.order_id!r} was not created: its create request was refused",
+                    type=CREATE_REFUSED,
+                    non_retryable=True,
+                )
+            await self._record_creation()
+
+        while self._state.status == OrderStatus.OPEN or self._has_unrecorded():
+            await workflow.wait_condition(lambda: self._has_unrecorded() or self._continue_as_new_due())
+            if self._continue_as_new_due():
+                # Checked first: under a steady stream of additions there is always
+                # something to record, and the history must still stay bounded. Pending
+                # refs travel to the next run, but only a bounded number of them.
+                while len(self._state.pending) > self._limits.max_carried_refs:
+                    await self._record_next()
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._continue_as_new()
+            await self._record_next()
+
+        if self._state.status == OrderStatus.SUBMITTED:
+            report = await self._fulfill()
+            await self._record(OrderChange(order_id=self._state.order_id, report=report))
+            self._state.status = OrderStatus.FULFILLED
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._summary()
+
+    def _has_unrecorded(self) -> bool:
+        recorded_status = self._recorded().status
+        return bool(
+            self._state.pending
+            or self._state.rejections
+            or (self._state.submit_requested and recorded_status == OrderStatus.OPEN)
+            or (self._state.cancel_reason is not None and recorded_status == OrderStatus.OPEN)
+        )
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._limits.max_history_events
+            or info.get_current_history_size() >= self._limits.max_history_bytes
+            or self._signals >= self._limits.max_signals
+            or self._updates >= self._limits.max_updates
+        )
+
+    def _continue_as_new(self) -> None:
+        self._state.runs += 1
+        workflow.continue_as_new(
+            OrderInput(
+                order_id=self._state.order_id,
+                customer_id=self._state.customer_id,
+                limits=self._limits,
+                create_via_update=False,
+                state=self._state,
+            )
+        )
+
+    # ---- recording in the event store -------------------------------------------------
+
+    async def _record_creation(self) -> None:
+        try:
+            await self._record(
+                OrderChange(order_id=self._state.order_id, customer_id=self._state.customer_id, create=True)
+            )
+        except ActivityError as err:
+            self._create_error = _cause_message(err)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(self._create_error, type=ORDER_EXISTS, non_retryable=True) from None
+        self._state.created = True
+
+    async def _record_next(self) -> None:
+        """Record the oldest pending refs (a bounded chunk), rejections, then submit/cancel."""
+        chunk = self._state.pending[: self._limits.max_refs_per_record]
+        rejections = list(self._state.rejections)
+        drained = len(chunk) == len(self._state.pending)
+        change = OrderChange(order_id=self._state.order_id, batches=chunk, rejections=rejections)
+        if drained and self._recorded().status == OrderStatus.OPEN:
+            change.cancel_reason = self._state.cancel_reason
+            change.submit = self._state.submit_requested and self._state.cancel_reason is None
+        outcome = await self._record(change)
+        # Handlers only append while the activity runs, so the head is what we recorded.
+        del self._state.pending[: len(chunk)]
+        del self._state.rejections[: len(rejections)]
+        self._state.duplicates_ignored += len(outcome.duplicate_batch_ids)
+
+    async def _record(self, change: OrderChange) -> RecordOutcome:
+        outcome: RecordOutcome = await workflow.execute_activity(
+            RECORD_ACTIVITY,
+            change,
+            result_type=RecordOutcome,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_RECORD_RETRY,
+        )
+        self._state.recorded = outcome.summary
+        return outcome
+
+    def _recorded(self) -> OrderSummary:
+        if self._state.recorded is None:
+            return OrderSummary(order_id=self._state.order_id, customer_id=self._state.customer_id)
+        return self._state.recorded
+
+    async def _fulfill(self) -> ReportRef:
+        recorded = self._recorded()
+        return await workflow.execute_activity(
+            FULFILL_ACTIVITY,
+            FulfillRequest(
+                order_id=self._state.order_id,
+                expected_items=recorded.item_count,
+                expected_batches=recorded.batch_count,
+                up_to_version=recorded.version,
+                concurrency=self._limits.fulfillment_concurrency,
+            ),
+            result_type=ReportRef,
+            start_to_close_timeout=timedelta(hours=6),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=_FULFILL_RETRY,
+        )
+
+    # ---- handlers: accept or refuse, never wait on I/O --------------------------------
+
+    @workflow.update
+    async def create(self, request: CreateRequest) -> OrderSummary:
+        """Open the order (with Update-With-Start); returns once it is in the event store."""
+        self._create_accepted = True
+        self._updates += 1
+        for ref in request.refs:
+            self._accept(ref)
+        await workflow.wait_condition(lambda: self._state.created or self._create_error is not None)
+        if self._create_error is not None:
+            raise ApplicationError(self._create_error, type=ORDER_EXISTS, non_retryable=True)
+        return self._summary()
+
+    @create.validator
+    def _validate_create(self, request: CreateRequest) -> None:
+        if self._input_error:
+            raise ApplicationError(self._input_error, type=INVALID_ORDER)
+        if self._create_accepted or self._state.created:
+            raise ApplicationError(
+                f"order {self._state.order_id!r} already exists (status {self._state.status})",
+                type=ORDER_EXISTS,
+            )
+        _check_refs(request.refs)
+
+    @workflow.update(name="add_batches")
+    def add_batches(self, refs: list[BatchRef]) -> AddBatchesResult:
+        """Add batches and get the order's counters back (acknowledged by Temporal)."""
+        self._updates += 1
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        for ref in refs:
+            (accepted if self._accept(ref) else duplicates).append(ref.batch_id)
+        return AddBatchesResult(accepted=accepted, duplicates=duplicates, summary=self._summary())
+
+    @add_batches.validator
+    def _validate_add_batches(self, refs: list[BatchRef]) -> None:
+        self._check_open("add batches")
+        _check_refs(refs)
+        if not refs:
+            raise ApplicationError("add_batches needs at least one batch ref", type=INVALID_REF)
+
+    @workflow.signal(name="add_batches")
+    def add_batches_signal(self, refs: list[BatchRef]) -> None:
+        """Fire-and-forget variant for importers. What cannot be accepted is recorded as a
+        ``BatchRejected`` event with its reason: a signal has no caller to tell."""
+        self._signals += 1
+        for ref in refs:
+            if ref.batch_id in self._seen:
+                self._state.duplicates_ignored += 1
+                continue
+            reason = self._refusal(ref)
+            if reason is None:
+                self._accept(ref)
+            else:
+                self._reject(ref, reason)
+
+    @workflow.update
+    def submit(self) -> OrderSummary:
+        """Close the order to additions and start fulfillment."""
+        self._updates += 1
+        self._state.submit_requested = True
+        self._state.status = OrderStatus.SUBMITTED
+        return self._summary()
+
+    @submit.validator
+    def _validate_submit(self) -> None:
+        self._check_open("submit")
+        if self._summary().item_count == 0:
+            raise ApplicationError(f"order {self._state.order_id!r} has no items to submit", type=ORDER_CLOSED)
+
+    @workflow.update(name="cancel")
+    def cancel(self, reason: str) -> OrderSummary:
+        self._updates += 1
+        self._cancel(reason)
+        return self._summary()
+
+    @cancel.validator
+    def _validate_cancel(self, reason: str) -> None:
+        self._check_open("cancel")
+
+    @workflow.signal(name="cancel")
+    def cancel_signal(self, reason: str) -> None:
+        self._signals += 1
+        if self._state.status == OrderStatus.OPEN:
+            self._cancel(reason)
+        else:
+            workflow.logger.warning("order %s is %s: cancel signal ignored", self._state.order_id, self._state.status)
+
+    @workflow.query
+    def summary(self) -> OrderSummary:
+        return self._summary()
+
+    @workflow.query
+    def stats(self) -> OrderStats:
+        info = workflow.info()
+        return OrderStats(
+            runs=self._state.runs,
+            history_events=info.get_current_history_length(),
+            history_bytes=info.get_current_history_size(),
+            signals_this_run=self._signals,
+            updates_this_run=self._updates,
+            pending_batches=len(self._state.pending),
+            duplicates_ignored=self._state.duplicates_ignored,
+            invalid_refs=self._state.invalid_refs,
+        )
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _accept(self, ref: BatchRef) -> bool:
+        if ref.batch_id in self._seen:
+            self._state.duplicates_ignored += 1
+            return False
+        self._seen.add(ref.batch_id)
+        self._state.pending.append(ref)
+        return True
+
+    def _refusal(self, ref: BatchRef) -> str | None:
+        if self._state.status != OrderStatus.OPEN:
+            return f"order is {self._state.status}"
+        try:
+            check_batch_ref(ref)
+        except (InvalidRefError, TypeError, AttributeError) as exc:
+            return f"invalid batch ref: {exc}"
+        return None
+
+    def _reject(self, ref: BatchRef, reason: str) -> None:
+        batch_id = getattr(ref, "batch_id", None)
+        if not isinstance(batch_id, str) or not batch_id or len(batch_id) > 200:
+            self._state.invalid_refs += 1
+            batch_id = f"invalid-ref-{self._state.runs}-{self._state.invalid_refs}"
+        self._seen.add(batch_id)
+        key = ref.key if isinstance(getattr(ref, "key", None), str) else ""
+        self._state.rejections.append(Rejection(batch_id=batch_id, reason=reason, key=key[:512]))
+
+    def _cancel(self, reason: str) -> None:
+        self._state.cancel_reason = reason or "cancelled"
+        self._state.status = OrderStatus.CANCELLED
+
+    def _check_open(self, action: str) -> None:
+        if self._input_error:
+            raise ApplicationError(self._input_error, type=INVALID_ORDER)
+        if self._state.status != OrderStatus.OPEN:
+            raise ApplicationError(
+                f"order {self._state.order_id!r} is {self._state.status}: cannot {action}", type=ORDER_CLOSED
+            )
+
+    def _summary(self) -> OrderSummary:
+        """Recorded counters plus what is accepted but not yet recorded."""
+        recorded = self._recorded()
+        summary = replace(recorded, totals=dict(recorded.totals), status=self._state.status)
+        for ref in self._state.pending:
+            summary.item_count += ref.item_count
+            summary.batch_count += 1
+            summary.quantity += ref.quantity
+            add_totals(summary.totals, ref.totals)
+        summary.pending_batches = len(self._state.pending)
+        summary.rejected_batches += len(self._state.rejections)
+        return summary
+
+
+def _check_refs(refs: list[BatchRef]) -> None:
+    if len(refs) > MAX_REFS_PER_CALL:
+        raise ApplicationError(
+            f"{len(refs)} batch refs in one call; at most {MAX_REFS_PER_CALL}", type=INVALID_REF
+        )
+    for index, ref in enumerate(refs):
+        try:
+            check_batch_ref(ref)
+        except InvalidRefError as exc:
+            raise ApplicationError(f"batch ref #{index}: {exc}", type=INVALID_REF) from None
+
+
+def _cause_message(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)
