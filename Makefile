@@ -19,8 +19,11 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest
 
+# Every tests/benchmarks/bench_*.py is a script; each prints its table and the figures
+# to record in docs/benchmarks.md. Not timed tests: targets are checked by reading them.
 bench: $(INSTALLED)
-	$(PY) -m pytest tests/benchmarks -q -p no:randomly -s -m benchmark
+	@set -e; for script in tests/benchmarks/bench_*.py; do \
+		name=$$(basename $$script .py); echo "== $$name"; $(PY) -m tests.benchmarks.$$name; done
 
 clean:
 	rm -rf $(VENV) .bulkorder .pytest_cache

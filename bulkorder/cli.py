@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-from bulkorder.commands import COMMAND_MODULES
+from bulkorder.commands import command_modules
 from bulkorder.errors import exit_code_for, message_for
 from bulkorder.settings import Settings
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and Temporal/worker messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
+    for module in command_modules():
         module.register(sub)
     return parser
 
