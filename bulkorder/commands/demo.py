@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bulkorder.commands.output import money, print_json
+from bulkorder.commands.output import money, positive_int, print_json
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
 from domain.items import validate_item_dicts
@@ -26,9 +26,9 @@ from workflows.client import OrderClient
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = sub.add_parser("demo", help="create, grow, submit and fulfill one generated order end to end")
-    demo.add_argument("--items", type=int, default=200_000, help="number of generated items (default 200,000)")
-    demo.add_argument("--batch-size", type=int, default=2_000, help="items per stored batch (default 2,000)")
-    demo.add_argument("--max-history-events", type=int, default=None, help="continue-as-new past this many events per run")
+    demo.add_argument("--items", type=positive_int, default=200_000, help="number of generated items (default 200,000)")
+    demo.add_argument("--batch-size", type=positive_int, default=2_000, help="items per stored batch (default 2,000)")
+    demo.add_argument("--max-history-events", type=positive_int, default=None, help="continue-as-new past this many events per run")
     demo.add_argument("--order-id", default=None, help="order ID (default: demo-<time>)")
     demo.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     demo.set_defaults(handler=run_demo)
@@ -52,8 +52,6 @@ class DemoFigures:
 
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    if args.items <= 0 or args.batch_size <= 0:
-        raise ValueError("--items and --batch-size must be positive")
     if args.max_history_events is not None:
         settings = settings.with_limits(max_history_events=args.max_history_events)
     order_id = args.order_id or f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"

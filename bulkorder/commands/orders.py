@@ -6,7 +6,7 @@ import argparse
 
 from temporalio.service import RPCError
 
-from bulkorder.commands.output import print_json, print_summary
+from bulkorder.commands.output import positive_int, print_json, print_summary
 from bulkorder.item_files import read_item_file
 from bulkorder.runtime import NoTemporalError, open_runtime
 from bulkorder.settings import Settings
@@ -20,14 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create.add_argument("order_id")
     create.add_argument("--customer", required=True, help="customer ID")
     create.add_argument("--items", metavar="FILE", help="NDJSON or JSON array of the order's first items")
-    create.add_argument("--batch-size", type=int, default=None)
+    create.add_argument("--batch-size", type=positive_int, default=None)
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=run_create)
 
     add = sub.add_parser("add", help="add the items of a file (NDJSON or JSON array) to an open order")
     add.add_argument("order_id")
     add.add_argument("file")
-    add.add_argument("--batch-size", type=int, default=None)
+    add.add_argument("--batch-size", type=positive_int, default=None)
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=run_add)
 
@@ -50,10 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _batch_size(args: argparse.Namespace, settings: Settings) -> int:
-    size = args.batch_size or settings.batch_size
-    if size <= 0:
-        raise ValueError(f"--batch-size must be positive, got {size}")
-    return int(size)
+    return int(args.batch_size or settings.batch_size)
 
 
 async def run_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -9,14 +10,15 @@ from typing import Any
 from domain.summary import OrderSummary
 
 
-def to_jsonable(value: Any) -> Any:
+def _default(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
-    return value
+    return str(value)
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(to_jsonable(value), sort_keys=True, default=str))
+    """One JSON object on one line (dataclasses, nested too, become objects)."""
+    print(json.dumps(value, sort_keys=True, default=_default))
 
 
 def money(totals: dict[str, int]) -> str:
@@ -50,3 +52,14 @@ def print_summary(summary: OrderSummary, *, as_json: bool, source: str = "") -> 
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: refuses zero, negatives and non-numbers (exit code 2)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
+    return value

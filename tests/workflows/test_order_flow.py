@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Mapping
 
-from tests.fixtures.orders import OrderStack
+import pytest
+
+from tests.fixtures.orders import OrderStack, sqlite_env
 from tests.workflows.helpers import event_types, expected_per_sku, recorded_batch_ids, store_generated, totals_of
 from workflows.fulfillment import decode_report
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def event_store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Mapping[str, str]:
+    """The same flow on both event stores users run: SQLite embedded, PostgreSQL at scale."""
+    if request.param == "sqlite":
+        return sqlite_env(tmp_path / "events.sqlite")
+    return request.getfixturevalue("postgres_env")
 
 
 def new_order_id() -> str:
@@ -39,6 +51,7 @@ async def test_order_created_grown_submitted_and_fulfilled(order_stack: OrderSta
     # The event store holds the same order, every batch exactly once.
     recorded = order_stack.orders.summary(order_id)
     assert (recorded.status, recorded.item_count, recorded.batch_count) == ("fulfilled", 10_000, 10)
+    assert recorded == final
     assert recorded_batch_ids(order_stack.orders, order_id) == {r.batch_id: 1 for r in refs}
     types = event_types(order_stack.orders, order_id)
     assert types[0] == "Created" and types[-2:] == ["Submitted", "FulfillmentCompleted"]
@@ -49,3 +62,4 @@ async def test_order_created_grown_submitted_and_fulfilled(order_stack: OrderSta
     report = decode_report(order_stack.batches.blobs.get(final.report.key))
     assert {sku: qty for sku, qty, _ in report["skus"]} == expected_per_sku(10_000)
     assert report["totals"] == expected["totals"]
+

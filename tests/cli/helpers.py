@@ -1,0 +1,46 @@
+"""Run the ``bulkorder`` command line as a user would: a separate process, real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+def cli_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: nothing from the developer's TEMPORAL_* or BULKORDER_* leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BULKORDER_", "PERSISTENCE_", "SQLITE_", "POSTGRES_"))}
+    env["BULKORDER_HOME"] = str(home)
+    env.update(extra or {})
+    return env
+
+
+async def run_cli(*args: str, env: Mapping[str, str], timeout: float = 180) -> CliResult:
+    """Run ``bulkorder ARGS`` in a child process without blocking the event loop (the
+    test's own worker runs on it and must keep serving the command's workflow)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bulkorder.cli", *args],
+        env=dict(env), capture_output=True, text=True, timeout=timeout,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def write_ndjson(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path

@@ -1,0 +1,115 @@
+"""``bulkorder create / add / submit / cancel / show`` against a real dev server, run as a
+separate process sharing the test worker's blob folder and SQLite event store."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from domain.sample_items import generate_items
+from tests.cli.helpers import cli_env, run_cli, write_ndjson
+from tests.fixtures.orders import OrderStack
+
+
+@pytest.fixture
+def env(order_stack: OrderStack, temporal_address: str, tmp_path: Path) -> dict[str, str]:
+    # order_stack keeps its event store at tmp_path/events.sqlite and blobs at
+    # tmp_path/blobs: exactly the defaults for BULKORDER_HOME=tmp_path.
+    return cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": order_stack.task_queue})
+
+
+def new_order_id() -> str:
+    return f"cli-{uuid.uuid4().hex[:10]}"
+
+
+async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order_stack: OrderStack) -> None:
+    order_id = new_order_id()
+    first = write_ndjson(tmp_path / "first.ndjson", list(generate_items(3_000)))
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps(list(generate_items(2_000, start=3_000))))
+
+    created = await run_cli("create", order_id, "--customer", "acme", "--items", str(first), "--batch-size", "1000", "--json", env=env)
+    assert created.code == 0, created.stderr
+    assert created.json()["item_count"] == 3_000 and created.json()["status"] == "open"
+
+    added = await run_cli("add", order_id, str(more), "--json", env=env)
+    assert added.code == 0, added.stderr
+    assert added.json()["summary"]["item_count"] == 5_000 and added.json()["accepted"] == 1
+
+    shown = await run_cli("show", order_id, "--json", env=env)
+    assert shown.code == 0 and shown.json()["source"] == "workflow" and shown.json()["item_count"] == 5_000
+
+    submitted = await run_cli("submit", order_id, "--wait", "--json", env=env)
+    assert submitted.code == 0, submitted.stderr
+    assert submitted.json()["status"] == "fulfilled" and submitted.json()["report"]["item_count"] == 5_000
+
+    after = await run_cli("show", order_id, env=env)
+    assert after.code == 0 and "fulfilled" in after.stdout and "event store" in after.stdout
+    assert order_stack.orders.summary(order_id).item_count == 5_000
+
+
+async def test_invalid_item_names_file_line_and_field_and_records_nothing(env: dict[str, str], tmp_path: Path, order_stack: OrderStack) -> None:
+    order_id = new_order_id()
+    items = list(generate_items(10))
+    items[6]["quantity"] = 0
+    bad = write_ndjson(tmp_path / "bad.ndjson", items)
+    result = await run_cli("create", order_id, "--customer", "acme", "--items", str(bad), env=env)
+    assert result.code == 2
+    assert f"{bad} line 7: quantity: Input should be greater than or equal to 1" in result.stderr
+    assert not order_stack.orders.exists(order_id)
+
+    created = await run_cli("create", order_id, "--customer", "acme", env=env)
+    assert created.code == 0
+    (tmp_path / "broken.ndjson").write_text('{"sku": "A"\n')
+    result = await run_cli("add", order_id, str(tmp_path / "broken.ndjson"), env=env)
+    assert result.code == 2 and "broken.ndjson line 1: not valid JSON" in result.stderr
+    assert order_stack.orders.summary(order_id).batch_count == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["create", "bad id!", "--customer", "acme"], 2, "order ID 'bad id!' is invalid"),
+        (["create", "ok-id", "--customer", "bad customer"], 2, "customer ID 'bad customer' is invalid"),
+        (["add", "ok-id", "/nonexistent/items.ndjson"], 2, "/nonexistent/items.ndjson: no such file"),
+        (["show", "never-created-order"], 1, "order 'never-created-order' does not exist"),
+        (["submit", "never-created-order"], 1, "order 'never-created-order' does not exist"),
+    ],
+)
+async def test_bad_input_and_unknown_orders(env: dict[str, str], args: list[str], code: int, message: str) -> None:
+    result = await run_cli(*args, env=env)
+    assert result.code == code, result.stderr
+    assert message in result.stderr
+    assert result.stderr.startswith(f"bulkorder {args[0]}: error:")
+
+
+async def test_empty_file_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty.ndjson").write_text("\n")
+    result = await run_cli("create", new_order_id(), "--customer", "acme", "--items", str(tmp_path / "empty.ndjson"), env=env)
+    assert result.code == 2 and "the file is empty" in result.stderr
+
+
+async def test_duplicate_create_and_closed_order(env: dict[str, str], tmp_path: Path) -> None:
+    order_id = new_order_id()
+    items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(100)))
+    assert (await run_cli("create", order_id, "--customer", "acme", "--items", str(items), env=env)).code == 0
+    again = await run_cli("create", order_id, "--customer", "acme", env=env)
+    assert again.code == 1 and f"order '{order_id}' already exists" in again.stderr
+
+    cancelled = await run_cli("cancel", order_id, "--reason", "test", "--json", env=env)
+    assert cancelled.code == 0 and cancelled.json()["status"] == "cancelled"
+    late = await run_cli("add", order_id, str(items), env=env)
+    assert late.code == 1 and "cancelled" in late.stderr
+
+
+async def test_bad_setting_names_the_variable(env: dict[str, str]) -> None:
+    result = await run_cli("show", "x", env={**env, "BULKORDER_BATCH_SIZE": "lots"})
+    assert result.code == 2 and "BULKORDER_BATCH_SIZE='lots' is not a whole number" in result.stderr
+
+
+async def test_without_temporal_the_error_says_what_to_do(tmp_path: Path) -> None:
+    result = await run_cli("create", new_order_id(), "--customer", "acme", env=cli_env(tmp_path / "empty-home"))
+    assert result.code == 1 and "set TEMPORAL_ADDRESS, or run `bulkorder dev`" in result.stderr

@@ -1,0 +1,65 @@
+"""Settings from the environment: defaults, overrides, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bulkorder.settings import Settings, SettingsError
+
+
+def test_defaults_are_the_embedded_stack(tmp_path: Path) -> None:
+    settings = Settings.from_env({"BULKORDER_HOME": str(tmp_path)})
+    assert settings.temporal.embedded
+    assert settings.blob_store.folder == str(tmp_path / "blobs")
+    assert settings.event_store.env()["SQLITE_DBNAME"] == str(tmp_path / "events.sqlite")
+    assert settings.limits.max_history_events == 2_000 and settings.batch_size == 5_000
+    assert settings.task_queue == "bulkorder"
+
+
+def test_temporal_follows_temporalio_env_conventions(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "TEMPORAL_ADDRESS": "temporal.example.com:7233",
+        "TEMPORAL_NAMESPACE": "orders",
+        "TEMPORAL_API_KEY": "secret-key",
+    })
+    assert not settings.temporal.embedded
+    assert settings.temporal.address == "temporal.example.com:7233"
+    assert settings.temporal.namespace == "orders"
+    assert settings.temporal.connect_config["api_key"] == "secret-key"
+    assert settings.temporal.connect_config["tls"] is True  # an API key implies TLS
+    assert "secret-key" not in str(settings.describe())
+
+
+def test_s3_and_postgres_and_limits(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "BULKORDER_S3_BUCKET": "orders-blobs",
+        "BULKORDER_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "BULKORDER_S3_PREFIX": "prod",
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": "orders",
+        "POSTGRES_PASSWORD": "hunter2",
+        "BULKORDER_MAX_HISTORY_EVENTS": "1_000",
+        "BULKORDER_MAX_SIGNALS": "4000",
+    })
+    assert settings.blob_store.s3_bucket == "orders-blobs" and settings.blob_store.folder is None
+    assert settings.blob_store.s3_endpoint_url == "http://127.0.0.1:9000"
+    assert settings.event_store.env()["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert "hunter2" not in settings.event_store.describe()
+    assert (settings.limits.max_history_events, settings.limits.max_signals) == (1_000, 4_000)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BULKORDER_MAX_HISTORY_EVENTS": "many"}, "BULKORDER_MAX_HISTORY_EVENTS='many' is not a whole number"),
+        ({"BULKORDER_MAX_UPDATES": "0"}, "BULKORDER_MAX_UPDATES='0' must be greater than zero"),
+        ({"BULKORDER_S3_BUCKET": "b", "BULKORDER_BLOB_DIR": "/x"}, "either BULKORDER_S3_BUCKET or BULKORDER_BLOB_DIR"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)

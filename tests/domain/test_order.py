@@ -1,0 +1,87 @@
+"""The Order aggregate's invariants."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+from domain.errors import OrderClosedError, OrderConflictError
+from domain.identifiers import InvalidIdentifierError
+from domain.order import Order
+from domain.refs import BatchRef, InvalidRefError, ReportRef
+
+
+def ref(batch_id: str, items: int = 10, totals: dict[str, int] | None = None) -> BatchRef:
+    sha = hashlib.sha256(batch_id.encode()).hexdigest()
+    return BatchRef(batch_id=batch_id, key=f"batches/{sha[:2]}/{sha}", sha256=sha, size=100,
+                    item_count=items, quantity=items * 2, totals=totals or {"EUR": items * 100})
+
+
+def report() -> ReportRef:
+    sha = hashlib.sha256(b"report").hexdigest()
+    return ReportRef(key=f"reports/{sha[:2]}/{sha}", sha256=sha, size=10, sku_count=1, item_count=10, quantity=20)
+
+
+def test_counters_follow_the_batches() -> None:
+    order = Order.create("o-1", "c-1")
+    assert order.add_batch(ref("b1", 10, {"EUR": 500}))
+    assert order.add_batch(ref("b2", 5, {"EUR": 100, "USD": 7}))
+    assert (order.item_count, order.batch_count, order.quantity) == (15, 2, 30)
+    assert order.totals == {"EUR": 600, "USD": 7}
+    assert order.summary().version == 3
+
+
+def test_a_batch_id_is_applied_at_most_once() -> None:
+    order = Order.create("o-1", "c-1")
+    assert order.add_batch(ref("b1")) is True
+    assert order.add_batch(ref("b1")) is False
+    assert (order.batch_count, order.item_count, len(order.pending_events)) == (1, 10, 2)
+
+
+def test_no_additions_after_submit_or_cancel() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1"))
+    assert order.submit() and not order.submit()  # a repeat is a no-op
+    with pytest.raises(OrderClosedError, match="'o-1' is submitted: cannot add batch 'b2'"):
+        order.add_batch(ref("b2"))
+    assert order.add_batch(ref("b1")) is False  # a repeat of an applied batch is still fine
+    with pytest.raises(OrderClosedError, match="cannot cancel"):
+        order.cancel("too late")
+
+    cancelled = Order.create("o-2", "c-1")
+    cancelled.cancel("no")
+    with pytest.raises(OrderClosedError, match="cancelled: cannot submit"):
+        cancelled.submit()
+
+
+def test_fulfillment_only_after_submit_and_once() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1"))
+    with pytest.raises(OrderClosedError, match="cannot complete fulfillment"):
+        order.complete_fulfillment(report())
+    order.submit()
+    assert order.complete_fulfillment(report()) is True
+    assert order.complete_fulfillment(report()) is False
+    other = dataclasses.replace(report(), sha256="f" * 64, key="reports/ff/" + "f" * 64)
+    with pytest.raises(OrderConflictError, match="another report"):
+        order.complete_fulfillment(other)
+    assert order.status == "fulfilled" and order.closed_at is not None
+
+
+def test_rejections_are_recorded_once_and_never_for_applied_batches() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1"))
+    assert order.reject_batch("b2", "hash mismatch") is True
+    assert order.reject_batch("b2", "hash mismatch") is False
+    assert order.reject_batch("b1", "late duplicate") is False
+    assert order.rejected_batch_ids == {"b2": "hash mismatch"}
+
+
+def test_invalid_identifiers_and_refs_are_refused() -> None:
+    with pytest.raises(InvalidIdentifierError):
+        Order.create("bad id", "c-1")
+    order = Order.create("o-1", "c-1")
+    with pytest.raises(InvalidRefError):
+        order.add_batch(dataclasses.replace(ref("b1"), item_count=0))

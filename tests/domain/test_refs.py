@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from domain.refs import BatchRef, InvalidRefError, check_batch_ref
+
+
+def ref(**changes: object) -> BatchRef:
+    sha = hashlib.sha256(b"batch").hexdigest()
+    base = BatchRef(
+        batch_id="order-1-000001", key=f"batches/{sha[:2]}/{sha}", sha256=sha, size=1234,
+        item_count=10, quantity=25, totals={"EUR": 10_000},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_ref_is_small_whatever_its_batch_holds() -> None:
+    assert check_batch_ref(ref(item_count=1_000_000, quantity=5_000_000)) is not None
+    assert len(json.dumps(ref().to_dict())) < 400
+    assert BatchRef.from_dict(ref().to_dict()) == ref()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_id": "bad id"}, "batch ID"),
+        ({"sha256": "XYZ"}, "sha256 must be 64 lower-case hex"),
+        ({"key": "batches/../../etc/passwd"}, "not a valid blob key"),
+        ({"key": "batches/aa/" + "0" * 64}, "does not end with its sha256"),
+        ({"size": 0}, "size must be an integer"),
+        ({"item_count": 0}, "item_count must be an integer"),
+        ({"quantity": 3}, "quantity must be an integer"),
+        ({"totals": {"eur": 1}}, "invalid currency code"),
+        ({"totals": {"EUR": -1}}, "non-negative integer"),
+        ({"encoding": "json"}, "unsupported encoding"),
+        ({"format_version": 99}, "unsupported encoding"),
+    ],
+)
+def test_malformed_refs_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRefError, match=message):
+        check_batch_ref(ref(**changes))
+
+
+def test_wrong_fields_in_a_dict_are_refused() -> None:
+    with pytest.raises(InvalidRefError, match="wrong fields"):
+        BatchRef.from_dict({"batch_id": "x"})
