@@ -1,0 +1,92 @@
+"""``bulkorder dev`` and ``bulkorder worker`` as long-running processes, as users run them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from domain.sample_items import generate_items
+from tests.cli.helpers import cli_env, run_cli, write_ndjson
+from tests.fixtures.s3 import free_port
+
+
+async def start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkorder.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_for_line(process: asyncio.subprocess.Process, text: str, timeout: float = 90) -> str:
+    """Read the process's stdout until a line containing ``text`` (or fail with its stderr)."""
+    seen: list[str] = []
+
+    async def read() -> str:
+        assert process.stdout is not None
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                stderr = (await process.stderr.read()).decode() if process.stderr else ""
+                raise AssertionError(f"process ended before printing {text!r}: {seen} {stderr}")
+            seen.append(line)
+            if text in line:
+                return line
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def stop(process: asyncio.subprocess.Process) -> int:
+    process.send_signal(signal.SIGINT)
+    return await asyncio.wait_for(process.wait(), 60)
+
+
+async def test_dev_stack_serves_the_other_commands(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = cli_env(home)
+    dev = await start(["dev", "--port", str(free_port())], env)
+    try:
+        await wait_for_line(dev, "ready")
+        state = json.loads((home / "dev.json").read_text())
+        assert state["address"].startswith("127.0.0.1:")
+
+        # No TEMPORAL_ADDRESS: the commands find the running dev stack through dev.json.
+        items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(2_500)))
+        order_id = f"dev-{uuid.uuid4().hex[:8]}"
+        created = await run_cli("create", order_id, "--customer", "acme", "--items", str(items), "--json", env=env)
+        assert created.code == 0, created.stderr
+        done = await run_cli("submit", order_id, "--wait", "--json", env=env)
+        assert done.code == 0, done.stderr
+        assert done.json()["status"] == "fulfilled" and done.json()["item_count"] == 2_500
+    finally:
+        assert await stop(dev) == 0
+    assert not (home / "dev.json").exists()
+
+    # Temporal kept its state on disk: a new dev stack on the same home still knows the
+    # closed workflow, so the order ID cannot be reused.
+    dev = await start(["dev", "--port", str(free_port())], env)
+    try:
+        await wait_for_line(dev, "ready")
+        again = await run_cli("create", order_id, "--customer", "acme", env=env)
+        assert again.code == 1 and "already exists and is closed" in again.stderr
+        shown = await run_cli("show", order_id, "--json", env=env)
+        assert shown.code == 0 and shown.json()["status"] == "fulfilled"
+    finally:
+        await stop(dev)
+
+
+async def test_worker_command_runs_orders(temporal_address: str, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": f"w-{uuid.uuid4().hex[:8]}"})
+    worker = await start(["worker"], env)
+    try:
+        await wait_for_line(worker, "worker polling task queue")
+        items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(1_000)))
+        order_id = f"w-{uuid.uuid4().hex[:8]}"
+        assert (await run_cli("create", order_id, "--customer", "acme", "--items", str(items), env=env)).code == 0
+        done = await run_cli("submit", order_id, "--wait", "--json", env=env)
+        assert done.code == 0 and done.json()["report"]["item_count"] == 1_000
+    finally:
+        assert await stop(worker) == 0
