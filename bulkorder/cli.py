@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -50,5 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def run() -> None:
+    """Console-script entry point: ``main()``, then leave without interpreter teardown.
+
+    temporalio's Rust core keeps threads that can call into Python while CPython
+    finalizes, which aborts a finished process ("PyGILState_Release: thread state must
+    be current", temporalio/sdk-python#300) and turns a success into exit code 134.
+    Everything the command wrote is flushed and its stores are closed by then, so exiting
+    directly is safe.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
