@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domain.items import ItemValidationError, validate_item_dict
+from domain.items import items_from_json_lines, validate_item_dict
 
 
 class ItemFileError(ValueError):
@@ -46,23 +46,4 @@ def _read_json_array(path: Path, text: str) -> list[dict[str, Any]]:
 
 
 def _read_ndjson(path: Path, text: str) -> list[dict[str, Any]]:
-    items = []
-    problems: list[tuple[str, str, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append((where, "", f"not valid JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        try:
-            items.append(validate_item_dict(raw, where))
-        except ItemValidationError as exc:
-            problems.extend(exc.problems)
-        if len(problems) >= 20:
-            break
-    if problems:
-        raise ItemValidationError(problems)
-    return items
+    return items_from_json_lines(text.splitlines(), str(path))

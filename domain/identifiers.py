@@ -29,34 +29,29 @@ def _describe(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_ID_RULES = "use 1-128 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit"
+_BATCH_ID_RULES = "use 1-200 characters from A-Z a-z 0-9 . _ : / - starting with a letter or digit"
+
+
+def _check(value: object, kind: str, pattern: re.Pattern[str], rules: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidIdentifierError(f"{kind} {_describe(value)} is invalid: {rules}")
+    return value
+
+
 def check_order_id(order_id: object) -> str:
     """Return ``order_id`` if valid, else raise :class:`InvalidIdentifierError`."""
-    if not isinstance(order_id, str) or not _ID_PATTERN.match(order_id):
-        raise InvalidIdentifierError(
-            f"order ID {_describe(order_id)} is invalid: use 1-128 characters from "
-            "A-Z a-z 0-9 . _ : - starting with a letter or digit"
-        )
-    return order_id
+    return _check(order_id, "order ID", _ID_PATTERN, _ID_RULES)
 
 
 def check_customer_id(customer_id: object) -> str:
     """Return ``customer_id`` if valid, else raise :class:`InvalidIdentifierError`."""
-    if not isinstance(customer_id, str) or not _ID_PATTERN.match(customer_id):
-        raise InvalidIdentifierError(
-            f"customer ID {_describe(customer_id)} is invalid: use 1-128 characters from "
-            "A-Z a-z 0-9 . _ : - starting with a letter or digit"
-        )
-    return customer_id
+    return _check(customer_id, "customer ID", _ID_PATTERN, _ID_RULES)
 
 
 def check_batch_id(batch_id: object) -> str:
     """Return ``batch_id`` if valid, else raise :class:`InvalidIdentifierError`."""
-    if not isinstance(batch_id, str) or not _BATCH_ID_PATTERN.match(batch_id):
-        raise InvalidIdentifierError(
-            f"batch ID {_describe(batch_id)} is invalid: use 1-200 characters from "
-            "A-Z a-z 0-9 . _ : / - starting with a letter or digit"
-        )
-    return batch_id
+    return _check(batch_id, "batch ID", _BATCH_ID_PATTERN, _BATCH_ID_RULES)
 
 
 def workflow_id_for(order_id: str) -> str:

@@ -138,16 +138,24 @@ def line_total(item: Mapping[str, Any]) -> int:
     return int(item["quantity"]) * int(item["unit_price"]["amount"])
 
 
-def items_from_json_lines(lines: Iterable[str], source: str = "input") -> list[dict[str, Any]]:
-    """Parse and validate NDJSON lines (small inputs: the CLI's ``--items``)."""
+def items_from_json_lines(lines: Iterable[str], source: str = "input", *, max_problems: int = 20) -> list[dict[str, Any]]:
+    """Parse and validate NDJSON lines (small inputs: the CLI's ``--items`` and ``add``).
+
+    Reports up to ``max_problems`` bad lines at once, each with its line number."""
     out = []
+    problems: list[tuple[str, str, str]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{source} line {number}"
         try:
-            raw = json.loads(line)
+            out.append(validate_item_dict(json.loads(line), where))
         except json.JSONDecodeError as exc:
-            raise ItemValidationError([(where, "", f"not valid JSON: {exc.msg} at column {exc.colno}")]) from None
-        out.append(validate_item_dict(raw, where))
+            problems.append((where, "", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+        except ItemValidationError as exc:
+            problems.extend(exc.problems)
+        if len(problems) >= max_problems:
+            break
+    if problems:
+        raise ItemValidationError(problems)
     return out
