@@ -2,6 +2,11 @@
 
 It holds references and counters, never items: an order of ten million items is a few
 thousand ``ItemsAdded`` events, each carrying one :class:`~domain.refs.BatchRef`.
+
+Every event class states its ``class_version``. When an event's shape changes, its version
+goes up and a static ``upcast_vN_vN+1(state)`` method turns a stored event of the older
+shape into the new one as it is read, so streams recorded years ago stay readable
+(eventsourcing's mapper calls the upcasters; nothing is rewritten in the store).
 """
 
 from __future__ import annotations
@@ -16,14 +21,31 @@ from domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_
 from domain.summary import OrderStatus, OrderSummary
 
 
+#: ``BatchRejected.code`` values: why a batch was refused, for counting without parsing text.
+REJECTED_ORDER_CLOSED = "order_closed"
+REJECTED_INVALID_REF = "invalid_ref"
+REJECTED_OTHER = "other"
+
+
+def rejection_code(reason: str) -> str:
+    """The code of a rejection reason, as the workflow words them (see ``_refusal`` there)."""
+    if reason.startswith("order is "):
+        return REJECTED_ORDER_CLOSED
+    if reason.startswith("invalid batch ref"):
+        return REJECTED_INVALID_REF
+    return REJECTED_OTHER
+
+
 class Order(Aggregate):
     """One order: created, grown by batches, then submitted and fulfilled, or cancelled."""
 
     class Created(Aggregate.Created):
+        class_version = 1
         order_id: str
         customer_id: str
 
     class ItemsAdded(Aggregate.Event):
+        class_version = 1
         batch: BatchRef
 
         def apply(self, order: Order) -> None:
@@ -33,19 +55,30 @@ class Order(Aggregate):
             add_totals(order.totals, self.batch.totals)
 
     class BatchRejected(Aggregate.Event):
+        """v2 added ``code`` (v1 events get it from their reason, as new ones do)."""
+
+        class_version = 2
         batch_id: str
         reason: str
         key: str
+        code: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state["code"] = rejection_code(str(state["reason"]))
 
         def apply(self, order: Order) -> None:
             order.rejected_batch_ids[self.batch_id] = self.reason
 
     class Submitted(Aggregate.Event):
+        class_version = 1
+
         def apply(self, order: Order) -> None:
             order.status = OrderStatus.SUBMITTED
             order.submitted_at = self.timestamp
 
     class FulfillmentCompleted(Aggregate.Event):
+        class_version = 1
         report: ReportRef
 
         def apply(self, order: Order) -> None:
@@ -54,6 +87,7 @@ class Order(Aggregate):
             order.closed_at = self.timestamp
 
     class Cancelled(Aggregate.Event):
+        class_version = 1
         reason: str
 
         def apply(self, order: Order) -> None:
@@ -101,7 +135,8 @@ class Order(Aggregate):
         """Record that a batch was refused; ``False`` if already recorded or applied."""
         if batch_id in self.rejected_batch_ids or batch_id in self.batch_ids:
             return False
-        self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason[:2000], key=key)
+        reason = reason[:2000]
+        self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason, key=key, code=rejection_code(reason))
         return True
 
     def submit(self) -> bool:
