@@ -14,11 +14,20 @@ from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
 
+# Analysts (docs/analysts.md): a version or instant the order never had is bad input; a
+# database or read-model failure is a failure.
+from domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError
+from domain.read_model import ProjectionOrderError
+from eventsourcing.persistence import PersistenceError
+
+_ANALYSTS_BAD_INPUT = (VersionOutOfRangeError, BeforeCreationError, InvalidInstantError)
+_ANALYSTS_FAILED = (PersistenceError, ProjectionOrderError)
+
 BAD_INPUT = 2
 FAILED = 1
 
-_BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError)
-_FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError)
+_BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError) + _ANALYSTS_BAD_INPUT
+_FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -1,0 +1,300 @@
+"""The analysts' Python API: history, replay, items, export and read models of orders.
+
+Analysts read the event store and the blob store, never Temporal::
+
+    from bulkorder.analysis import Analyst
+    from bulkorder.settings import Settings
+
+    with Analyst.from_settings(Settings.from_env()) as analyst:
+        for record in analyst.events("order-42"):
+            print(record.version, record.type, record.item_count)
+        state = analyst.state("order-42", at=parse_instant("2024-05-01T12:00Z"))
+        with open("items.ndjson", "wb") as out:
+            analyst.stream_items("order-42", out, version=state.version)
+
+See docs/analysts.md for every operation and its command-line twin.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Callable, Iterator
+
+import msgspec
+
+from bulkorder.settings import Settings
+from domain.application import Orders
+from domain.errors import OrderNotFoundError
+from domain.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
+from domain.identifiers import aggregate_id_for, check_order_id
+from domain.order import Order
+from domain.read_model import OrderSummaryRow, SkuQuantity
+from domain.refs import BatchRef
+from domain.summary import OrderSummary
+from storage.batches import BatchStore
+from storage.config import EventStoreConfig
+from storage.event_log import EventLog
+from storage.item_stream import ItemStreamer, StreamResult
+from storage.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
+from storage.summaries import SUMMARY_VIEW, PostgresSummaries, SQLiteSummaries, SummariesSql
+from storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
+from storage.views import OpenedView, open_view
+
+_PAGE = 1_000
+_lines = msgspec.json.Encoder()
+
+
+@dataclass
+class OrderState:
+    """An order as it was at one version: its counters and when things happened."""
+
+    summary: OrderSummary
+    version: int
+    #: When the event of this version was recorded.
+    as_of: datetime
+    created_at: datetime
+    submitted_at: datetime | None
+    closed_at: datetime | None
+    cancel_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.summary.to_dict()
+        data.pop("pending_batches", None)  # a workflow notion; the event store has none
+        for name in ("as_of", "created_at", "submitted_at", "closed_at"):
+            value = getattr(self, name)
+            data[name] = value.isoformat() if value is not None else None
+        data["cancel_reason"] = self.cancel_reason
+        return data
+
+
+@dataclass
+class ExportResult:
+    events: int
+    #: Position of the last event written (resume with ``since=last_position``).
+    last_position: int
+
+
+@dataclass
+class Report:
+    orders: list[OrderSummaryRow]
+    skus: list[SkuQuantity]
+    #: Log position the read model reflects, and the log's last position when read.
+    position: int
+    log_position: int
+
+
+class Analyst:
+    """Read-only views of orders over one event store and one blob store.
+
+    The read models (time index, summaries) are tables in the event store's database;
+    :meth:`project` keeps them up to date, and :meth:`version_at` catches the time index
+    up before each lookup.
+    """
+
+    def __init__(self, event_store: EventStoreConfig, batches: BatchStore) -> None:
+        self.event_store = event_store
+        self.batches = batches
+        self._orders: Orders | None = None
+        self._views: dict[str, OpenedView] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Analyst:
+        return cls(settings.event_store, BatchStore(settings.blob_store.open()))
+
+    def __enter__(self) -> Analyst:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for opened in self._views.values():
+            opened.close()
+        self._views.clear()
+        if self._orders is not None:
+            self._orders.close()
+            self._orders = None
+
+    @property
+    def orders(self) -> Orders:
+        if self._orders is None:
+            self._orders = self.event_store.open_orders()
+        return self._orders
+
+    def _view(self, name: str) -> Any:
+        if name not in self._views:
+            if name == TIME_INDEX_VIEW:
+                self._views[name] = open_view(self.event_store, name, SQLiteTimeIndex, PostgresTimeIndex)
+            else:
+                self._views[name] = open_view(self.event_store, name, SQLiteSummaries, PostgresSummaries)
+        return self._views[name].view
+
+    # ---- one order's history ----------------------------------------------------------
+
+    def _events(self, order_id: str, up_to_version: int | None = None) -> Iterator[Any]:
+        """The order's events in version order, a page at a time (never all in memory)."""
+        aggregate_id = aggregate_id_for(check_order_id(order_id))
+        after = 0
+        while True:
+            page = list(self.orders.events.get(aggregate_id, gt=after, lte=up_to_version, limit=_PAGE))
+            if not page and after == 0:
+                raise OrderNotFoundError(order_id)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].originator_version
+
+    def events(self, order_id: str) -> Iterator[EventRecord]:
+        """One :class:`~domain.history.EventRecord` per event, oldest first; items are not read."""
+        return describe_events(self._events(order_id))
+
+    def latest_version(self, order_id: str) -> int:
+        aggregate_id = aggregate_id_for(check_order_id(order_id))
+        last = list(self.orders.recorder.select_events(aggregate_id, desc=True, limit=1))
+        if not last:
+            raise OrderNotFoundError(order_id)
+        return int(last[0].originator_version)
+
+    def version_at(self, order_id: str, at: datetime) -> int:
+        """The order's version at instant ``at`` (the last event recorded at or before it)."""
+        latest = self.latest_version(order_id)
+        index: TimeIndexSql = self._view(TIME_INDEX_VIEW)
+        PollingProjectionRunner(self.orders, TimeIndexProjection(index)).run()
+        aggregate_id = aggregate_id_for(order_id).hex
+        first = index.first(aggregate_id)
+        if first is None:  # pragma: no cover - the catch-up above indexed every event
+            raise RuntimeError(f"the time index has no entry for order {order_id!r} after catching up")
+        if to_micros(at) < first[1]:
+            raise BeforeCreationError(order_id, at, from_micros(first[1]))
+        version = index.version_at(aggregate_id, to_micros(at))
+        assert version is not None and version <= latest
+        return version
+
+    def state(self, order_id: str, *, version: int | None = None, at: datetime | None = None) -> OrderState:
+        """The order as it was at ``version``, or at instant ``at``, else as it is now."""
+        if version is not None and at is not None:
+            raise ValueError("give a version or an instant, not both")
+        if at is not None:
+            version = self.version_at(order_id, at)
+        elif version is not None:
+            latest = self.latest_version(order_id)
+            if not 1 <= version <= latest:
+                raise VersionOutOfRangeError(order_id, version, latest)
+        order: Order = self.orders.get_order(order_id, version)
+        return OrderState(
+            summary=order.summary(),
+            version=order.version,
+            as_of=order.modified_on,
+            created_at=order.created_on,
+            submitted_at=order.submitted_at,
+            closed_at=order.closed_at,
+            cancel_reason=order.cancel_reason,
+        )
+
+    def batch_refs(self, order_id: str, version: int | None = None) -> Iterator[BatchRef]:
+        """The order's batches at ``version`` (latest if ``None``), in the order they were added."""
+        for event in self._events(order_id, up_to_version=version):
+            if isinstance(event, Order.ItemsAdded):
+                yield event.batch
+
+    def stream_items(
+        self,
+        order_id: str,
+        out: BinaryIO,
+        *,
+        version: int | None = None,
+        fmt: str = "ndjson",
+        progress: Callable[[int, int], None] | None = None,
+        workers: int = 2,
+        processes: bool = False,
+    ) -> StreamResult:
+        """Write every item of the order at ``version`` to ``out`` (binary), in order.
+
+        Items come from the blob store, each batch checked against its sha-256; at most a
+        few batches are in memory at once. ``progress(batches, items)`` follows each batch.
+        """
+        refs = self.batch_refs(order_id, version)
+        streamer = ItemStreamer(self.batches, workers=workers, processes=processes)
+        return streamer.write(refs, out, fmt=fmt, progress=progress)
+
+    # ---- the whole log ------------------------------------------------------------------
+
+    def export(
+        self,
+        out: BinaryIO,
+        *,
+        since: int = 0,
+        until: int | None = None,
+        follow: bool = False,
+        stop: threading.Event | None = None,
+        interval: float = 0.5,
+        on_page: Callable[[ExportResult], None] | None = None,
+    ) -> ExportResult:
+        """Write every event with ``since < position <= until`` to ``out`` as NDJSON.
+
+        With ``follow``, keep polling for new events every ``interval`` seconds until
+        ``stop`` is set. Each page is flushed before ``on_page`` is called, so the position
+        reported is always on disk.
+        """
+        if since < 0 or (until is not None and until < since):
+            raise ValueError(f"positions must satisfy 0 <= since <= until (got since={since}, until={until})")
+        stop = stop or threading.Event()
+        log = EventLog(self.orders)
+        result = ExportResult(0, since)
+        while not stop.is_set():
+            documents = log.page(result.last_position, until)
+            if documents:
+                out.write(_lines.encode_lines(documents))
+                out.flush()
+                result.events += len(documents)
+                result.last_position = documents[-1]["position"]
+                if on_page is not None:
+                    on_page(result)
+                continue
+            if not follow or (until is not None and result.last_position >= until):
+                break
+            stop.wait(interval)
+        return result
+
+    # ---- read models --------------------------------------------------------------------
+
+    def project(
+        self,
+        *,
+        follow: bool = False,
+        stop: threading.Event | None = None,
+        progress: Callable[[RunResult], None] | None = None,
+        interval: float = 0.5,
+    ) -> list[RunResult]:
+        """Bring the time index and the order summaries up to date with the log.
+
+        With ``follow``, keep them up to date (polling every ``interval`` s) until ``stop``.
+        """
+        stop = stop or threading.Event()
+        index = TimeIndexProjection(self._view(TIME_INDEX_VIEW))
+        summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), self.batches.read)
+        runners = [
+            PollingProjectionRunner(self.orders, projection, interval=interval) for projection in (index, summaries)
+        ]
+        results = [runner.run(progress=progress) for runner in runners]
+        while follow and not stop.is_set():
+            # One loop for both, so a single thread (and one Ctrl-C) drives them.
+            for number, runner in enumerate(runners):
+                more = runner.run(progress=progress)
+                results[number].processed += more.processed
+                results[number].position = more.position
+                results[number].caught_up_to = more.caught_up_to
+            stop.wait(interval)
+        return results
+
+    def report(self, *, sku_limit: int | None = None) -> Report:
+        """The order summaries and per-SKU quantities, as of the last :meth:`project`."""
+        view: SummariesSql = self._view(SUMMARY_VIEW)
+        return Report(
+            orders=view.summaries(),
+            skus=view.sku_quantities(limit=sku_limit),
+            position=view.position(),
+            log_position=int(self.orders.recorder.max_notification_id() or 0),
+        )

@@ -1,0 +1,68 @@
+"""``export``: the whole event log as NDJSON, in notification order, resumable by position."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from typing import BinaryIO
+
+from bulkorder.analysis import Analyst, ExportResult
+from bulkorder.commands.arguments import non_negative_int, positive_float
+from bulkorder.commands.progress import Progress
+from bulkorder.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    export = sub.add_parser(
+        "export",
+        help="every event of every order as NDJSON, in log order; prints the last position to resume from",
+    )
+    export.add_argument("--since", type=non_negative_int, default=0, metavar="POSITION", help="start after this position")
+    export.add_argument("--until", type=non_negative_int, default=None, metavar="POSITION", help="stop at this position")
+    export.add_argument("--follow", action="store_true", help="keep writing new events until Ctrl-C / SIGTERM")
+    export.add_argument("--interval", type=positive_float, default=0.5, help="seconds between polls with --follow")
+    export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    export.add_argument("--append", action="store_true", help="append to FILE (to resume an export with --since)")
+    export.set_defaults(handler=run_export)
+
+
+async def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.until is not None and args.until < args.since:
+        print(f"bulkorder export: error: --until {args.until} is before --since {args.since}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        result = await asyncio.to_thread(_export, args, settings, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    where = sys.stdout if args.out else sys.stderr  # stdout may be the export itself
+    print(
+        f"exported {result.events:,} events; last position {result.last_position} "
+        f"(resume with --since {result.last_position})",
+        file=where,
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> ExportResult:
+    progress = Progress("export", unit="events") if args.out else None
+    with Analyst.from_settings(settings) as analyst:
+        out: BinaryIO = open(args.out, "ab" if args.append else "wb") if args.out else sys.stdout.buffer
+        try:
+            result = analyst.export(
+                out, since=args.since, until=args.until, follow=args.follow, stop=stop, interval=args.interval,
+                on_page=(lambda r: progress.update(r.events)) if progress else None,
+            )
+        finally:
+            if args.out:
+                out.close()
+    if progress:
+        progress.finish()
+    return result
