@@ -267,12 +267,17 @@ class Analyst:
         stop: threading.Event | None = None,
         progress: Callable[[RunResult], None] | None = None,
         interval: float = 0.5,
+        rebuild: bool = False,
     ) -> list[RunResult]:
         """Bring the time index and the order summaries up to date with the log.
 
         With ``follow``, keep them up to date (polling every ``interval`` s) until ``stop``.
+        With ``rebuild``, empty them first and rebuild them from the start of the log.
         """
         stop = stop or threading.Event()
+        if rebuild:
+            for name in (TIME_INDEX_VIEW, SUMMARY_VIEW):
+                self._view(name).reset()
         index = TimeIndexProjection(self._view(TIME_INDEX_VIEW))
         summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), self.batches.read)
         runners = [

@@ -59,6 +59,20 @@ class SqlDialect:
                 f"{type(self).__name__}: expected the view at position {expected}, found it at {current}"
             )
 
+    def reset(self) -> None:
+        """Empty the view's tables and forget its position: the next run rebuilds it from
+        the start of the log (after a change to what the projection computes)."""
+        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            for name in self.table_names:
+                cursor.execute(self.sql(f"DELETE FROM {{{name}}}"))
+            cursor.execute(
+                self.sql(f"DELETE FROM {self.qualified_tracking_table()} WHERE application_name = %s"),
+                (self.application_name,),
+            )
+
+    def qualified_tracking_table(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.read() as cursor:
             cursor.execute(self.sql(statement), params)
@@ -97,6 +111,9 @@ class SQLiteView(SqlDialect, SQLiteTrackingRecorder):
     def sql(self, statement: str) -> str:
         return statement.format(**{name: name for name in self.table_names}).replace("%s", "?")
 
+    def qualified_tracking_table(self) -> str:
+        return self.tracking_table
+
     @contextmanager
     def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
@@ -124,11 +141,14 @@ class PostgresView(SqlDialect, PostgresTrackingRecorder):
     def sql(self, statement: str) -> str:
         return statement.format(**{name: self._qualified(name) for name in self.table_names})
 
+    def qualified_tracking_table(self) -> str:
+        return self._qualified(self.tracking_table_name)
+
     @contextmanager
     def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
             # One writer at a time per view; readers are not blocked.
-            cursor.execute(f"LOCK TABLE {self._qualified(self.tracking_table_name)} IN SHARE ROW EXCLUSIVE MODE")
+            cursor.execute(f"LOCK TABLE {self.qualified_tracking_table()} IN SHARE ROW EXCLUSIVE MODE")
             self._check_expected(cursor, expected, tracking)
             yield cursor
             self._insert_tracking(cursor, tracking)

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.temporal",
     "tests.fixtures.postgres",
     "tests.fixtures.orders",
+    "tests.fixtures.analysts",
 ]

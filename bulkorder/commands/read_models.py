@@ -17,6 +17,7 @@ from storage.projections import RunResult
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     project = sub.add_parser("project", help="bring the analysts' read models up to date with the event log")
     project.add_argument("--follow", action="store_true", help="keep them up to date until Ctrl-C / SIGTERM")
+    project.add_argument("--rebuild", action="store_true", help="empty the read models and rebuild them from the start")
     project.add_argument("--interval", type=positive_float, default=0.5, help="seconds between polls with --follow")
     project.set_defaults(handler=run_project)
 
@@ -49,7 +50,9 @@ def _project(args: argparse.Namespace, settings: Settings, stop: threading.Event
     with Analyst.from_settings(settings) as analyst:
         if args.follow:
             print("following the event log; Ctrl-C stops", flush=True)
-        return analyst.project(follow=args.follow, stop=stop, progress=progress, interval=args.interval)
+        return analyst.project(
+            follow=args.follow, stop=stop, progress=progress, interval=args.interval, rebuild=args.rebuild
+        )
 
 
 async def run_report(args: argparse.Namespace, settings: Settings) -> int:

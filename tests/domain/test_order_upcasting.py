@@ -1,0 +1,69 @@
+"""Historical streams stay readable: a ``BatchRejected`` stored in its v1 shape (before
+``code`` existed) is read back through the upcaster, by the aggregate and by the analysts."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timezone
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from domain.identifiers import aggregate_id_for
+from domain.order import REJECTED_INVALID_REF, REJECTED_ORDER_CLOSED, Order, rejection_code
+from domain.summary import OrderChange, Rejection
+from tests.fixtures.analysts import AnalystStore, write_order
+
+
+def test_a_v1_batch_rejected_event_is_upcast_when_read(analyst_store: AnalystStore) -> None:
+    orders = analyst_store.orders
+    write_order(analyst_store, "upcast-1", [2, 3])
+    # Exactly what bulkorder wrote before BatchRejected had a version 2: no "code", no
+    # "class_version" (eventsourcing writes it only from version 2 on).
+    v1_state = {
+        "timestamp": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
+        "batch_id": "old-batch",
+        "reason": "order is cancelled",
+        "key": "",
+    }
+    orders.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=aggregate_id_for("upcast-1"),
+                originator_version=4,
+                topic=get_topic(Order.BatchRejected),
+                state=orders.mapper.transcoder.encode(v1_state),
+            )
+        ]
+    )
+    # A new rejection is written in the v2 shape.
+    orders.record(OrderChange(order_id="upcast-1", rejections=[Rejection("new-batch", "invalid batch ref: size")]))
+
+    old, new = list(orders.events.get(aggregate_id_for("upcast-1"), gt=3))
+    assert isinstance(old, Order.BatchRejected) and old.code == REJECTED_ORDER_CLOSED
+    assert old.reason == "order is cancelled" and old.timestamp == v1_state["timestamp"]
+    assert new.code == REJECTED_INVALID_REF
+    stored_new = orders.recorder.select_events(aggregate_id_for("upcast-1"), gt=4)[0]
+    assert json.loads(stored_new.state)["class_version"] == 2
+
+    order = orders.get_order("upcast-1")
+    assert order.rejected_batch_ids == {"old-batch": "order is cancelled", "new-batch": "invalid batch ref: size"}
+    assert order.summary().rejected_batches == 2 and order.summary().item_count == 5
+
+    with analyst_store.analyst() as analyst:
+        details = [r.detail for r in analyst.events("upcast-1") if r.type == "BatchRejected"]
+        assert details == ["order_closed: order is cancelled", "invalid_ref: invalid batch ref: size"]
+        out = io.BytesIO()
+        analyst.export(out, since=3)
+        exported = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["batch_id"], e["code"], e["class_version"]) for e in exported] == [
+        ("old-batch", "order_closed", 2),
+        ("new-batch", "invalid_ref", 2),
+    ]
+
+
+def test_rejection_codes_follow_the_workflows_reasons() -> None:
+    assert rejection_code("order is submitted") == REJECTED_ORDER_CLOSED
+    assert rejection_code("invalid batch ref: batch x: sha256 must be 64 lower-case hex digits") == REJECTED_INVALID_REF
+    assert rejection_code("something else") == "other"
