@@ -14,6 +14,7 @@ own settings (:func:`open_view`), in the same database.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from contextlib import contextmanager
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -23,11 +24,16 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL
 
+from storage.errors import StorageError
 from storage.config import APP_PREFIX, POSTGRES_MODULE, SQLITE_MODULE, EventStoreConfig
 
 
 class ViewMovedError(IntegrityError):
     """The view was updated by someone else since this writer read it: re-read and retry."""
+
+
+class UnsupportedStoreError(StorageError, ValueError):
+    """The event store is not one the read models can live in (SQLite or PostgreSQL)."""
 
 
 class SqlDialect:
@@ -39,18 +45,30 @@ class SqlDialect:
     table_statements: ClassVar[tuple[str, ...]] = ()
     application_name: ClassVar[str] = "Orders"
 
-    def sql(self, statement: str) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def sql(self, statement: str) -> str:
+        """``statement`` with real table names and this database's placeholders."""
+
+    @abstractmethod
+    def qualified_tracking_table(self) -> str:
+        """The name of the view's tracking table, as it appears in statements."""
+
+    def _lock_for_write(self, cursor: Any) -> None:
+        """Serialise this view's writers, where the database needs telling."""
 
     @contextmanager
-    def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:  # pragma: no cover
-        raise NotImplementedError
-        yield
+    def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:
+        """A transaction that records ``tracking`` at its end, if the view is at ``expected``."""
+        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            self._lock_for_write(cursor)
+            self._check_expected(cursor, expected, tracking)
+            yield cursor
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 
     @contextmanager
-    def read(self) -> Iterator[Any]:  # pragma: no cover
-        raise NotImplementedError
-        yield
+    def read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            yield cursor
 
     def _check_expected(self, cursor: Any, expected: int | None, tracking: Tracking) -> None:
         current = self._max_tracking_id(tracking.application_name, cursor)  # type: ignore[attr-defined]
@@ -69,9 +87,6 @@ class SqlDialect:
                 self.sql(f"DELETE FROM {self.qualified_tracking_table()} WHERE application_name = %s"),
                 (self.application_name,),
             )
-
-    def qualified_tracking_table(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.read() as cursor:
@@ -114,18 +129,6 @@ class SQLiteView(SqlDialect, SQLiteTrackingRecorder):
     def qualified_tracking_table(self) -> str:
         return self.tracking_table
 
-    @contextmanager
-    def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:
-        with self.datastore.transaction(commit=True) as cursor:
-            self._check_expected(cursor, expected, tracking)
-            yield cursor
-            self._insert_tracking(cursor, tracking)
-
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        with self.datastore.transaction(commit=False) as cursor:
-            yield cursor
-
 
 class PostgresView(SqlDialect, PostgresTrackingRecorder):
     """A view in the event store's PostgreSQL schema; its tracking table is ``<view>_tracking``."""
@@ -144,19 +147,9 @@ class PostgresView(SqlDialect, PostgresTrackingRecorder):
     def qualified_tracking_table(self) -> str:
         return self._qualified(self.tracking_table_name)
 
-    @contextmanager
-    def write(self, expected: int | None, tracking: Tracking) -> Iterator[Any]:
-        with self.datastore.transaction(commit=True) as cursor:
-            # One writer at a time per view; readers are not blocked.
-            cursor.execute(f"LOCK TABLE {self.qualified_tracking_table()} IN SHARE ROW EXCLUSIVE MODE")
-            self._check_expected(cursor, expected, tracking)
-            yield cursor
-            self._insert_tracking(cursor, tracking)
-
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        with self.datastore.transaction(commit=False) as cursor:
-            yield cursor
+    def _lock_for_write(self, cursor: Any) -> None:
+        # One writer at a time per view; readers are not blocked.
+        cursor.execute(f"LOCK TABLE {self.qualified_tracking_table()} IN SHARE ROW EXCLUSIVE MODE")
 
 
 class OpenedView:
@@ -180,7 +173,7 @@ def open_view(
     elif module == POSTGRES_MODULE:
         view_class = postgres_class
     else:
-        raise ValueError(
+        raise UnsupportedStoreError(
             f"read models need the event store in SQLite or PostgreSQL, not {module} ({config.describe()})"
         )
     factory: InfrastructureFactory[Any] = InfrastructureFactory.construct(Environment(name, _unprefixed(config)))
