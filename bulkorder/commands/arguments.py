@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from bulkorder.commands.output import positive_int
 
-def positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+__all__ = ["non_negative_int", "positive_float", "positive_int"]
 
 
 def non_negative_int(text: str) -> int:
