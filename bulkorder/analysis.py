@@ -159,7 +159,7 @@ class Analyst:
 
     def version_at(self, order_id: str, at: datetime) -> int:
         """The order's version at instant ``at`` (the last event recorded at or before it)."""
-        latest = self.latest_version(order_id)
+        self.latest_version(order_id)  # the order exists
         index: TimeIndexSql = self._view(TIME_INDEX_VIEW)
         PollingProjectionRunner(self.orders, TimeIndexProjection(index)).run()
         aggregate_id = aggregate_id_for(order_id).hex
@@ -169,7 +169,7 @@ class Analyst:
         if to_micros(at) < first[1]:
             raise BeforeCreationError(order_id, at, from_micros(first[1]))
         version = index.version_at(aggregate_id, to_micros(at))
-        assert version is not None and version <= latest
+        assert version is not None  # at >= the first event's instant
         return version
 
     def state(self, order_id: str, *, version: int | None = None, at: datetime | None = None) -> OrderState:
@@ -279,7 +279,7 @@ class Analyst:
             for name in (TIME_INDEX_VIEW, SUMMARY_VIEW):
                 self._view(name).reset()
         index = TimeIndexProjection(self._view(TIME_INDEX_VIEW))
-        summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), self.batches.read)
+        summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), ItemStreamer(self.batches).read_items)
         runners = [
             PollingProjectionRunner(self.orders, projection, interval=interval) for projection in (index, summaries)
         ]

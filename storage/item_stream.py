@@ -135,6 +135,10 @@ class ItemStreamer:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
         return data
 
+    def read_items(self, ref: BatchRef) -> list[dict[str, Any]]:
+        """The items of one batch, checked like :meth:`storage.batches.BatchStore.read`, decoded faster."""
+        return decode_items(self._fetch(ref), f"batch {ref.batch_id!r} ({ref.key})", ref.item_count)
+
     def write(
         self,
         refs: Iterable[BatchRef],

@@ -160,7 +160,13 @@ class PollingProjectionRunner:
                 result.caught_up_to = max(result.caught_up_to, start)
                 continue
             page = [(mapper.to_domain_event(n), Tracking(name, n.id)) for n in notifications]
-            self.projection.process_events(page)
+            try:
+                self.projection.process_events(page)
+            except ViewMovedError:
+                # Another runner committed first; the projection now knows where it got
+                # to, and this one carries on from there.
+                result.position = self.projection.position
+                continue
             result.processed += len(page)
             result.position = self.projection.position
             result.caught_up_to = max(result.caught_up_to, result.position)

@@ -129,6 +129,12 @@ class SQLiteView(SqlDialect, SQLiteTrackingRecorder):
     def qualified_tracking_table(self) -> str:
         return self.tracking_table
 
+    def _lock_for_write(self, cursor: Any) -> None:
+        # eventsourcing begins with a plain (deferred) BEGIN: take the write lock before the
+        # first read, so a second writer waits (SQLITE_LOCK_TIMEOUT) instead of failing to
+        # upgrade its read snapshot with "database is locked".
+        cursor.execute(f"UPDATE {self.tracking_table} SET notification_id = notification_id WHERE 0")
+
 
 class PostgresView(SqlDialect, PostgresTrackingRecorder):
     """A view in the event store's PostgreSQL schema; its tracking table is ``<view>_tracking``."""

@@ -121,3 +121,32 @@ def test_sku_quantities_cover_every_order_not_cancelled(analyst_store: AnalystSt
     assert {s.sku: [s.quantity, s.lines] for s in report.skus} == expected
     assert [s.quantity for s in report.skus] == sorted((s.quantity for s in report.skus), reverse=True)
     assert report.position == report.log_position == analyst_store.orders.recorder.max_notification_id()
+
+
+def test_two_runners_at_once_count_every_event_once(analyst_store: AnalystStore) -> None:
+    written = _write_orders(analyst_store)
+    opened = [open_view(analyst_store.config, SUMMARY_VIEW, SQLiteSummaries, PostgresSummaries) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def run(view: Any) -> None:
+        projection = OrderSummaryProjection(view, analyst_store.batches.read)
+        projection.page_size = 2
+        try:
+            PollingProjectionRunner(analyst_store.orders, projection).run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=run, args=(o.view,)) for o in opened]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        rows = {row.order_id: row for row in opened[0].view.summaries()}
+    finally:
+        for o in opened:
+            o.close()
+    assert {name: row.item_count for name, row in rows.items()} == {
+        f"proj-{key}": len(written[key].items) for key in "abc"
+    }
