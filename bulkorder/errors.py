@@ -9,6 +9,7 @@ from domain.refs import InvalidRefError
 from storage.errors import StorageError
 from workflows.errors import OrderRefusedError
 
+from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
@@ -28,6 +29,8 @@ FAILED = 1
 
 _BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError) + _ANALYSTS_BAD_INPUT
 _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
+# The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
+_FAILED += (CodecServerError,)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -7,6 +7,8 @@ and, on first use, the event store.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator
@@ -20,6 +22,8 @@ from bulkorder.settings import Settings
 from domain.application import Orders
 from storage.batches import BatchStore
 from storage.blob_store import BlobStore
+from storage.claim_check import ClaimCheckCodec
+from storage.config import BlobStoreConfig
 from workflows.client import OrderClient
 from workflows.worker import build_worker
 
@@ -60,8 +64,29 @@ class Runtime:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The converter every client and worker of one deployment must share."""
-    return DataConverter.default
+    """The converter every client and worker of one deployment must share: Temporal's
+    default with the claim-check codec, so no payload exceeds Temporal's limits.
+
+    Cheap to call: one converter (and one codec, with its cache and threads) per blob
+    store and claim-check settings, per process. A worker takes its client's converter.
+    """
+    claim_check = settings.claim_check
+    return _data_converter(settings.blob_store, claim_check.threshold, claim_check.cache_bytes)
+
+
+def claim_check_codec(settings: Settings) -> ClaimCheckCodec:
+    """The process's claim-check codec for these settings (the one in ``data_converter``)."""
+    codec = data_converter(settings).payload_codec
+    assert isinstance(codec, ClaimCheckCodec)
+    return codec
+
+
+@functools.lru_cache(maxsize=16)
+def _data_converter(blob_store: BlobStoreConfig, threshold: int, cache_bytes: int) -> DataConverter:
+    # The blob store opens on the codec's first use: a command that never moves a large
+    # payload never builds an S3 client for it.
+    codec = ClaimCheckCodec(blob_store.open, threshold=threshold, cache_bytes=cache_bytes)
+    return dataclasses.replace(DataConverter.default, payload_codec=codec)
 
 
 async def connect(settings: Settings, address: str | None = None) -> Client:

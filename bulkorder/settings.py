@@ -10,10 +10,12 @@ bulkorder's own variables start with ``BULKORDER_``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from storage.config import BlobStoreConfig, EventStoreConfig
 from workflows.messages import OrderLimits
 from workflows.worker import DEFAULT_TASK_QUEUE
@@ -49,6 +51,16 @@ class TemporalSettings:
 
 
 @dataclass(frozen=True)
+class ClaimCheckSettings:
+    """The claim-check payload codec (docs/claim_check.md) and its codec server."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    codec_server_token: str | None = field(default=None, repr=False)
+    codec_server_cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     temporal: TemporalSettings
@@ -57,6 +69,7 @@ class Settings:
     event_store: EventStoreConfig
     limits: OrderLimits
     batch_size: int
+    claim_check: ClaimCheckSettings = field(default_factory=ClaimCheckSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +83,7 @@ class Settings:
             event_store=EventStoreConfig.from_env(env, default_sqlite_path=home / "events.sqlite"),
             limits=_limits(env),
             batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
+            claim_check=_claim_check_settings(env),
         )
 
     def with_limits(self, **changes: int) -> Settings:
@@ -83,6 +97,8 @@ class Settings:
             "task queue": self.task_queue,
             "blob store": self.blob_store.describe(),
             "event store": self.event_store.describe(),
+            "claim check": f"payloads over {self.claim_check.threshold:,} bytes go to the blob store "
+            f"(cache {self.claim_check.cache_bytes / 2**20:,.0f} MiB)",
         }
 
 
@@ -124,6 +140,42 @@ def _limits(env: Mapping[str, str]) -> OrderLimits:
     }
     assert set(values) <= {f.name for f in fields(OrderLimits)}
     return OrderLimits(**values)
+
+
+def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
+    threshold = _positive_int(env, "BULKORDER_CLAIM_CHECK_THRESHOLD", DEFAULT_THRESHOLD)
+    if threshold < MIN_THRESHOLD:
+        raise SettingsError(
+            f"BULKORDER_CLAIM_CHECK_THRESHOLD={threshold} is too small: at least {MIN_THRESHOLD} bytes "
+            "(a reference payload takes about 250)"
+        )
+    cache_bytes = _non_negative_int(env, "BULKORDER_CLAIM_CHECK_CACHE_BYTES", DEFAULT_CACHE_BYTES)
+    origins = tuple(o.strip().rstrip("/") for o in env.get("BULKORDER_CODEC_SERVER_CORS_ORIGINS", "").split(",") if o.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(
+                f"BULKORDER_CODEC_SERVER_CORS_ORIGINS: {origin!r} is not an origin "
+                "(scheme://host[:port], e.g. http://localhost:8233)"
+            )
+    return ClaimCheckSettings(
+        threshold=threshold,
+        cache_bytes=cache_bytes,
+        codec_server_token=env.get("BULKORDER_CODEC_SERVER_TOKEN") or None,
+        codec_server_cors_origins=origins,
+    )
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must be zero or more")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

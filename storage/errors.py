@@ -79,5 +79,11 @@ class TransientStoreError(StorageError):
     5xx responses, throttling. Safe to retry: every store operation is idempotent."""
 
 
+class ClaimCheckError(StorageError, ValueError):
+    """A claim-check reference payload that cannot be honoured: malformed, pointing outside
+    the payload keys, or naming stored bytes that do not decompress to what it promises.
+    The message names the key (when there is one)."""
+
+
 def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
     return cls(*args, **kwargs)

@@ -1,0 +1,434 @@
+"""The claim-check payload codec: large Temporal payloads go to the blob store.
+
+Temporal refuses a payload over 2 MB and a gRPC message over 4 MB, and terminates a
+workflow whose history passes 50 MB. Batch refs keep item lists out of Temporal, but any
+other payload can still grow: an update result, a report passed between activities, a
+user's own input. :class:`ClaimCheckCodec` is the safety net under all of them. Every
+payload whose serialized size is over the threshold is
+
+1. serialized whole (metadata and data, so it comes back byte for byte),
+2. compressed with zstd (kept raw if that does not make it smaller),
+3. written to the blob store under ``payloads/<sha[:2]>/<sha>``, the sha-256 of the
+   stored bytes (identical payloads share one blob; a reader can check what it got),
+4. replaced by a reference payload of ~250 bytes: encoding ``binary/bulkorder-claim-check``
+   and a small JSON body (:class:`ClaimCheck`: key, sha-256, stored and original size,
+   compression).
+
+Decoding fetches the blob, checks its hash, decompresses and parses the original payload.
+A reference is never wrapped again; payloads at or under the threshold pass untouched.
+
+The codec's ``encode``/``decode`` are async and run on Temporal's event loop, so the blob
+I/O, hashing and (de)compression of each payload run in a thread pool, all payloads of
+one call in parallel. Decoded payloads are kept in a bounded LRU cache (in bytes), so a
+replayed workflow or an activity result decoded right after it was encoded does not
+download the same blob again.
+
+Failures are never hidden: a missing blob is :class:`~storage.errors.BlobNotFoundError`,
+a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference
+:class:`~storage.errors.ClaimCheckError`, each naming the key. A
+:class:`~storage.errors.TransientStoreError` is retried a few times here, then raised, so
+Temporal retries the task. Nothing ever falls back to sending the payload inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, Sequence, TypeVar
+
+import zstandard
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
+
+from storage.blob_store import BlobStore, content_key, sha256_hex
+from storage.errors import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    ClaimCheckError,
+    InvalidBlobKeyError,
+    TransientStoreError,
+)
+
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
+
+#: The ``encoding`` metadata of a reference payload.
+REFERENCE_ENCODING = b"binary/bulkorder-claim-check"
+#: Version of the reference body; a reader refuses versions it does not know.
+REFERENCE_VERSION = 1
+#: Blob keys of claim-checked payloads start with this prefix.
+KEY_PREFIX = "payloads"
+COMPRESSION_ZSTD = "zstd"
+COMPRESSION_NONE = "none"
+COMPRESSIONS = frozenset({COMPRESSION_ZSTD, COMPRESSION_NONE})
+
+DEFAULT_THRESHOLD = 128 * 1024
+#: Below this, a reference (~250 bytes) could be larger than what it replaces.
+MIN_THRESHOLD = 1024
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_ZSTD_LEVEL = 3
+DEFAULT_ATTEMPTS = 3
+#: protobuf cannot parse a message of 2 GiB or more: no reference may promise one.
+MAX_ORIGINAL_SIZE = (2 << 30) - 1
+#: How often (seconds, at most) the cache's hit rate is logged at INFO level.
+STATS_LOG_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """What a reference payload carries: where the original is and how to restore it."""
+
+    key: str
+    sha256: str
+    stored_size: int
+    original_size: int
+    compression: str
+
+    def to_payload(self) -> Payload:
+        body = {
+            "v": REFERENCE_VERSION,
+            "key": self.key,
+            "sha256": self.sha256,
+            "stored_size": self.stored_size,
+            "original_size": self.original_size,
+            "compression": self.compression,
+        }
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        return Payload(metadata={"encoding": REFERENCE_ENCODING}, data=data)
+
+    @classmethod
+    def from_payload(cls, payload: Payload, *, prefix: str = KEY_PREFIX) -> ClaimCheck:
+        """The reference in ``payload``; :class:`ClaimCheckError` if it is malformed.
+
+        The key must be the content key of the sha-256 under ``prefix``: a forged
+        reference cannot make the codec (or the codec server) read any other blob.
+        """
+        try:
+            body = json.loads(payload.data)
+        except ValueError:
+            raise ClaimCheckError(f"claim-check reference is not JSON: {payload.data[:80]!r}") from None
+        if not isinstance(body, dict):
+            raise ClaimCheckError(f"claim-check reference is not a JSON object: {payload.data[:80]!r}")
+        if body.get("v") != REFERENCE_VERSION:
+            raise ClaimCheckError(
+                f"claim-check reference version {body.get('v')!r} is not supported (this reader knows "
+                f"{REFERENCE_VERSION}); upgrade bulkorder"
+            )
+        key, sha, stored, original, compression = (
+            body.get(name) for name in ("key", "sha256", "stored_size", "original_size", "compression")
+        )
+        where = f"claim-check reference to {key!r}"
+        if not isinstance(sha, str) or not isinstance(key, str):
+            raise ClaimCheckError(f"{where}: 'key' and 'sha256' must be strings")
+        try:
+            expected_key = content_key(sha, prefix)
+        except InvalidBlobKeyError as exc:
+            raise ClaimCheckError(f"{where}: {exc}") from None
+        if key != expected_key:
+            raise ClaimCheckError(f"{where}: key must be {expected_key!r}, the content key of its sha-256")
+        for name, value in (("stored_size", stored), ("original_size", original)):
+            if type(value) is not int or not 0 <= value <= MAX_ORIGINAL_SIZE:
+                raise ClaimCheckError(f"{where}: {name} {value!r} is not a size in bytes")
+        if compression not in COMPRESSIONS:
+            raise ClaimCheckError(f"{where}: unknown compression {compression!r} (known: {sorted(COMPRESSIONS)})")
+        return cls(key, sha, stored, original, compression)
+
+
+def is_reference(payload: Payload) -> bool:
+    """True if ``payload`` is a claim-check reference (it must never be wrapped again)."""
+    return payload.metadata.get("encoding") == REFERENCE_ENCODING
+
+
+# Compression. zstandard's (de)compressor objects are not thread-safe but cost enough to
+# build that one per payload shows: one per thread of the codec's pool.
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    compressors: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("compressors", {})
+    if level not in compressors:
+        compressors[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return compressors[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    size_bytes: int
+    capacity_bytes: int
+
+    @property
+    def hit_rate(self) -> float:
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else 0.0
+
+    def describe(self) -> str:
+        return (
+            f"{self.hits} hits, {self.misses} misses ({self.hit_rate:.0%} hit rate), {self.evictions} evicted, "
+            f"{self.entries} entries, {self.size_bytes / 2**20:.1f} of {self.capacity_bytes / 2**20:.1f} MiB"
+        )
+
+
+class PayloadCache:
+    """Serialized original payloads by blob key, least recently used evicted first,
+    holding at most ``capacity_bytes`` (0 disables it). Safe for many threads."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        if capacity_bytes < 0:
+            raise ValueError(f"cache capacity must be zero or more bytes, not {capacity_bytes}")
+        self.capacity_bytes = capacity_bytes
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._hits = self._misses = self._evictions = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            raw = self._entries.get(key)
+            if raw is None:
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return raw
+
+    def put(self, key: str, raw: bytes) -> None:
+        if len(raw) > self.capacity_bytes:
+            return  # would evict everything else and still not fit
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return
+            self._entries[key] = raw
+            self._size += len(raw)
+            while self._size > self.capacity_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+                self._evictions += 1
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                self._hits, self._misses, self._evictions, len(self._entries), self._size, self.capacity_bytes
+            )
+
+
+class ClaimCheckCodec(PayloadCodec):
+    """Moves payloads over ``threshold`` bytes to the blob store; see the module doc.
+
+    ``store`` is the blob store, or a function that opens it (called once, on first use,
+    so building a data converter stays cheap). One instance serves a whole process: it is
+    safe to share between clients, workers and event loops.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore | Callable[[], BlobStore],
+        *,
+        threshold: int = DEFAULT_THRESHOLD,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        zstd_level: int = DEFAULT_ZSTD_LEVEL,
+        prefix: str = KEY_PREFIX,
+        max_attempts: int = DEFAULT_ATTEMPTS,
+        retry_delay: float = 0.2,
+        max_workers: int = 8,
+    ) -> None:
+        if threshold < MIN_THRESHOLD:
+            raise ValueError(f"claim-check threshold must be at least {MIN_THRESHOLD} bytes, not {threshold}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        if isinstance(store, BlobStore):
+            self._store: BlobStore | None = store
+            self._open_store: Callable[[], BlobStore] | None = None
+        else:
+            self._store, self._open_store = None, store
+        self.threshold = threshold
+        self.zstd_level = zstd_level
+        self.prefix = prefix
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.cache = PayloadCache(cache_bytes)
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._last_stats_log = time.monotonic()
+        self._lookups_at_last_log = 0
+
+    @property
+    def store(self) -> BlobStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    assert self._open_store is not None
+                    self._store = self._open_store()
+        return self._store
+
+    def cache_stats(self) -> CacheStats:
+        return self.cache.stats()
+
+    def close(self) -> None:
+        """Stop the codec's threads (a later call starts new ones)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    # The PayloadCodec interface.
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self._each(payloads, self._needs_encoding, self._encode_one)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        decoded = await self._each(payloads, is_reference, self._decode_one)
+        self._maybe_log_stats()
+        return decoded
+
+    def _needs_encoding(self, payload: Payload) -> bool:
+        return not is_reference(payload) and payload.ByteSize() > self.threshold
+
+    async def _each(
+        self, payloads: Sequence[Payload], selected: Callable[[Payload], bool], work: Callable[[Payload], Payload]
+    ) -> list[Payload]:
+        """``payloads`` with ``work`` applied, in threads and in parallel, to the selected ones."""
+        results = list(payloads)
+        chosen = [index for index, payload in enumerate(results) if selected(payload)]
+        if not chosen:
+            return results
+        loop = asyncio.get_running_loop()
+        executor = self._thread_pool()
+        done = await _gather_cancel_on_error([loop.run_in_executor(executor, work, results[i]) for i in chosen])
+        for index, payload in zip(chosen, done):
+            results[index] = payload
+        return results
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="claim-check")
+        return self._executor
+
+    # The work on one payload, in a thread of the pool.
+
+    def _encode_one(self, payload: Payload) -> Payload:
+        raw = payload.SerializeToString(deterministic=True)
+        compressed = _compressor(self.zstd_level).compress(raw)
+        stored, compression = (compressed, COMPRESSION_ZSTD) if len(compressed) < len(raw) else (raw, COMPRESSION_NONE)
+        sha = sha256_hex(stored)
+        claim = ClaimCheck(content_key(sha, self.prefix), sha, len(stored), len(raw), compression)
+        self._retrying(lambda: self.store.put(claim.key, stored), f"write payload blob {claim.key!r}")
+        # The process that encodes a payload often decodes it next (an activity result
+        # read by the workflow on the same worker): keep it.
+        self.cache.put(claim.key, raw)
+        logger.debug(
+            "claim-check: %d-byte payload stored as %s (%d bytes, %s)", len(raw), claim.key, len(stored), compression
+        )
+        return claim.to_payload()
+
+    def _decode_one(self, reference: Payload) -> Payload:
+        claim = ClaimCheck.from_payload(reference, prefix=self.prefix)
+        raw = self.cache.get(claim.key)
+        if raw is None:
+            raw = self._fetch(claim)
+            self.cache.put(claim.key, raw)
+        payload = Payload()
+        payload.ParseFromString(raw)
+        return payload
+
+    def _fetch(self, claim: ClaimCheck) -> bytes:
+        context = f"claim-check payload ({claim.original_size} bytes)"
+        try:
+            stored = self._retrying(lambda: self.store.get(claim.key), f"read payload blob {claim.key!r}")
+        except BlobNotFoundError as exc:
+            raise BlobNotFoundError(claim.key, exc.location, context=context) from None
+        except BlobIntegrityError as exc:
+            raise BlobIntegrityError(claim.key, exc.expected, exc.actual, exc.location, context=context) from None
+        # Checked here too: the store checks content keys, but a store is an interface.
+        actual = sha256_hex(stored)
+        if actual != claim.sha256:
+            raise BlobIntegrityError(claim.key, claim.sha256, actual, self.store.location, context=context)
+        if len(stored) != claim.stored_size:
+            raise ClaimCheckError(
+                f"claim-check blob {claim.key!r} holds {len(stored)} bytes, its reference says {claim.stored_size}"
+            )
+        if claim.compression == COMPRESSION_NONE:
+            raw = stored
+        else:
+            try:
+                raw = _decompressor().decompress(stored, max_output_size=claim.original_size)
+            except zstandard.ZstdError as exc:
+                raise ClaimCheckError(f"claim-check blob {claim.key!r} does not decompress: {exc}") from None
+        if len(raw) != claim.original_size:
+            raise ClaimCheckError(
+                f"claim-check blob {claim.key!r} restores {len(raw)} bytes, its reference says {claim.original_size}"
+            )
+        return raw
+
+    def _retrying(self, operation: Callable[[], _T], action: str) -> _T:
+        """``operation()``, tried up to ``max_attempts`` times while it fails transiently.
+
+        Sleeping here blocks a pool thread, never the event loop.
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return operation()
+            except TransientStoreError as exc:
+                if attempt == self.max_attempts:
+                    raise TransientStoreError(f"claim-check: cannot {action} after {attempt} attempts: {exc}") from exc
+                logger.warning("claim-check: cannot %s (attempt %d of %d): %s", action, attempt, self.max_attempts, exc)
+                time.sleep(self.retry_delay * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _maybe_log_stats(self) -> None:
+        now = time.monotonic()
+        if now - self._last_stats_log < STATS_LOG_INTERVAL:
+            return
+        stats = self.cache.stats()
+        lookups = stats.hits + stats.misses
+        if lookups == self._lookups_at_last_log:
+            return
+        self._last_stats_log, self._lookups_at_last_log = now, lookups
+        logger.info("claim-check cache: %s", stats.describe())
+
+
+async def _gather_cancel_on_error(futures: Sequence[asyncio.Future[_T] | Coroutine[Any, Any, _T]]) -> list[_T]:
+    """All results, or the first error (the others are cancelled; no ExceptionGroup)."""
+    tasks = [asyncio.ensure_future(future) for future in futures]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+__all__ = [
+    "COMPRESSION_NONE",
+    "COMPRESSION_ZSTD",
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_THRESHOLD",
+    "KEY_PREFIX",
+    "MIN_THRESHOLD",
+    "REFERENCE_ENCODING",
+    "CacheStats",
+    "ClaimCheck",
+    "ClaimCheckCodec",
+    "PayloadCache",
+    "is_reference",
+]
