@@ -266,6 +266,8 @@ class ClaimCheckCodec(PayloadCodec):
         self._max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        #: Seconds between two INFO lines with the cache's hit rate (at most one per interval).
+        self.stats_log_interval = STATS_LOG_INTERVAL
         self._last_stats_log = time.monotonic()
         self._lookups_at_last_log = 0
 
@@ -396,7 +398,7 @@ class ClaimCheckCodec(PayloadCodec):
 
     def _maybe_log_stats(self) -> None:
         now = time.monotonic()
-        if now - self._last_stats_log < STATS_LOG_INTERVAL:
+        if now - self._last_stats_log < self.stats_log_interval:
             return
         stats = self.cache.stats()
         lookups = stats.hits + stats.misses

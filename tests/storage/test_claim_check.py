@@ -1,0 +1,319 @@
+"""The claim-check codec against a real S3 endpoint (moto's HTTP server) and a folder.
+
+Every round trip decodes with a fresh codec (an empty cache), so the bytes really come
+back from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from pathlib import Path
+
+import boto3
+import pytest
+import zstandard
+from temporalio.api.common.v1 import Payload
+
+from storage.blob_store import BlobStore, content_key, sha256_hex
+from storage.claim_check import (
+    DEFAULT_THRESHOLD,
+    KEY_PREFIX,
+    REFERENCE_ENCODING,
+    ClaimCheck,
+    ClaimCheckCodec,
+    is_reference,
+)
+from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, TransientStoreError
+from storage.folder_store import FolderBlobStore
+from storage.s3_store import S3BlobStore
+from tests.fixtures.s3 import free_port
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str, s3_bucket: str) -> S3BlobStore:
+    return S3BlobStore(s3_bucket, endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+def payload_of(data: bytes, encoding: bytes = b"binary/plain") -> Payload:
+    return Payload(metadata={"encoding": encoding, "note": b"kept as is"}, data=data)
+
+
+def payload_sized(serialized_size: int) -> Payload:
+    """A payload whose serialized size is exactly ``serialized_size`` bytes."""
+    data_size = serialized_size
+    while payload_of(b"x" * data_size).ByteSize() > serialized_size:
+        data_size -= 1
+    payload = payload_of(b"x" * data_size)
+    assert payload.ByteSize() == serialized_size
+    return payload
+
+
+def order_json(size: int) -> bytes:
+    """Order-like JSON (compresses like real order data), ``size`` bytes."""
+    rng = random.Random(size)
+    lines = []
+    total = 0
+    while total < size:
+        sku = rng.randrange(50_000)
+        line = json.dumps(
+            {"sku": f"SKU-{sku:06d}", "quantity": rng.randint(1, 24), "lot": f"L{rng.randrange(10**6):06d}",
+             "attributes": {"color": ["black", "red", "navy"][sku % 3], "weight_g": 50 + sku % 20_000}}
+        ).encode()
+        lines.append(line)
+        total += len(line) + 1
+    return b"\n".join(lines)[:size]
+
+
+async def round_trip(store: BlobStore, payloads: list[Payload], **options: int) -> tuple[list[Payload], list[Payload]]:
+    encoded = await ClaimCheckCodec(store, **options).encode(payloads)
+    decoded = await ClaimCheckCodec(store, cache_bytes=0, **options).decode(encoded)
+    return encoded, decoded
+
+
+def assert_identical(decoded: Payload, original: Payload) -> None:
+    assert decoded.SerializeToString(deterministic=True) == original.SerializeToString(deterministic=True)
+    assert decoded.data == original.data
+    assert dict(decoded.metadata) == dict(original.metadata)
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 1024, DEFAULT_THRESHOLD + 1, MiB, 20 * MiB], ids=["0B", "1B", "1KiB", "threshold+1", "1MiB", "20MiB"]
+)
+@pytest.mark.parametrize("kind", ["order-json", "random"])
+async def test_round_trip_is_byte_identical(s3_store: S3BlobStore, size: int, kind: str) -> None:
+    data = order_json(size) if kind == "order-json" else random.Random(size).randbytes(size)
+    original = payload_of(data, b"json/plain" if kind == "order-json" else b"binary/plain")
+    [encoded], [decoded] = await round_trip(s3_store, [original])
+    assert is_reference(encoded) == (original.ByteSize() > DEFAULT_THRESHOLD)
+    assert encoded.ByteSize() <= max(original.ByteSize(), 512)
+    assert_identical(decoded, original)
+    if is_reference(encoded):
+        claim = ClaimCheck.from_payload(encoded)
+        assert claim.original_size == original.ByteSize()
+        assert claim.compression == ("zstd" if kind == "order-json" else "none")
+        assert s3_store.size(claim.key) == claim.stored_size
+        if kind == "order-json":
+            assert claim.stored_size < claim.original_size / 3
+
+
+async def test_100_mib_round_trip_keeps_the_event_loop_running(s3_store: S3BlobStore) -> None:
+    rng = random.Random(100)
+    original = payload_of(rng.randbytes(50 * MiB) + order_json(50 * MiB))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        [encoded], [decoded] = await round_trip(s3_store, [original])
+    finally:
+        ticking.cancel()
+    assert is_reference(encoded) and encoded.ByteSize() < 512
+    assert_identical(decoded, original)
+    # Hashing, compressing and uploading 100 MiB take well over 0.1 s: a codec that held
+    # the event loop meanwhile would leave the ticker no turn at all.
+    assert ticks >= 5
+
+
+async def test_threshold_edges(s3_store: S3BlobStore) -> None:
+    threshold = 4096
+    below, at, above = (payload_sized(threshold + delta) for delta in (-1, 0, 1))
+    encoded, decoded = await round_trip(s3_store, [below, at, above], threshold=threshold)
+    assert encoded[0] == below and encoded[1] == at, "payloads at or under the threshold pass untouched"
+    assert is_reference(encoded[2])
+    for got, original in zip(decoded, [below, at, above]):
+        assert_identical(got, original)
+
+
+async def test_references_are_never_wrapped_again(s3_store: S3BlobStore) -> None:
+    codec = ClaimCheckCodec(s3_store, threshold=1024)
+    [reference] = await codec.encode([payload_of(order_json(10_000))])
+    assert await codec.encode([reference]) == [reference]
+    # Even one over the threshold (a reference is never that big, but who knows what
+    # another writer does): it is a reference, so it stays as it is.
+    padded = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=reference.data + b" " * 2000)
+    assert await codec.encode([padded]) == [padded]
+    assert await codec.encode(await codec.encode([reference])) == [reference]
+
+
+async def test_mixed_payloads_keep_their_order(s3_store: S3BlobStore) -> None:
+    originals = [payload_of(b"small"), payload_of(order_json(300_000)), payload_of(b""), payload_of(order_json(200_000))]
+    encoded, decoded = await round_trip(s3_store, originals)
+    assert [is_reference(p) for p in encoded] == [False, True, False, True]
+    for got, original in zip(decoded, originals):
+        assert_identical(got, original)
+
+
+async def test_identical_payloads_share_one_blob(s3_store: S3BlobStore) -> None:
+    original = payload_of(order_json(500_000))
+    first, second = await ClaimCheckCodec(s3_store).encode([original, payload_of(original.data)])
+    assert first == second
+    assert list(s3_store.iter_keys(f"{KEY_PREFIX}/")) == [ClaimCheck.from_payload(first).key]
+
+
+async def test_folder_store_round_trip(tmp_path: Path) -> None:
+    original = payload_of(order_json(2 * MiB))
+    [encoded], [decoded] = await round_trip(FolderBlobStore(tmp_path), [original])
+    assert (tmp_path / ClaimCheck.from_payload(encoded).key).is_file()
+    assert_identical(decoded, original)
+
+
+# Failures: typed, naming the key, and never any data.
+
+
+async def test_tampered_blob_is_an_integrity_error(s3_store: S3BlobStore, s3_endpoint: str, s3_bucket: str) -> None:
+    [encoded] = await ClaimCheckCodec(s3_store).encode([payload_of(order_json(400_000))])
+    key = ClaimCheck.from_payload(encoded).key
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    stored = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=stored[:-1] + bytes([stored[-1] ^ 1]))
+
+    codec = ClaimCheckCodec(s3_store)
+    with pytest.raises(BlobIntegrityError) as raised:
+        await codec.decode([encoded])
+    assert key in str(raised.value) and "corrupt" in str(raised.value)
+    assert codec.cache_stats().entries == 0, "nothing of a corrupt blob is kept"
+
+
+async def test_deleted_blob_is_not_found(s3_store: S3BlobStore) -> None:
+    [encoded] = await ClaimCheckCodec(s3_store).encode([payload_of(order_json(400_000))])
+    key = ClaimCheck.from_payload(encoded).key
+    s3_store.delete(key)
+    with pytest.raises(BlobNotFoundError) as raised:
+        await ClaimCheckCodec(s3_store).decode([encoded])
+    assert key in str(raised.value) and "claim-check payload" in str(raised.value)
+
+
+async def test_blob_that_restores_more_than_promised_is_refused(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (8 * MiB))
+    sha = sha256_hex(bomb)
+    store.put(content_key(sha, KEY_PREFIX), bomb)
+    reference = ClaimCheck(content_key(sha, KEY_PREFIX), sha, len(bomb), 1000, "zstd").to_payload()
+    with pytest.raises(ClaimCheckError, match=sha):
+        await ClaimCheckCodec(store).decode([reference])
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"not json", "not JSON"),
+        (b'{"v": 2}', "version 2"),
+        (b'{"v": 1, "key": "batches/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 1, '
+         b'"original_size": 1, "compression": "zstd"}', "content key"),
+        (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 1, '
+         b'"original_size": -1, "compression": "zstd"}', "original_size"),
+        (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 1, '
+         b'"original_size": 1, "compression": "lz4"}', "compression"),
+    ],
+    ids=["not-json", "future-version", "other-prefix", "negative-size", "unknown-compression"],
+)
+async def test_malformed_references_are_refused(tmp_path: Path, body: bytes, problem: str) -> None:
+    reference = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=body)
+    with pytest.raises(ClaimCheckError, match=problem):
+        await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([reference])
+
+
+class FlakyStore:
+    """A real store whose first ``failures`` reads and writes fail as a throttled or
+    unreachable backend does."""
+
+    def __init__(self, store: BlobStore, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+        self.calls = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientStoreError(f"HTTP 503 SlowDown (call {self.calls})")
+
+    def put(self, key: str, data: bytes) -> bool:
+        self._maybe_fail()
+        return self._store.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        self._maybe_fail()
+        return self._store.get(key)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+async def test_transient_errors_are_retried(s3_store: S3BlobStore) -> None:
+    original = payload_of(order_json(300_000))
+    writer = FlakyStore(s3_store, failures=2)
+    [encoded] = await ClaimCheckCodec(writer, retry_delay=0.01).encode([original])
+    reader = FlakyStore(s3_store, failures=2)
+    [decoded] = await ClaimCheckCodec(reader, retry_delay=0.01).decode([encoded])
+    assert_identical(decoded, original)
+    assert (writer.calls, reader.calls) == (3, 3)
+
+
+async def test_transient_errors_surface_after_bounded_attempts(s3_endpoint: str, s3_bucket: str) -> None:
+    # A real endpoint that does not answer: connection refused on every try.
+    unreachable = S3BlobStore(
+        s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", region_name="us-east-1", max_attempts=1
+    )
+    codec = ClaimCheckCodec(unreachable, max_attempts=3, retry_delay=0.01)
+    with pytest.raises(TransientStoreError, match="after 3 attempts") as raised:
+        await codec.encode([payload_of(order_json(300_000))])
+    assert "payloads/" in str(raised.value)
+
+
+# The cache of decoded payloads.
+
+
+async def test_cache_serves_repeat_decodes_without_the_store(s3_store: S3BlobStore, caplog: pytest.LogCaptureFixture) -> None:
+    original = payload_of(order_json(600_000))
+    [encoded] = await ClaimCheckCodec(s3_store).encode([original])
+    codec = ClaimCheckCodec(s3_store)
+    codec.stats_log_interval = 0.0
+    with caplog.at_level(logging.INFO, logger="storage.claim_check"):
+        [first] = await codec.decode([encoded])
+        s3_store.delete(ClaimCheck.from_payload(encoded).key)  # a second download would fail
+        [second] = await codec.decode([encoded])
+    assert_identical(first, original)
+    assert_identical(second, original)
+    stats = codec.cache_stats()
+    assert (stats.hits, stats.misses, stats.entries) == (1, 1, 1)
+    assert stats.size_bytes == original.ByteSize()
+    assert any("50% hit rate" in record.getMessage() for record in caplog.records)
+
+
+async def test_encoded_payloads_are_cached_for_the_next_decode(s3_store: S3BlobStore) -> None:
+    # An activity result is encoded and then decoded by the same worker.
+    codec = ClaimCheckCodec(s3_store)
+    original = payload_of(order_json(600_000))
+    [encoded] = await codec.encode([original])
+    s3_store.delete(ClaimCheck.from_payload(encoded).key)
+    [decoded] = await codec.decode([encoded])
+    assert_identical(decoded, original)
+
+
+async def test_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    originals = [payload_of(order_json(MiB + n)) for n in range(3)]
+    encoded = await ClaimCheckCodec(store, cache_bytes=0).encode(originals)
+    codec = ClaimCheckCodec(store, cache_bytes=int(2.5 * MiB))
+    for reference in encoded:
+        await codec.decode([reference])
+    stats = codec.cache_stats()
+    assert stats.entries == 2 and stats.evictions == 1
+    assert stats.size_bytes <= 2.5 * MiB
+    await codec.decode([encoded[0]])  # evicted first (least recently used): downloaded again
+    assert codec.cache_stats().misses == 4
+
+
+def test_threshold_below_minimum_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1024"):
+        ClaimCheckCodec(FolderBlobStore(tmp_path), threshold=100)
