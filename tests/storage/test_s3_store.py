@@ -294,6 +294,16 @@ def test_put_is_conditional_and_carries_a_sha256_checksum(fake_s3: _FakeS3) -> N
     assert put["Content-Length"] == str(len(data))
 
 
+def test_small_bodies_go_straight_to_the_conditional_put(fake_s3: _FakeS3) -> None:
+    # Below head_before_put_bytes a HEAD costs what the upload it could save costs.
+    fake_s3.rule = _head_missing_put_ok
+    store = fake_s3.store()
+    store.head_before_put_bytes = 100
+    assert store.put("a/small", b"x" * 100) is True
+    assert store.put("a/large", b"x" * 101) is True
+    assert [method for method, _ in fake_s3.requests] == ["PUT", "HEAD", "PUT"]
+
+
 def test_without_conditional_writes_the_store_falls_back(fake_s3: _FakeS3) -> None:
     # An endpoint that answers 501 to If-None-Match: the store writes without it, and
     # stops sending it.
