@@ -271,7 +271,7 @@ def print_table(results: list[Result]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,8,32", help="payload sizes in MiB (default 1,8,32)")
-    parser.add_argument("--repeat", type=int, default=5, help="repetitions per size and system (default 5)")
+    parser.add_argument("--repeat", type=int, default=7, help="repetitions per size and system (default 7)")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")})
 

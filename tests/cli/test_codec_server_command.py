@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,12 +15,13 @@ from temporalio.api.common.v1 import Payload
 
 from storage.claim_check import ClaimCheckCodec
 from storage.folder_store import FolderBlobStore
+from tests.cli.helpers import cli_env
 
 BULKORDER = [sys.executable, "-m", "bulkorder.cli"]
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "BULKORDER_HOME": str(home), **extra}
+    return cli_env(home, extra)
 
 
 async def test_codec_server_command_decodes_with_the_deployment_store(tmp_path: Path) -> None:

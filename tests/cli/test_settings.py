@@ -63,3 +63,34 @@ def test_s3_and_postgres_and_limits(tmp_path: Path) -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_claim_check_settings(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"BULKORDER_HOME": str(tmp_path)}).claim_check
+    assert (defaults.threshold, defaults.cache_bytes) == (128 * 1024, 256 * 1024 * 1024)
+    assert defaults.codec_server_token is None and defaults.codec_server_cors_origins == ()
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "BULKORDER_CLAIM_CHECK_THRESHOLD": "64_000",
+        "BULKORDER_CLAIM_CHECK_CACHE_BYTES": "0",
+        "BULKORDER_CODEC_SERVER_TOKEN": "tok",
+        "BULKORDER_CODEC_SERVER_CORS_ORIGINS": "http://localhost:8233, https://temporal.example.com/",
+    })
+    check = settings.claim_check
+    assert (check.threshold, check.cache_bytes, check.codec_server_token) == (64_000, 0, "tok")
+    assert check.codec_server_cors_origins == ("http://localhost:8233", "https://temporal.example.com")
+    assert "tok" not in repr(settings) and "tok" not in str(settings.describe())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BULKORDER_CLAIM_CHECK_THRESHOLD": "100"}, "BULKORDER_CLAIM_CHECK_THRESHOLD=100 is too small"),
+        ({"BULKORDER_CLAIM_CHECK_CACHE_BYTES": "-1"}, "BULKORDER_CLAIM_CHECK_CACHE_BYTES='-1' must be zero or more"),
+        ({"BULKORDER_CODEC_SERVER_CORS_ORIGINS": "localhost:8233"}, "'localhost:8233' is not an origin"),
+        ({"BULKORDER_CODEC_SERVER_CORS_ORIGINS": "http://ui.example/path"}, "is not an origin"),
+    ],
+)
+def test_claim_check_settings_errors_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"BULKORDER_HOME": str(tmp_path), **env})
