@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +209,7 @@ class ClaimCheckCodec(PayloadCodec):
         self.cache = PayloadCache(cache_bytes)
         self._max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
         self._lock = threading.Lock()
         #: Seconds between two INFO lines with the cache's hit rate (at most one per interval).
         self.stats_log_interval = STATS_LOG_INTERVAL
@@ -262,10 +264,13 @@ class ClaimCheckCodec(PayloadCodec):
         return results
 
     def _thread_pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+        # A forked child inherits the pool object but none of its threads: start anew.
+        pid = os.getpid()
+        if self._executor is None or self._executor_pid != pid:
             with self._lock:
-                if self._executor is None:
+                if self._executor is None or self._executor_pid != pid:
                     self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="claim-check")
+                    self._executor_pid = pid
         return self._executor
 
     # The work on one payload, in a thread of the pool.

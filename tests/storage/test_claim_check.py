@@ -327,3 +327,29 @@ async def test_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
 def test_threshold_below_minimum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1024"):
         ClaimCheckCodec(FolderBlobStore(tmp_path), threshold=100)
+
+
+async def test_a_forked_child_can_use_a_codec_its_parent_used(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    codec = ClaimCheckCodec(FolderBlobStore(tmp_path))
+    await codec.encode([payload_of(order_json(20 * MiB))])  # threads and a multithreaded zstd ran here
+    global _shared_codec
+    _shared_codec = codec
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        assert await asyncio.wrap_future(pool.submit(_encode_with_shared_codec, 300_000))
+
+
+_shared_codec: ClaimCheckCodec | None = None
+
+
+def _encode_with_shared_codec(size: int) -> bool:
+    async def run() -> bool:
+        assert _shared_codec is not None
+        original = payload_of(order_json(size))
+        [encoded] = await _shared_codec.encode([original])
+        [decoded] = await _shared_codec.decode([encoded])
+        return is_reference(encoded) and decoded == original
+
+    return asyncio.run(run())
