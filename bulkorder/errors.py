@@ -8,6 +8,7 @@ from domain.items import ItemValidationError
 from domain.refs import InvalidRefError
 from storage.errors import StorageError
 from workflows.errors import OrderRefusedError
+from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
 from bulkorder.embedded import EmbeddedTemporalError
 from bulkorder.item_files import ItemFileError
@@ -28,6 +29,8 @@ FAILED = 1
 
 _BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError) + _ANALYSTS_BAD_INPUT
 _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
+_BAD_INPUT += (ImportInputError,)
+_FAILED += (ImportRefusedError, ImportIncompleteError)
 
 
 def exit_code_for(exc: BaseException) -> int | None:
