@@ -9,15 +9,15 @@ items are durably in the order.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from domain.application import Orders
 from domain.identifiers import check_customer_id, check_order_id
 from workflows.client import OrderClient
+from workflows.importer.encoders import EncoderPool
 from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 from workflows.importer.pipeline import Pipeline, default_workers
 from workflows.importer.preflight import check_batch_size, prepare_order
@@ -98,21 +98,19 @@ async def import_file(
 
     source = open_source(options.batch_size)  # bad files fail here, before anything else
     workers = options.workers or default_workers()
-    # Spawned, not forked: this process runs Temporal's threads, which a fork would copy
-    # in whatever state they are. Started first, they warm up while we ask Temporal.
-    encoders = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    # Started first: they import and warm up while we ask Temporal about the order.
+    encoders = EncoderPool(workers)
     uploaders = ThreadPoolExecutor(max_workers=options.upload_threads, thread_name_prefix="bulkorder-upload")
     rejects: RejectsFile | None = None
     progress = ImportProgress(source=source.name, total_bytes=source.total_bytes)
     ticker: asyncio.Task[None] | None = None
     try:
-        loop = asyncio.get_running_loop()
-        warming = [loop.run_in_executor(encoders, warm_up) for _ in range(workers)]
+        for _ in range(workers):
+            encoders.submit(warm_up, None)
         start = await prepare_order(client, orders, order_id, create_customer=options.create_customer)
         await asyncio.to_thread(check_batch_size, open_source, start.recorded, options.batch_size, order_id)
         if options.skip_invalid is not None:
             rejects = RejectsFile(options.skip_invalid)
-        await asyncio.gather(*warming)
         progress = ImportProgress(source=source.name, total_bytes=source.total_bytes, bytes_done=source.bytes_read)
         pipeline = Pipeline(
             source=source,
@@ -140,6 +138,7 @@ async def import_file(
             where = f" ({progress.rejected:,} lines rejected, see {options.skip_invalid})" if progress.rejected else ""
             raise ImportInputError(f"{source.name}: no valid items to import{where}", file=source.name)
         order = await asyncio.to_thread(orders.get_order, order_id)
+        seconds = progress.seconds
     finally:
         if ticker is not None:
             ticker.cancel()
@@ -150,7 +149,7 @@ async def import_file(
         if rejects is not None:
             rejects.close()
         uploaders.shutdown(wait=True)
-        encoders.shutdown(wait=False, cancel_futures=True)
+        encoders.shutdown()
     return ImportSummary(
         order_id=order_id,
         file=source.name,
@@ -161,8 +160,8 @@ async def import_file(
         skipped_batches=progress.skipped_batches,
         skipped_lines=progress.skipped_lines,
         bytes=progress.bytes_done,
-        seconds=round(progress.seconds, 3),
-        items_per_second=round(progress.items_per_second, 1),
+        seconds=round(seconds, 3),
+        items_per_second=round(progress.items / seconds, 1),
         order_items=order.item_count,
         order_batches=order.batch_count,
     )

@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Mapping
 from domain.refs import BatchRef
 from storage.batches import BatchStore
 from workflows.client import OrderClient
+from workflows.importer.encoders import EncoderPool
 from workflows.importer.errors import ImportInputError
 from workflows.importer.progress import ImportProgress
 from workflows.importer.rejects import RejectsFile
@@ -71,7 +72,7 @@ class Pipeline:
         order_id: str,
         recorded: Mapping[str, int],
         create_customer: str | None,
-        encoders: Executor,
+        encoders: EncoderPool,
         uploaders: Executor,
         encoder_count: int,
         upload_threads: int,
@@ -117,7 +118,6 @@ class Pipeline:
     # ---- stage 1: cut, hash, hand to the encoding processes ---------------------------
 
     async def _read_and_encode(self) -> None:
-        loop = asyncio.get_running_loop()
         batches = self.source.batches()
         columns = self.source.columns
         try:
@@ -138,7 +138,7 @@ class Pipeline:
                     key_prefix=self.batches.key_prefix,
                     level=self.batches.level,
                 )
-                await self._encoded.put(_Entry(batch, future=loop.run_in_executor(self.encoders, stage_batch, task)))
+                await self._encoded.put(_Entry(batch, future=asyncio.wrap_future(self.encoders.submit(stage_batch, task))))
         except ImportInputError as exc:  # the reader found the input malformed here
             await self._encoded.put(_Stop(exc))
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
