@@ -270,13 +270,15 @@ class _JsonArrayReader:
         self.bytes_read += len(block)
         try:
             text = self._decoder.decode(block, final=not block)
-        except UnicodeDecodeError as exc:
-            raise self._error(f"not UTF-8 text (byte {exc.start} of a block)") from None
+        except UnicodeDecodeError:
+            raise self._error("not UTF-8 text (at or after this line)") from None
         if not block:
+            # Positions in the window stay valid: error messages still count lines right.
             self._eof = True
+            return False
         self._text = self._text[self._pos :] + text
         self._pos = 0
-        return bool(block)
+        return True
 
     def _advance(self, end: int) -> None:
         self._line += self._text.count("\n", self._pos, end)

@@ -189,13 +189,29 @@ def _one_by_one(
                 items.append(validate_item_dict(value))
                 continue
             except ItemValidationError as exc:
-                fields = "; ".join(fld for _, fld, _ in exc.problems if fld)
-                reasons = "; ".join(f"{fld}: {msg}" if fld and len(exc.problems) > 1 else msg for _, fld, msg in exc.problems)
-                problem = Problem(line, fields, reasons, _shown(record))
+                problem = _item_problem(line, exc, record)
         problems.append(problem)
         if not skip_invalid:
             break
     return items, problems
+
+
+# pydantic names the member of a union that failed ("attributes.note.int"): the field is
+# what the user wrote, so those tags are dropped.
+_UNION_TAGS = frozenset({"str", "constrained-str", "int", "float", "bool", "none"})
+
+
+def _item_problem(line: int, exc: ItemValidationError, record: bytes | str) -> Problem:
+    fields: list[str] = []
+    reasons: list[str] = []
+    for _, fld, message in exc.problems:
+        head, _, last = fld.rpartition(".")
+        fld = head if head and last in _UNION_TAGS else fld
+        if fld not in fields:
+            fields.append(fld)
+        if message not in reasons:
+            reasons.append(message)
+    return Problem(line, "; ".join(f for f in fields if f), "; ".join(reasons), _shown(record))
 
 
 def _shown(record: bytes | str) -> str:
