@@ -37,6 +37,7 @@ from typing import Any, Iterator
 import pydantic_core
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistoryEventFilterType
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from bulkorder.embedded import EmbeddedTemporal, free_port
@@ -48,6 +49,20 @@ from tests.workflows.importer.files import write_ndjson
 BIN = Path(sys.executable).parent
 HISTORY_EVENTS_LIMIT = 4_096
 HISTORY_BYTES_LIMIT = 4 * 1024 * 1024
+
+
+_quiet_runtime: Runtime | None = None
+
+
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime that logs errors only: the baselines' 1 MB signals would
+    otherwise print a payload-size warning each."""
+    global _quiet_runtime
+    if _quiet_runtime is None:
+        _quiet_runtime = Runtime(
+            telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))
+        )
+    return _quiet_runtime
 
 
 @dataclass
@@ -130,12 +145,12 @@ def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float = 
     raise RuntimeError(f"{process.args} did not print {marker!r} within {timeout:.0f} s")
 
 
-def stop_process(process: subprocess.Popen[str]) -> int:
-    """SIGINT, then the peak RSS (KiB) the kernel reports for it once it exits."""
+def stop_process(process: subprocess.Popen[str]) -> tuple[int, float]:
+    """SIGINT, then the peak RSS (KiB) and CPU seconds the kernel reports once it exits."""
     process.send_signal(signal.SIGINT)
     _, _, usage = os.wait4(process.pid, 0)
     process.returncode = 0
-    return usage.ru_maxrss
+    return usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 async def run_histories(client: Client, workflow_id: str) -> list[tuple[int, int, str]]:
@@ -178,8 +193,13 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     started = time.perf_counter()
     importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     importer_rss = PeakRss(importer.pid)
-    stdout, stderr = importer.communicate()
+    assert importer.stdout is not None and importer.stderr is not None
+    stdout, stderr = importer.stdout.read(), importer.stderr.read()  # small: --json --quiet
+    # wait4 gives the CPU time of the importer and of its encoding processes (it reaps them).
+    _, status, usage = os.wait4(importer.pid, 0)
     seconds = time.perf_counter() - started
+    importer.returncode = os.waitstatus_to_exitcode(status)
+    importer_cpu = usage.ru_utime + usage.ru_stime
     importer_own, encoder_peak = importer_rss.stop()
     if importer.returncode != 0:
         stop_process(worker)
@@ -193,7 +213,8 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
 
     runs = asyncio.run(histories())
     worker_own, _ = worker_rss.stop()
-    worker_peak = max(stop_process(worker), worker_own)
+    worker_final, worker_cpu = stop_process(worker)
+    worker_peak = max(worker_final, worker_own)
     shutil.rmtree(home / "blobs", ignore_errors=True)
     largest = max(runs, key=lambda run: run[1])
     return Result(
@@ -203,6 +224,8 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
         note=f"{len(runs)} runs; every batch recorded in the event store",
         extra={
             "importer_seconds": summary["seconds"],
+            "importer_cpu_seconds": importer_cpu,
+            "worker_cpu_seconds": worker_cpu,
             "importer_items_per_second": summary["items_per_second"],
             "importer_peak_rss_mb": importer_own / 1024,
             "encoder_peak_rss_mb": encoder_peak / 1024,
@@ -262,7 +285,10 @@ async def send_all(handle: WorkflowHandle[Any, Any], signal_name: str, path: Pat
 
 def start_baseline_worker(address: str, task_queue: str, *extra: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "tests.benchmarks.baseline_worker", address, task_queue, *extra]
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Its log (payload-size warnings, "workflow didn't yield" as its history grows) goes to a file.
+    log = open(Path(tempfile.gettempdir()) / f"bench-import-{task_queue}.log", "w")  # noqa: SIM115
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    log.close()
     wait_for_line(worker, "worker ready")
     return worker
 
@@ -271,7 +297,7 @@ async def run_inline(address: str, path: Path, count: int, per_signal: int, infl
     task_queue = f"inline-{uuid.uuid4().hex[:8]}"
     worker = start_baseline_worker(address, task_queue)
     try:
-        client = await Client.connect(address)
+        client = await Client.connect(address, runtime=quiet_runtime())
         workflow_id = f"inline-{uuid.uuid4().hex[:8]}"
         handle = await client.start_workflow(InlineItemsWorkflow.run, id=workflow_id, task_queue=task_queue)
         started = time.perf_counter()
@@ -322,7 +348,9 @@ async def run_external_storage(address: str, path: Path, count: int, per_signal:
         task_queue = f"s3-{uuid.uuid4().hex[:8]}"
         worker = start_baseline_worker(address, task_queue, "--s3-endpoint", endpoint, "--bucket", bucket)
         try:
-            client = await Client.connect(address, data_converter=external_storage_converter(endpoint, bucket))
+            client = await Client.connect(
+                address, data_converter=external_storage_converter(endpoint, bucket), runtime=quiet_runtime()
+            )
             workflow_id = f"s3-{uuid.uuid4().hex[:8]}"
             handle = await client.start_workflow(
                 CountingItemsWorkflow.run, None, id=workflow_id, task_queue=task_queue
@@ -371,6 +399,12 @@ def report(results: list[Result], count: int, per_signal: int) -> None:
         f"bulkorder: importer's own time {extra['importer_seconds']:.1f} s ({extra['importer_items_per_second']:,.0f} items/s; "
         "the end-to-end figure above includes starting the importer process)"
     )
+    cpu_per_million = (extra["importer_cpu_seconds"] + extra["worker_cpu_seconds"]) * 1e6 / bulk.items
+    print(
+        f"CPU: importer (with its encoding processes) {extra['importer_cpu_seconds']:.1f} s, worker "
+        f"{extra['worker_cpu_seconds']:.1f} s: {cpu_per_million:.1f} CPU-s per million items; with two idle cores "
+        f"that bounds throughput at about {2e6 / cpu_per_million:,.0f} items/s (the Temporal server not counted)"
+    )
     print(
         f"peak RSS: importer {extra['importer_peak_rss_mb']:.0f} MB, each encoding process ≤ {extra['encoder_peak_rss_mb']:.0f} MB, "
         f"worker {extra['worker_peak_rss_mb']:.0f} MB"
@@ -403,7 +437,7 @@ def main() -> None:
         write_ndjson(path.with_suffix(".tmp"), args.items)
         path.with_suffix(".tmp").rename(path)
         print(f"generated {args.items:,} items ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.0f} s")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)")
     print(f"input: {path} ({path.stat().st_size / 1e6:,.0f} MB NDJSON, {args.items:,} items of ~25 fields)")
 
     server = EmbeddedTemporal(workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite")
@@ -418,6 +452,7 @@ def main() -> None:
             print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
     finally:
         asyncio.run(server.stop())
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     report(results, args.items, args.per_signal)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
