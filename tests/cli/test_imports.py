@@ -14,44 +14,29 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import pytest
 
+from tests.cli.helpers import cli_env, run_cli
 from tests.fixtures.orders import OrderStack
 from tests.workflows.importer.files import write_ndjson
 
-BULKORDER = str(Path(sys.executable).parent / "bulkorder")
+BULKORDER = [sys.executable, "-m", "bulkorder.cli"]
 
 
 @pytest.fixture
-def cli_env(order_stack: OrderStack, temporal_address: str, tmp_path: Path, event_store_env: Mapping[str, str]) -> dict[str, str]:
+def env(order_stack: OrderStack, temporal_address: str, tmp_path: Path, event_store_env: Mapping[str, str]) -> dict[str, str]:
     """The environment of a CLI process sharing the test's worker, blobs and event store."""
-    return dict(
-        os.environ,
-        **event_store_env,
-        TEMPORAL_ADDRESS=temporal_address,
-        BULKORDER_HOME=str(tmp_path / "home"),
-        BULKORDER_BLOB_DIR=str(tmp_path / "blobs"),
-        BULKORDER_TASK_QUEUE=order_stack.task_queue,
+    return cli_env(
+        tmp_path / "home",
+        {
+            **event_store_env,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "BULKORDER_BLOB_DIR": str(tmp_path / "blobs"),
+            "BULKORDER_TASK_QUEUE": order_stack.task_queue,
+        },
     )
-
-
-@dataclass
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_cli(env: dict[str, str], *args: str) -> Finished:
-    process = await asyncio.create_subprocess_exec(
-        BULKORDER, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return Finished(process.returncode, stdout.decode(), stderr.decode())
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -61,7 +46,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> No
 
 
 async def test_killed_mid_import_then_run_again_records_every_item_once(
-    order_stack: OrderStack, cli_env: dict[str, str], tmp_path: Path
+    order_stack: OrderStack, env: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "items.ndjson"
     expected = write_ndjson(path, 20_000)
@@ -72,8 +57,8 @@ async def test_killed_mid_import_then_run_again_records_every_item_once(
     os.mkfifo(fifo)
     order_id = f"cli-{uuid.uuid4().hex[:10]}"
     importer = await asyncio.create_subprocess_exec(
-        BULKORDER, "import", order_id, str(fifo), "--create", "--customer", "c-1", "--batch-size", "1000",
-        env=cli_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *BULKORDER, "import", order_id, str(fifo), "--create", "--customer", "c-1", "--batch-size", "1000",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     feed = await asyncio.to_thread(open, fifo, "wb")  # returns once the importer opened it
     try:
@@ -88,17 +73,17 @@ async def test_killed_mid_import_then_run_again_records_every_item_once(
     assert importer.returncode == -signal.SIGKILL
     assert order_stack.orders.get_order(order_id).item_count == 5_000
 
-    again = await run_cli(cli_env, "import", order_id, str(path), "--batch-size", "1000", "--json")
+    again = await run_cli("import", order_id, str(path), "--batch-size", "1000", "--json", env=env)
 
-    assert again.returncode == 0, again.stderr
-    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert again.code == 0, again.stderr
+    summary = again.json()
     assert (summary["skipped_batches"], summary["items"], summary["order_items"]) == (5, 15_000, 20_000)
     order = order_stack.orders.get_order(order_id)
     assert (order.item_count, order.quantity, order.totals) == (expected.items, expected.quantity, expected.totals)
     assert order.batch_count == 20
 
 
-async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderStack, cli_env: dict[str, str], tmp_path: Path) -> None:
+async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderStack, env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "items.ndjson"
     write_ndjson(path, 30)
     lines = path.read_text().splitlines(keepends=True)
@@ -108,9 +93,9 @@ async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderSt
     path.write_text("".join(lines))
     order_id = f"cli-{uuid.uuid4().hex[:10]}"
 
-    result = await run_cli(cli_env, "import", order_id, str(path), "--create", "--customer", "c-1", "--batch-size", "10")
+    result = await run_cli("import", order_id, str(path), "--create", "--customer", "c-1", "--batch-size", "10", env=env)
 
-    assert result.returncode == 2
+    assert result.code == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"bulkorder import: error: {path} line 22: quantity: Input should be a valid integer"
     )
@@ -119,19 +104,19 @@ async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderSt
 
 
 async def test_unknown_order_exits_1_and_json_summary_on_success(
-    order_stack: OrderStack, cli_env: dict[str, str], tmp_path: Path
+    order_stack: OrderStack, env: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "items.csv"
     path.write_text("sku,quantity,unit_price_amount,unit_price_currency,name,attr.color\nA-1,2,150,EUR,Widget,red\n")
     order_id = f"cli-{uuid.uuid4().hex[:10]}"
 
-    refused = await run_cli(cli_env, "import", order_id, str(path))
-    assert refused.returncode == 1
+    refused = await run_cli("import", order_id, str(path), env=env)
+    assert refused.code == 1
     assert f"order '{order_id}' does not exist" in refused.stderr
 
-    done = await run_cli(cli_env, "import", order_id, str(path), "--create", "--customer", "c-1", "--json")
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    done = await run_cli("import", order_id, str(path), "--create", "--customer", "c-1", "--json", env=env)
+    assert done.code == 0, done.stderr
+    summary = done.json()
     assert {k: summary[k] for k in ("items", "batches", "rejected", "format", "order_items")} == {
         "items": 1, "batches": 1, "rejected": 0, "format": "csv", "order_items": 1,
     }  # fmt: skip

@@ -32,7 +32,8 @@ def assert_order_holds(orders: Orders, order_id: str, expected: Expected) -> Non
 
 
 def blob_count(stack: OrderStack) -> int:
-    return sum(1 for _ in stack.batches.blobs.iter_keys())
+    """Batches in the blob store (fulfillment reports live elsewhere)."""
+    return sum(1 for _ in stack.batches.blobs.iter_keys(stack.batches.key_prefix + "/"))
 
 
 @pytest.mark.parametrize("format", ["ndjson", "csv", "json"])
@@ -122,6 +123,9 @@ async def test_unknown_and_closed_orders_are_refused_before_any_upload(order_sta
     await order_stack.client.submit(closed)
     blobs = blob_count(order_stack)
     with pytest.raises(ImportRefusedError, match=f"order '{closed}' is (submitted|fulfilled): it takes no more items"):
+        await import_file(order_stack.client, order_stack.orders, closed, path)
+    await order_stack.client.wait_closed(closed)
+    with pytest.raises(ImportRefusedError, match=f"order '{closed}' is fulfilled: it takes no more items"):
         await import_file(order_stack.client, order_stack.orders, closed, path)
     with pytest.raises(ImportRefusedError, match="exists for customer 'customer-1', not 'someone-else'"):
         await import_file(
