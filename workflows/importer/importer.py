@@ -104,6 +104,7 @@ async def import_file(
     rejects: RejectsFile | None = None
     progress = ImportProgress(source=source.name, total_bytes=source.total_bytes)
     ticker: asyncio.Task[None] | None = None
+    pipeline: Pipeline | None = None
     try:
         for _ in range(workers):
             encoders.submit(warm_up, None)
@@ -145,7 +146,8 @@ async def import_file(
             await asyncio.gather(ticker, return_exceptions=True)
             if view is not None:
                 view.close(progress)
-        source.close()
+        if pipeline is None or not pipeline.reading:
+            source.close()  # (else a thread still waits on a pipe: closing would wait with it)
         if rejects is not None:
             rejects.close()
         uploaders.shutdown(wait=True)

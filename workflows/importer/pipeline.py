@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping
 
@@ -99,6 +99,15 @@ class Pipeline:
         self.stop_error: ImportInputError | None = None
         #: Every line up to here is in the order (sent now or recorded before).
         self.lines_in_order = source.header_lines
+        # A thread of its own for reading: one blocked on a pipe whose writer never
+        # finishes must not hold up the event loop's default executor at exit.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulkorder-reader")
+        self._reading: Future[Any] | None = None
+
+    @property
+    def reading(self) -> bool:
+        """A read is still in progress (closing the source now would block on it)."""
+        return self._reading is not None and not self._reading.done()
 
     async def run(self) -> None:
         """Run to the end of the input, or to the first invalid batch (``stop_error``)."""
@@ -114,6 +123,7 @@ class Pipeline:
             for task in (reader, uploader):
                 task.cancel()
             await asyncio.gather(reader, uploader, return_exceptions=True)
+            self._reader.shutdown(wait=False, cancel_futures=True)
 
     # ---- stage 1: cut, hash, hand to the encoding processes ---------------------------
 
@@ -123,7 +133,8 @@ class Pipeline:
         try:
             while not self._stopping:
                 # Reading and hashing run in a thread: the event loop keeps sending.
-                batch = await asyncio.to_thread(next, batches, None)
+                self._reading = self._reader.submit(next, batches, None)
+                batch = await asyncio.wrap_future(self._reading)
                 if batch is None:
                     break
                 if batch.batch_id in self.recorded:
