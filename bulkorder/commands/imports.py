@@ -79,12 +79,14 @@ async def run_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print(summary: ImportSummary) -> None:
-    print(
-        f"imported {summary.items:,} items in {summary.batches:,} batches into order {summary.order_id} "
-        f"in {summary.seconds:,.1f} s ({summary.items_per_second:,.0f} items/s)"
-    )
+    if summary.items or not summary.skipped_batches:
+        print(
+            f"imported {summary.items:,} items in {summary.batches:,} batches into order {summary.order_id} "
+            f"in {summary.seconds:,.1f} s ({summary.items_per_second:,.0f} items/s)"
+        )
     if summary.skipped_batches:
-        print(f"skipped {summary.skipped_batches:,} batches ({summary.skipped_lines:,} lines) already in the order")
+        what = "nothing new: all" if not summary.items else "skipped"
+        print(f"{what} {summary.skipped_batches:,} batches ({summary.skipped_lines:,} lines) already in the order")
     if summary.rejected:
         print(f"rejected {summary.rejected:,} lines (see the --skip-invalid file)")
     print(f"order {summary.order_id} now holds {summary.order_items:,} items in {summary.order_batches:,} batches")
