@@ -47,9 +47,11 @@ def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
         raise argparse.ArgumentTypeError("--customer is only used with --create")
     if args.customer:
         check_customer_id(args.customer)
+    if args.workers < 0:
+        raise argparse.ArgumentTypeError(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
     return ImportOptions(
         format=args.format,
-        batch_size=args.batch_size or settings.batch_size,
+        batch_size=settings.batch_size if args.batch_size is None else args.batch_size,
         create_customer=args.customer if args.create else None,
         skip_invalid=args.skip_invalid,
         acknowledge=args.acknowledge,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from domain.application import Orders
 from domain.identifiers import check_customer_id, check_order_id
+from domain.refs import MAX_BATCH_ITEMS
 from workflows.client import OrderClient
 from workflows.importer.encoders import EncoderPool
 from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
@@ -90,8 +91,10 @@ async def import_file(
     if client.batches is None:
         raise ValueError("import_file needs an OrderClient with a BatchStore")
     batches = client.batches
-    if options.batch_size < 1:
-        raise ImportInputError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if not 1 <= options.batch_size <= MAX_BATCH_ITEMS:
+        raise ImportInputError(f"--batch-size must be from 1 to {MAX_BATCH_ITEMS:,}, got {options.batch_size}")
+    if options.workers < 0 or options.upload_threads < 1:
+        raise ValueError(f"workers must be 0 (one per CPU) or more, upload_threads 1 or more: {options}")
 
     def open_source(batch_size: int) -> ItemSource:
         return ItemSource(path, format=options.format, order_id=order_id, batch_size=batch_size)
