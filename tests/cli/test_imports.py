@@ -102,6 +102,9 @@ async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderSt
     assert "lines 1-20 are in the order (20 items added now); fix line 22" in result.stderr
     assert order_stack.orders.get_order(order_id).item_count == 20
 
+    zero = await run_cli("import", order_id, str(path), "--batch-size", "0", env=env)
+    assert zero.code == 2 and "--batch-size must be from 1 to 1,000,000, got 0" in zero.stderr
+
 
 async def test_unknown_order_exits_1_and_json_summary_on_success(
     order_stack: OrderStack, env: dict[str, str], tmp_path: Path
