@@ -61,6 +61,9 @@ class _Crash:
 
 _END = object()
 
+#: Seconds the sender waits for more refs before a call that would carry only one.
+SEND_LINGER = 0.1
+
 
 class Pipeline:
     def __init__(
@@ -209,6 +212,10 @@ class Pipeline:
             group = [entry]
             if entry.future is not None:
                 await entry.future
+            if self._uploaded.empty():
+                # Linger a moment so that one call carries several refs: fewer signals,
+                # fewer recording activities, a shorter history per item.
+                await asyncio.sleep(SEND_LINGER)
             # Take along whatever else is already uploaded: one call carries many refs.
             refs = 1 if entry.ref is not None else 0
             while refs < MAX_REFS_PER_CALL:
