@@ -324,6 +324,13 @@ async def run_inline(address: str, path: Path, count: int, per_signal: int, infl
         stop_process(worker)
 
 
+async def counted(client: Client, workflow_id: str) -> int:
+    try:
+        return await client.get_workflow_handle(workflow_id).query(CountingItemsWorkflow.count)
+    except RPCError:
+        return -1
+
+
 async def run_external_storage(address: str, path: Path, count: int, per_signal: int, inflight: int) -> Result:
     import boto3
 
@@ -357,8 +364,9 @@ async def run_external_storage(address: str, path: Path, count: int, per_signal:
             )
             started = time.perf_counter()
             sent, refusal = await send_all(handle, "add_items", path, per_signal, inflight)
-            # Counted by the workflow, which fetched every payload back from S3.
-            while await client.get_workflow_handle(workflow_id).query(CountingItemsWorkflow.count) < sent:
+            # Counted by the workflow, which fetched every payload back from S3. A busy
+            # worker may let a query time out: ask again.
+            while await counted(client, workflow_id) < sent:
                 await asyncio.sleep(0.05)
             seconds = time.perf_counter() - started
             await client.get_workflow_handle(workflow_id).signal(CountingItemsWorkflow.close)
