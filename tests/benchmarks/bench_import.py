@@ -215,7 +215,7 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     worker_own, _ = worker_rss.stop()
     worker_final, worker_cpu = stop_process(worker)
     worker_peak = max(worker_final, worker_own)
-    shutil.rmtree(home / "blobs", ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
     largest = max(runs, key=lambda run: run[1])
     return Result(
         "bulkorder import",
@@ -448,7 +448,8 @@ def main() -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)")
     print(f"input: {path} ({path.stat().st_size / 1e6:,.0f} MB NDJSON, {args.items:,} items of ~25 fields)")
 
-    server = EmbeddedTemporal(workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite")
+    temporal_db = workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite"
+    server = EmbeddedTemporal(temporal_db)
     address = asyncio.run(server.start())
     try:
         results = [run_bulkorder(address, path, args.items, workdir, args.batch_size)]
@@ -460,6 +461,8 @@ def main() -> None:
             print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
     finally:
         asyncio.run(server.stop())
+        for leftover in workdir.glob(f"{temporal_db.stem}*"):
+            leftover.unlink()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     report(results, args.items, args.per_signal)
     if not args.workdir:
