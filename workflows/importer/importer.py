@@ -101,8 +101,12 @@ async def import_file(
 
     source = open_source(options.batch_size)  # bad files fail here, before anything else
     workers = options.workers or default_workers()
-    # Started first: they import and warm up while we ask Temporal about the order.
-    encoders = EncoderPool(workers)
+    try:
+        # Started first: they import and warm up while we ask Temporal about the order.
+        encoders = EncoderPool(workers)
+    except BaseException:
+        source.close()
+        raise
     uploaders = ThreadPoolExecutor(max_workers=options.upload_threads, thread_name_prefix="bulkorder-upload")
     rejects: RejectsFile | None = None
     progress = ImportProgress(source=source.name, total_bytes=source.total_bytes)
@@ -223,4 +227,4 @@ async def wait_recorded(orders: Orders, order_id: str, batch_ids: list[str], *, 
             )
         missing = still
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = min(delay * 2, 0.2)

@@ -96,6 +96,13 @@ class ItemSource:
             raise ImportInputError(f"{self.name}: is a directory, not a file", file=self.name) from None
         except OSError as exc:
             raise ImportInputError(f"{self.name}: cannot read: {exc.strerror}", file=self.name) from None
+        try:
+            self._open(format)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, format: str | None) -> None:
         stat = os.fstat(self._file.fileno())
         # A pipe or a device has no size: progress then shows no ETA.
         self.total_bytes: int | None = stat.st_size if os.path.isfile(self.path) else None
@@ -105,7 +112,6 @@ class ItemSource:
         if format is not None and format not in FORMATS:
             raise ImportInputError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
         if not head.strip(b" \t\r\n" + _BOM):
-            self.close()
             raise ImportInputError(f"{self.name}: the file is empty: there are no items to import", file=self.name)
         self.format = format or detect_format(self.path, head)
         self.bytes_read = len(_BOM) if head.startswith(_BOM) else 0
@@ -117,7 +123,6 @@ class ItemSource:
         if self.format == CSV:
             self._read_csv_header()
         elif self.format == JSON and not head.lstrip(_BOM).lstrip().startswith(b"["):
-            self.close()
             raise ImportInputError(
                 f"{self.name} line 1: not a JSON array (it does not start with '['); "
                 "for one item per line use --format ndjson",
