@@ -8,6 +8,7 @@ from domain.items import ItemValidationError
 from domain.refs import InvalidRefError
 from storage.errors import StorageError
 from workflows.errors import OrderRefusedError
+from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
 from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
@@ -31,6 +32,8 @@ _BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, Item
 _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
 # The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
 _FAILED += (CodecServerError,)
+_BAD_INPUT += (ImportInputError,)
+_FAILED += (ImportRefusedError, ImportIncompleteError)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -1,0 +1,94 @@
+"""``bulkorder import``: a file of items (NDJSON, CSV or a JSON array) into one order."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bulkorder.commands.output import print_json
+from bulkorder.runtime import open_runtime
+from bulkorder.settings import Settings
+from domain.identifiers import check_customer_id, check_order_id
+from workflows.importer import FORMATS, ImportOptions, ImportSummary, import_file
+from workflows.importer.progress import PlainLines, ProgressView, TerminalBar
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "import",
+        help="import a file of items into an order: streamed, parallel, resumable",
+        description=(
+            "Import every item of FILE into the order ORDER_ID. Running the same command again "
+            "after a crash or an error resumes: batches already in the order are skipped."
+        ),
+    )
+    parser.add_argument("order_id", metavar="ORDER_ID")
+    parser.add_argument("file", metavar="FILE", help="NDJSON (one item per line), CSV, or a JSON array")
+    parser.add_argument("--format", choices=FORMATS, help="the file's format (default: from its name and content)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="items per batch (default 5000)")
+    parser.add_argument("--create", action="store_true", help="create the order if it does not exist")
+    parser.add_argument("--customer", metavar="C", help="customer of the order (with --create)")
+    parser.add_argument(
+        "--skip-invalid", metavar="REJECTS", help="write refused lines with their reasons to REJECTS and go on"
+    )
+    parser.add_argument(
+        "--acknowledge", action="store_true", help="send refs as updates the workflow acknowledges (default: signals)"
+    )
+    parser.add_argument("--workers", type=int, default=0, metavar="N", help="encoding processes (default: one per CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.set_defaults(handler=run_import)
+
+
+def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
+    if args.create and not args.customer:
+        raise argparse.ArgumentTypeError("--create needs --customer C")
+    if args.customer and not args.create:
+        raise argparse.ArgumentTypeError("--customer is only used with --create")
+    if args.customer:
+        check_customer_id(args.customer)
+    if args.workers < 0:
+        raise argparse.ArgumentTypeError(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
+    return ImportOptions(
+        format=args.format,
+        batch_size=settings.batch_size if args.batch_size is None else args.batch_size,
+        create_customer=args.customer if args.create else None,
+        skip_invalid=args.skip_invalid,
+        acknowledge=args.acknowledge,
+        workers=args.workers,
+    )
+
+
+async def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    check_order_id(args.order_id)
+    try:
+        options = _options(args, settings)
+    except argparse.ArgumentTypeError as exc:
+        print(f"bulkorder import: error: {exc}", file=sys.stderr)
+        return 2
+    view: ProgressView | None = None
+    if not args.quiet:
+        view = TerminalBar(sys.stderr) if sys.stderr.isatty() else PlainLines(sys.stderr)
+    async with open_runtime(settings) as runtime:
+        summary = await import_file(
+            runtime.order_client(), runtime.orders, args.order_id, args.file, options, view=view
+        )
+    if args.json:
+        print_json(summary)
+    else:
+        _print(summary)
+    return 0
+
+
+def _print(summary: ImportSummary) -> None:
+    if summary.items or not summary.skipped_batches:
+        print(
+            f"imported {summary.items:,} items in {summary.batches:,} batches into order {summary.order_id} "
+            f"in {summary.seconds:,.1f} s ({summary.items_per_second:,.0f} items/s)"
+        )
+    if summary.skipped_batches:
+        what = "nothing new: all" if not summary.items else "skipped"
+        print(f"{what} {summary.skipped_batches:,} batches ({summary.skipped_lines:,} lines) already in the order")
+    if summary.rejected:
+        print(f"rejected {summary.rejected:,} lines (see the --skip-invalid file)")
+    print(f"order {summary.order_id} now holds {summary.order_items:,} items in {summary.order_batches:,} batches")

@@ -1,0 +1,202 @@
+"""bulkorder import against the alternatives, side by side on the same generated items.
+
+    python -m tests.benchmarks.bench_import                      # 1,000,000 items, all three
+    python -m tests.benchmarks.bench_import --items 10000000 --bulkorder-only   # make bench-10m
+
+1. ``bulkorder import`` (a separate process) into an order served by ``bulkorder worker``
+   (another process): items/s from the file to every event recorded, peak RSS of both,
+   and the history of the order workflow's largest run.
+2. A plain entity workflow receiving the items inline by signal, 2,000 per signal, until
+   Temporal terminates it.
+3. The same entity with temporalio's ``ExternalStorage`` and the contrib S3 driver against
+   moto's S3 server (a separate process), 2,000 items per signal.
+
+Both baselines read the same NDJSON file and validate each item with the same domain
+rules (``domain.items.ITEM_DICTS``) in their client before sending it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+
+from bulkorder.embedded import EmbeddedTemporal
+from tests.benchmarks.baselines import run_external_storage, run_inline
+from tests.benchmarks.measure import PeakRss, Result, machine, run_histories, stop_process, wait_for_line
+from tests.workflows.importer.files import write_ndjson
+
+BIN = Path(sys.executable).parent
+HISTORY_EVENTS_LIMIT = 4_096
+HISTORY_BYTES_LIMIT = 4 * 1024 * 1024
+
+
+# ---- 1. bulkorder import -----------------------------------------------------------------
+
+
+def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_size: int) -> Result:
+    home = workdir / f"bulkorder-{uuid.uuid4().hex[:6]}"
+    env = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=address,
+        BULKORDER_HOME=str(home),
+        BULKORDER_BLOB_DIR=str(home / "blobs"),
+        BULKORDER_TASK_QUEUE=f"bench-{uuid.uuid4().hex[:8]}",
+        PERSISTENCE_MODULE="eventsourcing.sqlite",
+        SQLITE_DBNAME=str(home / "events.sqlite"),
+        SQLITE_LOCK_TIMEOUT="30",
+    )
+    worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
+    wait_for_line(worker, "worker polling")
+    worker_rss = PeakRss(worker.pid)
+    order_id = f"bench-{uuid.uuid4().hex[:8]}"
+    command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create", "--customer", "bench"]
+    command += ["--batch-size", str(batch_size), "--json", "--quiet"]
+    started = time.perf_counter()
+    importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    importer_rss = PeakRss(importer.pid)
+    assert importer.stdout is not None and importer.stderr is not None
+    stdout, stderr = importer.stdout.read(), importer.stderr.read()  # small: --json --quiet
+    # wait4 gives the CPU time of the importer and of its encoding processes (it reaps them).
+    _, status, usage = os.wait4(importer.pid, 0)
+    seconds = time.perf_counter() - started
+    importer.returncode = os.waitstatus_to_exitcode(status)
+    importer_cpu = usage.ru_utime + usage.ru_stime
+    importer_own, encoder_peak = importer_rss.stop()
+    main_cpu, encoders_cpu = importer_rss.cpu_split()
+    if importer.returncode != 0:
+        stop_process(worker)
+        raise RuntimeError(f"bulkorder import failed ({importer.returncode}): {stderr.strip()}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["items"] == count and summary["order_items"] == count, summary
+
+    async def histories() -> list[tuple[int, int, str]]:
+        client = await Client.connect(address)
+        return await run_histories(client, f"order-{order_id}")
+
+    runs = asyncio.run(histories())
+    worker_own, _ = worker_rss.stop()
+    worker_final, worker_cpu = stop_process(worker)
+    worker_peak = max(worker_final, worker_own)
+    shutil.rmtree(home, ignore_errors=True)
+    largest = max(runs, key=lambda run: run[1])
+    return Result(
+        "bulkorder import",
+        count,
+        seconds,
+        note=f"{len(runs)} runs; every batch recorded in the event store",
+        extra={
+            "importer_seconds": summary["seconds"],
+            "importer_cpu_seconds": importer_cpu,
+            "importer_main_cpu_seconds": main_cpu,
+            "encoders_cpu_seconds": encoders_cpu,
+            "worker_cpu_seconds": worker_cpu,
+            "importer_items_per_second": summary["items_per_second"],
+            "importer_peak_rss_mb": importer_own / 1024,
+            "encoder_peak_rss_mb": encoder_peak / 1024,
+            "worker_peak_rss_mb": worker_peak / 1024,
+            "runs": len(runs),
+            "largest_run_events": largest[0],
+            "largest_run_bytes": largest[1],
+            "max_run_events": max(run[0] for run in runs),
+            "max_run_bytes": max(run[1] for run in runs),
+        },
+    )
+
+
+# ---- main --------------------------------------------------------------------------------
+
+
+def report(results: list[Result], count: int, per_signal: int) -> None:
+    print()
+    print(f"| system ({count:,} items) | items | seconds | items/s | note |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for result in results:
+        print(
+            f"| {result.name} | {result.items:,} | {result.seconds:,.1f} | {result.items_per_second:,.0f} | {result.note} |"
+        )
+    bulk = results[0]
+    for other in results[1:]:
+        if other.items_per_second:
+            print(f"bulkorder / {other.name}: {bulk.items_per_second / other.items_per_second:.1f}x items/s")
+    extra = bulk.extra
+    print()
+    print(
+        f"bulkorder: importer's own time {extra['importer_seconds']:.1f} s ({extra['importer_items_per_second']:,.0f} items/s; "
+        "the end-to-end figure above includes starting the importer process)"
+    )
+    cpu_per_million = (extra["importer_cpu_seconds"] + extra["worker_cpu_seconds"]) * 1e6 / bulk.items
+    print(
+        f"CPU: importer {extra['importer_cpu_seconds']:.1f} s (sampled: main process ≥{extra['importer_main_cpu_seconds']:.1f} s, "
+        f"encoding processes ≥{extra['encoders_cpu_seconds']:.1f} s), worker "
+        f"{extra['worker_cpu_seconds']:.1f} s: {cpu_per_million:.1f} CPU-s per million items; with two idle cores "
+        f"that bounds throughput at about {2e6 / cpu_per_million:,.0f} items/s (the Temporal server not counted)"
+    )
+    print(
+        f"peak RSS: importer {extra['importer_peak_rss_mb']:.0f} MB, each encoding process ≤ {extra['encoder_peak_rss_mb']:.0f} MB, "
+        f"worker {extra['worker_peak_rss_mb']:.0f} MB"
+    )
+    ok = extra["max_run_events"] <= HISTORY_EVENTS_LIMIT and extra["max_run_bytes"] <= HISTORY_BYTES_LIMIT
+    print(
+        f"history: {extra['runs']} runs; largest {extra['largest_run_events']:,} events, "
+        f"{extra['largest_run_bytes']:,} bytes; every run ≤4,096 events and ≤4 MiB: {'yes' if ok else 'NO'}"
+    )
+    for other in results[1:]:
+        if other.extra:
+            print(f"{other.name}: {json.dumps(other.extra)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--per-signal", type=int, default=2_000, help="items per signal for the baselines")
+    parser.add_argument("--inflight", type=int, default=4, help="signals in flight for the baselines")
+    parser.add_argument("--bulkorder-only", action="store_true")
+    parser.add_argument("--workdir", type=Path, help="keep the generated file here between runs")
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-import-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"items-{args.items}.ndjson"
+    if not path.exists():
+        started = time.perf_counter()
+        write_ndjson(path.with_suffix(".tmp"), args.items)
+        path.with_suffix(".tmp").rename(path)
+        print(f"generated {args.items:,} items ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.0f} s")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)")
+    print(f"input: {path} ({path.stat().st_size / 1e6:,.0f} MB NDJSON, {args.items:,} items of ~25 fields)")
+
+    temporal_db = workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite"
+    server = EmbeddedTemporal(temporal_db)
+    address = asyncio.run(server.start())
+    try:
+        results = [run_bulkorder(address, path, args.items, workdir, args.batch_size)]
+        print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+        if not args.bulkorder_only:
+            results.append(asyncio.run(run_inline(address, path, args.items, args.per_signal, args.inflight)))
+            print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+            results.append(asyncio.run(run_external_storage(address, path, args.items, args.per_signal, args.inflight)))
+            print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+    finally:
+        asyncio.run(server.stop())
+        for leftover in workdir.glob(f"{temporal_db.stem}*"):
+            leftover.unlink()
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    report(results, args.items, args.per_signal)
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""An encoding process (``python -m workflows.importer.encoder_process``): reads
+``(function, argument)`` messages on stdin, answers ``(ok, result or error)`` on stdout,
+until stdin closes. See :mod:`workflows.importer.encoders`."""
+
+from __future__ import annotations
+
+import sys
+
+from workflows.importer.encoders import _STOP, read_message, write_message
+
+
+def main() -> None:
+    requests = sys.stdin.buffer
+    replies = sys.stdout.buffer
+    # Anything else printing to stdout would corrupt the replies.
+    sys.stdout = sys.stderr
+    while True:
+        message = read_message(requests)
+        if message is _STOP:
+            return
+        function, argument = message
+        try:
+            reply = (True, function(argument))
+        except Exception as exc:  # noqa: BLE001 - sent back to the importer, raised there
+            try:
+                reply = (False, exc)
+                write_message(replies, reply)
+                continue
+            except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+                reply = (False, RuntimeError(f"{type(exc).__name__}: {exc}"))
+        write_message(replies, reply)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The encoding processes: where items are parsed, validated and encoded, one batch each.
+
+A small pool of ``python -m workflows.importer.encoder_process`` children, fed pickled
+:class:`~workflows.importer.stage.StageTask`s over their stdin and answering on stdout.
+Why not ``multiprocessing``: its ``spawn`` start method re-imports the caller's main
+module in every child (a script without an ``if __name__ == "__main__"`` guard then
+breaks, and the CLI's children would import all of bulkorder), and ``fork`` would copy
+this process's Temporal client threads. A child here imports only the stage module
+(~0.2 s), and exits when its stdin closes, so a killed importer leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from typing import IO, Any, Callable
+
+_LENGTH = struct.Struct("<Q")
+_STOP = object()
+
+
+class EncoderPoolError(RuntimeError):
+    """An encoding process died or could not start."""
+
+
+def write_message(stream: IO[bytes], value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def read_message(stream: IO[bytes]) -> Any:
+    """The next message, or ``_STOP`` at the end of the stream."""
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        return _STOP
+    (length,) = _LENGTH.unpack(header)
+    data = stream.read(length)
+    if len(data) < length:
+        return _STOP
+    return pickle.loads(data)
+
+
+class EncoderPool:
+    """``workers`` encoding processes; :meth:`submit` returns a ``concurrent.futures.Future``
+    (so ``loop.run_in_executor``-style code can await it with ``asyncio.wrap_future``)."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._threads: list[threading.Thread] = []
+        self._broken: str | None = None
+        env = dict(os.environ)
+        # The children must import this very code, wherever it was imported from.
+        env["PYTHONPATH"] = os.pathsep.join([path for path in sys.path if path] + [env.get("PYTHONPATH", "")])
+        for index in range(workers):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workflows.importer.encoder_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            self._processes.append(process)
+            thread = threading.Thread(
+                target=self._serve, args=(process,), name=f"bulkorder-encoder-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, function: Callable[[Any], Any], argument: object) -> Future[Any]:
+        """Run ``function(argument)`` in a child; ``function`` must be importable there."""
+        future: Future[Any] = Future()
+        if self._broken:
+            future.set_exception(EncoderPoolError(self._broken))
+            return future
+        self._queue.put((function, argument, future))
+        return future
+
+    def _serve(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            function, argument, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                write_message(process.stdin, (function, argument))
+                reply = read_message(process.stdout)
+            except (OSError, ValueError) as exc:
+                reply = _STOP
+                del exc
+            if reply is _STOP:
+                self._broken = f"an encoding process died (exit code {process.poll()})"
+                future.set_exception(EncoderPoolError(self._broken))
+                self._fail_queued()
+                return
+            ok, value = reply
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _fail_queued(self) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is _STOP:
+                self._queue.put(job)  # for the other threads
+                return
+            job[2].set_exception(EncoderPoolError(self._broken or "encoding processes stopped"))
+
+    def shutdown(self) -> None:
+        """Stop the children (queued jobs not started are cancelled)."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                job[2].cancel()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        for process in self._processes:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()

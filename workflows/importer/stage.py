@@ -1,0 +1,286 @@
+"""Parse, validate and encode one batch: the CPU-heavy stage, run in worker processes.
+
+Takes the raw bytes of a batch (never parsed objects: bytes cross the process boundary
+cheaply) and returns the encoded batch ready to upload, or the rejected lines. Nothing
+here does I/O, so a batch can be retried or thrown away freely.
+
+The fast path parses the whole batch as one JSON array with msgspec's JSON decoder
+(measured here 1.6x faster than pydantic-core's parser) and validates the list at once with
+:data:`domain.items.ITEM_DICTS` (together about 1.7x faster than ``validate_json``). Only
+when that fails does it go line by line, with pydantic-core's parser, to name the exact
+line and field of each problem.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import msgspec
+import pydantic_core
+from pydantic import ValidationError
+
+from domain.items import ITEM_DICTS, ItemValidationError, validate_item_dict
+from domain.refs import BatchRef
+from storage.batches import BatchStore
+from workflows.importer.csv_columns import CellError, CsvColumns, row_to_item
+from workflows.importer.sources import CSV, JSON, NDJSON, RawBatch
+
+#: A rejected record is kept whole up to this many characters (then cut, and marked so).
+MAX_RECORD_SHOWN = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one line was refused: where, which field ('' for the whole line), and why."""
+
+    line: int
+    field: str
+    reason: str
+    record: str = ""
+
+    def describe(self, source: str) -> str:
+        where = f"{source} line {self.line}"
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class StageTask:
+    source: str
+    format: str
+    batch: RawBatch
+    columns: CsvColumns | None
+    #: With ``skip_invalid`` every problem is collected; without, the first one stops.
+    skip_invalid: bool
+    key_prefix: str
+    level: int
+
+
+@dataclass
+class StageResult:
+    position: int
+    batch_id: str
+    first_line: int
+    last_line: int
+    nbytes: int
+    ref: BatchRef | None = None
+    data: bytes = b""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def item_count(self) -> int:
+        return self.ref.item_count if self.ref is not None else 0
+
+
+class _EncodeOnly:
+    """Stands in for a blob store: encoding processes never store anything."""
+
+    location = "nowhere (encoding process)"
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"an importer encoding process tried to use the blob store ({name})")
+
+
+_stores: dict[tuple[str, int], BatchStore] = {}
+
+
+def _store(key_prefix: str, level: int) -> BatchStore:
+    store = _stores.get((key_prefix, level))
+    if store is None:
+        store = _stores[(key_prefix, level)] = BatchStore(_EncodeOnly(), key_prefix=key_prefix, level=level)  # type: ignore[arg-type]
+    return store
+
+
+def warm_up(_: object = None) -> bool:
+    """Run once per process at start, so the first real batch pays no import cost."""
+    ITEM_DICTS.validate_python([])
+    return True
+
+
+def stage_batch(task: StageTask) -> StageResult:
+    """Parse, validate and encode ``task.batch``."""
+    batch = task.batch
+    result = StageResult(
+        position=batch.position,
+        batch_id=batch.batch_id,
+        first_line=batch.first_line,
+        last_line=batch.last_line,
+        nbytes=batch.nbytes,
+    )
+    if task.format == CSV:
+        assert task.columns is not None
+        items, result.problems = _csv_items(batch, task.columns, task.skip_invalid)
+    elif task.format == NDJSON:
+        items = _ndjson_fast(batch.data)
+        if items is None:
+            items, result.problems = _json_items(_ndjson_records(batch), task.skip_invalid)
+    else:
+        items, result.problems = _json_items(list(zip(batch.record_lines, batch.records)), task.skip_invalid)
+    if result.problems and not task.skip_invalid:
+        return result
+    if items:
+        result.ref, result.data = _store(task.key_prefix, task.level).encode(items, batch.batch_id)
+    return result
+
+
+# ---- NDJSON and JSON array elements ---------------------------------------------------
+
+
+def _ndjson_fast(data: bytes) -> list[dict[str, Any]] | None:
+    """The items of NDJSON lines when every line is one valid item, else ``None``.
+
+    Joining the lines with commas makes one JSON array: a blank line then becomes ",,",
+    which does not parse, and a line holding two values ("{...},{...}") makes the count
+    differ from the number of lines, so anything unusual falls to the line-by-line path.
+    """
+    body = data.rstrip(b" \t\r\n")
+    lines = body.count(b"\n") + 1
+    try:
+        parsed = msgspec.json.decode(b"[" + body.replace(b"\n", b",") + b"]")
+        if len(parsed) != lines:
+            return None
+        return ITEM_DICTS.validate_python(parsed)  # type: ignore[return-value]
+    except (ValueError, ValidationError):
+        return None
+
+
+def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:
+    records = []
+    for offset, line in enumerate(batch.data.split(b"\n")):
+        if line and not line.isspace():
+            records.append((batch.first_line + offset, line))
+    return records
+
+
+def _json_items(records: list[tuple[int, bytes]], skip_invalid: bool) -> tuple[list[dict[str, Any]], list[Problem]]:
+    if not records:
+        return [], []
+    try:
+        parsed = msgspec.json.decode(b"[" + b",".join(record for _, record in records) + b"]")
+        # A line holding two values ("{...},{...}") would parse as two items: count them.
+        if len(parsed) == len(records):
+            return ITEM_DICTS.validate_python(parsed), []  # type: ignore[return-value]
+    except (ValueError, ValidationError):
+        pass
+    return _one_by_one(_parse_each(records), skip_invalid)
+
+
+def _parse_each(records: list[tuple[int, bytes]]) -> Iterator[tuple[int, bytes, object, Problem | None]]:
+    for line, record in records:
+        try:
+            value = pydantic_core.from_json(record, allow_inf_nan=False)
+        except ValueError as exc:
+            yield line, record, None, Problem(line, "", f"not valid JSON: {exc}", _shown(record))
+            continue
+        if not isinstance(value, dict):
+            kind = "an array" if isinstance(value, list) else f"a JSON {type(value).__name__}"
+            yield line, record, None, Problem(line, "", f"expected a JSON object (an item), got {kind}", _shown(record))
+            continue
+        yield line, record, value, None
+
+
+def _one_by_one(
+    parsed: Iterator[tuple[int, bytes | str, object, Problem | None]], skip_invalid: bool
+) -> tuple[list[dict[str, Any]], list[Problem]]:
+    items: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for line, record, value, problem in parsed:
+        if problem is None:
+            try:
+                items.append(validate_item_dict(value))
+                continue
+            except ItemValidationError as exc:
+                problem = _item_problem(line, exc, record)
+        problems.append(problem)
+        if not skip_invalid:
+            break
+    return items, problems
+
+
+# pydantic names the member of a union that failed ("attributes.note.int"): the field is
+# what the user wrote, so those tags are dropped.
+_UNION_TAGS = frozenset({"str", "constrained-str", "int", "float", "bool", "none"})
+
+
+def _item_problem(line: int, exc: ItemValidationError, record: bytes | str) -> Problem:
+    fields: list[str] = []
+    reasons: list[str] = []
+    for _, fld, message in exc.problems:
+        head, _, last = fld.rpartition(".")
+        fld = head if head and last in _UNION_TAGS else fld
+        if fld not in fields:
+            fields.append(fld)
+        if message not in reasons:
+            reasons.append(message)
+    return Problem(line, "; ".join(f for f in fields if f), "; ".join(reasons), _shown(record))
+
+
+def _shown(record: bytes | str) -> str:
+    text = record.decode("utf-8", errors="replace") if isinstance(record, bytes) else record
+    text = text.rstrip("\r\n")
+    return text if len(text) <= MAX_RECORD_SHOWN else text[:MAX_RECORD_SHOWN] + " [cut]"
+
+
+# ---- CSV ------------------------------------------------------------------------------
+
+
+def _csv_items(batch: RawBatch, columns: CsvColumns, skip_invalid: bool) -> tuple[list[dict[str, Any]], list[Problem]]:
+    try:
+        text, check_utf8 = batch.data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        # Keep going: the bad bytes become lone surrogates, and only their rows are refused.
+        text, check_utf8 = batch.data.decode("utf-8", errors="surrogateescape"), True
+    converted: list[tuple[int, str, object, Problem | None]] = []
+    clean = True
+    for line, raw, row, problem in _csv_rows(text, batch.first_line):
+        if problem is None and check_utf8 and not _is_utf8(raw):
+            problem = Problem(line, "", "not UTF-8 text", _shown(raw.encode("utf-8", "surrogateescape")))
+        if problem is None:
+            try:
+                converted.append((line, raw, row_to_item(row, columns), None))
+                continue
+            except CellError as exc:
+                problem = Problem(line, exc.field, str(exc), _shown(raw))
+        clean = False
+        converted.append((line, raw, None, problem))
+        if not skip_invalid:
+            break
+    if clean:
+        try:
+            return ITEM_DICTS.validate_python([item for _, _, item, _ in converted]), []  # type: ignore[return-value]
+        except ValidationError:
+            pass
+    return _one_by_one(iter(converted), skip_invalid)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _csv_rows(text: str, first_line: int) -> Iterator[tuple[int, str, list[str], Problem | None]]:
+    # Lines end at "\n" only, as the main process counted them (str.splitlines would also
+    # split at form feeds and other separators, and the line numbers would drift).
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    reader = csv.reader(iter(lines), strict=True)
+    consumed = 0
+    while True:
+        start = consumed
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            consumed = max(reader.line_num, start + 1)
+            raw = "".join(lines[start:consumed])
+            yield first_line + start, raw, [], Problem(first_line + start, "", f"not valid CSV: {exc}", _shown(raw))
+            continue
+        consumed = reader.line_num
+        if not row:
+            continue  # a blank line
+        yield first_line + start, "".join(lines[start:consumed]), row, None
