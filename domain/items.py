@@ -14,17 +14,34 @@ from typing import Annotated, Any, Iterable, Mapping, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
+# The rules, as values: the pydantic types below and the importer's fast decoder
+# (workflows.importer.fast_items) are both built from these.
 MAX_ATTRIBUTES = 500
 MAX_QUANTITY = 1_000_000_000
 MAX_UNIT_AMOUNT = 10**15
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+SKU_MAX_LENGTH = 64
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+NAME_MAX_LENGTH = 500
+ATTRIBUTE_KEY_MAX_LENGTH = 128
+ATTRIBUTE_TEXT_MAX_LENGTH = 4096
+#: Whole-number attributes are 64-bit: what batches (msgpack) and most consumers can hold.
+ATTRIBUTE_INT_MIN = -(2**63)
+ATTRIBUTE_INT_MAX = 2**63 - 1
 
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(ge=0, le=MAX_UNIT_AMOUNT)]
-ItemName = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-AttributeValue: TypeAlias = Annotated[str, StringConstraints(max_length=4096)] | int | float | bool | None
+ItemName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH)]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH)]
+AttributeValue: TypeAlias = (
+    Annotated[str, StringConstraints(max_length=ATTRIBUTE_TEXT_MAX_LENGTH)]
+    | Annotated[int, Field(ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX)]
+    | float
+    | bool
+    | None
+)
 Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)

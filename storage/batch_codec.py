@@ -90,13 +90,21 @@ def encode_batch(items: Sequence[Mapping[str, Any]], *, level: int = DEFAULT_LEV
         raise ValueError(f"a batch holds at most {_MAX_ITEM_COUNT} items, got {len(items)}")
     body = items if isinstance(items, list) else list(items)
     raw = msgpack.packb(body, use_bin_type=True, default=_to_builtin)
+    return frame_batch(raw, len(body), level=level, compress=compress)
+
+
+def frame_batch(raw: bytes, item_count: int, *, level: int = DEFAULT_LEVEL, compress: bool = True) -> bytes:
+    """Header plus (compressed) body for ``raw``, a msgpack array of ``item_count`` item
+    maps packed elsewhere (the importer packs with msgspec straight from its decoder)."""
+    if not 0 <= item_count <= _MAX_ITEM_COUNT:
+        raise ValueError(f"a batch holds at most {_MAX_ITEM_COUNT} items, got {item_count}")
     if len(raw) > MAX_RAW_SIZE:
         raise ValueError(f"batch body is {len(raw)} bytes, more than the {MAX_RAW_SIZE} a batch may hold")
     if compress:
         payload, compression = _compressor(level).compress(raw), COMPRESSION_ZSTD
     else:
         payload, compression = raw, COMPRESSION_NONE
-    header = HEADER.pack(MAGIC, BATCH_FORMAT_VERSION, compression, 0, len(body), len(raw))
+    header = HEADER.pack(MAGIC, BATCH_FORMAT_VERSION, compression, 0, item_count, len(raw))
     return header + payload
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from domain.identifiers import check_batch_id
 from domain.items import Item, item_from_dict
 from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BatchRef, check_batch_ref
-from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch
+from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
 from storage.blob_store import BlobStore, content_key, sha256_hex, validate_key
 from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
 
@@ -61,14 +61,29 @@ class BatchStore:
         if not items:
             raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
         quantity, totals = batch_counters(items)
-        data = encode_batch(items, level=self.level)
+        return self._ref(encode_batch(items, level=self.level), len(items), quantity, totals, batch_id)
+
+    def encode_packed(
+        self, raw: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None = None
+    ) -> tuple[BatchRef, bytes]:
+        """Like :meth:`encode`, for items already validated and packed as one msgpack
+        array of item maps (with their counters): the importer's fast path."""
+        if batch_id is not None:
+            check_batch_id(batch_id)
+        if item_count <= 0:
+            raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
+        return self._ref(frame_batch(raw, item_count, level=self.level), item_count, quantity, totals, batch_id)
+
+    def _ref(
+        self, data: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None
+    ) -> tuple[BatchRef, bytes]:
         sha256 = sha256_hex(data)
         ref = BatchRef(
             batch_id=batch_id if batch_id is not None else CONTENT_BATCH_ID_PREFIX + sha256[:32],
             key=content_key(sha256, self.key_prefix),
             sha256=sha256,
             size=len(data),
-            item_count=len(items),
+            item_count=item_count,
             quantity=quantity,
             totals=totals,
             encoding=BATCH_ENCODING,

@@ -4,12 +4,17 @@ until stdin closes. See :mod:`workflows.importer.encoders`."""
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from workflows.importer.encoders import _STOP, read_message, write_message
 
 
 def main() -> None:
+    # Decoding a batch allocates hundreds of thousands of containers, and the cyclic
+    # collector would scan them over and over (about a third of the stage's time, measured
+    # here). Nothing in this loop makes reference cycles, so reference counting frees all.
+    gc.disable()
     requests = sys.stdin.buffer
     replies = sys.stdout.buffer
     # Anything else printing to stdout would corrupt the replies.

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from domain.items import ITEM_DICTS, ItemValidationError, validate_item_dict
 from domain.refs import BatchRef
 from storage.batches import BatchStore
+from workflows.importer import fast_items
 from workflows.importer.csv_columns import CellError, CsvColumns, row_to_item
 from workflows.importer.sources import CSV, JSON, NDJSON, RawBatch
 
@@ -108,41 +109,41 @@ def stage_batch(task: StageTask) -> StageResult:
         last_line=batch.last_line,
         nbytes=batch.nbytes,
     )
+    store = _store(task.key_prefix, task.level)
     if task.format == CSV:
         assert task.columns is not None
         items, result.problems = _csv_items(batch, task.columns, task.skip_invalid)
-    elif task.format == NDJSON:
-        items = _ndjson_fast(batch.data)
-        if items is None:
-            items, result.problems = _json_items(_ndjson_records(batch), task.skip_invalid)
     else:
-        items, result.problems = _json_items(list(zip(batch.record_lines, batch.records)), task.skip_invalid)
+        records = _ndjson_records(batch) if task.format == NDJSON else list(zip(batch.record_lines, batch.records))
+        fast = _fast_json(records)
+        if fast is not None:
+            result.ref, result.data = store.encode_packed(fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id)
+            return result
+        items, result.problems = _json_items(records, task.skip_invalid)
     if result.problems and not task.skip_invalid:
         return result
     if items:
-        result.ref, result.data = _store(task.key_prefix, task.level).encode(items, batch.batch_id)
+        result.ref, result.data = store.encode(items, batch.batch_id)
     return result
 
 
 # ---- NDJSON and JSON array elements ---------------------------------------------------
 
 
-def _ndjson_fast(data: bytes) -> list[dict[str, Any]] | None:
-    """The items of NDJSON lines when every line is one valid item, else ``None``.
+def _fast_json(records: list[tuple[int, bytes]]) -> fast_items.FastBatch | None:
+    """The batch validated and packed by msgspec when every record is one valid item,
+    else ``None`` (then the pydantic path decides and names each problem).
 
-    Joining the lines with commas makes one JSON array: a blank line then becomes ",,",
-    which does not parse, and a line holding two values ("{...},{...}") makes the count
-    differ from the number of lines, so anything unusual falls to the line-by-line path.
+    The records joined with commas make one JSON array; a record holding two values
+    ("{...},{...}") would make the count differ from the number of records, so that
+    falls to the line-by-line path too.
     """
-    body = data.rstrip(b" \t\r\n")
-    lines = body.count(b"\n") + 1
-    try:
-        parsed = msgspec.json.decode(b"[" + body.replace(b"\n", b",") + b"]")
-        if len(parsed) != lines:
-            return None
-        return ITEM_DICTS.validate_python(parsed)  # type: ignore[return-value]
-    except (ValueError, ValidationError):
+    if not records:
         return None
+    items = fast_items.decode_json_array(b"[" + b",".join(record for _, record in records) + b"]")
+    if items is None or len(items) != len(records):
+        return None
+    return fast_items.pack(items)
 
 
 def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:

@@ -1,0 +1,100 @@
+"""The importer's fast path: the domain's item rules compiled for msgspec.
+
+Validating millions of items is the importer's main cost. pydantic (``domain.items``)
+stays the authority on what an item is and on every error message; this module states the
+same rules for msgspec, which parses JSON, checks the rules and packs msgpack in C without
+building a dict per item — measured here about twice as fast as parsing then validating
+with pydantic.
+
+One direction matters: whatever this decoder accepts, ``domain.items`` must accept too
+(tests/workflows/importer/test_fast_items.py checks it on crafted and random inputs). When
+this decoder refuses a batch, the importer falls back to the pydantic path, which either
+accepts it (msgspec is stricter on some edge, e.g. floats beyond double range) or names the
+line and field that is wrong. Patterns end in ``\\Z``: msgspec matches with ``re.search``,
+where ``$`` would also accept a trailing newline that pydantic refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+import msgspec
+
+from domain import items as rules
+
+
+def _anchored(pattern: str) -> str:
+    assert pattern.endswith("$")
+    return pattern[:-1] + r"\Z"
+
+
+Sku = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=rules.SKU_MAX_LENGTH, pattern=_anchored(rules.SKU_PATTERN))
+]
+Currency = Annotated[str, msgspec.Meta(pattern=_anchored(rules.CURRENCY_PATTERN))]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=rules.MAX_QUANTITY)]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=rules.MAX_UNIT_AMOUNT)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.NAME_MAX_LENGTH)]
+AttributeKey = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.ATTRIBUTE_KEY_MAX_LENGTH)]
+AttributeText = Annotated[str, msgspec.Meta(max_length=rules.ATTRIBUTE_TEXT_MAX_LENGTH)]
+AttributeInt = Annotated[int, msgspec.Meta(ge=rules.ATTRIBUTE_INT_MIN, le=rules.ATTRIBUTE_INT_MAX)]
+Attributes = Annotated[
+    dict[AttributeKey, Union[AttributeText, AttributeInt, float, bool, None]],
+    msgspec.Meta(max_length=rules.MAX_ATTRIBUTES),
+]
+
+
+class FastMoney(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    amount: Amount
+    currency: Currency
+
+
+class FastItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """An item as msgspec decodes it; packs to the same msgpack map as the item dict
+    (``attributes`` left out when empty, as an item without attributes is stored)."""
+
+    sku: Sku
+    quantity: Quantity
+    unit_price: FastMoney
+    name: Name
+    attributes: Attributes = {}
+
+
+_json_items = msgspec.json.Decoder(list[FastItem])
+_msgpack = msgspec.msgpack.Encoder()
+
+
+class FastBatch(msgspec.Struct, gc=False):
+    """A validated batch, packed: what ``BatchStore.encode_packed`` takes."""
+
+    raw: bytes
+    item_count: int
+    quantity: int
+    totals: dict[str, int]
+
+
+def decode_json_array(data: bytes) -> list[FastItem] | None:
+    """The items of a JSON array, or ``None`` if any of them breaks a rule (or the JSON
+    is malformed): then the caller takes the pydantic path, which says what and where."""
+    try:
+        return _json_items.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def convert(values: list[Any]) -> list[FastItem] | None:
+    """Like :func:`decode_json_array` for values already parsed (CSV rows as dicts)."""
+    try:
+        return msgspec.convert(values, list[FastItem], strict=True)
+    except msgspec.ValidationError:
+        return None
+
+
+def pack(items: list[FastItem]) -> FastBatch:
+    quantity = 0
+    totals: dict[str, int] = {}
+    for item in items:
+        price = item.unit_price
+        quantity += item.quantity
+        totals[price.currency] = totals.get(price.currency, 0) + item.quantity * price.amount
+    return FastBatch(raw=_msgpack.encode(items), item_count=len(items), quantity=quantity, totals=totals)
