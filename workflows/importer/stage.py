@@ -201,7 +201,7 @@ def _one_by_one(
 
 # pydantic names the member of a union that failed ("attributes.note.int"): the field is
 # what the user wrote, so those tags are dropped.
-_UNION_TAGS = frozenset({"str", "constrained-str", "int", "float", "bool", "none"})
+_UNION_TAGS = frozenset({"str", "constrained-str", "int", "constrained-int", "float", "bool", "none"})
 
 
 def _item_problem(line: int, exc: ItemValidationError, record: bytes | str) -> Problem:
