@@ -112,8 +112,49 @@ def _message(err: Any) -> str:
     return msg
 
 
+# pydantic reports a failed union once per member, tagged ("attributes.note.str", ...).
+# The user wrote "attributes.note": report it once, with the message of the member the
+# value's type was meant for, or one message naming every allowed type.
+_UNION_MEMBERS: dict[str, type] = {
+    "str": str,
+    "constrained-str": str,
+    "int": int,
+    "constrained-int": int,
+    "float": float,
+    "bool": bool,
+    "none": type(None),
+}
+_ATTRIBUTE_TYPES = "a string, a whole number, a number, a boolean or null"
+
+
+def _errors(exc: ValidationError, loc_start: int = 0) -> list[tuple[tuple[Any, ...], str]]:
+    """(location, message) per problem, union members folded into their field."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    unions: dict[tuple[Any, ...], list[Any]] = {}
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if len(loc) > loc_start + 1 and loc[-1] in _UNION_MEMBERS:
+            if loc[:-1] not in unions:
+                unions[loc[:-1]] = []
+                out.append((loc[:-1], ""))  # placeholder keeps the order
+            unions[loc[:-1]].append(err)
+        else:
+            out.append((loc, _message(err)))
+    return [(loc, message or _union_message(unions[loc])) for loc, message in out]
+
+
+def _union_message(errors: list[Any]) -> str:
+    value = errors[0].get("input")
+    for err in errors:
+        member = _UNION_MEMBERS[err["loc"][-1]]
+        if type(value) is member:
+            return _message(err)
+    shown = repr(value)
+    return f"Input should be {_ATTRIBUTE_TYPES} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+
+
 def _problems(exc: ValidationError, where: str) -> list[tuple[str, str, str]]:
-    return [(where, _field_path(tuple(err["loc"])), _message(err)) for err in exc.errors(include_url=False)]
+    return [(where, _field_path(loc), message) for loc, message in _errors(exc)]
 
 
 def validate_item_dict(item: object, where: str = "item") -> dict[str, Any]:
@@ -135,10 +176,7 @@ def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[di
     try:
         values: list[dict[str, Any]] = ITEM_DICTS.validate_python(items)  # type: ignore[assignment]
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            index, *rest = err["loc"]
-            problems.append((f"{where}[{index}]", _field_path(tuple(rest)), _message(err)))
+        problems = [(f"{where}[{loc[0]}]", _field_path(loc[1:]), message) for loc, message in _errors(exc, 1)]
         raise ItemValidationError(problems) from None
     return values
 

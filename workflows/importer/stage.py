@@ -199,17 +199,10 @@ def _one_by_one(
     return items, problems
 
 
-# pydantic names the member of a union that failed ("attributes.note.int"): the field is
-# what the user wrote, so those tags are dropped.
-_UNION_TAGS = frozenset({"str", "constrained-str", "int", "constrained-int", "float", "bool", "none"})
-
-
 def _item_problem(line: int, exc: ItemValidationError, record: bytes | str) -> Problem:
     fields: list[str] = []
     reasons: list[str] = []
     for _, fld, message in exc.problems:
-        head, _, last = fld.rpartition(".")
-        fld = head if head and last in _UNION_TAGS else fld
         if fld not in fields:
             fields.append(fld)
         if message not in reasons:
