@@ -87,7 +87,7 @@ class Orders(Application[UUID]):
         except AggregateNotFoundError:
             if not change.create:
                 raise OrderNotFoundError(change.order_id) from None
-            return Order.create(change.order_id, change.customer_id)
+            return Order.create(change.order_id, change.customer_id, via_outbox=change.via_outbox)
         if change.create and order.customer_id != change.customer_id:
             raise OrderConflictError(
                 f"order {change.order_id!r} already exists for customer {order.customer_id!r}, "
@@ -100,15 +100,22 @@ class Orders(Application[UUID]):
         applied: list[str] = []
         duplicates: list[str] = []
         for batch in change.batches:
-            (applied if order.add_batch(batch) else duplicates).append(batch.batch_id)
+            (applied if order.add_batch(batch, via_outbox=change.via_outbox) else duplicates).append(batch.batch_id)
         for rejection in change.rejections:
-            order.reject_batch(rejection.batch_id, rejection.reason, rejection.key)
+            if rejection.at_fulfillment:
+                order.reject_unfulfillable_batch(
+                    rejection.batch_id, rejection.reason, rejection.key, rejection.item_count
+                )
+            else:
+                order.reject_batch(rejection.batch_id, rejection.reason, rejection.key)
         if change.cancel_reason is not None:
-            order.cancel(change.cancel_reason)
+            order.cancel(change.cancel_reason, via_outbox=change.via_outbox)
         if change.submit:
-            order.submit()
+            order.submit(via_outbox=change.via_outbox)
         if change.report is not None:
             order.complete_fulfillment(change.report)
+        if change.fulfillment_failure is not None:
+            order.fail_fulfillment(change.fulfillment_failure)
         return RecordOutcome(
             summary=order.summary(),
             new_events=len(order.pending_events),

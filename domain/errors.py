@@ -24,3 +24,11 @@ class OrderClosedError(OrderError):
         self.order_id = order_id
         self.status = status
         super().__init__(f"order {order_id!r} is {status}: cannot {action}")
+
+
+class EmptyOrderError(OrderError):
+    """The order has no items, so there is nothing to submit."""
+
+    def __init__(self, order_id: str):
+        self.order_id = order_id
+        super().__init__(f"order {order_id!r} has no items to submit")

@@ -7,6 +7,10 @@ Every event class states its ``class_version``. When an event's shape changes, i
 goes up and a static ``upcast_vN_vN+1(state)`` method turns a stored event of the older
 shape into the new one as it is read, so streams recorded years ago stay readable
 (eventsourcing's mapper calls the upcasters; nothing is rewritten in the store).
+
+``via_outbox`` marks what a DB-first service recorded itself (see docs/consistency.md):
+the relay forwards exactly those events to the order's workflow. Events recorded before
+the field existed are upcast with ``via_outbox=False``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ from domain.summary import OrderStatus, OrderSummary
 REJECTED_ORDER_CLOSED = "order_closed"
 REJECTED_INVALID_REF = "invalid_ref"
 REJECTED_OTHER = "other"
+#: A batch the order had added that fulfillment could not read (``at_fulfillment``).
+REJECTED_UNREADABLE = "unreadable"
+
+
+def _not_via_outbox(state: dict[str, object]) -> None:
+    """Upcaster for events stored before ``via_outbox`` existed: none came via the outbox."""
+    state["via_outbox"] = False
 
 
 def rejection_code(reason: str) -> str:
@@ -40,13 +51,21 @@ class Order(Aggregate):
     """One order: created, grown by batches, then submitted and fulfilled, or cancelled."""
 
     class Created(Aggregate.Created):
-        class_version = 1
+        """v2 added ``via_outbox``."""
+
+        class_version = 2
         order_id: str
         customer_id: str
+        via_outbox: bool = False
+        upcast_v1_v2 = staticmethod(_not_via_outbox)
 
     class ItemsAdded(Aggregate.Event):
-        class_version = 1
+        """v2 added ``via_outbox``."""
+
+        class_version = 2
         batch: BatchRef
+        via_outbox: bool = False
+        upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
             order.batch_ids[self.batch.batch_id] = len(order.batch_ids)
@@ -55,23 +74,39 @@ class Order(Aggregate):
             add_totals(order.totals, self.batch.totals)
 
     class BatchRejected(Aggregate.Event):
-        """v2 added ``code`` (v1 events get it from their reason, as new ones do)."""
+        """v2 added ``code`` (v1 events get it from their reason, as new ones do); v3 added
+        ``at_fulfillment`` and ``item_count`` (rejections found by fulfillment)."""
 
-        class_version = 2
+        class_version = 3
         batch_id: str
         reason: str
         key: str
         code: str
+        #: Set when fulfillment could not read a batch the order had added (blob gone,
+        #: corrupt, undecodable): its items are in ``item_count`` but not fulfilled.
+        at_fulfillment: bool = False
+        item_count: int = 0
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, object]) -> None:
             state["code"] = rejection_code(str(state["reason"]))
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, object]) -> None:
+            state["at_fulfillment"] = False
+            state["item_count"] = 0
+
         def apply(self, order: Order) -> None:
             order.rejected_batch_ids[self.batch_id] = self.reason
+            if self.at_fulfillment:
+                order.rejected_items += self.item_count
 
     class Submitted(Aggregate.Event):
-        class_version = 1
+        """v2 added ``via_outbox``."""
+
+        class_version = 2
+        via_outbox: bool = False
+        upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
             order.status = OrderStatus.SUBMITTED
@@ -86,18 +121,41 @@ class Order(Aggregate):
             order.report = self.report
             order.closed_at = self.timestamp
 
-    class Cancelled(Aggregate.Event):
+    class FulfillmentFailed(Aggregate.Event):
+        """Fulfillment hit an error retrying cannot fix; the workflow failed with it."""
+
         class_version = 1
         reason: str
+
+        def apply(self, order: Order) -> None:
+            order.status = OrderStatus.FAILED
+            order.failure_reason = self.reason
+            order.closed_at = self.timestamp
+
+    class Cancelled(Aggregate.Event):
+        """v2 added ``via_outbox``."""
+
+        class_version = 2
+        reason: str
+        via_outbox: bool = False
+        upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
             order.status = OrderStatus.CANCELLED
             order.cancel_reason = self.reason
             order.closed_at = self.timestamp
 
-    def __init__(self, order_id: str, customer_id: str) -> None:
+    # Class-level defaults: orders rebuilt from snapshots taken before these attributes
+    # existed find them here.
+    via_outbox: bool = False
+    rejected_items: int = 0
+    failure_reason: str | None = None
+
+    def __init__(self, order_id: str, customer_id: str, via_outbox: bool = False) -> None:
         self.order_id = order_id
         self.customer_id = customer_id
+        #: Recorded DB-first (the service wrote it; the relay drives its workflow).
+        self.via_outbox = via_outbox
         self.status: str = OrderStatus.OPEN
         self.item_count = 0
         self.quantity = 0
@@ -111,24 +169,25 @@ class Order(Aggregate):
         self.report: ReportRef | None = None
 
     @classmethod
-    def create(cls, order_id: str, customer_id: str) -> Order:
+    def create(cls, order_id: str, customer_id: str, *, via_outbox: bool = False) -> Order:
         return cls._create(
             cls.Created,
             id=aggregate_id_for(order_id),
             order_id=check_order_id(order_id),
             customer_id=check_customer_id(customer_id),
+            via_outbox=via_outbox,
         )
 
     # Commands check invariants, then trigger an event. Repeats are no-ops, not errors,
     # because the activity that calls them may run more than once.
 
-    def add_batch(self, batch: BatchRef) -> bool:
+    def add_batch(self, batch: BatchRef, *, via_outbox: bool = False) -> bool:
         """Add one batch; return ``False`` if this batch ID was applied before."""
         if batch.batch_id in self.batch_ids:
             return False
         if self.status != OrderStatus.OPEN:
             raise OrderClosedError(self.order_id, self.status, f"add batch {batch.batch_id!r}")
-        self.trigger_event(self.ItemsAdded, batch=check_batch_ref(batch))
+        self.trigger_event(self.ItemsAdded, batch=check_batch_ref(batch), via_outbox=via_outbox)
         return True
 
     def reject_batch(self, batch_id: str, reason: str, key: str = "") -> bool:
@@ -139,12 +198,32 @@ class Order(Aggregate):
         self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason, key=key, code=rejection_code(reason))
         return True
 
-    def submit(self) -> bool:
-        if self.status in (OrderStatus.SUBMITTED, OrderStatus.FULFILLED):
+    def reject_unfulfillable_batch(self, batch_id: str, reason: str, key: str, item_count: int) -> bool:
+        """Record that fulfillment cannot read an added batch (never retried, never
+        dropped silently); ``False`` if already recorded."""
+        if batch_id in self.rejected_batch_ids:
+            return False
+        if batch_id not in self.batch_ids:
+            raise OrderConflictError(f"order {self.order_id!r} has no batch {batch_id!r} to reject at fulfillment")
+        if self.status != OrderStatus.SUBMITTED:
+            raise OrderClosedError(self.order_id, self.status, f"reject batch {batch_id!r} at fulfillment")
+        self.trigger_event(
+            self.BatchRejected,
+            batch_id=batch_id,
+            reason=reason[:2000],
+            key=key,
+            code=REJECTED_UNREADABLE,
+            at_fulfillment=True,
+            item_count=item_count,
+        )
+        return True
+
+    def submit(self, *, via_outbox: bool = False) -> bool:
+        if self.status in (OrderStatus.SUBMITTED, OrderStatus.FULFILLED, OrderStatus.FAILED):
             return False
         if self.status != OrderStatus.OPEN:
             raise OrderClosedError(self.order_id, self.status, "submit")
-        self.trigger_event(self.Submitted)
+        self.trigger_event(self.Submitted, via_outbox=via_outbox)
         return True
 
     def complete_fulfillment(self, report: ReportRef) -> bool:
@@ -157,12 +236,21 @@ class Order(Aggregate):
         self.trigger_event(self.FulfillmentCompleted, report=check_report_ref(report))
         return True
 
-    def cancel(self, reason: str) -> bool:
+    def fail_fulfillment(self, reason: str) -> bool:
+        """Close the order as failed: fulfillment met an error no retry can fix."""
+        if self.status == OrderStatus.FAILED:
+            return False
+        if self.status != OrderStatus.SUBMITTED:
+            raise OrderClosedError(self.order_id, self.status, "record a fulfillment failure")
+        self.trigger_event(self.FulfillmentFailed, reason=reason[:2000])
+        return True
+
+    def cancel(self, reason: str, *, via_outbox: bool = False) -> bool:
         if self.status == OrderStatus.CANCELLED:
             return False
         if self.status != OrderStatus.OPEN:
             raise OrderClosedError(self.order_id, self.status, "cancel")
-        self.trigger_event(self.Cancelled, reason=reason[:2000])
+        self.trigger_event(self.Cancelled, reason=reason[:2000], via_outbox=via_outbox)
         return True
 
     @property
@@ -179,6 +267,7 @@ class Order(Aggregate):
             quantity=self.quantity,
             totals=dict(self.totals),
             rejected_batches=len(self.rejected_batch_ids),
+            rejected_items=self.rejected_items,
             version=self.version,
             report=self.report,
         )

@@ -19,10 +19,12 @@ class OrderStatus:
     SUBMITTED = "submitted"
     FULFILLED = "fulfilled"
     CANCELLED = "cancelled"
+    #: Fulfillment met an error no retry can fix (recorded as ``FulfillmentFailed``).
+    FAILED = "failed"
     #: Only for workflows whose create request was refused: no order was recorded.
     REJECTED = "rejected"
 
-    CLOSED = frozenset({FULFILLED, CANCELLED, REJECTED})
+    CLOSED = frozenset({FULFILLED, CANCELLED, FAILED, REJECTED})
 
 
 @dataclass
@@ -37,6 +39,8 @@ class OrderSummary:
     quantity: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     rejected_batches: int = 0
+    #: Items of added batches that fulfillment could not read (see ``Rejection``).
+    rejected_items: int = 0
     #: Event-store version of the ``Order`` aggregate the counters were read from.
     version: int = 0
     #: Batches the workflow accepted that are not yet in the event store (see counters).
@@ -54,6 +58,9 @@ class Rejection:
     batch_id: str
     reason: str
     key: str = ""
+    #: An added batch that fulfillment could not read, and how many items it held.
+    at_fulfillment: bool = False
+    item_count: int = 0
 
 
 @dataclass
@@ -72,6 +79,10 @@ class OrderChange:
     submit: bool = False
     cancel_reason: str | None = None
     report: ReportRef | None = None
+    #: Fulfillment failed for good: close the order as failed with this reason.
+    fulfillment_failure: str | None = None
+    #: Recorded by a DB-first service: the relay forwards these events to the workflow.
+    via_outbox: bool = False
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Activities of the order workflow: all of its I/O.
 
-Both are idempotent. ``record_order_change`` applies an :class:`~domain.summary.OrderChange`
-through the orders application, which records each batch ID at most once;
-``fulfill_order`` only reads, and writes its report under a content-addressed key.
+All are idempotent. ``record_order_change`` applies an :class:`~domain.summary.OrderChange`
+through the orders application, which records each batch ID at most once; the fulfillment
+activities only read, and write their report under a content-addressed key.
+``fulfill_order`` (v1) stays registered for workflows that started before
+``fulfill_order_checked`` (v2) existed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from domain.refs import InvalidRefError, ReportRef
 from domain.summary import OrderChange, RecordOutcome
 from storage.batches import BatchStore
 from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
-from workflows.fulfillment import FulfillmentMismatch, build_report
-from workflows.messages import FULFILL_ACTIVITY, RECORD_ACTIVITY, FulfillRequest
+from workflows.fulfillment import FulfillmentMismatch, build_report, fulfill
+from workflows.messages import (
+    FULFILL_ACTIVITY,
+    FULFILL_CHECKED_ACTIVITY,
+    RECORD_ACTIVITY,
+    FulfillmentResult,
+    FulfillRequest,
+)
 
 # Errors retrying cannot fix become non-retryable ApplicationErrors typed by class name,
 # so the workflow can tell them apart (see _PERMANENT_RECORD_ERRORS there).
@@ -55,8 +63,18 @@ class OrderActivities:
                 heartbeat=activity.heartbeat,
             )
 
+    @activity.defn(name=FULFILL_CHECKED_ACTIVITY)
+    def fulfill_order_checked(self, request: FulfillRequest) -> FulfillmentResult:
+        with _permanent_errors_as_application_errors():
+            return fulfill(
+                orders=self.orders,
+                batches=self.batches,
+                request=request,
+                heartbeat=activity.heartbeat,
+            )
+
     def all(self) -> list[object]:
-        return [self.record_order_change, self.fulfill_order]
+        return [self.record_order_change, self.fulfill_order, self.fulfill_order_checked]
 
 
 class _permanent_errors_as_application_errors:

@@ -4,6 +4,12 @@ The order's batches come from its ``ItemsAdded`` events (the workflow never held
 they are read a few at a time, so memory holds ``concurrency`` batches plus the per-SKU
 totals, whatever the order's size. The report is stored as a blob; the ``ReportRef`` is
 what the ``FulfillmentCompleted`` event and the workflow carry.
+
+A batch that cannot be read (its blob is gone, corrupt, does not decode, contradicts its
+ref, or lacks the fields fulfillment needs) will not become readable by retrying.
+:func:`fulfill` (v2) leaves it out of the report and returns it as a
+:class:`~domain.summary.Rejection` with the reason, which the workflow records as a
+``BatchRejected`` event; :func:`build_report` (v1) fails on it.
 """
 
 from __future__ import annotations
@@ -17,18 +23,43 @@ import msgpack
 import zstandard
 
 from domain.application import Orders
-from domain.refs import BatchRef, ReportRef, add_totals
+from domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals
+from domain.summary import Rejection
 from storage.blob_store import content_key
 from storage.batches import BatchStore
-from workflows.messages import FulfillRequest
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from workflows.messages import FulfillmentResult, FulfillRequest
 
 REPORT_FORMAT = "bulkorder-fulfillment-report"
 REPORT_VERSION = 1
 REPORT_PREFIX = "reports"
 
 
+#: Errors that make one batch unreadable for good (retrying reads the same bytes).
+UNREADABLE_BATCH_ERRORS = (BlobNotFoundError, BlobIntegrityError, BatchFormatError, InvalidRefError)
+
+
 class FulfillmentMismatch(Exception):
     """The items read back do not add up to what the event store recorded."""
+
+
+def check_fulfillable(items: list[dict[str, Any]], where: str) -> None:
+    """Check the fields fulfillment sums, so a bad batch is rejected whole, never half
+    added. Items were fully validated when the batch was written; its hash proves the
+    bytes are those written, so this guards only against writers that skipped validation."""
+    for index, item in enumerate(items):
+        try:
+            quantity = item["quantity"]
+            price = item["unit_price"]
+            amount = price["amount"]
+            ok = (
+                type(quantity) is int and quantity >= 1 and type(amount) is int and amount >= 0
+                and type(item["sku"]) is str and type(price["currency"]) is str
+            )
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise BatchFormatError(f"{where}: item {index} lacks a valid sku, quantity or unit_price")
 
 
 class SkuTotals:
@@ -83,6 +114,40 @@ def build_report(
     request: FulfillRequest,
     heartbeat: Callable[..., None] = lambda *_: None,
 ) -> ReportRef:
+    """v1: the report over every batch; raises on the first batch it cannot read."""
+    totals, rejections = _read_all(orders, batches, request, heartbeat, reject_unreadable=False)
+    assert not rejections
+    return _store_report(batches, request.order_id, totals)
+
+
+def fulfill(
+    *,
+    orders: Orders,
+    batches: BatchStore,
+    request: FulfillRequest,
+    heartbeat: Callable[..., None] = lambda *_: None,
+) -> FulfillmentResult:
+    """v2: the report over every readable batch, and a rejection for each unreadable one."""
+    totals, rejections = _read_all(orders, batches, request, heartbeat, reject_unreadable=True)
+    if rejections and totals.item_count == 0:
+        return FulfillmentResult(report=None, rejections=rejections)  # nothing to fulfill
+    return FulfillmentResult(report=_store_report(batches, request.order_id, totals), rejections=rejections)
+
+
+def _read_checked(batches: BatchStore, ref: BatchRef) -> list[dict[str, Any]]:
+    items = batches.read(ref)
+    check_fulfillable(items, f"batch {ref.batch_id!r} ({ref.key})")
+    return items
+
+
+def _read_all(
+    orders: Orders,
+    batches: BatchStore,
+    request: FulfillRequest,
+    heartbeat: Callable[..., None],
+    *,
+    reject_unreadable: bool,
+) -> tuple[SkuTotals, list[Rejection]]:
     refs = list(orders.iter_batch_refs(request.order_id, up_to_version=request.up_to_version))
     if len(refs) != request.expected_batches:
         raise FulfillmentMismatch(
@@ -90,24 +155,47 @@ def build_report(
             f"expected {request.expected_batches}"
         )
     totals = SkuTotals()
+    rejections: list[Rejection] = []
     window = max(1, request.concurrency)
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="fulfill") as pool:
-        in_flight: deque[Future[list[dict[str, Any]]]] = deque()
+        in_flight: deque[tuple[BatchRef, Future[list[dict[str, Any]]]]] = deque()
         queue: deque[BatchRef] = deque(refs)
         done = 0
         while queue or in_flight:
             # Keep `window` reads in flight; consume in order so the report is deterministic.
             while queue and len(in_flight) < window:
-                in_flight.append(pool.submit(batches.read, queue.popleft()))
-            totals.add(in_flight.popleft().result())
+                ref = queue.popleft()
+                in_flight.append((ref, pool.submit(_read_checked, batches, ref)))
+            ref, future = in_flight.popleft()
+            try:
+                items = future.result()
+            except UNREADABLE_BATCH_ERRORS as exc:
+                if not reject_unreadable:
+                    raise
+                rejections.append(
+                    Rejection(
+                        batch_id=ref.batch_id,
+                        reason=f"unreadable at fulfillment: {exc}",
+                        key=ref.key,
+                        at_fulfillment=True,
+                        item_count=ref.item_count,
+                    )
+                )
+            else:
+                totals.add(items)
             done += 1
             heartbeat(done)
-    if totals.item_count != request.expected_items:
+    expected_items = request.expected_items - sum(rejection.item_count for rejection in rejections)
+    if totals.item_count != expected_items:
         raise FulfillmentMismatch(
             f"order {request.order_id!r}: read {totals.item_count} items back, "
-            f"the event store recorded {request.expected_items}"
+            f"the event store recorded {expected_items} in its readable batches"
         )
-    data = totals.encode(request.order_id)
+    return totals, rejections
+
+
+def _store_report(batches: BatchStore, order_id: str, totals: SkuTotals) -> ReportRef:
+    data = totals.encode(order_id)
     sha = hashlib.sha256(data).hexdigest()
     key = content_key(sha, prefix=REPORT_PREFIX)
     batches.blobs.put(key, data)

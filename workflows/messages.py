@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.refs import BatchRef
+from domain.refs import BatchRef, ReportRef
 from domain.summary import OrderStatus, OrderSummary, Rejection
 
 # Names of the workflow's handlers and of the activities, shared by worker and clients.
 RECORD_ACTIVITY = "record_order_change"
+#: v1 fulfillment: fails on the first unreadable batch (kept for workflows started before v2).
 FULFILL_ACTIVITY = "fulfill_order"
+#: v2 fulfillment: reports unreadable batches as rejections instead of failing.
+FULFILL_CHECKED_ACTIVITY = "fulfill_order_checked"
+ADD_BATCHES = "add_batches"
+SUBMIT = "submit"
+CANCEL = "cancel"
 
 #: Most refs one ``add_batches`` call may carry: keeps the call far below 2 MB.
 MAX_REFS_PER_CALL = 1_000
@@ -58,6 +64,8 @@ class OrderState:
     runs: int = 1
     duplicates_ignored: int = 0
     invalid_refs: int = 0
+    #: DB-first order: the service records its changes, the relay signals them here.
+    via_outbox: bool = False
 
 
 @dataclass
@@ -71,6 +79,8 @@ class OrderInput:
     #: that update was accepted, so a refused create leaves no order behind.
     create_via_update: bool = True
     state: OrderState | None = None
+    #: Started by the relay for a DB-first order (see ``OrderState.via_outbox``).
+    via_outbox: bool = False
 
 
 @dataclass
@@ -98,6 +108,16 @@ class FulfillRequest:
     #: Read only events up to this aggregate version (the ``Submitted`` event).
     up_to_version: int
     concurrency: int = 4
+
+
+@dataclass
+class FulfillmentResult:
+    """What v2 fulfillment found: the report over every readable batch, and the batches it
+    could not read (gone, corrupt, undecodable), each with its reason. ``report`` is None
+    when no batch could be read."""
+
+    report: ReportRef | None
+    rejections: list[Rejection] = field(default_factory=list)
 
 
 @dataclass

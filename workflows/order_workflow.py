@@ -5,6 +5,11 @@ refs not yet recorded, never items. Handlers only accept or refuse work and retu
 once; the main loop records accepted work in the event store through an idempotent
 activity, continues-as-new before the run's history grows large, and after ``submit``
 runs fulfillment and completes.
+
+Every outcome ends in the event store before the workflow ends: the fulfillment report
+with the batches it could not read (``BatchRejected``), or the failure
+(``FulfillmentFailed``). Changes to the commands the workflow issues are guarded by
+``workflow.patched`` so that runs started by older code replay unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
@@ -22,10 +27,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome, Rejection
     from workflows.messages import (
         FULFILL_ACTIVITY,
+        FULFILL_CHECKED_ACTIVITY,
         MAX_REFS_PER_CALL,
         RECORD_ACTIVITY,
+        SUBMIT,
         AddBatchesResult,
         CreateRequest,
+        FulfillmentResult,
         FulfillRequest,
         OrderInput,
         OrderState,
@@ -38,6 +46,13 @@ INVALID_ORDER = "InvalidOrder"
 INVALID_REF = "InvalidBatchRef"
 ORDER_CLOSED = "OrderClosed"
 CREATE_REFUSED = "CreateRefused"
+FULFILLMENT_FAILED = "FulfillmentFailed"
+ORDER_IS_DB_FIRST = "OrderIsDbFirst"
+
+#: Patch: fulfillment v2 (unreadable batches recorded as rejections; a failure recorded
+#: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
+#: "submitted" in the event store).
+PATCH_RECORDED_FULFILLMENT = "recorded-fulfillment-outcome"
 
 # Errors from the event store that retrying cannot fix (see workflows.activities).
 _PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
@@ -59,7 +74,9 @@ class OrderWorkflow:
     @workflow.init
     def __init__(self, input: OrderInput) -> None:
         self._limits = input.limits
-        self._state = input.state or OrderState(order_id=input.order_id, customer_id=input.customer_id)
+        self._state = input.state or OrderState(
+            order_id=input.order_id, customer_id=input.customer_id, via_outbox=input.via_outbox
+        )
         self._input_error: str | None = None
         try:
             check_order_id(input.order_id)
@@ -103,9 +120,12 @@ class OrderWorkflow:
             await self._record_next()
 
         if self._state.status == OrderStatus.SUBMITTED:
-            report = await self._fulfill()
-            await self._record(OrderChange(order_id=self._state.order_id, report=report))
-            self._state.status = OrderStatus.FULFILLED
+            if workflow.patched(PATCH_RECORDED_FULFILLMENT):
+                await self._fulfill_and_record()
+            else:
+                report = await self._fulfill()
+                await self._record(OrderChange(order_id=self._state.order_id, report=report))
+                self._state.status = OrderStatus.FULFILLED
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary()
 
@@ -184,22 +204,61 @@ class OrderWorkflow:
             return OrderSummary(order_id=self._state.order_id, customer_id=self._state.customer_id)
         return self._state.recorded
 
-    async def _fulfill(self) -> ReportRef:
+    def _fulfill_request(self) -> FulfillRequest:
         recorded = self._recorded()
+        return FulfillRequest(
+            order_id=self._state.order_id,
+            expected_items=recorded.item_count,
+            expected_batches=recorded.batch_count,
+            up_to_version=recorded.version,
+            concurrency=self._limits.fulfillment_concurrency,
+        )
+
+    async def _fulfill(self) -> ReportRef:
+        """v1 (unpatched runs only): a batch that cannot be read fails the workflow."""
         return await workflow.execute_activity(
             FULFILL_ACTIVITY,
-            FulfillRequest(
-                order_id=self._state.order_id,
-                expected_items=recorded.item_count,
-                expected_batches=recorded.batch_count,
-                up_to_version=recorded.version,
-                concurrency=self._limits.fulfillment_concurrency,
-            ),
+            self._fulfill_request(),
             result_type=ReportRef,
             start_to_close_timeout=timedelta(hours=6),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=_FULFILL_RETRY,
         )
+
+    async def _fulfill_and_record(self) -> None:
+        """v2: fulfill what can be read, record the batches that cannot be (with their
+        reasons) and the report in one change; or record why fulfillment failed, then fail."""
+        failure: str | None = None
+        result: FulfillmentResult | None = None
+        try:
+            result = await workflow.execute_activity(
+                FULFILL_CHECKED_ACTIVITY,
+                self._fulfill_request(),
+                result_type=FulfillmentResult,
+                start_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=_FULFILL_RETRY,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise
+            failure = f"fulfillment failed: {_cause_message(err)}"
+        if result is not None and result.report is None and result.rejections:
+            failure = f"fulfillment failed: none of the order's {len(result.rejections)} batches could be read"
+        change = OrderChange(order_id=self._state.order_id)
+        if result is not None:
+            change.rejections = result.rejections
+            change.report = result.report
+        if failure is not None:
+            change.report = None
+            change.fulfillment_failure = failure
+        await self._record(change)
+        if failure is None:
+            self._state.status = OrderStatus.FULFILLED
+            return
+        self._state.status = OrderStatus.FAILED
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        raise ApplicationError(failure, type=FULFILLMENT_FAILED, non_retryable=True)
 
     # ---- handlers: accept or refuse, never wait on I/O --------------------------------
 
@@ -257,6 +316,19 @@ class OrderWorkflow:
                 self._accept(ref)
             else:
                 self._reject(ref, reason)
+
+    @workflow.signal(name=SUBMIT)
+    def submit_signal(self) -> None:
+        """Fire-and-forget submit: how the relay forwards a DB-first service's submit."""
+        self._signals += 1
+        if self._state.status != OrderStatus.OPEN or self._summary().item_count == 0:
+            workflow.logger.warning(
+                "order %s is %s with %d items: submit signal ignored",
+                self._state.order_id, self._state.status, self._summary().item_count,
+            )
+            return
+        self._state.submit_requested = True
+        self._state.status = OrderStatus.SUBMITTED
 
     @workflow.update
     def submit(self) -> OrderSummary:
@@ -343,6 +415,14 @@ class OrderWorkflow:
     def _check_open(self, action: str) -> None:
         if self._input_error:
             raise ApplicationError(self._input_error, type=INVALID_ORDER)
+        if self._state.via_outbox:
+            # One writer per order: a DB-first order changes in the event store, and its
+            # relay forwards the changes here; an update could race the store's own state.
+            raise ApplicationError(
+                f"order {self._state.order_id!r} is recorded DB-first: {action} through the outbox "
+                "(workflows.outbox.OrderOutbox), not the workflow",
+                type=ORDER_IS_DB_FIRST,
+            )
         if self._state.status != OrderStatus.OPEN:
             raise ApplicationError(
                 f"order {self._state.order_id!r} is {self._state.status}: cannot {action}", type=ORDER_CLOSED

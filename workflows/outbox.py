@@ -1,0 +1,138 @@
+"""``OrderOutbox``: the DB-first way to change an order (the outbox pattern).
+
+A service that must write its database synchronously records ``Created``, ``ItemsAdded``,
+``Submitted`` and ``Cancelled`` itself, in the event store, in the transaction of its
+choice. The event store's notification log is the outbox: each of those events is marked
+``via_outbox`` and the relay (:mod:`workflows.relay`) forwards them to the order's
+workflow, which then records nothing new (every batch is already there) and runs
+fulfillment. Nothing here talks to Temporal.
+
+Every call is idempotent, like the orders application under it: repeating a create with
+the same customer, a batch ID, a submit or a cancel records nothing the second time. What
+the store refuses (another customer's order, a closed order, an empty submit) raises a
+typed :class:`~domain.errors.OrderError` and records nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from domain.application import Orders
+from domain.errors import EmptyOrderError
+from domain.identifiers import check_customer_id, check_order_id
+from domain.items import validate_item_dicts
+from domain.refs import BatchRef, check_batch_ref
+from domain.summary import OrderChange, OrderSummary, RecordOutcome
+from storage.batches import BatchStore
+from workflows.messages import MAX_REFS_PER_CALL
+
+
+class OrderOutbox:
+    """Records order changes DB-first. ``batches`` is needed only by :meth:`add_items`."""
+
+    def __init__(self, orders: Orders, batches: BatchStore | None = None) -> None:
+        self.orders = orders
+        self.batches = batches
+
+    def create(self, order_id: str, customer_id: str, refs: Sequence[BatchRef] = ()) -> RecordOutcome:
+        """Record ``Created`` (and the first refs, in the same transaction)."""
+        check_order_id(order_id)
+        check_customer_id(customer_id)
+        refs = _checked_refs(refs)
+        outcome = self.orders.record(
+            OrderChange(
+                order_id=order_id,
+                customer_id=customer_id,
+                create=True,
+                batches=refs[:MAX_REFS_PER_CALL],
+                via_outbox=True,
+            )
+        )
+        if len(refs) > MAX_REFS_PER_CALL:
+            more = self.add_batches(order_id, refs[MAX_REFS_PER_CALL:])
+            outcome = _merged(outcome, more)
+        return outcome
+
+    def add_batches(self, order_id: str, refs: Sequence[BatchRef]) -> RecordOutcome:
+        """Record one ``ItemsAdded`` per new batch ID; known batch IDs come back as duplicates."""
+        check_order_id(order_id)
+        refs = _checked_refs(refs)
+        if not refs:
+            raise ValueError("add_batches needs at least one batch ref")
+        outcome: RecordOutcome | None = None
+        # One transaction per chunk: each stays small, and a retry repeats only what failed.
+        for start in range(0, len(refs), MAX_REFS_PER_CALL):
+            chunk = refs[start : start + MAX_REFS_PER_CALL]
+            recorded = self.orders.record(OrderChange(order_id=order_id, batches=chunk, via_outbox=True))
+            outcome = recorded if outcome is None else _merged(outcome, recorded)
+        assert outcome is not None
+        return outcome
+
+    def add_items(
+        self,
+        order_id: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 5_000,
+        batch_id_prefix: str | None = None,
+    ) -> RecordOutcome:
+        """Validate every item, store them as batches, then record the batches.
+
+        Nothing is recorded unless every item is valid; the blobs written for a refused
+        call are unreferenced (content-addressed, so a corrected retry reuses them)."""
+        if self.batches is None:
+            raise RuntimeError("OrderOutbox needs a BatchStore to store items")
+        check_order_id(order_id)
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        chunks: list[list[Mapping[str, Any]]] = [[]]
+        for item in items:
+            if len(chunks[-1]) == batch_size:
+                chunks.append([])
+            chunks[-1].append(item)
+        if not chunks[-1]:
+            raise ValueError(f"order {order_id!r}: no items to add")
+        valid = [
+            validate_item_dicts(chunk, f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item")
+            for index, chunk in enumerate(chunks)
+        ]
+        refs = [
+            self.batches.write(chunk, batch_id=None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}")
+            for index, chunk in enumerate(valid)
+        ]
+        return self.add_batches(order_id, refs)
+
+    def submit(self, order_id: str) -> RecordOutcome:
+        """Record ``Submitted``; the relay then starts fulfillment in the workflow."""
+        current = self.orders.summary(check_order_id(order_id))
+        if current.status == "open" and current.item_count == 0:
+            # Items only grow while the order is open, so this check cannot go stale.
+            raise EmptyOrderError(order_id)
+        return self.orders.record(OrderChange(order_id=order_id, submit=True, via_outbox=True))
+
+    def cancel(self, order_id: str, reason: str) -> RecordOutcome:
+        return self.orders.record(
+            OrderChange(order_id=check_order_id(order_id), cancel_reason=reason or "cancelled", via_outbox=True)
+        )
+
+    def summary(self, order_id: str) -> OrderSummary:
+        return self.orders.summary(order_id)
+
+
+def _checked_refs(refs: Sequence[BatchRef]) -> list[BatchRef]:
+    refs = list(refs)
+    for index, ref in enumerate(refs):
+        try:
+            check_batch_ref(ref)
+        except ValueError as exc:
+            raise type(exc)(f"batch ref #{index}: {exc}") from None
+    return refs
+
+
+def _merged(first: RecordOutcome, then: RecordOutcome) -> RecordOutcome:
+    return RecordOutcome(
+        summary=then.summary,
+        new_events=first.new_events + then.new_events,
+        applied_batch_ids=first.applied_batch_ids + then.applied_batch_ids,
+        duplicate_batch_ids=first.duplicate_batch_ids + then.duplicate_batch_ids,
+    )
