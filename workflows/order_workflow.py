@@ -62,6 +62,10 @@ _RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=_PERMANENT_RECORD_ERRORS,
 )
+# A record is one small transaction; a short timeout is how a worker killed mid-call is
+# noticed (SIGKILL sends nothing). An attempt that outlives it is retried, harmlessly:
+# recording is idempotent. (Timeouts are not part of replay's determinism check.)
+_RECORD_TIMEOUT = timedelta(seconds=20)
 _FULFILL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -193,7 +197,7 @@ class OrderWorkflow:
             RECORD_ACTIVITY,
             change,
             result_type=RecordOutcome,
-            start_to_close_timeout=timedelta(seconds=60),
+            start_to_close_timeout=_RECORD_TIMEOUT,
             retry_policy=_RECORD_RETRY,
         )
         self._state.recorded = outcome.summary

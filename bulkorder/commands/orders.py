@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 from temporalio.service import RPCError
 
@@ -106,15 +107,54 @@ async def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Rejected batches listed by ``show`` (``--json`` lists them all).
+SHOWN_REJECTIONS = 20
+
+
 async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     """The open workflow's view if there is one (it includes batches not yet recorded),
-    otherwise the event store's durable record."""
+    otherwise the event store's durable record. A DB-first order is always shown from the
+    event store: there, the store is the source of truth and the workflow follows it.
+    Rejected batches are listed with their reasons, from the event store."""
     check_order_id(args.order_id)
-    summary, source = await _workflow_summary(args.order_id, settings)
+    orders = settings.event_store.open_orders()
+    try:
+        order = orders.get_order(args.order_id) if orders.exists(args.order_id) else None
+    finally:
+        orders.close()
+    summary: OrderSummary | None = None
+    source = ""
+    if order is None or not order.via_outbox:
+        summary, source = await _workflow_summary(args.order_id, settings)
     if summary is None:
-        summary, source = settings.event_store.open_orders().summary(args.order_id), "event store"
-    print_summary(summary, as_json=args.json, source=source)
+        if order is None:
+            raise OrderNotFoundError(args.order_id)
+        summary, source = order.summary(), "event store" + (" (DB-first order)" if order.via_outbox else "")
+    rejections = dict(order.rejected_batch_ids) if order is not None else {}
+    closing_reason = (order.failure_reason or order.cancel_reason) if order is not None else None
+    if args.json:
+        data = asdict(summary)
+        data["source"] = source
+        data["rejections"] = [{"batch_id": batch_id, "reason": reason} for batch_id, reason in rejections.items()]
+        if closing_reason:
+            data["reason"] = closing_reason
+        print_json(data)
+        return 0
+    print_summary(summary, as_json=False, source=source)
+    if closing_reason:
+        print(f"reason  {closing_reason}")
+    _print_rejections(rejections)
     return 0
+
+
+def _print_rejections(rejections: dict[str, str]) -> None:
+    if not rejections:
+        return
+    print(f"rejected batches ({len(rejections):,}):")
+    for batch_id, reason in list(rejections.items())[:SHOWN_REJECTIONS]:
+        print(f"  {batch_id}: {reason}")
+    if len(rejections) > SHOWN_REJECTIONS:
+        print(f"  ... and {len(rejections) - SHOWN_REJECTIONS:,} more (--json lists them all)")
 
 
 async def _workflow_summary(order_id: str, settings: Settings) -> tuple[OrderSummary | None, str]:

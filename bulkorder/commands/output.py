@@ -42,7 +42,8 @@ def print_summary(summary: OrderSummary, *, as_json: bool, source: str = "") -> 
         ("batches", f"{summary.batch_count:,}" + (f" ({summary.pending_batches:,} not yet recorded)" if summary.pending_batches else "")),
         ("quantity", f"{summary.quantity:,}"),
         ("total", money(summary.totals)),
-        ("rejected batches", f"{summary.rejected_batches:,}"),
+        ("rejected batches", f"{summary.rejected_batches:,}"
+         + (f" ({summary.rejected_items:,} items not fulfilled)" if summary.rejected_items else "")),
         ("event-store version", str(summary.version)),
     ]
     if summary.report is not None:

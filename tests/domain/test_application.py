@@ -89,3 +89,25 @@ def test_snapshots_bound_the_rebuild_and_old_versions_stay_readable(orders: Orde
     assert orders.summary("o-1").batch_count == 250
     assert orders.summary("o-1", version=11).batch_count == 10
     assert [r.batch_id for r in orders.iter_batch_refs("o-1", up_to_version=4)] == ["b0", "b1", "b2"]
+
+
+def test_outbox_changes_are_marked_and_fulfillment_outcomes_recorded(orders: Orders) -> None:
+    orders.record(OrderChange("o-1", "c-1", create=True, batches=[ref("b1"), ref("b2", 5)], via_outbox=True))
+    orders.record(OrderChange("o-1", submit=True, via_outbox=True))
+    unreadable = Rejection("b2", "blob gone", ref("b2").key, at_fulfillment=True, item_count=5)
+    done = orders.record(OrderChange("o-1", rejections=[unreadable], report=report()))
+    again = orders.record(OrderChange("o-1", rejections=[unreadable], report=report()))
+    assert (done.new_events, again.new_events) == (2, 0)
+    assert stored_events(orders, "o-1") == [
+        "Created", "ItemsAdded", "ItemsAdded", "Submitted", "BatchRejected", "FulfillmentCompleted",
+    ]
+    assert [e.via_outbox for e in list(orders.events.get(aggregate_id_for("o-1")))[:4]] == [True] * 4
+    summary = orders.summary("o-1")
+    assert (summary.status, summary.item_count, summary.rejected_items) == ("fulfilled", 15, 5)
+    assert orders.get_order("o-1").via_outbox
+
+    orders.record(OrderChange("o-2", "c-1", create=True, batches=[ref("b1")]))
+    orders.record(OrderChange("o-2", submit=True))
+    orders.record(OrderChange("o-2", fulfillment_failure="no batch could be read"))
+    failed = orders.get_order("o-2")
+    assert (failed.status, failed.failure_reason, failed.via_outbox) == ("failed", "no batch could be read", False)

@@ -85,3 +85,51 @@ def test_invalid_identifiers_and_refs_are_refused() -> None:
     order = Order.create("o-1", "c-1")
     with pytest.raises(InvalidRefError):
         order.add_batch(dataclasses.replace(ref("b1"), item_count=0))
+
+
+def test_a_batch_fulfillment_cannot_read_is_recorded_once_with_its_items() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1", 10))
+    order.add_batch(ref("b2", 5))
+    with pytest.raises(OrderClosedError, match="is open: cannot reject batch 'b1' at fulfillment"):
+        order.reject_unfulfillable_batch("b1", "blob gone", "k", 10)  # only a submitted order is fulfilled
+    order.submit()
+    with pytest.raises(OrderConflictError, match="has no batch 'b9'"):
+        order.reject_unfulfillable_batch("b9", "blob gone", "k", 1)
+    assert order.reject_unfulfillable_batch("b1", "blob gone", "k", 10) is True
+    assert order.reject_unfulfillable_batch("b1", "blob gone", "k", 10) is False
+    summary = order.summary()
+    assert (summary.item_count, summary.batch_count, summary.rejected_batches, summary.rejected_items) == (15, 2, 1, 10)
+    rejected = order.pending_events[-1]
+    assert isinstance(rejected, Order.BatchRejected)
+    assert (rejected.code, rejected.at_fulfillment, rejected.item_count) == ("unreadable", True, 10)
+
+
+def test_a_fulfillment_failure_closes_the_order_as_failed() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1"))
+    with pytest.raises(OrderClosedError, match="is open: cannot record a fulfillment failure"):
+        order.fail_fulfillment("boom")
+    order.submit()
+    assert order.fail_fulfillment("boom") is True
+    assert order.fail_fulfillment("boom") is False
+    assert (order.status, order.failure_reason, order.closed_at is not None) == ("failed", "boom", True)
+    assert order.submit() is False  # a repeat, not an error
+    with pytest.raises(OrderClosedError, match="is failed: cannot add batch"):
+        order.add_batch(ref("late"))
+    with pytest.raises(OrderClosedError, match="is failed: cannot cancel"):
+        order.cancel("too late")
+
+
+def test_changes_via_the_outbox_are_marked() -> None:
+    db_first = Order.create("o-1", "c-1", via_outbox=True)
+    db_first.add_batch(ref("b1"), via_outbox=True)
+    db_first.submit(via_outbox=True)
+    workflow_first = Order.create("o-2", "c-1")
+    workflow_first.add_batch(ref("b1"))
+    workflow_first.cancel("no")
+    assert [(type(e).__name__, e.via_outbox) for e in db_first.pending_events] == [
+        ("Created", True), ("ItemsAdded", True), ("Submitted", True),
+    ]
+    assert [e.via_outbox for e in workflow_first.pending_events] == [False, False, False]
+    assert db_first.via_outbox and not workflow_first.via_outbox

@@ -1,5 +1,6 @@
 """Historical streams stay readable: a ``BatchRejected`` stored in its v1 shape (before
-``code`` existed) is read back through the upcaster, by the aggregate and by the analysts."""
+``code`` existed) is read back through the upcasters, by the aggregate and by the analysts;
+events stored before ``via_outbox`` existed read as not via the outbox."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_a_v1_batch_rejected_event_is_upcast_when_read(analyst_store: AnalystSto
     assert old.reason == "order is cancelled" and old.timestamp == v1_state["timestamp"]
     assert new.code == REJECTED_INVALID_REF
     stored_new = orders.recorder.select_events(aggregate_id_for("upcast-1"), gt=4)[0]
-    assert json.loads(stored_new.state)["class_version"] == 2
+    assert json.loads(stored_new.state)["class_version"] == 3
 
     order = orders.get_order("upcast-1")
     assert order.rejected_batch_ids == {"old-batch": "order is cancelled", "new-batch": "invalid batch ref: size"}
@@ -58,12 +59,38 @@ def test_a_v1_batch_rejected_event_is_upcast_when_read(analyst_store: AnalystSto
         analyst.export(out, since=3)
         exported = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(e["batch_id"], e["code"], e["class_version"]) for e in exported] == [
-        ("old-batch", "order_closed", 2),
-        ("new-batch", "invalid_ref", 2),
+        ("old-batch", "order_closed", 3),
+        ("new-batch", "invalid_ref", 3),
     ]
+    assert not old.at_fulfillment and old.item_count == 0
 
 
 def test_rejection_codes_follow_the_workflows_reasons() -> None:
     assert rejection_code("order is submitted") == REJECTED_ORDER_CLOSED
     assert rejection_code("invalid batch ref: batch x: sha256 must be 64 lower-case hex digits") == REJECTED_INVALID_REF
     assert rejection_code("something else") == "other"
+
+
+def test_events_stored_before_via_outbox_existed_read_as_not_via_the_outbox(analyst_store: AnalystStore) -> None:
+    orders = analyst_store.orders
+    order_id = "upcast-2"
+    aggregate_id = aggregate_id_for(order_id)
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    # v1 shapes: no "via_outbox", no "class_version".
+    v1_events = [
+        (Order.Created, {"timestamp": at, "originator_topic": get_topic(Order), "order_id": order_id, "customer_id": "c"}),
+        (Order.Submitted, {"timestamp": at}),
+    ]
+    orders.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=aggregate_id, originator_version=version, topic=get_topic(cls),
+                state=orders.mapper.transcoder.encode(state),
+            )
+            for version, (cls, state) in enumerate(v1_events, start=1)
+        ]
+    )
+    created, submitted = orders.events.get(aggregate_id)
+    assert (created.via_outbox, submitted.via_outbox) == (False, False)
+    order = orders.get_order(order_id)
+    assert (order.via_outbox, order.status, order.rejected_items, order.failure_reason) == (False, "submitted", 0, None)

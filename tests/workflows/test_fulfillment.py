@@ -1,0 +1,96 @@
+"""What fulfillment cannot read is recorded on the order, never dropped or retried forever."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Mapping
+
+import pytest
+
+from domain.refs import BatchRef
+from storage.folder_store import FolderBlobStore
+from tests.fixtures.orders import OrderStack
+from tests.workflows.helpers import event_types, store_generated
+from workflows.errors import OrderRefusedError
+from workflows.fulfillment import decode_report
+
+
+def new_order_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def blob_path(stack: OrderStack, ref: BatchRef) -> Path:
+    blobs = stack.batches.blobs
+    assert isinstance(blobs, FolderBlobStore)
+    return blobs.path_for(ref.key)
+
+
+def show(stack: OrderStack, order_id: str, temporal_address: str, event_store_env: Mapping[str, str]) -> dict:
+    """``bulkorder show --json``, run as a user would."""
+    env = {
+        **os.environ,
+        **event_store_env,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "BULKORDER_TASK_QUEUE": stack.task_queue,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkorder.cli", "show", order_id, "--json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+async def test_unreadable_batches_are_recorded_and_the_rest_is_fulfilled(
+    order_stack: OrderStack, temporal_address: str, event_store_env: Mapping[str, str]
+) -> None:
+    order_id = new_order_id()
+    refs = store_generated(order_stack.batches, 2_500, 500, prefix=order_id)
+    await order_stack.client.create(order_id, "customer-1", refs)
+    blob_path(order_stack, refs[1]).unlink()  # gone
+    blob_path(order_stack, refs[3]).write_bytes(b"not the bytes that were written")  # corrupt
+
+    await order_stack.client.submit(order_id)
+    final = await order_stack.client.wait_closed(order_id)
+
+    assert (final.status, final.item_count, final.rejected_batches, final.rejected_items) == ("fulfilled", 2_500, 2, 1_000)
+    assert final.report is not None and final.report.item_count == 1_500
+    report = decode_report(order_stack.batches.blobs.get(final.report.key))
+    assert report["item_count"] == 1_500
+    recorded = order_stack.orders.summary(order_id)
+    assert (recorded.status, recorded.rejected_items, recorded.version) == ("fulfilled", 1_000, final.version)
+    assert event_types(order_stack.orders, order_id)[-4:] == ["Submitted", "BatchRejected", "BatchRejected", "FulfillmentCompleted"]
+
+    shown = show(order_stack, order_id, temporal_address, event_store_env)
+    reasons = {r["batch_id"]: r["reason"] for r in shown["rejections"]}
+    assert set(reasons) == {refs[1].batch_id, refs[3].batch_id}
+    assert "not found" in reasons[refs[1].batch_id] and refs[1].key in reasons[refs[1].batch_id]
+    assert "corrupt" in reasons[refs[3].batch_id]
+    assert (shown["status"], shown["rejected_items"], shown["source"]) == ("fulfilled", 1_000, "event store")
+
+
+async def test_a_fulfillment_that_cannot_succeed_is_recorded_before_the_workflow_fails(
+    order_stack: OrderStack, temporal_address: str, event_store_env: Mapping[str, str]
+) -> None:
+    order_id = new_order_id()
+    refs = store_generated(order_stack.batches, 400, 200, prefix=order_id)
+    await order_stack.client.create(order_id, "customer-1", refs)
+    for ref in refs:
+        blob_path(order_stack, ref).unlink()
+
+    await order_stack.client.submit(order_id)
+    with pytest.raises(OrderRefusedError, match="none of the order's 2 batches could be read") as failed:
+        await order_stack.client.wait_closed(order_id)
+    assert failed.value.type == "FulfillmentFailed"
+
+    order = order_stack.orders.get_order(order_id)
+    assert (order.status, order.rejected_items, len(order.rejected_batch_ids)) == ("failed", 400, 2)
+    assert "none of the order's 2 batches" in (order.failure_reason or "")
+    assert event_types(order_stack.orders, order_id)[-1] == "FulfillmentFailed"
+    shown = show(order_stack, order_id, temporal_address, event_store_env)
+    assert shown["status"] == "failed" and "could be read" in shown["reason"]

@@ -1,0 +1,137 @@
+"""The relay drives DB-first orders' workflows to exactly what the event store records."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Awaitable, Callable
+
+import pytest
+
+from domain.identifiers import workflow_id_for
+from domain.summary import OrderSummary
+from tests.fixtures.orders import OrderStack
+from tests.workflows.helpers import recorded_batch_ids, store_generated
+from workflows.errors import OrderRefusedError
+from workflows.outbox import OrderOutbox
+from workflows.relay import OrderRelay, crash_at
+
+
+def new_order_id(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait until ``check`` holds (a real condition, polled), or fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+def same_record(workflow: OrderSummary, store: OrderSummary) -> None:
+    assert (workflow.status, workflow.item_count, workflow.batch_count, workflow.quantity, workflow.totals) == (
+        store.status, store.item_count, store.batch_count, store.quantity, store.totals,
+    )
+    assert workflow.version == store.version and workflow.pending_batches == 0
+
+
+async def run_count(stack: OrderStack, order_id: str) -> int:
+    runs = [w async for w in stack.client.client.list_workflows(f'WorkflowId = "{workflow_id_for(order_id)}"')]
+    return len(runs)
+
+
+async def test_relay_brings_db_first_orders_to_what_the_store_records(order_stack: OrderStack) -> None:
+    outbox = OrderOutbox(order_stack.orders, order_stack.batches)
+    full, cancelled, growing = new_order_id("full"), new_order_id("cancelled"), new_order_id("growing")
+    refs = store_generated(order_stack.batches, 4_000, 500, prefix=full)
+    outbox.create(full, "c1", refs[:2])
+    outbox.add_batches(full, refs[2:])
+    outbox.submit(full)
+    outbox.create(cancelled, "c2", refs[:1])
+    outbox.cancel(cancelled, "out of stock")
+    outbox.create(growing, "c3", refs[:3])
+    workflow_first = new_order_id("wf")
+    await order_stack.client.create(workflow_first, "c4", refs[:1])  # same store, not relayed
+
+    relay = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue)
+    stats = await relay.drain()
+    # One add_batches signal per order (refs grouped), then submit / cancel.
+    assert (stats.deliveries, stats.closed) == (5, 0)
+
+    same_record(await order_stack.client.wait_closed(full), order_stack.orders.summary(full))
+    same_record(await order_stack.client.wait_closed(cancelled), order_stack.orders.summary(cancelled))
+
+    async def growing_recorded() -> bool:
+        return (await order_stack.client.summary(growing)).pending_batches == 0
+
+    await eventually(growing_recorded)
+    same_record(await order_stack.client.summary(growing), order_stack.orders.summary(growing))
+
+    # The service keeps going; the relay follows from its position.
+    outbox.add_batches(growing, refs[3:])
+    outbox.submit(growing)
+    assert (await relay.drain()).deliveries == 7
+    final = await order_stack.client.wait_closed(growing)
+    same_record(final, order_stack.orders.summary(growing))
+    assert final.report is not None and final.report.item_count == 4_000
+    assert recorded_batch_ids(order_stack.orders, growing) == {ref.batch_id: 1 for ref in refs}
+    assert (await order_stack.client.stats(workflow_first)).signals_this_run == 0
+    # What the workflows recorded since is not for the relay: it moves past it.
+    assert (await relay.drain()).deliveries == 7
+    assert relay.lag() == 0
+
+
+async def test_relaying_the_whole_log_again_starts_no_second_workflow(order_stack: OrderStack) -> None:
+    outbox = OrderOutbox(order_stack.orders, order_stack.batches)
+    done, still_open = new_order_id("done"), new_order_id("open")
+    refs = store_generated(order_stack.batches, 1_000, 250, prefix=done)
+    outbox.create(done, "c1", refs)
+    outbox.submit(done)
+    outbox.create(still_open, "c2", refs[:2])
+    first = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue)
+    await first.drain()
+    await order_stack.client.wait_closed(done)
+    versions = (order_stack.orders.summary(done).version, order_stack.orders.summary(still_open).version)
+
+    # A relay that lost its position (a new name) re-delivers everything from the start.
+    replay = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue, name="again")
+    stats = await replay.drain()
+    assert stats.closed == 1  # the fulfilled order's workflow is never started again
+    assert stats.deliveries == 1  # the open order gets its batches again, as duplicates
+
+    async def open_recorded() -> bool:
+        return (await order_stack.client.summary(still_open)).pending_batches == 0
+
+    await eventually(open_recorded)
+    assert (order_stack.orders.summary(done).version, order_stack.orders.summary(still_open).version) == versions
+    assert await run_count(order_stack, done) == 1 and await run_count(order_stack, still_open) == 1
+    assert (await order_stack.client.stats(still_open)).duplicates_ignored >= 2
+
+
+async def test_a_db_first_order_refuses_changes_through_the_workflow(order_stack: OrderStack) -> None:
+    outbox = OrderOutbox(order_stack.orders, order_stack.batches)
+    order_id = new_order_id("db")
+    refs = store_generated(order_stack.batches, 200, 100, prefix=order_id)
+    outbox.create(order_id, "c1", refs[:1])
+    await OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue).drain()
+    for call in (
+        order_stack.client.add_batches(order_id, refs[1:]),
+        order_stack.client.submit(order_id),
+        order_stack.client.cancel(order_id, "no"),
+    ):
+        with pytest.raises(OrderRefusedError, match="recorded DB-first") as refused:
+            await call
+        assert refused.value.type == "OrderIsDbFirst"
+    assert order_stack.orders.summary(order_id).batch_count == 1
+
+
+def test_crash_points_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown relay crash point 'nowhere'"):
+        crash_at("nowhere")
+    with pytest.raises(ValueError, match="count must be positive"):
+        crash_at("after-tracking:0")
+    hook = crash_at("after-tracking:2")
+    hook("after-delivery")  # other points pass through
