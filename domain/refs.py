@@ -2,10 +2,11 @@
 
 A :class:`BatchRef` is a few hundred bytes however many items its batch holds. It is a
 plain frozen dataclass (standard library only) so Temporal's default converter serialises
-it and workflow code can import it inside the sandbox.
+it and workflow code can import it inside the sandbox. No ``from __future__ import
+annotations`` in this module: real (not string) annotations make Temporal's converter
+decode a ref about twice as fast, which matters when a workflow task carries thousands of
+``add_batches`` signals (Temporal fails a task that runs longer than 2 s).
 """
-
-from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field

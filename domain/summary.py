@@ -4,8 +4,6 @@ Plain dataclasses (standard library only): the workflow returns them from querie
 updates, the event store builds them from the ``Order`` aggregate, the CLI prints them.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass, field
 from typing import Any
 

@@ -4,8 +4,6 @@ Plain dataclasses (standard library only, sandbox-safe) that Temporal's default 
 serialises. None of them ever holds an item: at most a bounded list of ``BatchRef``s.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 
 from domain.refs import BatchRef, ReportRef

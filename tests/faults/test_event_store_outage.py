@@ -1,0 +1,171 @@
+"""Fault 4: the event store is unavailable for a while as the record activity runs.
+
+Two ways, one per backend:
+
+- SQLite: another connection holds the database's write lock (``BEGIN EXCLUSIVE``); the
+  worker's lock timeout is 1 s, so each record attempt fails ("database is locked")
+  instead of waiting the outage out, and Temporal retries it.
+- PostgreSQL: the worker logs in as a role of its own; the outage is ``ALTER ROLE ...
+  NOLOGIN`` plus ``pg_terminate_backend`` of that role's sessions (what a database
+  restart or failover looks like to a client: connections drop, new ones are refused),
+  undone by ``ALTER ROLE ... LOGIN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Iterator, Mapping
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from domain.application import Orders
+from domain.identifiers import workflow_id_for
+from storage.folder_store import FolderBlobStore
+from tests.faults.harness import (
+    SCALE,
+    ClientImportDriver,
+    EncodedBatch,
+    FaultLine,
+    Stopwatch,
+    check_agreement,
+    check_replays,
+    report,
+    retrying,
+    stack_env,
+    wait_until,
+    worker_process,
+)
+from tests.fixtures.orders import sqlite_env
+from tests.fixtures.postgres import _connect as postgres_admin
+from workflows.client import OrderClient
+from workflows.messages import RECORD_ACTIVITY
+
+
+class EventStoreOutage:
+    """One backend's way to make the event store unavailable, and the worker's settings."""
+
+    name: str
+    worker_env: dict[str, str]
+    admin_env: dict[str, str]
+
+    def outage(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+
+class SQLiteLocked(EventStoreOutage):
+    name = "SQLite write-locked"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.admin_env = sqlite_env(path)
+        self.worker_env = {**self.admin_env, "SQLITE_LOCK_TIMEOUT": "1"}
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        holder = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+
+class PostgresRefused(EventStoreOutage):
+    name = "PostgreSQL connections refused"
+
+    def __init__(self, postgres_env: Mapping[str, str]) -> None:
+        self.role = f"bulkorder_fault_{uuid.uuid4().hex[:10]}"
+        schema = postgres_env["POSTGRES_SCHEMA"]
+        with postgres_admin() as conn:
+            conn.execute(f'CREATE ROLE "{self.role}" LOGIN')
+            conn.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{self.role}"')
+        self.admin_env = dict(postgres_env)
+        self.worker_env = {**postgres_env, "POSTGRES_USER": self.role, "POSTGRES_CONNECT_TIMEOUT": "2"}
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        with postgres_admin() as conn:
+            conn.execute(f'ALTER ROLE "{self.role}" NOLOGIN')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (self.role,))
+        try:
+            yield
+        finally:
+            with postgres_admin() as conn:
+                conn.execute(f'ALTER ROLE "{self.role}" LOGIN')
+
+    def drop(self) -> None:
+        with postgres_admin() as conn:
+            conn.execute(f'DROP OWNED BY "{self.role}" CASCADE')
+            conn.execute(f'DROP ROLE "{self.role}"')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def event_store_outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStoreOutage]:
+    if request.param == "sqlite":
+        yield SQLiteLocked(tmp_path / "events.sqlite")
+        return
+    postgres_env = request.getfixturevalue("postgres_env")
+    outage = PostgresRefused(postgres_env)
+    try:
+        yield outage
+    finally:
+        outage.drop()
+
+
+async def test_event_store_unavailable_while_recording(
+    temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path,
+    encoded_batches: list[EncodedBatch], event_store_outage: EventStoreOutage,
+) -> None:
+    order_id = f"store-{uuid.uuid4().hex[:10]}"
+    blobs = FolderBlobStore(tmp_path / "blobs")
+    env = stack_env(
+        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+        event_store_env=event_store_outage.worker_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
+    )
+    worker = worker_process(env, tmp_path / "worker.log")
+    client = OrderClient(temporal_env.client, task_queue=task_queue)
+    driver = ClientImportDriver(client, blobs)
+    watch = Stopwatch()
+    await worker.start()  # first: on PostgreSQL, its role creates the tables it writes
+    orders = Orders(env=event_store_outage.admin_env)
+    try:
+        importing = asyncio.create_task(driver.run(order_id, "customer-1", encoded_batches))
+        third = len(encoded_batches) // 3
+        await wait_until(lambda: orders.exists(order_id) and orders.summary(order_id).batch_count >= third, "a third of the import")
+        with event_store_outage.outage():
+            attempts, failure = await _observe_record_failures(client, order_id, SCALE.outage_seconds)
+        refs = await importing
+        await retrying(lambda: client.submit(order_id), what="submit")
+        final = await client.wait_closed(order_id)
+        agreement = check_agreement(orders, order_id, refs, final)
+        runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+    finally:
+        await worker.stop()
+        orders.close()
+    report(FaultLine(
+        f"event store down {SCALE.outage_seconds:.0f} s ({event_store_outage.name})", agreement.expected_items,
+        agreement.recorded_items, agreement.duplicates, watch.seconds,
+        f"record activity failed {attempts}x ({failure[:48]!r}), {runs} runs replayed",
+    ))
+
+
+async def _observe_record_failures(client: OrderClient, order_id: str, seconds: float) -> tuple[int, str]:
+    """For the outage's duration, watch Temporal retry the failing record activity (proof
+    that the outage hit it). Returns the failed attempts seen and the last failure."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    failed, failure = 0, ""
+    while loop.time() < until:
+        description = await client.handle(order_id).describe()
+        for pending in description.raw_description.pending_activities:
+            if pending.activity_type.name == RECORD_ACTIVITY and pending.attempt >= 2:
+                failed, failure = max(failed, pending.attempt - 1), pending.last_failure.message
+        await asyncio.sleep(0.5)
+    assert failed > 0, "the record activity never failed during the outage"
+    return failed, failure

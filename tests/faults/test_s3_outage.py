@@ -1,0 +1,97 @@
+"""Fault 3: the S3 endpoint (moto's HTTP server) is unavailable for a while mid-import."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+from temporalio.testing import WorkflowEnvironment
+
+from domain.application import Orders
+from domain.identifiers import workflow_id_for
+from storage.s3_store import S3BlobStore
+from tests.faults.harness import (
+    SCALE,
+    ClientImportDriver,
+    EncodedBatch,
+    FaultLine,
+    Stopwatch,
+    check_agreement,
+    check_replays,
+    report,
+    retrying,
+    stack_env,
+    wait_until,
+    worker_process,
+)
+from tests.fixtures.orders import sqlite_env
+from tests.fixtures.s3 import S3_TEST_ENV, free_port
+from workflows.client import OrderClient
+
+
+async def test_s3_unavailable_mid_import(
+    temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path,
+    encoded_batches: list[EncodedBatch],
+) -> None:
+    for name, value in S3_TEST_ENV.items():
+        os.environ.setdefault(name, value)
+    # Its own S3 server, to stop it without disturbing other tests. moto keeps its state
+    # in this process, so the bucket survives a stop and start on the same port.
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
+    bucket = f"faults-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+
+    order_id = f"s3-{uuid.uuid4().hex[:10]}"
+    store_env = sqlite_env(tmp_path / "events.sqlite")
+    blob_env = {
+        "BULKORDER_S3_BUCKET": bucket, "BULKORDER_S3_ENDPOINT_URL": endpoint, "BULKORDER_S3_REGION": "us-east-1",
+        **S3_TEST_ENV,
+    }
+    env = stack_env(
+        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+        event_store_env=store_env, blob_env=blob_env,
+    )
+    worker = worker_process(env, tmp_path / "worker.log")
+    orders = Orders(env=store_env)
+    blobs = S3BlobStore(bucket, endpoint_url=endpoint, region_name="us-east-1", max_attempts=2, connect_timeout=2)
+    client = OrderClient(temporal_env.client, task_queue=task_queue)
+    driver = ClientImportDriver(client, blobs)
+    watch = Stopwatch()
+    await worker.start()
+    try:
+        importing = asyncio.create_task(driver.run(order_id, "customer-1", encoded_batches))
+        third = len(encoded_batches) // 3
+        await wait_until(lambda: orders.exists(order_id) and orders.summary(order_id).batch_count >= third, "a third of the import")
+        s3.stop()
+        await _outage(SCALE.outage_seconds)
+        assert not importing.done(), "the import finished before the outage ended"
+        s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        s3.start()
+
+        refs = await importing
+        assert driver.retries > 0, "no blob write met the outage"
+        await retrying(lambda: client.submit(order_id), what="submit")
+        final = await client.wait_closed(order_id)  # fulfillment reads every batch back from S3
+        agreement = check_agreement(orders, order_id, refs, final)
+        runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+    finally:
+        await worker.stop()
+        s3.stop()
+        orders.close()
+    report(FaultLine(
+        f"S3 endpoint down {SCALE.outage_seconds:.0f} s mid-import", agreement.expected_items,
+        agreement.recorded_items, agreement.duplicates, watch.seconds,
+        f"{driver.retries} blob writes retried, {runs} runs replayed",
+    ))
+
+
+async def _outage(seconds: float) -> None:
+    """The fault's duration: deliberately wait while the endpoint is down."""
+    await asyncio.sleep(seconds)
