@@ -112,7 +112,15 @@ class OrderWorkflow:
             await self._record_creation()
 
         while self._state.status == OrderStatus.OPEN or self._has_unrecorded():
-            await workflow.wait_condition(lambda: self._has_unrecorded() or self._continue_as_new_due())
+            # Also wake when the order closes with nothing left to record: a DB-first
+            # order's submit or cancel may already be in the store when its signal
+            # arrives. (Workflow-first, closing always leaves something to record, so
+            # runs of earlier versions take the same path: no patch needed.)
+            await workflow.wait_condition(
+                lambda: self._has_unrecorded()
+                or self._continue_as_new_due()
+                or self._state.status != OrderStatus.OPEN
+            )
             if self._continue_as_new_due():
                 # Checked first: under a steady stream of additions there is always
                 # something to record, and the history must still stay bounded. Pending
@@ -121,7 +129,8 @@ class OrderWorkflow:
                     await self._record_next()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._continue_as_new()
-            await self._record_next()
+            if self._has_unrecorded():
+                await self._record_next()
 
         if self._state.status == OrderStatus.SUBMITTED:
             if workflow.patched(PATCH_RECORDED_FULFILLMENT):

@@ -290,6 +290,14 @@ def worker_process(env: Mapping[str, str], log: Path) -> BulkorderProcess:
 # ---- the checks -----------------------------------------------------------------------
 
 
+async def closed(client: OrderClient, order_id: str, *, timeout: float = 300.0) -> OrderSummary:
+    """The order's final state once its workflow completes (a case never waits forever)."""
+    try:
+        return await asyncio.wait_for(client.wait_closed(order_id), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"order {order_id!r}: its workflow did not close within {timeout:.0f} s") from None
+
+
 @dataclass
 class Agreement:
     expected_items: int
@@ -339,6 +347,25 @@ async def check_replays(client: Client, workflow_ids: Sequence[str]) -> int:
             assert result.replay_failure is None, f"{workflow_id} run {execution.run_id}: {result.replay_failure}"
             replayed += 1
     return replayed
+
+
+async def failed_attempts(client: Client, workflow_id: str, activity_type: str) -> tuple[int, str]:
+    """How many attempts of ``activity_type`` failed and were retried, over every run of
+    the workflow, and the last failure seen: read from the history after the fact (each
+    ``ActivityTaskStarted`` event holds its attempt number and the previous failure)."""
+    failed, failure = 0, ""
+    scheduled: dict[int, str] = {}
+    async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            elif event.HasField("activity_task_started_event_attributes"):
+                started = event.activity_task_started_event_attributes
+                if scheduled.get(started.scheduled_event_id) == activity_type and started.attempt > 1:
+                    failed += started.attempt - 1
+                    failure = started.last_failure.message or failure
+    return failed, failure
 
 
 class Stopwatch:

@@ -19,6 +19,7 @@ from domain.sample_items import generate_items
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    closed,
     FULL,
     SCALE,
     FaultLine,
@@ -81,7 +82,7 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
         await clients[0].create(order_id, "customer-1")
         await asyncio.gather(*(client.add_batches(order_id, [ref], wait=as_update) for client, ref, as_update in plan))
         await clients[1].submit(order_id)
-        final = await clients[2].wait_closed(order_id)
+        final = await closed(clients[2], order_id)
         runs = await clients[0].run_histories(order_id)
         agreement = check_agreement(orders, order_id, refs, final)
         replayed = await check_replays(temporal_env.client, [workflow_id_for(order_id)])

@@ -12,6 +12,7 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    closed,
     EncodedBatch,
     FaultLine,
     Stopwatch,
@@ -74,7 +75,7 @@ async def test_duplicated_signal_and_replayed_update(
         after = await handle.execute_update(OrderWorkflow.add_batches, updated, id="import-call-1")
         assert after.accepted == [ref.batch_id for ref in updated]  # the new run takes them...
         await client.submit(order_id)
-        final = await client.wait_closed(order_id)
+        final = await closed(client, order_id)
         stats = await client.stats(order_id)
         agreement = check_agreement(orders, order_id, refs, final)  # ...and records them once
         runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])

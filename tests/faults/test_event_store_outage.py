@@ -27,6 +27,8 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    failed_attempts,
+    closed,
     SCALE,
     ClientImportDriver,
     EncodedBatch,
@@ -139,12 +141,15 @@ async def test_event_store_unavailable_while_recording(
         third = len(encoded_batches) // 3
         await wait_until(lambda: orders.exists(order_id) and orders.summary(order_id).batch_count >= third, "a third of the import")
         with event_store_outage.outage():
-            attempts, failure = await _observe_record_failures(client, order_id, SCALE.outage_seconds)
+            await asyncio.sleep(SCALE.outage_seconds)  # the fault's duration
         refs = await importing
         await retrying(lambda: client.submit(order_id), what="submit")
-        final = await client.wait_closed(order_id)
+        final = await closed(client, order_id)
         agreement = check_agreement(orders, order_id, refs, final)
         runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+        # Proof that the outage hit the record activity: Temporal retried it.
+        attempts, failure = await failed_attempts(temporal_env.client, workflow_id_for(order_id), RECORD_ACTIVITY)
+        assert attempts > 0, "no record attempt failed during the outage"
     finally:
         await worker.stop()
         orders.close()
@@ -153,19 +158,3 @@ async def test_event_store_unavailable_while_recording(
         agreement.recorded_items, agreement.duplicates, watch.seconds,
         f"record activity failed {attempts}x ({failure[:48]!r}), {runs} runs replayed",
     ))
-
-
-async def _observe_record_failures(client: OrderClient, order_id: str, seconds: float) -> tuple[int, str]:
-    """For the outage's duration, watch Temporal retry the failing record activity (proof
-    that the outage hit it). Returns the failed attempts seen and the last failure."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    failed, failure = 0, ""
-    while loop.time() < until:
-        description = await client.handle(order_id).describe()
-        for pending in description.raw_description.pending_activities:
-            if pending.activity_type.name == RECORD_ACTIVITY and pending.attempt >= 2:
-                failed, failure = max(failed, pending.attempt - 1), pending.last_failure.message
-        await asyncio.sleep(0.5)
-    assert failed > 0, "the record activity never failed during the outage"
-    return failed, failure

@@ -17,6 +17,7 @@ from domain.refs import BatchRef
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    closed,
     SCALE,
     BulkorderProcess,
     EncodedBatch,
@@ -109,7 +110,7 @@ async def test_relay_killed_at_every_crash_point_converges(
         expected_items = recorded_items = duplicates = 0
         for order_id in order_ids:
             try:
-                final = await client.wait_closed(order_id)
+                final = await closed(client, order_id)
             except Exception as exc:  # noqa: BLE001 - name the order in the failure
                 raise AssertionError(f"{order_id}: {exc}") from exc
             agreement = check_agreement(orders, order_id, refs[order_id], final, status=expected[order_id])

@@ -15,6 +15,7 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from storage.s3_store import S3BlobStore
 from tests.faults.harness import (
+    closed,
     SCALE,
     ClientImportDriver,
     EncodedBatch,
@@ -78,7 +79,7 @@ async def test_s3_unavailable_mid_import(
         refs = await importing
         assert driver.retries > 0, "no blob write met the outage"
         await retrying(lambda: client.submit(order_id), what="submit")
-        final = await client.wait_closed(order_id)  # fulfillment reads every batch back from S3
+        final = await closed(client, order_id)  # fulfillment reads every batch back from S3
         agreement = check_agreement(orders, order_id, refs, final)
         runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
     finally:

@@ -13,6 +13,7 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    closed,
     ClientImportDriver,
     EncodedBatch,
     FaultLine,
@@ -73,7 +74,7 @@ async def test_temporal_server_restarted_mid_import(tmp_path: Path, encoded_batc
         assert driver.retries > 0, "no call met the outage"
         assert worker.process is not None and worker.process.returncode is None, "the worker died with the server"
         await retrying(lambda: client.submit(order_id), what="submit")
-        final = await retrying(lambda: client.wait_closed(order_id), what="wait for fulfillment")
+        final = await retrying(lambda: closed(client, order_id), what="wait for fulfillment")
         agreement = check_agreement(orders, order_id, refs, final)
         runs = await check_replays(client.client, [workflow_id_for(order_id)])
     finally:

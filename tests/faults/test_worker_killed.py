@@ -11,6 +11,8 @@ from temporalio.testing import WorkflowEnvironment
 from domain.application import Orders
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    failed_attempts,
+    closed,
     SCALE,
     ClientImportDriver,
     EncodedBatch,
@@ -25,8 +27,9 @@ from tests.faults.harness import (
     worker_process,
 )
 from tests.fixtures.orders import sqlite_env
-from workflows.client import OrderClient
 from domain.identifiers import workflow_id_for
+from workflows.client import OrderClient
+from workflows.messages import RECORD_ACTIVITY
 
 
 async def test_worker_killed_during_import(
@@ -62,16 +65,18 @@ async def test_worker_killed_during_import(
         await kill_during_import()
         refs = await importing
         await retrying(lambda: client.submit(order_id), what="submit")
-        final = await client.wait_closed(order_id)
+        final = await closed(client, order_id)
         agreement = check_agreement(orders, order_id, refs, final)
         runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+        attempts, _ = await failed_attempts(temporal_env.client, workflow_id_for(order_id), RECORD_ACTIVITY)
     finally:
         await worker.stop()
         orders.close()
     assert worker.starts == SCALE.worker_kills + 1
     report(FaultLine(
         f"worker SIGKILLed x{SCALE.worker_kills} during import", agreement.expected_items,
-        agreement.recorded_items, agreement.duplicates, watch.seconds, f"{runs} runs replayed",
+        agreement.recorded_items, agreement.duplicates, watch.seconds,
+        f"{attempts} record attempts lost with a worker and retried, {runs} runs replayed",
     ))
 
 

@@ -135,3 +135,29 @@ def test_crash_points_are_checked() -> None:
         crash_at("after-tracking:0")
     hook = crash_at("after-tracking:2")
     hook("after-delivery")  # other points pass through
+
+
+async def test_a_submit_already_recorded_when_its_signal_arrives_still_fulfills(order_stack: OrderStack) -> None:
+    """The workflow can learn the order was submitted from the store (a record returning
+    "submitted") before the relay's submit signal reaches it: it must still fulfill."""
+    outbox = OrderOutbox(order_stack.orders, order_stack.batches)
+    order_id = new_order_id("race")
+    refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
+    outbox.create(order_id, "c1", refs[:1])
+    relay = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue, page_size=1)
+    await relay.drain()
+    outbox.add_batches(order_id, refs[1:])
+    outbox.submit(order_id)
+    for _ in refs[1:]:
+        await relay.relay_page()  # one ItemsAdded a page: recording it returns "submitted"
+
+    async def store_state_seen() -> bool:
+        return (await order_stack.client.summary(order_id)).version == order_stack.orders.summary(order_id).version
+
+    await eventually(store_state_seen)
+    before = relay.stats.deliveries
+    await relay.drain()
+    assert relay.stats.deliveries == before + 1  # the submit signal, alone
+    final = await asyncio.wait_for(order_stack.client.wait_closed(order_id), timeout=60)
+    same_record(final, order_stack.orders.summary(order_id))
+    assert final.status == "fulfilled"
