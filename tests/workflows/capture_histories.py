@@ -3,9 +3,11 @@
 Run once per released workflow version; never regenerate the existing files (they are
 the old histories that new code must still replay):
 
-    .venv/bin/python -m tests.workflows.capture_histories tests/workflows/histories v1
+    .venv/bin/python -m tests.workflows.capture_histories tests/workflows/histories v2
 
-Each scenario runs on a fresh dev server and saves every run of its workflow.
+Each version's scenarios run on a fresh dev server and save every run of their workflows.
+v1: the core flow. v2: DB-first orders driven by the relay (its signals, the submit
+signal), fulfillment v2 recording unreadable batches, and a recorded fulfillment failure.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from workflows.client import OrderClient
 from workflows.errors import OrderRefusedError
 from workflows.messages import OrderLimits
 from workflows.order_workflow import OrderWorkflow
+from workflows.outbox import OrderOutbox
+from workflows.relay import OrderRelay
 from workflows.worker import build_worker
 
 
-async def scenarios(client: OrderClient, batches: BatchStore) -> list[str]:
-    """Run each scenario; return the order IDs whose histories to save."""
+async def scenarios(client: OrderClient, batches: BatchStore, orders: Orders) -> list[str]:
+    """v1: run each scenario; return the order IDs whose histories to save."""
     refs = store_generated(batches, 6_000, 500, prefix="h")
 
     # Full life: create with refs, updates, signals (one invalid, one duplicate),
@@ -63,6 +67,44 @@ async def scenarios(client: OrderClient, batches: BatchStore) -> list[str]:
     return ["full", "cancelled"]
 
 
+async def scenarios_v2(client: OrderClient, batches: BatchStore, orders: Orders) -> list[str]:
+    """v2: the DB-first flow through the relay, and the recorded fulfillment outcomes."""
+    refs = store_generated(batches, 3_000, 500, prefix="g")
+    relay = OrderRelay(client.client, orders, task_queue=client.task_queue, limits=client.limits, page_size=3)
+    outbox = OrderOutbox(orders, batches)
+
+    # DB-first: the service records, the relay signals (page by page), the workflow follows.
+    outbox.create("dbfirst", "customer-3", refs[:2])
+    await relay.drain()
+    outbox.add_batches("dbfirst", refs[2:4])
+    outbox.add_batches("dbfirst", refs[2:3])  # a repeat: recorded once
+    outbox.submit("dbfirst")
+    await relay.drain()
+    await client.wait_closed("dbfirst")
+
+    # One batch's blob is gone at fulfillment: recorded as BatchRejected, the rest fulfilled.
+    await client.create("unreadable", "customer-4", refs[4:6])
+    blobs = batches.blobs
+    assert isinstance(blobs, FolderBlobStore)
+    blobs.path_for(refs[5].key).unlink()
+    await client.submit("unreadable")
+    await client.wait_closed("unreadable")
+
+    # Nothing readable: FulfillmentFailed is recorded, then the workflow fails.
+    other = store_generated(batches, 100, 100, prefix="f", start=50_000)
+    await client.create("failed", "customer-5", other)
+    blobs.path_for(other[0].key).unlink()
+    await client.submit("failed")
+    try:
+        await client.wait_closed("failed")
+    except OrderRefusedError:
+        pass
+    return ["dbfirst", "unreadable", "failed"]
+
+
+SCENARIOS = {"v1": scenarios, "v2": scenarios_v2}
+
+
 async def capture(out_dir: Path, version: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli_path(), dev_server_log_level="error")
@@ -73,7 +115,7 @@ async def capture(out_dir: Path, version: str) -> None:
     try:
         async with build_worker(env.client, orders=orders, batches=batches, task_queue="capture"):
             client = OrderClient(env.client, task_queue="capture", batches=batches, limits=limits)
-            for order_id in await scenarios(client, batches):
+            for order_id in await SCENARIOS[version](client, batches, orders):
                 for number, run in enumerate(await client.run_histories(order_id), start=1):
                     history = await client.handle(order_id, run_id=run.run_id).fetch_history()
                     path = out_dir / f"{version}-{order_id}-run{number}.json"
