@@ -89,6 +89,8 @@ def project_summary(row: OrderSummaryRow | None, event: Any) -> OrderSummaryRow:
         new.status, new.fulfilled_at = OrderStatus.FULFILLED, event.timestamp
     elif isinstance(event, Order.Cancelled):
         new.status, new.cancelled_at = OrderStatus.CANCELLED, event.timestamp
+    elif isinstance(event, Order.FulfillmentFailed):
+        new.status = OrderStatus.FAILED
     return new
 
 

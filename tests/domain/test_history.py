@@ -67,3 +67,22 @@ def test_records_and_documents_describe_events_without_items() -> None:
     assert row.totals == {"EUR": 1500} and row.submitted_at == events[-1].timestamp
     with pytest.raises(ProjectionOrderError, match="arrived before the order's Created event"):
         project_summary(None, events[1])
+
+
+def test_fulfillment_rejections_and_failures_are_described_and_projected() -> None:
+    order = Order.create("hist-2", "cust-1", via_outbox=True)
+    order.add_batch(_ref("b-1", 10), via_outbox=True)
+    order.submit(via_outbox=True)
+    order.reject_unfulfillable_batch("b-1", "unreadable at fulfillment: blob gone", "k", 10)
+    order.fail_fulfillment("fulfillment failed: none of the order's 1 batches could be read")
+    events = order.collect_events()
+    records = list(describe_events(events))
+    assert [r.type for r in records][-2:] == ["BatchRejected", "FulfillmentFailed"]
+    assert records[-2].detail == "unreadable: unreadable at fulfillment: blob gone"
+    assert records[-1].detail.startswith("fulfillment failed: none of")
+    assert event_document(events[1], position=2, order_id="hist-2")["via_outbox"] is True
+
+    row = None
+    for event in events:
+        row = project_summary(row, event)
+    assert row is not None and (row.status, row.item_count, row.rejected_batches) == ("failed", 10, 1)

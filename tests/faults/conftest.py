@@ -6,6 +6,7 @@ test`` runs them reduced. The table of ``FAULT`` lines is printed at the end of 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,20 +15,36 @@ from domain.items import validate_item_dicts
 from domain.sample_items import generate_items
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
-from tests.faults.harness import REPORTED, SCALE, EncodedBatch
+from tests.faults.harness import REPORTED, SCALE, EncodedBatch, ItemsFile
+
+
+#: Batches the cases that build orders from refs draw on (duplicates: 40; relay: a few per order).
+ENCODED_BATCHES = 40
 
 
 @pytest.fixture(scope="session")
 def encoded_batches(tmp_path_factory: pytest.TempPathFactory) -> list[EncodedBatch]:
-    """The import's items (``SCALE.import_items`` of them), validated and encoded once."""
+    """``ENCODED_BATCHES`` batches of ``SCALE.import_batch_items`` items, validated and
+    encoded once; each case writes their bytes to its own blob store."""
     encoder = BatchStore(FolderBlobStore(tmp_path_factory.mktemp("encoder")))
     size = SCALE.import_batch_items
     batches = []
-    for start in range(0, SCALE.import_items, size):
-        items = validate_item_dicts(list(generate_items(min(size, SCALE.import_items - start), start=start)))
-        ref, data = encoder.encode(items, batch_id=f"template-{start // size:06d}")
+    for index in range(ENCODED_BATCHES):
+        items = validate_item_dicts(list(generate_items(size, start=index * size)))
+        ref, data = encoder.encode(items, batch_id=f"template-{index:06d}")
         batches.append(EncodedBatch(ref, data))
     return batches
+
+
+@pytest.fixture(scope="session")
+def items_file(tmp_path_factory: pytest.TempPathFactory) -> ItemsFile:
+    """What the import cases import: ``SCALE.import_items`` generated items as NDJSON."""
+    path = tmp_path_factory.mktemp("items") / "items.ndjson"
+    with path.open("w", encoding="utf-8") as out:
+        for item in generate_items(SCALE.import_items):
+            out.write(json.dumps(item, separators=(",", ":")))
+            out.write("\n")
+    return ItemsFile(path, SCALE.import_items)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

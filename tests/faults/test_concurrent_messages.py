@@ -9,7 +9,6 @@ import random
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from domain.application import Orders
@@ -19,6 +18,8 @@ from domain.sample_items import generate_items
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    refs_expectation,
+    deployment_client,
     closed,
     FULL,
     SCALE,
@@ -54,13 +55,11 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
     batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
     # The worker in a process of its own, as deployed: the clients' storm does not share
     # its interpreter.
-    worker = worker_process(
-        stack_env(
-            home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
-            event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
-        ),
-        tmp_path / "worker.log",
+    env = stack_env(
+        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+        event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
     )
+    worker = worker_process(env, tmp_path / "worker.log")
     base = batches.write(validate_item_dicts(list(generate_items(ITEMS_PER_BATCH))), batch_id="base")
     refs = [dataclasses.replace(base, batch_id=f"{order_id}-{index:06d}") for index in range(SCALE.messages)]
     limits = limits_for_scale()
@@ -68,7 +67,7 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
     # share Temporal's budget of 10 in-flight updates per workflow (see docs/consistency.md).
     clients = [
         OrderClient(
-            await Client.connect(temporal_address), task_queue=task_queue, limits=limits,
+            await deployment_client(env), task_queue=task_queue, limits=limits,
             max_concurrent_updates=max(1, UPDATES_IN_FLIGHT // SCALE.message_clients),
         )
         for _ in range(SCALE.message_clients)
@@ -84,8 +83,8 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
         await clients[1].submit(order_id)
         final = await closed(clients[2], order_id)
         runs = await clients[0].run_histories(order_id)
-        agreement = check_agreement(orders, order_id, refs, final)
-        replayed = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+        agreement = check_agreement(orders, order_id, final, **refs_expectation(refs))
+        replayed = await check_replays(clients[0].client, [workflow_id_for(order_id)])
     finally:
         await worker.stop()
         orders.close()

@@ -12,6 +12,8 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    refs_expectation,
+    deployment_client,
     closed,
     EncodedBatch,
     FaultLine,
@@ -41,15 +43,13 @@ async def test_duplicated_signal_and_replayed_update(
     for batch in encoded_batches[:40]:
         blobs.put(batch.ref.key, batch.data)
     signalled, updated, filler = refs[:10], refs[10:20], refs[20:]
-    worker = worker_process(
-        stack_env(
-            home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
-            event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
-        ),
-        tmp_path / "worker.log",
+    env = stack_env(
+        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+        event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
     )
+    worker = worker_process(env, tmp_path / "worker.log")
     orders = Orders(env=store_env)
-    client = OrderClient(temporal_env.client, task_queue=task_queue, limits=OrderLimits(max_updates=15, max_signals=15))
+    client = OrderClient(await deployment_client(env), task_queue=task_queue, limits=OrderLimits(max_updates=15, max_signals=15))
     handle = client.handle(order_id)
     watch = Stopwatch()
     await worker.start()
@@ -77,8 +77,8 @@ async def test_duplicated_signal_and_replayed_update(
         await client.submit(order_id)
         final = await closed(client, order_id)
         stats = await client.stats(order_id)
-        agreement = check_agreement(orders, order_id, refs, final)  # ...and records them once
-        runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+        agreement = check_agreement(orders, order_id, final, **refs_expectation(refs))  # ...and records them once
+        runs = await check_replays(client.client, [workflow_id_for(order_id)])
     finally:
         await worker.stop()
         orders.close()

@@ -17,6 +17,8 @@ from domain.refs import BatchRef
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
+    refs_expectation,
+    deployment_client,
     closed,
     SCALE,
     BulkorderProcess,
@@ -73,8 +75,8 @@ async def test_relay_killed_at_every_crash_point_converges(
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
     )
     worker = worker_process(env, tmp_path / "worker.log")
-    position = OrderRelay(temporal_env.client, orders, task_queue=task_queue).position  # read-only use
-    client = OrderClient(temporal_env.client, task_queue=task_queue)
+    client = OrderClient(await deployment_client(env), task_queue=task_queue)
+    position = OrderRelay(client.client, orders, task_queue=task_queue).position  # read-only use
     watch = Stopwatch()
 
     async def relay(crash_at: str | None = None) -> int:
@@ -113,14 +115,16 @@ async def test_relay_killed_at_every_crash_point_converges(
                 final = await closed(client, order_id)
             except Exception as exc:  # noqa: BLE001 - name the order in the failure
                 raise AssertionError(f"{order_id}: {exc}") from exc
-            agreement = check_agreement(orders, order_id, refs[order_id], final, status=expected[order_id])
+            agreement = check_agreement(
+                orders, order_id, final, status=expected[order_id], **refs_expectation(refs[order_id])
+            )
             expected_items += agreement.expected_items
             recorded_items += agreement.recorded_items
             duplicates += agreement.duplicates
             chain = await client.run_histories(order_id)
-            listed = [w async for w in temporal_env.client.list_workflows(f'WorkflowId = "{workflow_id_for(order_id)}"')]
+            listed = [w async for w in client.client.list_workflows(f'WorkflowId = "{workflow_id_for(order_id)}"')]
             assert len(listed) == len(chain), f"{order_id}: {len(listed)} workflow runs, one chain of {len(chain)}"
-        runs = await check_replays(temporal_env.client, [workflow_id_for(order_id) for order_id in order_ids])
+        runs = await check_replays(client.client, [workflow_id_for(order_id) for order_id in order_ids])
     finally:
         await worker.stop()
         orders.close()

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import boto3
 from moto.server import ThreadedMotoServer
-from temporalio.testing import WorkflowEnvironment
 
 from domain.application import Orders
 from domain.identifiers import workflow_id_for
-from storage.s3_store import S3BlobStore
 from tests.faults.harness import (
-    closed,
     SCALE,
-    ClientImportDriver,
-    EncodedBatch,
+    CliImportDriver,
     FaultLine,
+    ItemsFile,
     Stopwatch,
     check_agreement,
     check_replays,
+    closed,
+    deployment_client,
+    recorded_batches,
     report,
     retrying,
     stack_env,
@@ -34,14 +34,11 @@ from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from workflows.client import OrderClient
 
 
-async def test_s3_unavailable_mid_import(
-    temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path,
-    encoded_batches: list[EncodedBatch],
-) -> None:
+async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str, tmp_path: Path, items_file: ItemsFile) -> None:
     for name, value in S3_TEST_ENV.items():
         os.environ.setdefault(name, value)
     # Its own S3 server, to stop it without disturbing other tests. moto keeps its state
-    # in this process, so the bucket survives a stop and start on the same port.
+    # in this process, so the bucket and its objects survive a stop and start on one port.
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -61,27 +58,25 @@ async def test_s3_unavailable_mid_import(
     )
     worker = worker_process(env, tmp_path / "worker.log")
     orders = Orders(env=store_env)
-    blobs = S3BlobStore(bucket, endpoint_url=endpoint, region_name="us-east-1", max_attempts=2, connect_timeout=2)
-    client = OrderClient(temporal_env.client, task_queue=task_queue)
-    driver = ClientImportDriver(client, blobs)
+    client = OrderClient(await deployment_client(env), task_queue=task_queue)
+    importer = CliImportDriver(env, tmp_path / "import.log", batch_size=SCALE.import_batch_items)
+    batches = -(-items_file.items // SCALE.import_batch_items)
     watch = Stopwatch()
     await worker.start()
     try:
-        importing = asyncio.create_task(driver.run(order_id, "customer-1", encoded_batches))
-        third = len(encoded_batches) // 3
-        await wait_until(lambda: orders.exists(order_id) and orders.summary(order_id).batch_count >= third, "a third of the import")
+        importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
+        await wait_until(lambda: recorded_batches(orders, order_id) >= batches // 3, "a third of the import recorded")
         s3.stop()
-        await _outage(SCALE.outage_seconds)
-        assert not importing.done(), "the import finished before the outage ended"
+        await asyncio.sleep(SCALE.outage_seconds)  # the fault's duration
+        assert not importing.done(), "the import ended while S3 was down"
         s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         s3.start()
 
-        refs = await importing
-        assert driver.retries > 0, "no blob write met the outage"
+        await importing
         await retrying(lambda: client.submit(order_id), what="submit")
         final = await closed(client, order_id)  # fulfillment reads every batch back from S3
-        agreement = check_agreement(orders, order_id, refs, final)
-        runs = await check_replays(temporal_env.client, [workflow_id_for(order_id)])
+        agreement = check_agreement(orders, order_id, final, expected_items=items_file.items, expected_batches=batches)
+        runs = await check_replays(client.client, [workflow_id_for(order_id)])
     finally:
         await worker.stop()
         s3.stop()
@@ -89,10 +84,5 @@ async def test_s3_unavailable_mid_import(
     report(FaultLine(
         f"S3 endpoint down {SCALE.outage_seconds:.0f} s mid-import", agreement.expected_items,
         agreement.recorded_items, agreement.duplicates, watch.seconds,
-        f"{driver.retries} blob writes retried, {runs} runs replayed",
+        f"{importer.reruns} import reruns, {runs} runs replayed",
     ))
-
-
-async def _outage(seconds: float) -> None:
-    """The fault's duration: deliberately wait while the endpoint is down."""
-    await asyncio.sleep(seconds)
