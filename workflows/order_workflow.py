@@ -15,62 +15,48 @@ with the batches it could not read (``BatchRejected``), or the failure
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
-    from domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals, check_batch_ref
+    from domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
     from domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome, Rejection
+    from workflows.fulfillment_steps import fulfill_v1, fulfill_v2
     from workflows.messages import (
-        FULFILL_ACTIVITY,
-        FULFILL_CHECKED_ACTIVITY,
-        MAX_REFS_PER_CALL,
         RECORD_ACTIVITY,
         SUBMIT,
         AddBatchesResult,
         CreateRequest,
-        FulfillmentResult,
         FulfillRequest,
         OrderInput,
         OrderState,
         OrderStats,
     )
+    from workflows.order_rules import (
+        CREATE_REFUSED,
+        FULFILLMENT_FAILED,
+        INVALID_ORDER,
+        INVALID_REF,
+        ORDER_CLOSED,
+        ORDER_EXISTS,
+        ORDER_IS_DB_FIRST,
+        RECORD_RETRY,
+        RECORD_TIMEOUT,
+        cause_message,
+        check_refs,
+    )
 
-# Error types a caller can match on (ApplicationError.type).
-ORDER_EXISTS = "OrderAlreadyExists"
-INVALID_ORDER = "InvalidOrder"
-INVALID_REF = "InvalidBatchRef"
-ORDER_CLOSED = "OrderClosed"
-CREATE_REFUSED = "CreateRefused"
-FULFILLMENT_FAILED = "FulfillmentFailed"
-ORDER_IS_DB_FIRST = "OrderIsDbFirst"
+__all__ = [
+    "CREATE_REFUSED", "FULFILLMENT_FAILED", "INVALID_ORDER", "INVALID_REF", "ORDER_CLOSED", "ORDER_EXISTS",
+    "ORDER_IS_DB_FIRST", "PATCH_RECORDED_FULFILLMENT", "OrderWorkflow",
+]
 
 #: Patch: fulfillment v2 (unreadable batches recorded as rejections; a failure recorded
 #: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
 #: "submitted" in the event store).
 PATCH_RECORDED_FULFILLMENT = "recorded-fulfillment-outcome"
-
-# Errors from the event store that retrying cannot fix (see workflows.activities).
-_PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
-
-_RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=_PERMANENT_RECORD_ERRORS,
-)
-# A record is one small transaction; a short timeout is how a worker killed mid-call is
-# noticed (SIGKILL sends nothing). An attempt that outlives it is retried, harmlessly:
-# recording is idempotent. (Timeouts are not part of replay's determinism check.)
-_RECORD_TIMEOUT = timedelta(seconds=20)
-_FULFILL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BlobNotFoundError", "BlobIntegrityError", "BatchFormatError", "FulfillmentMismatch"],
-)
 
 
 @workflow.defn
@@ -136,7 +122,7 @@ class OrderWorkflow:
             if workflow.patched(PATCH_RECORDED_FULFILLMENT):
                 await self._fulfill_and_record()
             else:
-                report = await self._fulfill()
+                report = await fulfill_v1(self._fulfill_request())
                 await self._record(OrderChange(order_id=self._state.order_id, report=report))
                 self._state.status = OrderStatus.FULFILLED
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -181,7 +167,7 @@ class OrderWorkflow:
                 OrderChange(order_id=self._state.order_id, customer_id=self._state.customer_id, create=True)
             )
         except ActivityError as err:
-            self._create_error = _cause_message(err)
+            self._create_error = cause_message(err)
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise ApplicationError(self._create_error, type=ORDER_EXISTS, non_retryable=True) from None
         self._state.created = True
@@ -206,8 +192,8 @@ class OrderWorkflow:
             RECORD_ACTIVITY,
             change,
             result_type=RecordOutcome,
-            start_to_close_timeout=_RECORD_TIMEOUT,
-            retry_policy=_RECORD_RETRY,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
         self._state.recorded = outcome.summary
         return outcome
@@ -227,44 +213,10 @@ class OrderWorkflow:
             concurrency=self._limits.fulfillment_concurrency,
         )
 
-    async def _fulfill(self) -> ReportRef:
-        """v1 (unpatched runs only): a batch that cannot be read fails the workflow."""
-        return await workflow.execute_activity(
-            FULFILL_ACTIVITY,
-            self._fulfill_request(),
-            result_type=ReportRef,
-            start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=_FULFILL_RETRY,
-        )
-
     async def _fulfill_and_record(self) -> None:
-        """v2: fulfill what can be read, record the batches that cannot be (with their
-        reasons) and the report in one change; or record why fulfillment failed, then fail."""
-        failure: str | None = None
-        result: FulfillmentResult | None = None
-        try:
-            result = await workflow.execute_activity(
-                FULFILL_CHECKED_ACTIVITY,
-                self._fulfill_request(),
-                result_type=FulfillmentResult,
-                start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=_FULFILL_RETRY,
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                raise
-            failure = f"fulfillment failed: {_cause_message(err)}"
-        if result is not None and result.report is None and result.rejections:
-            failure = f"fulfillment failed: none of the order's {len(result.rejections)} batches could be read"
-        change = OrderChange(order_id=self._state.order_id)
-        if result is not None:
-            change.rejections = result.rejections
-            change.report = result.report
-        if failure is not None:
-            change.report = None
-            change.fulfillment_failure = failure
+        """v2: record fulfillment's outcome (report and unreadable batches, or the
+        failure) before the workflow ends; a failure then fails the workflow."""
+        change, failure = await fulfill_v2(self._fulfill_request())
         await self._record(change)
         if failure is None:
             self._state.status = OrderStatus.FULFILLED
@@ -296,7 +248,7 @@ class OrderWorkflow:
                 f"order {self._state.order_id!r} already exists (status {self._state.status})",
                 type=ORDER_EXISTS,
             )
-        _check_refs(request.refs)
+        check_refs(request.refs)
 
     @workflow.update(name="add_batches")
     def add_batches(self, refs: list[BatchRef]) -> AddBatchesResult:
@@ -311,7 +263,7 @@ class OrderWorkflow:
     @add_batches.validator
     def _validate_add_batches(self, refs: list[BatchRef]) -> None:
         self._check_open("add batches")
-        _check_refs(refs)
+        check_refs(refs)
         if not refs:
             raise ApplicationError("add_batches needs at least one batch ref", type=INVALID_REF)
 
@@ -455,18 +407,3 @@ class OrderWorkflow:
         return summary
 
 
-def _check_refs(refs: list[BatchRef]) -> None:
-    if len(refs) > MAX_REFS_PER_CALL:
-        raise ApplicationError(
-            f"{len(refs)} batch refs in one call; at most {MAX_REFS_PER_CALL}", type=INVALID_REF
-        )
-    for index, ref in enumerate(refs):
-        try:
-            check_batch_ref(ref)
-        except InvalidRefError as exc:
-            raise ApplicationError(f"batch ref #{index}: {exc}", type=INVALID_REF) from None
-
-
-def _cause_message(err: ActivityError) -> str:
-    cause = err.cause
-    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)

@@ -1,0 +1,60 @@
+"""What the order workflow refuses, and how it retries its activities.
+
+Kept apart from :mod:`workflows.order_workflow` (which re-exports the error types) and
+sandbox-safe like it: the error types callers match on, the activities' retry policies
+and timeouts, and the check of refs every handler applies.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from domain.refs import BatchRef, InvalidRefError, check_batch_ref
+from workflows.messages import MAX_REFS_PER_CALL
+
+# Error types a caller can match on (ApplicationError.type).
+ORDER_EXISTS = "OrderAlreadyExists"
+INVALID_ORDER = "InvalidOrder"
+INVALID_REF = "InvalidBatchRef"
+ORDER_CLOSED = "OrderClosed"
+CREATE_REFUSED = "CreateRefused"
+FULFILLMENT_FAILED = "FulfillmentFailed"
+ORDER_IS_DB_FIRST = "OrderIsDbFirst"
+
+# Errors from the event store that retrying cannot fix (see workflows.activities).
+PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=PERMANENT_RECORD_ERRORS,
+)
+# A record is one small transaction; a short timeout is how a worker killed mid-call is
+# noticed (SIGKILL sends nothing). An attempt that outlives it is retried, harmlessly:
+# recording is idempotent. (Timeouts are not part of replay's determinism check.)
+RECORD_TIMEOUT = timedelta(seconds=20)
+FULFILL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["BlobNotFoundError", "BlobIntegrityError", "BatchFormatError", "FulfillmentMismatch"],
+)
+
+
+def check_refs(refs: list[BatchRef]) -> None:
+    if len(refs) > MAX_REFS_PER_CALL:
+        raise ApplicationError(
+            f"{len(refs)} batch refs in one call; at most {MAX_REFS_PER_CALL}", type=INVALID_REF
+        )
+    for index, ref in enumerate(refs):
+        try:
+            check_batch_ref(ref)
+        except InvalidRefError as exc:
+            raise ApplicationError(f"batch ref #{index}: {exc}", type=INVALID_REF) from None
+
+
+def cause_message(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)
