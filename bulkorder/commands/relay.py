@@ -7,9 +7,9 @@ import asyncio
 import os
 import signal
 
-from bulkorder.commands.output import print_json
+from bulkorder.commands.output import positive_int, print_json
 from bulkorder.runtime import open_runtime
-from bulkorder.settings import Settings
+from bulkorder.settings import Settings, SettingsError
 from workflows.relay import OrderRelay, crash_at
 
 #: Fault injection for tests only: ``<crash point>[:<nth time>]`` (see workflows.relay).
@@ -27,17 +27,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     relay.add_argument("--once", action="store_true", help="relay until caught up, then exit")
     relay.add_argument("--status", action="store_true", help="print the position and lag, then exit")
     relay.add_argument("--name", default="default", help="position name (one per relay deployment)")
-    relay.add_argument("--page-size", type=int, default=500, help="events read per page (default 500)")
-    relay.add_argument("--poll-interval", type=float, default=0.5, help="seconds between polls when caught up")
+    relay.add_argument("--page-size", type=positive_int, default=500, help="events read per page (default 500)")
+    relay.add_argument(
+        "--poll-interval", type=_positive_seconds, default=0.5, help="seconds between polls when caught up (default 0.5)"
+    )
     relay.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     relay.set_defaults(handler=run_relay)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
+    return value
+
+
 async def run_relay(args: argparse.Namespace, settings: Settings) -> int:
-    if args.page_size <= 0 or args.poll_interval <= 0:
-        raise ValueError("--page-size and --poll-interval must be positive")
     crash_spec = os.environ.get(CRASH_VARIABLE)
-    fault = crash_at(crash_spec) if crash_spec else None
+    try:
+        fault = crash_at(crash_spec) if crash_spec else None
+    except ValueError as exc:
+        raise SettingsError(f"{CRASH_VARIABLE}={crash_spec!r}: {exc}") from None
     async with open_runtime(settings) as runtime:
         relay = OrderRelay(
             runtime.client,
