@@ -238,6 +238,8 @@ def stack_env(
         TEMPORAL_ADDRESS=temporal_address,
         BULKORDER_TASK_QUEUE=task_queue,
         PYTHONUNBUFFERED="1",
+        # A hung child can be asked for every thread's stack: kill -ABRT <pid> (into its log).
+        PYTHONFAULTHANDLER="1",
     )
     env.update(event_store_env)
     env.update(blob_env)

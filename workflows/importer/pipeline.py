@@ -158,7 +158,10 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
             await self._encoded.put(_Crash(exc))
         finally:
-            await self._encoded.put(_END)
+            # Not when stopping: this task was cancelled because the sender failed, nobody
+            # reads the queue any more, and a put into a full queue would wait forever.
+            if not self._stopping:
+                await self._encoded.put(_END)
 
     # ---- stage 2: in order, check what the processes made and upload it ---------------
 
