@@ -37,6 +37,9 @@ async def test_worker_killed_during_import(temporal_address: str, task_queue: st
     env = stack_env(
         home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
+        # Small record calls (the order takes this limit from the importer that creates
+        # it): recording advances step by step, so each kill lands before the import ends.
+        extra={"BULKORDER_MAX_REFS_PER_RECORD": "20"},
     )
     worker = worker_process(env, tmp_path / "worker.log")
     orders = Orders(env=store_env)
@@ -49,7 +52,9 @@ async def test_worker_killed_during_import(temporal_address: str, task_queue: st
         importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
         for kill in range(1, SCALE.worker_kills + 1):
             threshold = batches * kill // (SCALE.worker_kills + 1)
-            await wait_until(lambda: recorded_batches(orders, order_id) >= threshold, f"{threshold} batches recorded")
+            await wait_until(
+                lambda: recorded_batches(orders, order_id) >= threshold, f"{threshold} batches recorded", interval=0.05
+            )
             assert not importing.done(), "the import ended before the worker was killed"
             await worker.kill()
             await worker.start()
