@@ -82,6 +82,19 @@ async def scenarios_v2(client: OrderClient, batches: BatchStore, orders: Orders)
     await relay.drain()
     await client.wait_closed("dbfirst")
 
+    # DB-first, the workflow learns "submitted" from a record before the submit signal
+    # arrives: it must still wake and fulfill (one event per relay page to force it).
+    stepwise = OrderRelay(client.client, orders, task_queue=client.task_queue, limits=client.limits, page_size=1, name="steps")
+    await stepwise.drain()
+    outbox.create("dbfirst-race", "customer-6", refs[:1])
+    await stepwise.drain()
+    outbox.add_batches("dbfirst-race", refs[1:2])
+    outbox.submit("dbfirst-race")
+    await stepwise.relay_page()  # the ItemsAdded alone; its record answers "submitted"
+    await _until_version(client, "dbfirst-race", orders.summary("dbfirst-race").version)
+    await stepwise.drain()  # then the submit signal
+    await client.wait_closed("dbfirst-race")
+
     # One batch's blob is gone at fulfillment: recorded as BatchRejected, the rest fulfilled.
     await client.create("unreadable", "customer-4", refs[4:6])
     blobs = batches.blobs
@@ -99,7 +112,15 @@ async def scenarios_v2(client: OrderClient, batches: BatchStore, orders: Orders)
         await client.wait_closed("failed")
     except OrderRefusedError:
         pass
-    return ["dbfirst", "unreadable", "failed"]
+    return ["dbfirst", "dbfirst-race", "unreadable", "failed"]
+
+
+async def _until_version(client: OrderClient, order_id: str, version: int) -> None:
+    for _ in range(600):
+        if (await client.summary(order_id)).version >= version:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{order_id}: the workflow never saw version {version}")
 
 
 SCENARIOS = {"v1": scenarios, "v2": scenarios_v2}
