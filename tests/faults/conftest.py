@@ -15,7 +15,8 @@ from domain.items import validate_item_dicts
 from domain.sample_items import generate_items
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
-from tests.faults.harness import REPORTED, SCALE, EncodedBatch, ItemsFile
+from tests.faults.harness import REPORTED, SCALE, EncodedBatch
+from tests.faults.importing import ItemsFile
 
 
 #: Batches the cases that build orders from refs draw on (duplicates: 40; relay: a few per order).

@@ -163,53 +163,6 @@ def order_refs(order_id: str, encoded: Sequence[EncodedBatch]) -> list[BatchRef]
     return [batch.for_order(f"{order_id}-{index:06d}") for index, batch in enumerate(encoded)]
 
 
-# ---- the import driver ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ItemsFile:
-    """An NDJSON file of generated items, written once per session."""
-
-    path: Path
-    items: int
-
-
-class CliImportDriver:
-    """Imports a file into an order with ``bulkorder import`` (a child process), as a user
-    does; if the import stops (an exit code of 1: Temporal, the blob store or the event
-    store unreachable), runs the same command again, which resumes it (the importer's
-    documented recovery). Bad input (exit 2) fails the case."""
-
-    name = "bulkorder import"
-
-    def __init__(self, env: Mapping[str, str], log: Path, *, batch_size: int, max_runs: int = 30) -> None:
-        self.env = dict(env)
-        self.log = log
-        self.batch_size = batch_size
-        self.max_runs = max_runs
-        self.runs = 0
-
-    async def run(self, order_id: str, customer_id: str, items: ItemsFile) -> None:
-        args = [
-            "import", order_id, str(items.path), "--create", "--customer", customer_id,
-            "--batch-size", str(self.batch_size), "--quiet", "--json",
-        ]
-        while True:
-            self.runs += 1
-            process = BulkorderProcess(args, self.env, self.log)
-            await process.start()
-            code = await process.wait(timeout=900)
-            if code == 0:
-                return
-            if code != 1 or self.runs >= self.max_runs:
-                raise AssertionError(f"bulkorder import exited with {code} (run {self.runs}):\n{process.tail()}")
-            await asyncio.sleep(1.0)  # then the same command again: it resumes
-
-    @property
-    def reruns(self) -> int:
-        return max(0, self.runs - 1)
-
-
 # ---- processes ------------------------------------------------------------------------
 
 
@@ -251,8 +204,13 @@ class BulkorderProcess:
     """``python -m bulkorder.cli ARGS`` as a child process, its output appended to ``log``.
     Restartable: ``start`` again after a kill or an exit."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], log: Path, *, ready_line: str | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str], log: Path, *, ready_line: str | None = None,
+        stdin_pipe: bool = False,
+    ) -> None:
         self.args = list(args)
+        #: Give the child a pipe as its stdin (``process.stdin``), for a caller to write to.
+        self.stdin_pipe = stdin_pipe
         self.env = dict(env)
         self.log = log
         self.ready_line = ready_line
@@ -266,6 +224,7 @@ class BulkorderProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bulkorder.cli", *self.args,
             env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            stdin=asyncio.subprocess.PIPE if self.stdin_pipe else asyncio.subprocess.DEVNULL,
         )
         out.close()
         self.starts += 1

@@ -25,8 +25,6 @@ import pytest
 from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from tests.faults.harness import (
-    CliImportDriver,
-    ItemsFile,
     recorded_batches,
     deployment_client,
     failed_attempts,
@@ -42,6 +40,7 @@ from tests.faults.harness import (
     wait_until,
     worker_process,
 )
+from tests.faults.importing import CliImportDriver, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.postgres import _connect as postgres_admin
 from workflows.client import OrderClient
@@ -140,12 +139,15 @@ async def test_event_store_unavailable_while_recording(
     await worker.start()  # first: on PostgreSQL, its role creates the tables it writes
     orders = Orders(env=event_store_outage.admin_env)
     try:
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
+        gate = importer.gate(items_file)
+        await gate.release_batches(1)  # the rest only once the store is away
+        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
         # From the order's first recorded batch on: every later batch must be recorded
         # while (or after) the store is away, so the outage meets the record activity.
         await wait_until(lambda: recorded_batches(orders, order_id) >= 1, "the order's first batch recorded", interval=0.05)
         assert not importing.done(), "the import ended before the outage"
         with event_store_outage.outage():
+            await gate.release_all()
             await asyncio.sleep(SCALE.outage_seconds)  # the fault's duration
         await importing
         await retrying(lambda: client.submit(order_id), what="submit")

@@ -15,9 +15,7 @@ from domain.identifiers import workflow_id_for
 from tests.faults.harness import (
     failed_attempts,
     SCALE,
-    CliImportDriver,
     FaultLine,
-    ItemsFile,
     Stopwatch,
     check_agreement,
     check_replays,
@@ -30,6 +28,7 @@ from tests.faults.harness import (
     wait_until,
     worker_process,
 )
+from tests.faults.importing import CliImportDriver, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from workflows.client import OrderClient
@@ -66,11 +65,14 @@ async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str,
     watch = Stopwatch()
     await worker.start()
     try:
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
+        gate = importer.gate(items_file)
+        await gate.release_batches(1)  # the rest only once S3 is down
+        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
         await wait_until(lambda: recorded_batches(orders, order_id) >= 1, "the order's first batch recorded", interval=0.05)
         assert not importing.done(), "the import ended before the outage"
         loop = asyncio.get_running_loop()
         s3.stop()
+        await gate.release_all()
         back_at = loop.time() + SCALE.outage_seconds
         # While S3 is down the import goes on (its uploads fail: it stops, and is run
         # again); if it ends first, the order is submitted at once, and fulfillment's reads

@@ -11,9 +11,7 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from tests.faults.harness import (
     SCALE,
-    CliImportDriver,
     FaultLine,
-    ItemsFile,
     Stopwatch,
     check_agreement,
     check_replays,
@@ -26,6 +24,7 @@ from tests.faults.harness import (
     wait_until,
     worker_process,
 )
+from tests.faults.importing import CliImportDriver, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from workflows.client import OrderClient
 
@@ -51,12 +50,15 @@ async def test_temporal_server_restarted_mid_import(tmp_path: Path, items_file: 
     watch = Stopwatch()
     try:
         await worker.start()
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
+        gate = importer.gate(items_file)
+        await gate.release_batches(batches // 3)  # the rest only once the server is down
+        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
         await wait_until(lambda: recorded_batches(orders, order_id) >= batches // 3, "a third of the import recorded")
         assert not importing.done(), "the import ended before the server was stopped"
         loop = asyncio.get_running_loop()
         down_since = loop.time()
         await server.stop()
+        await gate.release_all()  # the import goes on against a server that is away
         await asyncio.sleep(OUTAGE_SECONDS)  # the fault's duration
         await server.start()
         downtime = loop.time() - down_since

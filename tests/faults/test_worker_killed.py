@@ -10,9 +10,7 @@ from domain.application import Orders
 from domain.identifiers import workflow_id_for
 from tests.faults.harness import (
     SCALE,
-    CliImportDriver,
     FaultLine,
-    ItemsFile,
     Stopwatch,
     check_agreement,
     check_replays,
@@ -26,6 +24,7 @@ from tests.faults.harness import (
     wait_until,
     worker_process,
 )
+from tests.faults.importing import CliImportDriver, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from workflows.client import OrderClient
 from workflows.messages import RECORD_ACTIVITY
@@ -49,15 +48,19 @@ async def test_worker_killed_during_import(temporal_address: str, task_queue: st
     watch = Stopwatch()
     await worker.start()
     try:
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", items_file))
+        gate = importer.gate(items_file)
+        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
         for kill in range(1, SCALE.worker_kills + 1):
             threshold = batches * kill // (SCALE.worker_kills + 1)
+            await gate.release_batches(threshold)  # the rest only after this kill
             await wait_until(
                 lambda: recorded_batches(orders, order_id) >= threshold, f"{threshold} batches recorded", interval=0.05
             )
             assert not importing.done(), "the import ended before the worker was killed"
             await worker.kill()
+            await gate.release_batches(batches * (kill + 1) // (SCALE.worker_kills + 1))
             await worker.start()
+        await gate.release_all()
         await importing
         await retrying(lambda: client.submit(order_id), what="submit")
         final = await closed(client, order_id)
