@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Iterable, Mapping, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 # The rules, as values: the pydantic types below and the importer's fast decoder
@@ -35,10 +36,20 @@ Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(ge=0, le=MAX_UNIT_AMOUNT)]
 ItemName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH)]
 AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH)]
+
+
+def _not_a_whole_number(value: object) -> object:
+    # pydantic's float takes any int, even in strict mode: a whole number too big for 64
+    # bits would silently become an approximate float. Refuse it (the int member reports it).
+    if type(value) is int:
+        raise PydanticCustomError("whole_number_out_of_range", "whole numbers must fit in 64 bits")
+    return value
+
+
 AttributeValue: TypeAlias = (
     Annotated[str, StringConstraints(max_length=ATTRIBUTE_TEXT_MAX_LENGTH)]
     | Annotated[int, Field(ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX)]
-    | float
+    | Annotated[float, BeforeValidator(_not_a_whole_number)]
     | bool
     | None
 )
@@ -121,6 +132,7 @@ _UNION_MEMBERS: dict[str, type] = {
     "int": int,
     "constrained-int": int,
     "float": float,
+    "function-before[_not_a_whole_number(), float]": float,
     "bool": bool,
     "none": type(None),
 }

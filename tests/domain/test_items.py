@@ -48,6 +48,9 @@ def test_generated_sample_items_are_valid() -> None:
         ({"name": ""}, "name", "at least 1 character"),
         ({"attributes": {"nested": {"a": 1}}}, "attributes.nested", "a string, a whole number, a number, a boolean or null"),
         ({"attributes": {"long": "t" * 4097}}, "attributes.long", "at most 4096 characters"),
+        # Too big for 64 bits: refused, not silently turned into an approximate float.
+        ({"attributes": {"big": 2**63}}, "attributes.big", "less than or equal to 9223372036854775807"),
+        ({"attributes": {"small": -(2**63) - 1}}, "attributes.small", "greater than or equal to -9223372036854775808"),
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
     ],
 )
