@@ -57,8 +57,12 @@ class PayloadCache:
             self._hits += 1
             return raw
 
+    def keeps(self, size: int) -> bool:
+        """Whether :meth:`put` would keep a payload of ``size`` bytes (else, skip making it)."""
+        return size <= self.capacity_bytes
+
     def put(self, key: str, raw: bytes) -> None:
-        if len(raw) > self.capacity_bytes:
+        if not self.keeps(len(raw)):
             return  # would evict everything else and still not fit
         with self._lock:
             if key in self._entries:

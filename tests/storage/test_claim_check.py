@@ -134,6 +134,20 @@ async def test_100_mib_round_trip_keeps_the_event_loop_running(s3_store: S3BlobS
     assert ticks >= 5
 
 
+async def test_every_field_of_a_payload_comes_back(tmp_path: Path) -> None:
+    # The codec serializes a payload in two parts (all but data, then data): every field
+    # must survive, and blobs keep the format protobuf's own serializer gives.
+    store = FolderBlobStore(tmp_path)
+    original = payload_of(order_json(300_000))
+    original.external_payloads.add(size_bytes=12_345)
+    plain = payload_of(order_json(300_000), b"json/plain")
+    encoded, decoded = await round_trip(store, [original, plain])
+    assert all(is_reference(payload) for payload in encoded)
+    assert decoded == [original, plain]
+    stored = store.get(ClaimCheck.from_payload(encoded[1]).key)
+    assert zstandard.ZstdDecompressor().decompress(stored) == plain.SerializeToString(deterministic=True)
+
+
 async def test_threshold_edges(s3_store: S3BlobStore) -> None:
     threshold = 4096
     below, at, above = (payload_sized(threshold + delta) for delta in (-1, 0, 1))
