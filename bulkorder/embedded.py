@@ -51,10 +51,20 @@ def free_port() -> int:
 class EmbeddedTemporal:
     """A ``temporal server start-dev`` child process with its state in ``db_file``."""
 
-    def __init__(self, db_file: Path, *, port: int | None = None, ui_port: int | None = None, log_file: Path | None = None):
+    def __init__(
+        self,
+        db_file: Path,
+        *,
+        port: int | None = None,
+        ui_port: int | None = None,
+        ui_codec_endpoint: str | None = None,
+        log_file: Path | None = None,
+    ):
         self.db_file = db_file
         self.port = port or free_port()
         self.ui_port = ui_port
+        #: The codec server the Web UI's browser asks to decode payloads (``--ui-codec-endpoint``).
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.log_file = log_file or db_file.with_suffix(".log")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -72,6 +82,8 @@ class EmbeddedTemporal:
             "--log-level", "error",
         ]
         args += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        if self.ui_port and self.ui_codec_endpoint:
+            args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         for value in SERVER_DYNAMIC_CONFIG:
             args += ["--dynamic-config-value", value]
         log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child for its lifetime

@@ -6,15 +6,23 @@ import argparse
 import asyncio
 import signal
 
+from bulkorder.codec_server import CodecServer
 from bulkorder.embedded import EmbeddedTemporal, clear_dev_state, running_dev_address, write_dev_state
-from bulkorder.runtime import open_runtime
+from bulkorder.runtime import claim_check_codec, open_runtime
 from bulkorder.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground: Temporal dev server + worker")
     dev.add_argument("--port", type=int, default=7233, help="Temporal gRPC port (default 7233)")
-    dev.add_argument("--ui-port", type=int, default=None, help="also serve the Temporal Web UI on this port")
+    dev.add_argument(
+        "--ui-port", type=int, default=None,
+        help="also serve the Temporal Web UI on this port, with a codec server so it shows claim-checked payloads",
+    )
+    dev.add_argument(
+        "--codec-port", type=int, default=0,
+        help="port of the Web UI's codec server (default: a free one; only with --ui-port)",
+    )
     dev.set_defaults(handler=run_dev)
 
     worker = sub.add_parser("worker", help="run a worker for order workflows against the configured Temporal")
@@ -38,22 +46,46 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         print(f"bulkorder dev is already running for {settings.home} at {running_dev_address(settings.home)}")
         return 1
     settings.home.mkdir(parents=True, exist_ok=True)
-    server = EmbeddedTemporal(settings.home / "temporal.sqlite", port=args.port, ui_port=args.ui_port)
-    address = await server.start()
-    write_dev_state(settings.home, address)
+    # With the Web UI, a codec server on loopback: the UI's browser sends it the payloads
+    # it shows, and gets claim-checked ones back decoded (docs/claim_check.md).
+    codec_server = ui_codec_server(settings, args.ui_port, args.codec_port) if args.ui_port else None
+    server = EmbeddedTemporal(
+        settings.home / "temporal.sqlite", port=args.port, ui_port=args.ui_port,
+        ui_codec_endpoint=codec_server.url if codec_server else None,
+    )
     try:
+        address = await server.start()
+        write_dev_state(settings.home, address)
         async with open_runtime(settings) as runtime:
             async with runtime.worker():
                 for name, value in {"temporal": address, **settings.describe()}.items():
                     print(f"{name:<12} {value}")
-                if args.ui_port:
+                if codec_server:
                     print(f"{'web ui':<12} http://127.0.0.1:{args.ui_port}")
+                    print(f"{'ui codec':<12} {codec_server.url}")
                 print("ready: run bulkorder commands in another terminal; Ctrl-C stops", flush=True)
                 await _until_interrupted()
     finally:
         clear_dev_state(settings.home)
         await server.stop()
+        if codec_server:
+            codec_server.stop()
     return 0
+
+
+def ui_codec_server(settings: Settings, ui_port: int, port: int) -> CodecServer:
+    """A started codec server for the dev stack's Web UI: on loopback, its CORS open to the
+    UI's own origins (and any configured ones). A configured token still applies, though
+    the UI cannot send one: then only the CLI (``--codec-auth``) can use it."""
+    origins = (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}", *settings.claim_check.codec_server_cors_origins)
+    return CodecServer(
+        claim_check_codec(settings),
+        host="127.0.0.1",
+        port=port,
+        token=settings.claim_check.codec_server_token,
+        cors_origins=origins,
+        namespace=settings.temporal.namespace,
+    ).start()
 
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -90,3 +92,47 @@ async def test_worker_command_runs_orders(temporal_address: str, tmp_path: Path)
         assert done.code == 0 and done.json()["report"]["item_count"] == 1_000
     finally:
         assert await stop(worker) == 0
+
+
+def _http(url: str, *, method: str = "GET", body: object = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+
+
+async def test_dev_web_ui_decodes_claim_checked_payloads_through_its_codec_server(tmp_path: Path) -> None:
+    ui_port = free_port()
+    dev = await start(["dev", "--port", str(free_port()), "--ui-port", str(ui_port)], cli_env(tmp_path / "home"))
+    try:
+        codec_url = (await wait_for_line(dev, "ui codec")).split()[-1]
+        await wait_for_line(dev, "ready")
+        # The Web UI is configured with the codec server (what its browser code reads).
+        _, _, settings = await asyncio.to_thread(_http, f"http://127.0.0.1:{ui_port}/api/v1/settings")
+        assert json.loads(settings)["Codec"]["Endpoint"] == codec_url
+
+        # The browser's calls, from the UI's origin: the CORS preflight, then encode and
+        # decode of a payload big enough to be claim-checked.
+        origin = f"http://localhost:{ui_port}"
+        status, headers, _ = await asyncio.to_thread(
+            _http, f"{codec_url}/decode", method="OPTIONS",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type,x-namespace"},
+        )
+        assert status in (200, 204) and headers["access-control-allow-origin"] == origin
+        data = json.dumps([{"sku": f"SKU-{i}", "quantity": i} for i in range(20_000)]).encode()
+        original = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": base64.b64encode(data).decode()}
+        browser = {"Origin": origin, "Content-Type": "application/json", "X-Namespace": "default"}
+        _, headers, encoded = await asyncio.to_thread(
+            _http, f"{codec_url}/encode", method="POST", body={"payloads": [original]}, headers=browser
+        )
+        [reference] = json.loads(encoded)["payloads"]
+        assert base64.b64decode(reference["metadata"]["encoding"]) == b"binary/bulkorder-claim-check"
+        assert headers["access-control-allow-origin"] == origin
+        _, _, decoded = await asyncio.to_thread(
+            _http, f"{codec_url}/decode", method="POST", body={"payloads": [reference]}, headers=browser
+        )
+        [back] = json.loads(decoded)["payloads"]
+        assert base64.b64decode(back["data"]) == data
+    finally:
+        assert await stop(dev) == 0
