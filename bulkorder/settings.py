@@ -166,19 +166,14 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
 
 
 def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value < 0:
-        raise SettingsError(f"{name}={raw!r} must be zero or more")
-    return value
+    return _int_setting(env, name, default, minimum=0, rule="must be zero or more")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _int_setting(env, name, default, minimum=1, rule="must be greater than zero")
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, *, minimum: int, rule: str) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -186,6 +181,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw.replace("_", ""))
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than zero")
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} {rule}")
     return value

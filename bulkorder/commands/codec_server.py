@@ -37,16 +37,23 @@ def _port(text: str) -> int:
     return port
 
 
-async def run_codec_server(args: argparse.Namespace, settings: Settings) -> int:
+def configured_codec_server(settings: Settings, *, host: str, port: int, extra_origins: tuple[str, ...] = ()) -> CodecServer:
+    """A codec server (not started) with the deployment's codec, token, CORS origins (and
+    ``extra_origins``) and namespace."""
     claim_check = settings.claim_check
-    server = CodecServer(
+    return CodecServer(
         claim_check_codec(settings),
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         token=claim_check.codec_server_token,
-        cors_origins=claim_check.codec_server_cors_origins,
+        cors_origins=(*extra_origins, *claim_check.codec_server_cors_origins),
         namespace=settings.temporal.namespace,
     )
+
+
+async def run_codec_server(args: argparse.Namespace, settings: Settings) -> int:
+    claim_check = settings.claim_check
+    server = configured_codec_server(settings, host=args.host, port=args.port)
     if not is_loopback(args.host) and claim_check.codec_server_token is None:
         print(
             f"warning: listening on {args.host} without a token: anyone who can reach it can read payloads; "

@@ -7,8 +7,9 @@ import asyncio
 import signal
 
 from bulkorder.codec_server import CodecServer
+from bulkorder.commands.codec_server import configured_codec_server
 from bulkorder.embedded import EmbeddedTemporal, clear_dev_state, running_dev_address, write_dev_state
-from bulkorder.runtime import claim_check_codec, open_runtime
+from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
 
 
@@ -77,15 +78,8 @@ def ui_codec_server(settings: Settings, ui_port: int, port: int) -> CodecServer:
     """A started codec server for the dev stack's Web UI: on loopback, its CORS open to the
     UI's own origins (and any configured ones). A configured token still applies, though
     the UI cannot send one: then only the CLI (``--codec-auth``) can use it."""
-    origins = (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}", *settings.claim_check.codec_server_cors_origins)
-    return CodecServer(
-        claim_check_codec(settings),
-        host="127.0.0.1",
-        port=port,
-        token=settings.claim_check.codec_server_token,
-        cors_origins=origins,
-        namespace=settings.temporal.namespace,
-    ).start()
+    ui_origins = (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}")
+    return configured_codec_server(settings, host="127.0.0.1", port=port, extra_origins=ui_origins).start()
 
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
