@@ -37,7 +37,7 @@ async def test_worker_killed_during_import(temporal_address: str, task_queue: st
         home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
         # Small record calls (the order takes this limit from the importer that creates
-        # it): recording advances step by step, so each kill lands before the import ends.
+        # it): recording advances step by step, so a kill is likely to cut one short.
         extra={"BULKORDER_MAX_REFS_PER_RECORD": "20"},
     )
     worker = worker_process(env, tmp_path / "worker.log")
