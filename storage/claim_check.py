@@ -6,7 +6,8 @@ other payload can still grow: an update result, a report passed between activiti
 user's own input. :class:`ClaimCheckCodec` is the safety net under all of them. Every
 payload whose serialized size is over the threshold is
 
-1. serialized whole (metadata and data, so it comes back byte for byte),
+1. serialized, metadata and data, so it comes back byte for byte (in two parts, so a
+   large one is not copied whole: :mod:`storage.payload_wire`),
 2. compressed with zstd (kept raw if that does not make it smaller),
 3. written to the blob store under ``payloads/<sha[:2]>/<sha>``, the sha-256 of the
    stored bytes (identical payloads share one blob; a reader can check what it got),
