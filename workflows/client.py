@@ -8,8 +8,10 @@ can know (a duplicate order, a closed order) comes back as a typed error.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
+from itertools import islice
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
@@ -35,6 +37,10 @@ from workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateReques
 from workflows.order_workflow import ORDER_EXISTS, OrderWorkflow
 
 T = TypeVar("T")
+
+#: Batches ``store_items`` validates, encodes and writes at once (threads; with the window,
+#: memory holds a few batches whatever the number of items).
+STORE_WINDOW = 4
 
 
 @dataclass(frozen=True)
@@ -140,13 +146,16 @@ class OrderClient:
     async def store_items(
         self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 5_000, batch_id_prefix: str | None = None
     ) -> list[BatchRef]:
-        """Validate and store items as batches; return their refs (nothing sent to Temporal)."""
+        """Validate and store items as batches; return their refs (nothing sent to Temporal).
+
+        Batches are validated, encoded and written in threads, at most
+        ``STORE_WINDOW`` at a time: a generator of millions of items is read as it goes,
+        never held whole. The first invalid batch stops it (its error names the batch and
+        the item); batches already written stay unreferenced, harmless blobs.
+        """
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
         batches = self.batches
-        chunk: list[Mapping[str, Any]] = []
-        uploads: list[Awaitable[BatchRef]] = []
-        position = 0
 
         def store(part: list[Mapping[str, Any]], index: int) -> BatchRef:
             where = f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item"
@@ -154,14 +163,19 @@ class OrderClient:
             batch_id = None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}"
             return batches.write(valid, batch_id=batch_id)
 
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == batch_size:
-                uploads.append(asyncio.to_thread(store, chunk, position))
-                chunk, position = [], position + 1
-        if chunk:
-            uploads.append(asyncio.to_thread(store, chunk, position))
-        return list(await asyncio.gather(*uploads))
+        refs: list[BatchRef] = []
+        in_flight: deque[asyncio.Future[BatchRef]] = deque()
+        try:
+            for index, part in enumerate(_chunks(items, batch_size)):
+                in_flight.append(asyncio.ensure_future(asyncio.to_thread(store, part, index)))
+                if len(in_flight) >= STORE_WINDOW:
+                    refs.append(await in_flight.popleft())
+            while in_flight:
+                refs.append(await in_flight.popleft())
+        finally:
+            for pending in in_flight:
+                pending.cancel()
+        return refs
 
     async def submit(self, order_id: str) -> OrderSummary:
         handle = self.handle(order_id)
@@ -271,3 +285,11 @@ async def _next_run_id(handle: WorkflowHandle[Any, Any]) -> str | None:
 
 
 __all__ = ["OrderClient", "RunHistory", "OrderRefusedError"]
+
+
+def _chunks(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    if size < 1:
+        raise ValueError(f"the batch size must be at least 1, got {size}")
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
