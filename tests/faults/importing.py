@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from tests.faults.harness import BulkorderProcess
+from domain.application import Orders
+from domain.identifiers import workflow_id_for
+from tests.faults.harness import (
+    SCALE,
+    Agreement,
+    BulkorderProcess,
+    Stopwatch,
+    check_agreement,
+    check_replays,
+    closed,
+    deployment_client,
+    retrying,
+    stack_env,
+    worker_process,
+)
+from workflows.client import OrderClient
 
 #: Bytes written to the importer's stdin at a time.
 CHUNK = 1 << 20
@@ -147,3 +163,89 @@ class CliImportDriver:
     @property
     def reruns(self) -> int:
         return max(0, self.runs - 1)
+
+
+class ImportCase:
+    """What every import fault case runs: a ``bulkorder worker`` process and ``bulkorder
+    import`` (through an :class:`InputGate`) on the case's own stack, the order's event
+    store, and a client with the deployment's data converter.
+
+    A case starts it (:meth:`start`), runs the import (:meth:`import_task`) with its fault,
+    then :meth:`finish` submits the order, waits for fulfillment and checks that the store
+    and the workflow agree and that every run replays; :meth:`stop` in a ``finally``.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        tmp_path: Path,
+        items: ItemsFile,
+        *,
+        temporal_address: str,
+        task_queue: str,
+        event_store_env: Mapping[str, str],
+        blob_env: Mapping[str, str],
+        extra: Mapping[str, str] | None = None,
+        orders_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.order_id = f"{label}-{uuid.uuid4().hex[:10]}"
+        self.items = items
+        self.task_queue = task_queue
+        self.env = stack_env(
+            home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+            event_store_env=event_store_env, blob_env=blob_env, extra=extra,
+        )
+        #: Where the case reads the event store (an admin's view when the fault is the store).
+        self.orders_env = dict(orders_env or event_store_env)
+        self.worker = worker_process(self.env, tmp_path / "worker.log")
+        # The importer waits until the event store has every batch: it reads the case's view.
+        self.importer = CliImportDriver(
+            {**self.env, **self.orders_env}, tmp_path / "import.log", batch_size=SCALE.import_batch_items
+        )
+        self.gate = self.importer.gate(items)
+        self.watch = Stopwatch()
+        self._orders: Orders | None = None
+        self._client: OrderClient | None = None
+
+    @property
+    def batches(self) -> int:
+        return self.gate.batches
+
+    @property
+    def orders(self) -> Orders:
+        """The event store as the case sees it (opened on first use: after the worker
+        started, whose PostgreSQL role creates the tables)."""
+        if self._orders is None:
+            self._orders = Orders(env=self.orders_env)
+        return self._orders
+
+    async def client(self) -> OrderClient:
+        if self._client is None:
+            self._client = OrderClient(await deployment_client(self.env), task_queue=self.task_queue)
+        return self._client
+
+    async def start(self) -> None:
+        await self.worker.start()
+
+    def import_task(self) -> asyncio.Task[None]:
+        """``bulkorder import`` (run again after each exit 1) as a task, fed through the gate."""
+        return asyncio.create_task(self.importer.run(self.order_id, "customer-1", self.gate))
+
+    async def finish(self, *, submit: bool = True) -> tuple[Agreement, int]:
+        """Submit (unless done already), wait for the order to close, then check agreement
+        and replay every run: (the agreement, runs replayed)."""
+        client = await self.client()
+        if submit:
+            await retrying(lambda: client.submit(self.order_id), what="submit")
+        final = await closed(client, self.order_id)
+        agreement = check_agreement(
+            self.orders, self.order_id, final, expected_items=self.items.items, expected_batches=self.batches
+        )
+        runs = await check_replays(client.client, [workflow_id_for(self.order_id)])
+        return agreement, runs
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        if self._orders is not None:
+            self._orders.close()
+

@@ -22,28 +22,11 @@ from typing import Iterator, Mapping
 
 import pytest
 
-from domain.application import Orders
 from domain.identifiers import workflow_id_for
-from tests.faults.harness import (
-    recorded_batches,
-    deployment_client,
-    failed_attempts,
-    closed,
-    SCALE,
-    FaultLine,
-    Stopwatch,
-    check_agreement,
-    check_replays,
-    report,
-    retrying,
-    stack_env,
-    wait_until,
-    worker_process,
-)
-from tests.faults.importing import CliImportDriver, ItemsFile
+from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
+from tests.faults.importing import ImportCase, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.postgres import _connect as postgres_admin
-from workflows.client import OrderClient
 from workflows.messages import RECORD_ACTIVITY
 
 
@@ -122,46 +105,37 @@ def event_store_outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 async def test_event_store_unavailable_while_recording(
     temporal_address: str, task_queue: str, tmp_path: Path, items_file: ItemsFile, event_store_outage: EventStoreOutage,
 ) -> None:
-    order_id = f"store-{uuid.uuid4().hex[:10]}"
-    env = stack_env(
-        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
+    case = ImportCase(
+        "store", tmp_path, items_file, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=event_store_outage.worker_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
+        # The case and the importer (which waits until the store has every batch) read the
+        # admin's view of the store, which the outage does not touch (on SQLite, reads go
+        # on under the lock).
+        orders_env=event_store_outage.admin_env,
     )
-    worker = worker_process(env, tmp_path / "worker.log")
-    client = OrderClient(await deployment_client(env), task_queue=task_queue)
-    # The importer waits until the event store has every batch: give it the admin's view
-    # of the store, which the outage does not touch (on SQLite, reads go on under the lock).
-    importer = CliImportDriver(
-        {**env, **event_store_outage.admin_env}, tmp_path / "import.log", batch_size=SCALE.import_batch_items
-    )
-    batches = -(-items_file.items // SCALE.import_batch_items)
-    watch = Stopwatch()
-    await worker.start()  # first: on PostgreSQL, its role creates the tables it writes
-    orders = Orders(env=event_store_outage.admin_env)
     try:
-        gate = importer.gate(items_file)
-        await gate.release_batches(1)  # the rest only once the store is away
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
+        await case.start()  # first: on PostgreSQL, its role creates the tables it writes
+        await case.gate.release_batches(1)  # the rest only once the store is away
+        importing = case.import_task()
         # From the order's first recorded batch on: every later batch must be recorded
         # while (or after) the store is away, so the outage meets the record activity.
-        await wait_until(lambda: recorded_batches(orders, order_id) >= 1, "the order's first batch recorded", interval=0.05)
+        await wait_until(
+            lambda: recorded_batches(case.orders, case.order_id) >= 1, "the order's first batch recorded", interval=0.05
+        )
         assert not importing.done(), "the import ended before the outage"
         with event_store_outage.outage():
-            await gate.release_all()
+            await case.gate.release_all()
             await asyncio.sleep(SCALE.outage_seconds)  # the fault's duration
         await importing
-        await retrying(lambda: client.submit(order_id), what="submit")
-        final = await closed(client, order_id)
-        agreement = check_agreement(orders, order_id, final, expected_items=items_file.items, expected_batches=batches)
-        runs = await check_replays(client.client, [workflow_id_for(order_id)])
+        agreement, runs = await case.finish()
         # Proof that the outage hit the record activity: Temporal retried it.
-        attempts, failure = await failed_attempts(client.client, workflow_id_for(order_id), RECORD_ACTIVITY)
+        client = await case.client()
+        attempts, failure = await failed_attempts(client.client, workflow_id_for(case.order_id), RECORD_ACTIVITY)
         assert attempts > 0, "no record attempt failed during the outage"
     finally:
-        await worker.stop()
-        orders.close()
+        await case.stop()
     report(FaultLine(
         f"event store down {SCALE.outage_seconds:.0f} s ({event_store_outage.name})", agreement.expected_items,
-        agreement.recorded_items, agreement.duplicates, watch.seconds,
-        f"record activity failed {attempts}x ({failure[:40]!r}), {importer.reruns} import reruns, {runs} runs replayed",
+        agreement.recorded_items, agreement.duplicates, case.watch.seconds,
+        f"record activity failed {attempts}x ({failure[:40]!r}), {case.importer.reruns} import reruns, {runs} runs replayed",
     ))

@@ -10,28 +10,11 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from domain.application import Orders
 from domain.identifiers import workflow_id_for
-from tests.faults.harness import (
-    failed_attempts,
-    SCALE,
-    FaultLine,
-    Stopwatch,
-    check_agreement,
-    check_replays,
-    closed,
-    deployment_client,
-    recorded_batches,
-    report,
-    retrying,
-    stack_env,
-    wait_until,
-    worker_process,
-)
-from tests.faults.importing import CliImportDriver, ItemsFile
+from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
+from tests.faults.importing import ImportCase, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
-from workflows.client import OrderClient
 from workflows.messages import FULFILL_CHECKED_ACTIVITY
 
 
@@ -46,33 +29,26 @@ async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str,
     s3.start()
     bucket = f"faults-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-
-    order_id = f"s3-{uuid.uuid4().hex[:10]}"
-    store_env = sqlite_env(tmp_path / "events.sqlite")
-    blob_env = {
-        "BULKORDER_S3_BUCKET": bucket, "BULKORDER_S3_ENDPOINT_URL": endpoint, "BULKORDER_S3_REGION": "us-east-1",
-        **S3_TEST_ENV,
-    }
-    env = stack_env(
-        home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
-        event_store_env=store_env, blob_env=blob_env,
+    case = ImportCase(
+        "s3", tmp_path, items_file, temporal_address=temporal_address, task_queue=task_queue,
+        event_store_env=sqlite_env(tmp_path / "events.sqlite"),
+        blob_env={
+            "BULKORDER_S3_BUCKET": bucket, "BULKORDER_S3_ENDPOINT_URL": endpoint, "BULKORDER_S3_REGION": "us-east-1",
+            **S3_TEST_ENV,
+        },
     )
-    worker = worker_process(env, tmp_path / "worker.log")
-    orders = Orders(env=store_env)
-    client = OrderClient(await deployment_client(env), task_queue=task_queue)
-    importer = CliImportDriver(env, tmp_path / "import.log", batch_size=SCALE.import_batch_items)
-    batches = -(-items_file.items // SCALE.import_batch_items)
-    watch = Stopwatch()
-    await worker.start()
     try:
-        gate = importer.gate(items_file)
-        await gate.release_batches(1)  # the rest only once S3 is down
-        importing = asyncio.create_task(importer.run(order_id, "customer-1", gate))
-        await wait_until(lambda: recorded_batches(orders, order_id) >= 1, "the order's first batch recorded", interval=0.05)
+        await case.start()
+        client = await case.client()
+        await case.gate.release_batches(1)  # the rest only once S3 is down
+        importing = case.import_task()
+        await wait_until(
+            lambda: recorded_batches(case.orders, case.order_id) >= 1, "the order's first batch recorded", interval=0.05
+        )
         assert not importing.done(), "the import ended before the outage"
         loop = asyncio.get_running_loop()
         s3.stop()
-        await gate.release_all()
+        await case.gate.release_all()
         back_at = loop.time() + SCALE.outage_seconds
         # While S3 is down the import goes on (its uploads fail: it stops, and is run
         # again); if it ends first, the order is submitted at once, and fulfillment's reads
@@ -81,25 +57,21 @@ async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str,
         submitted_during_outage = importing.done()
         if submitted_during_outage:
             await importing
-            await client.submit(order_id)
+            await client.submit(case.order_id)
         await asyncio.sleep(max(0.0, back_at - loop.time()))  # the rest of the fault's duration
         s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         s3.start()
 
         await importing
-        if not submitted_during_outage:
-            await retrying(lambda: client.submit(order_id), what="submit")
-        final = await closed(client, order_id)  # fulfillment reads every batch back from S3
-        agreement = check_agreement(orders, order_id, final, expected_items=items_file.items, expected_batches=batches)
-        runs = await check_replays(client.client, [workflow_id_for(order_id)])
-        failed_reads, _ = await failed_attempts(client.client, workflow_id_for(order_id), FULFILL_CHECKED_ACTIVITY)
-        assert importer.reruns + failed_reads > 0, "nothing met the outage"
+        # Fulfillment reads every batch back from S3.
+        agreement, runs = await case.finish(submit=not submitted_during_outage)
+        failed_reads, _ = await failed_attempts(client.client, workflow_id_for(case.order_id), FULFILL_CHECKED_ACTIVITY)
+        assert case.importer.reruns + failed_reads > 0, "nothing met the outage"
     finally:
-        await worker.stop()
+        await case.stop()
         s3.stop()
-        orders.close()
     report(FaultLine(
         f"S3 endpoint down {SCALE.outage_seconds:.0f} s mid-import", agreement.expected_items,
-        agreement.recorded_items, agreement.duplicates, watch.seconds,
-        f"{importer.reruns} import reruns, {failed_reads} fulfillment attempts failed, {runs} runs replayed",
+        agreement.recorded_items, agreement.duplicates, case.watch.seconds,
+        f"{case.importer.reruns} import reruns, {failed_reads} fulfillment attempts failed, {runs} runs replayed",
     ))
