@@ -10,7 +10,7 @@ decode a ref about twice as fast, which matters when a workflow task carries tho
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from domain.identifiers import InvalidIdentifierError, check_batch_id
 
@@ -125,6 +125,18 @@ def check_batch_ref(ref: object) -> BatchRef:
             f"{where}: unsupported encoding {ref.encoding!r} version {ref.format_version!r}"
         )
     return ref
+
+
+def check_batch_refs(refs: Iterable[object]) -> list[BatchRef]:
+    """``refs`` as a list if every one is well formed; else the first problem, naming its
+    position (``batch ref #3: ...``), as :func:`check_batch_ref` would raise it."""
+    checked = list(refs)
+    for index, ref in enumerate(checked):
+        try:
+            check_batch_ref(ref)
+        except ValueError as exc:
+            raise type(exc)(f"batch ref #{index}: {exc}") from None
+    return checked  # type: ignore[return-value]
 
 
 def check_report_ref(ref: object) -> ReportRef:

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.errors import OrderNotFoundError
 from domain.identifiers import check_customer_id, check_order_id, workflow_id_for
 from domain.items import validate_item_dicts
-from domain.refs import BatchRef, check_batch_ref
+from domain.refs import BatchRef, check_batch_refs
 from domain.summary import OrderSummary
 from storage.batches import BatchStore
 from workflows.errors import OrderRefusedError, refusal_from
@@ -81,7 +81,7 @@ class OrderClient:
         order is in the event store; raises :class:`OrderRefusedError` otherwise."""
         check_order_id(order_id)
         check_customer_id(customer_id)
-        refs = _checked_refs(refs)
+        refs = check_batch_refs(refs)
         first, rest = refs[:MAX_REFS_PER_CALL], refs[MAX_REFS_PER_CALL:]
         start = WithStartWorkflowOperation(
             OrderWorkflow.run,
@@ -113,7 +113,7 @@ class OrderClient:
         """Add refs: with ``wait`` as updates (validated, acknowledged, returns counters),
         otherwise as signals (fire and forget). Splits into calls of at most
         ``MAX_REFS_PER_CALL`` refs."""
-        refs = _checked_refs(refs)
+        refs = check_batch_refs(refs)
         handle = self.handle(order_id)
         result: AddBatchesResult | None = None
         accepted: list[str] = []
@@ -245,16 +245,6 @@ class OrderClient:
                     raise _translated(err, order_id) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-
-
-def _checked_refs(refs: Sequence[BatchRef]) -> list[BatchRef]:
-    refs = list(refs)
-    for index, ref in enumerate(refs):
-        try:
-            check_batch_ref(ref)
-        except ValueError as exc:
-            raise type(exc)(f"batch ref #{index}: {exc}") from None
-    return refs
 
 
 def _is_momentary(err: RPCError) -> bool:

@@ -21,7 +21,7 @@ from domain.application import Orders
 from domain.errors import EmptyOrderError
 from domain.identifiers import check_customer_id, check_order_id
 from domain.items import validate_item_dicts
-from domain.refs import BatchRef, check_batch_ref
+from domain.refs import BatchRef, check_batch_refs
 from domain.summary import OrderChange, OrderSummary, RecordOutcome
 from storage.batches import BatchStore
 from workflows.messages import MAX_REFS_PER_CALL
@@ -38,7 +38,7 @@ class OrderOutbox:
         """Record ``Created`` (and the first refs, in the same transaction)."""
         check_order_id(order_id)
         check_customer_id(customer_id)
-        refs = _checked_refs(refs)
+        refs = check_batch_refs(refs)
         outcome = self.orders.record(
             OrderChange(
                 order_id=order_id,
@@ -56,7 +56,7 @@ class OrderOutbox:
     def add_batches(self, order_id: str, refs: Sequence[BatchRef]) -> RecordOutcome:
         """Record one ``ItemsAdded`` per new batch ID; known batch IDs come back as duplicates."""
         check_order_id(order_id)
-        refs = _checked_refs(refs)
+        refs = check_batch_refs(refs)
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
         outcome: RecordOutcome | None = None
@@ -117,16 +117,6 @@ class OrderOutbox:
 
     def summary(self, order_id: str) -> OrderSummary:
         return self.orders.summary(order_id)
-
-
-def _checked_refs(refs: Sequence[BatchRef]) -> list[BatchRef]:
-    refs = list(refs)
-    for index, ref in enumerate(refs):
-        try:
-            check_batch_ref(ref)
-        except ValueError as exc:
-            raise type(exc)(f"batch ref #{index}: {exc}") from None
-    return refs
 
 
 def _merged(first: RecordOutcome, then: RecordOutcome) -> RecordOutcome:

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from bulkorder.codec_server import CodecServer, is_loopback
+from bulkorder.commands.arguments import port_number
 from bulkorder.runtime import claim_check_codec
 from bulkorder.settings import Settings
 
@@ -23,18 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "require a bearer token and BULKORDER_CODEC_SERVER_CORS_ORIGINS for the Web UI's origin.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     parser.set_defaults(handler=run_codec_server)
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
-    return port
 
 
 def configured_codec_server(settings: Settings, *, host: str, port: int, extra_origins: tuple[str, ...] = ()) -> CodecServer:

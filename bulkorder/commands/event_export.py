@@ -10,7 +10,7 @@ import threading
 from typing import BinaryIO
 
 from bulkorder.analysis import Analyst, ExportResult
-from bulkorder.commands.arguments import non_negative_int, positive_float
+from bulkorder.commands.arguments import non_negative_int, positive_seconds
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export.add_argument("--since", type=non_negative_int, default=0, metavar="POSITION", help="start after this position")
     export.add_argument("--until", type=non_negative_int, default=None, metavar="POSITION", help="stop at this position")
     export.add_argument("--follow", action="store_true", help="keep writing new events until Ctrl-C / SIGTERM")
-    export.add_argument("--interval", type=positive_float, default=0.5, help="seconds between polls with --follow")
+    export.add_argument("--interval", type=positive_seconds, default=0.5, help="seconds between polls with --follow")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     export.add_argument("--append", action="store_true", help="append to FILE (to resume an export with --since)")
     export.set_defaults(handler=run_export)

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from bulkorder.analysis import Analyst, Report
-from bulkorder.commands.arguments import non_negative_int, positive_float
+from bulkorder.commands.arguments import non_negative_int, positive_seconds
 from bulkorder.commands.output import money, print_json
 from bulkorder.settings import Settings
 from storage.projections import RunResult
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     project = sub.add_parser("project", help="bring the analysts' read models up to date with the event log")
     project.add_argument("--follow", action="store_true", help="keep them up to date until Ctrl-C / SIGTERM")
     project.add_argument("--rebuild", action="store_true", help="empty the read models and rebuild them from the start")
-    project.add_argument("--interval", type=positive_float, default=0.5, help="seconds between polls with --follow")
+    project.add_argument("--interval", type=positive_seconds, default=0.5, help="seconds between polls with --follow")
     project.set_defaults(handler=run_project)
 
     report = sub.add_parser("report", help="order summaries and per-SKU quantities (as of the last `project`)")

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 
+from bulkorder.commands.arguments import positive_seconds
 from bulkorder.commands.output import positive_int, print_json
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings, SettingsError
@@ -29,20 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     relay.add_argument("--name", default="default", help="position name (one per relay deployment)")
     relay.add_argument("--page-size", type=positive_int, default=500, help="events read per page (default 500)")
     relay.add_argument(
-        "--poll-interval", type=_positive_seconds, default=0.5, help="seconds between polls when caught up (default 0.5)"
+        "--poll-interval", type=positive_seconds, default=0.5, help="seconds between polls when caught up (default 0.5)"
     )
     relay.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     relay.set_defaults(handler=run_relay)
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
 
 
 async def run_relay(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import signal
 
 from bulkorder.codec_server import CodecServer
+from bulkorder.commands.arguments import port_number
 from bulkorder.commands.codec_server import configured_codec_server
 from bulkorder.embedded import EmbeddedTemporal, clear_dev_state, running_dev_address, write_dev_state
 from bulkorder.runtime import open_runtime
@@ -15,13 +16,13 @@ from bulkorder.settings import Settings
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dev = sub.add_parser("dev", help="run the embedded stack in the foreground: Temporal dev server + worker")
-    dev.add_argument("--port", type=int, default=7233, help="Temporal gRPC port (default 7233)")
+    dev.add_argument("--port", type=port_number, default=7233, help="Temporal gRPC port (default 7233)")
     dev.add_argument(
-        "--ui-port", type=int, default=None,
+        "--ui-port", type=port_number, default=None,
         help="also serve the Temporal Web UI on this port, with a codec server so it shows claim-checked payloads",
     )
     dev.add_argument(
-        "--codec-port", type=int, default=0,
+        "--codec-port", type=port_number, default=0,
         help="port of the Web UI's codec server (default: a free one; only with --ui-port)",
     )
     dev.set_defaults(handler=run_dev)

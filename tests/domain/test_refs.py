@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from domain.refs import BatchRef, InvalidRefError, check_batch_ref
+from domain.refs import BatchRef, InvalidRefError, check_batch_ref, check_batch_refs
 
 
 def ref(**changes: object) -> BatchRef:
@@ -48,3 +48,10 @@ def test_malformed_refs_are_refused(changes: dict[str, object], message: str) ->
 def test_wrong_fields_in_a_dict_are_refused() -> None:
     with pytest.raises(InvalidRefError, match="wrong fields"):
         BatchRef.from_dict({"batch_id": "x"})
+
+
+def test_a_list_of_refs_names_the_position_of_the_first_bad_one() -> None:
+    good = [ref(batch_id=f"b-{index}") for index in range(3)]
+    assert check_batch_refs(iter(good)) == good
+    with pytest.raises(InvalidRefError, match=r"^batch ref #2: batch b-bad: sha256 must be"):
+        check_batch_refs([*good[:2], ref(batch_id="b-bad", sha256="nope")])
