@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-10m faults clean
+.PHONY: install demo test bench bench-10m faults fuzz clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench-10m: $(INSTALLED)
 # case prints one FAULT line. `make test` runs the same cases reduced. See docs/consistency.md.
 faults: $(INSTALLED)
 	BULKORDER_FAULT_SCALE=full $(PY) -m pytest tests/faults -q
+
+# Every fuzz target for minutes (BULKORDER_FUZZ_EXAMPLES examples each); `make test` runs
+# them briefly. Crashes are kept in .hypothesis/ and replayed first. See docs/security.md.
+fuzz: $(INSTALLED)
+	BULKORDER_FUZZ=1 $(PY) -m pytest tests/fuzz -q -p no:randomly
 
 clean:
 	rm -rf $(VENV) .bulkorder .pytest_cache

@@ -29,6 +29,13 @@ ATTRIBUTE_TEXT_MAX_LENGTH = 4096
 #: Whole-number attributes are 64-bit: what batches (msgpack) and most consumers can hold.
 ATTRIBUTE_INT_MIN = -(2**63)
 ATTRIBUTE_INT_MAX = 2**63 - 1
+#: Money and quantity sums every encoding and column holds (msgpack, SQLite and PostgreSQL
+#: integers are 64-bit, about 9.22e18). One item's quantity x unit amount, and every sum of
+#: them (a batch's and an order's per-currency totals, so per-SKU sums too) stay at or below
+#: these; what would pass them is refused when it is added, naming the item or batch.
+MAX_LINE_TOTAL = 10**18
+MAX_ORDER_TOTAL = 10**18
+MAX_ORDER_QUANTITY = 10**18
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
