@@ -37,7 +37,7 @@ faults: $(INSTALLED)
 # Every fuzz target for minutes (BULKORDER_FUZZ_EXAMPLES examples each); `make test` runs
 # them briefly. Crashes are kept in .hypothesis/ and replayed first. See docs/security.md.
 fuzz: $(INSTALLED)
-	BULKORDER_FUZZ=1 $(PY) -m pytest tests/fuzz -q -p no:randomly
+	BULKORDER_FUZZ=1 $(PY) -m pytest tests/fuzz -q
 
 clean:
 	rm -rf $(VENV) .bulkorder .pytest_cache
