@@ -115,7 +115,8 @@ async def open_runtime(settings: Settings, *, embedded: bool = False) -> AsyncIt
     try:
         client = await connect(settings, address)
         blobs = settings.blob_store.open()
-        runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=BatchStore(blobs))
+        batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home))
+        runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=batches)
         try:
             yield runtime
         finally:

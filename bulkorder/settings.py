@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from bulkorder.seals import SealSettings
 from storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from storage.config import BlobStoreConfig, EventStoreConfig
 from workflows.messages import OrderLimits
@@ -34,6 +35,7 @@ _LIMIT_VARIABLES = {
     "BULKORDER_MAX_REFS_PER_RECORD": "max_refs_per_record",
     "BULKORDER_MAX_CARRIED_REFS": "max_carried_refs",
     "BULKORDER_FULFILLMENT_CONCURRENCY": "fulfillment_concurrency",
+    "BULKORDER_FAILED_HOLD_SECONDS": "failed_hold_seconds",
 }
 
 
@@ -70,6 +72,8 @@ class Settings:
     limits: OrderLimits
     batch_size: int
     claim_check: ClaimCheckSettings = field(default_factory=ClaimCheckSettings)
+    #: The ref-seal secret (bulkorder.seals); never shown.
+    seal: SealSettings = field(default_factory=SealSettings, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +88,7 @@ class Settings:
             limits=_limits(env),
             batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
             claim_check=_claim_check_settings(env),
+            seal=_seal_settings(env),
         )
 
     def with_limits(self, **changes: int) -> Settings:
@@ -163,6 +168,13 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
         codec_server_token=env.get("BULKORDER_CODEC_SERVER_TOKEN") or None,
         codec_server_cors_origins=origins,
     )
+
+
+def _seal_settings(env: Mapping[str, str]) -> SealSettings:
+    try:
+        return SealSettings.from_env(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -15,9 +15,9 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
-from domain.errors import OrderConflictError, OrderNotFoundError
+from domain.errors import OrderConflictError, OrderLimitError, OrderNotFoundError
 from domain.identifiers import aggregate_id_for
-from domain.order import Order
+from domain.order import REJECTED_ORDER_LIMIT, Order
 from domain.refs import BatchRef, ReportRef
 from domain.summary import OrderChange, OrderSummary, RecordOutcome
 
@@ -100,14 +100,21 @@ class Orders(Application[UUID]):
         applied: list[str] = []
         duplicates: list[str] = []
         for batch in change.batches:
-            (applied if order.add_batch(batch, via_outbox=change.via_outbox) else duplicates).append(batch.batch_id)
+            try:
+                added = order.add_batch(batch, via_outbox=change.via_outbox)
+            except OrderLimitError as exc:
+                order.reject_batch(batch.batch_id, str(exc), batch.key, code=REJECTED_ORDER_LIMIT)
+                continue
+            (applied if added else duplicates).append(batch.batch_id)
         for rejection in change.rejections:
             if rejection.at_fulfillment:
                 order.reject_unfulfillable_batch(
                     rejection.batch_id, rejection.reason, rejection.key, rejection.item_count
                 )
             else:
-                order.reject_batch(rejection.batch_id, rejection.reason, rejection.key)
+                order.reject_batch(rejection.batch_id, rejection.reason, rejection.key, code=rejection.code)
+        if change.retry_fulfillment is not None:
+            order.retry_fulfillment(change.retry_fulfillment)
         if change.cancel_reason is not None:
             order.cancel(change.cancel_reason, via_outbox=change.via_outbox)
         if change.submit:

@@ -32,3 +32,8 @@ class EmptyOrderError(OrderError):
     def __init__(self, order_id: str):
         self.order_id = order_id
         super().__init__(f"order {order_id!r} has no items to submit")
+
+
+class OrderLimitError(OrderError):
+    """A batch would take the order's quantity or a per-currency total past the order
+    bounds (``domain.limits``): recorded as a rejection, never as counters."""

@@ -125,7 +125,7 @@ def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[Even
             detail = event.reason
         elif isinstance(event, Order.FulfillmentCompleted):
             detail = f"report {event.report.key} ({event.report.item_count} items, {event.report.sku_count} SKUs)"
-        elif isinstance(event, Order.FulfillmentFailed):
+        elif isinstance(event, (Order.FulfillmentFailed, Order.FulfillmentRetried)):
             detail = event.reason
         item_count += items
         yield EventRecord(

@@ -15,6 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
+from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
+
 # The rules, as values: the pydantic types below and the importer's fast decoder
 # (workflows.importer.fast_items) are both built from these.
 MAX_ATTRIBUTES = 500
@@ -29,13 +31,6 @@ ATTRIBUTE_TEXT_MAX_LENGTH = 4096
 #: Whole-number attributes are 64-bit: what batches (msgpack) and most consumers can hold.
 ATTRIBUTE_INT_MIN = -(2**63)
 ATTRIBUTE_INT_MAX = 2**63 - 1
-#: Money and quantity sums every encoding and column holds (msgpack, SQLite and PostgreSQL
-#: integers are 64-bit, about 9.22e18). One item's quantity x unit amount, and every sum of
-#: them (a batch's and an order's per-currency totals, so per-SKU sums too) stay at or below
-#: these; what would pass them is refused when it is added, naming the item or batch.
-MAX_LINE_TOTAL = 10**18
-MAX_ORDER_TOTAL = 10**18
-MAX_ORDER_QUANTITY = 10**18
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
@@ -198,6 +193,18 @@ def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[di
         problems = [(f"{where}[{loc[0]}]", _field_path(loc[1:]), message) for loc, message in _errors(exc, 1)]
         raise ItemValidationError(problems) from None
     return values
+
+
+def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
+    """Refuse (:class:`ItemValidationError` naming ``where``) a batch whose quantity or a
+    per-currency total passes the order bounds: no order could hold it."""
+    if quantity > MAX_ORDER_QUANTITY:
+        raise ItemValidationError([(where, "quantity", f"the items' quantities add up to {quantity}, above the limit of {MAX_ORDER_QUANTITY}")])
+    for currency, total in totals.items():
+        if total > MAX_ORDER_TOTAL:
+            raise ItemValidationError(
+                [(where, "unit_price", f"the {currency} line totals add up to {total} minor units, above the limit of {MAX_ORDER_TOTAL}")]
+            )
 
 
 def item_from_dict(item: Mapping[str, Any]) -> Item:

@@ -19,18 +19,21 @@ from datetime import datetime
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import OrderClosedError, OrderConflictError
+from domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
 from domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
-from domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref
-from domain.summary import OrderStatus, OrderSummary
-
-
-#: ``BatchRejected.code`` values: why a batch was refused, for counting without parsing text.
-REJECTED_ORDER_CLOSED = "order_closed"
-REJECTED_INVALID_REF = "invalid_ref"
-REJECTED_OTHER = "other"
-#: A batch the order had added that fulfillment could not read (``at_fulfillment``).
-REJECTED_UNREADABLE = "unreadable"
+from domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref, totals_over_limit
+from domain.summary import (  # noqa: F401 - the codes are part of this module's API
+    REJECTED_INVALID_REF,
+    REJECTED_ORDER_CLOSED,
+    REJECTED_ORDER_LIMIT,
+    REJECTED_OTHER,
+    REJECTED_UNPROVEN,
+    REJECTED_UNREADABLE,
+    REJECTED_UNRECORDABLE,
+    REJECTION_CODES,
+    OrderStatus,
+    OrderSummary,
+)
 
 
 def _not_via_outbox(state: dict[str, object]) -> None:
@@ -122,7 +125,8 @@ class Order(Aggregate):
             order.closed_at = self.timestamp
 
     class FulfillmentFailed(Aggregate.Event):
-        """Fulfillment hit an error retrying cannot fix; the workflow failed with it."""
+        """Fulfillment hit an error retrying cannot fix. The order waits for an operator:
+        ``FulfillmentRetried`` or ``Cancelled`` (workflows from before that patch failed)."""
 
         class_version = 1
         reason: str
@@ -131,6 +135,22 @@ class Order(Aggregate):
             order.status = OrderStatus.FAILED
             order.failure_reason = self.reason
             order.closed_at = self.timestamp
+
+    class FulfillmentRetried(Aggregate.Event):
+        """An operator retried a failed fulfillment (the cause fixed): the order is
+        submitted again, and the batches fulfillment could not read are read again."""
+
+        class_version = 1
+        reason: str
+
+        def apply(self, order: Order) -> None:
+            order.status = OrderStatus.SUBMITTED
+            order.failure_reason = None
+            order.closed_at = None
+            order.fulfillment_retries += 1
+            for batch_id in [b for b in order.rejected_batch_ids if b in order.batch_ids]:
+                del order.rejected_batch_ids[batch_id]
+            order.rejected_items = 0
 
     class Cancelled(Aggregate.Event):
         """v2 added ``via_outbox``."""
@@ -150,6 +170,7 @@ class Order(Aggregate):
     via_outbox: bool = False
     rejected_items: int = 0
     failure_reason: str | None = None
+    fulfillment_retries: int = 0
 
     def __init__(self, order_id: str, customer_id: str, via_outbox: bool = False) -> None:
         self.order_id = order_id
@@ -182,20 +203,30 @@ class Order(Aggregate):
     # because the activity that calls them may run more than once.
 
     def add_batch(self, batch: BatchRef, *, via_outbox: bool = False) -> bool:
-        """Add one batch; return ``False`` if this batch ID was applied before."""
+        """Add one batch; return ``False`` if this batch ID was applied before.
+
+        Raises :class:`OrderLimitError` if the batch would take the order's quantity or
+        a total past the order bounds (``domain.limits``): the caller records it rejected.
+        """
         if batch.batch_id in self.batch_ids:
             return False
         if self.status != OrderStatus.OPEN:
             raise OrderClosedError(self.order_id, self.status, f"add batch {batch.batch_id!r}")
-        self.trigger_event(self.ItemsAdded, batch=check_batch_ref(batch), via_outbox=via_outbox)
+        check_batch_ref(batch)
+        over = totals_over_limit(self.quantity, self.totals, batch.quantity, batch.totals)
+        if over is not None:
+            raise OrderLimitError(f"order {self.order_id!r}: batch {batch.batch_id!r} refused: {over}")
+        self.trigger_event(self.ItemsAdded, batch=batch, via_outbox=via_outbox)
         return True
 
-    def reject_batch(self, batch_id: str, reason: str, key: str = "") -> bool:
-        """Record that a batch was refused; ``False`` if already recorded or applied."""
+    def reject_batch(self, batch_id: str, reason: str, key: str = "", code: str = "") -> bool:
+        """Record that a batch was refused; ``False`` if already recorded or applied.
+        ``code`` says why (``REJECTED_*``); without one, the reason's wording decides."""
         if batch_id in self.rejected_batch_ids or batch_id in self.batch_ids:
             return False
         reason = reason[:2000]
-        self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason, key=key, code=rejection_code(reason))
+        code = code if code in REJECTION_CODES else rejection_code(reason)
+        self.trigger_event(self.BatchRejected, batch_id=batch_id, reason=reason, key=key[:512], code=code)
         return True
 
     def reject_unfulfillable_batch(self, batch_id: str, reason: str, key: str, item_count: int) -> bool:
@@ -245,10 +276,20 @@ class Order(Aggregate):
         self.trigger_event(self.FulfillmentFailed, reason=reason[:2000])
         return True
 
+    def retry_fulfillment(self, reason: str) -> bool:
+        """Submit a failed order again; ``False`` if it is already submitted again."""
+        if self.status == OrderStatus.SUBMITTED:
+            return False
+        if self.status != OrderStatus.FAILED:
+            raise OrderClosedError(self.order_id, self.status, "retry fulfillment")
+        self.trigger_event(self.FulfillmentRetried, reason=(reason or "retried")[:2000])
+        return True
+
     def cancel(self, reason: str, *, via_outbox: bool = False) -> bool:
+        """Cancel an open order, or a failed one an operator gives up on."""
         if self.status == OrderStatus.CANCELLED:
             return False
-        if self.status != OrderStatus.OPEN:
+        if self.status not in (OrderStatus.OPEN, OrderStatus.FAILED):
             raise OrderClosedError(self.order_id, self.status, "cancel")
         self.trigger_event(self.Cancelled, reason=reason[:2000], via_outbox=via_outbox)
         return True
@@ -270,4 +311,5 @@ class Order(Aggregate):
             rejected_items=self.rejected_items,
             version=self.version,
             report=self.report,
+            failure_reason=self.failure_reason,
         )

@@ -91,6 +91,8 @@ def project_summary(row: OrderSummaryRow | None, event: Any) -> OrderSummaryRow:
         new.status, new.cancelled_at = OrderStatus.CANCELLED, event.timestamp
     elif isinstance(event, Order.FulfillmentFailed):
         new.status = OrderStatus.FAILED
+    elif isinstance(event, Order.FulfillmentRetried):
+        new.status = OrderStatus.SUBMITTED
     return new
 
 

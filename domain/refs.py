@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
 from domain.identifiers import InvalidIdentifierError, check_batch_id
+from domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 
 #: The batch encoding this version of bulkorder writes and reads.
 BATCH_ENCODING = "msgpack+zstd"
@@ -22,6 +23,8 @@ SUPPORTED_BATCH_FORMATS: frozenset[tuple[str, int]] = frozenset({(BATCH_ENCODING
 #: Upper bounds a ref must respect; a batch beyond these is a bug or an attack.
 MAX_BATCH_ITEMS = 1_000_000
 MAX_BATCH_BYTES = 1 << 30
+#: Every batch lives under exactly ``batches/<first two hex digits>/<sha-256>``.
+BATCH_KEY_PREFIX = "batches"
 
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
@@ -46,6 +49,10 @@ class BatchRef:
     totals: dict[str, int] = field(default_factory=dict)
     encoding: str = BATCH_ENCODING
     format_version: int = BATCH_FORMAT_VERSION
+    #: The writer's seal over every other field (``domain.seal``): proves that bulkorder's
+    #: own writer counted this content. Empty on refs from before seals, or from writers
+    #: without the deployment's secret: their claims are then checked against the blob.
+    seal: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +82,7 @@ class ReportRef:
 
 
 def check_key(key: object, *, where: str = "key") -> str:
-    if not isinstance(key, str) or len(key) > 512 or not _KEY_PATTERN.match(key) or ".." in key:
+    if not isinstance(key, str) or len(key) > 512 or not _KEY_PATTERN.fullmatch(key) or ".." in key:
         raise InvalidRefError(
             f"{where} {key!r} is not a valid blob key (lower-case path segments of "
             "a-z 0-9 . _ -, no '..', at most 512 characters)"
@@ -91,11 +98,20 @@ def _check_count(value: object, name: str, where: str, low: int, high: int) -> N
 def _check_totals(totals: object, where: str) -> None:
     if not isinstance(totals, dict):
         raise InvalidRefError(f"{where}: totals must be a mapping of currency to minor units")
+    if len(totals) > 200:
+        raise InvalidRefError(f"{where}: totals names {len(totals)} currencies, at most 200")
     for currency, amount in totals.items():
-        if not isinstance(currency, str) or not _CURRENCY_PATTERN.match(currency):
+        if not isinstance(currency, str) or not _CURRENCY_PATTERN.fullmatch(currency):
             raise InvalidRefError(f"{where}: totals has an invalid currency code {currency!r}")
-        if type(amount) is not int or amount < 0:
-            raise InvalidRefError(f"{where}: totals[{currency}] must be a non-negative integer")
+        if type(amount) is not int or not 0 <= amount <= MAX_ORDER_TOTAL:
+            raise InvalidRefError(
+                f"{where}: totals[{currency}] must be an integer from 0 to {MAX_ORDER_TOTAL}, got {amount!r}"
+            )
+
+
+def batch_key(sha256: str) -> str:
+    """The one key a batch with this sha-256 may live under: ``batches/ab/ab12...``."""
+    return f"{BATCH_KEY_PREFIX}/{sha256[:2]}/{sha256}"
 
 
 def check_batch_ref(ref: object) -> BatchRef:
@@ -112,18 +128,28 @@ def check_batch_ref(ref: object) -> BatchRef:
         raise InvalidRefError(str(exc)) from None
     where = f"batch {ref.batch_id}"
     check_key(ref.key, where=f"{where}: key")
-    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.match(ref.sha256):
+    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.fullmatch(ref.sha256):
         raise InvalidRefError(f"{where}: sha256 must be 64 lower-case hex digits, got {ref.sha256!r}")
-    if not ref.key.endswith(ref.sha256):
-        raise InvalidRefError(f"{where}: key {ref.key!r} does not end with its sha256 {ref.sha256}")
+    if ref.key != batch_key(ref.sha256):
+        # Exactly the content key, not one that merely ends with the hash: readers check
+        # the bytes against ``sha256``, and nothing else may live under a batch's name.
+        raise InvalidRefError(
+            f"{where}: key {ref.key!r} is not the content key of its sha256 (expected {batch_key(ref.sha256)!r})"
+        )
     _check_count(ref.size, "size", where, 1, MAX_BATCH_BYTES)
     _check_count(ref.item_count, "item_count", where, 1, MAX_BATCH_ITEMS)
-    _check_count(ref.quantity, "quantity", where, ref.item_count, 1 << 62)
+    _check_count(ref.quantity, "quantity", where, ref.item_count, MAX_ORDER_QUANTITY)
     _check_totals(ref.totals, where)
+    if not ref.totals:
+        raise InvalidRefError(f"{where}: totals must name at least one currency (every item has a price)")
+    if len(ref.totals) > ref.item_count:
+        raise InvalidRefError(f"{where}: totals name {len(ref.totals)} currencies for {ref.item_count} items")
     if (ref.encoding, ref.format_version) not in SUPPORTED_BATCH_FORMATS:
         raise InvalidRefError(
             f"{where}: unsupported encoding {ref.encoding!r} version {ref.format_version!r}"
         )
+    if not isinstance(ref.seal, str) or len(ref.seal) > 200:
+        raise InvalidRefError(f"{where}: seal must be a string of at most 200 characters")
     return ref
 
 
@@ -143,10 +169,26 @@ def check_report_ref(ref: object) -> ReportRef:
     if not isinstance(ref, ReportRef):
         raise InvalidRefError(f"expected a ReportRef, got {type(ref).__name__}")
     check_key(ref.key, where="report key")
-    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.match(ref.sha256):
+    if not isinstance(ref.sha256, str) or not _SHA256_PATTERN.fullmatch(ref.sha256):
         raise InvalidRefError(f"report: sha256 must be 64 lower-case hex digits, got {ref.sha256!r}")
+    if not ref.key.endswith("/" + ref.sha256):
+        raise InvalidRefError(f"report: key {ref.key!r} is not the content key of its sha256")
     _check_totals(ref.totals, "report")
     return ref
+
+
+def totals_over_limit(
+    quantity: int, totals: Mapping[str, int], more_quantity: int = 0, more: Mapping[str, int] | None = None
+) -> str | None:
+    """Why adding ``more_quantity``/``more`` to ``quantity``/``totals`` would pass the order
+    bounds (``MAX_ORDER_QUANTITY``, ``MAX_ORDER_TOTAL`` per currency), else ``None``."""
+    if quantity + more_quantity > MAX_ORDER_QUANTITY:
+        return f"the order's quantity would be {quantity + more_quantity}, above the limit of {MAX_ORDER_QUANTITY}"
+    for currency, amount in (more or {}).items():
+        total = totals.get(currency, 0) + amount
+        if total > MAX_ORDER_TOTAL:
+            return f"the order's {currency} total would be {total} minor units, above the limit of {MAX_ORDER_TOTAL}"
+    return None
 
 
 def add_totals(into: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:

@@ -44,9 +44,29 @@ class OrderSummary:
     #: Batches the workflow accepted that are not yet in the event store (see counters).
     pending_batches: int = 0
     report: ReportRef | None = None
+    #: Why fulfillment failed (status "failed": the order waits for ``retry`` or ``cancel``).
+    failure_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: ``BatchRejected.code`` values: why a batch was refused, for counting without parsing text.
+REJECTED_ORDER_CLOSED = "order_closed"
+REJECTED_INVALID_REF = "invalid_ref"
+REJECTED_OTHER = "other"
+#: A batch the order had added that fulfillment could not read (``at_fulfillment``).
+REJECTED_UNREADABLE = "unreadable"
+#: A ref whose claims (items, quantity, totals) were neither sealed nor borne out by its blob.
+REJECTED_UNPROVEN = "unproven"
+#: A batch that would take the order's quantity or a total past the order bounds.
+REJECTED_ORDER_LIMIT = "order_limit"
+#: A batch the event store could not record for a reason no retry fixes.
+REJECTED_UNRECORDABLE = "unrecordable"
+REJECTION_CODES = frozenset(
+    {REJECTED_ORDER_CLOSED, REJECTED_INVALID_REF, REJECTED_OTHER, REJECTED_UNREADABLE, REJECTED_UNPROVEN,
+     REJECTED_ORDER_LIMIT, REJECTED_UNRECORDABLE}
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,9 @@ class Rejection:
     #: An added batch that fulfillment could not read, and how many items it held.
     at_fulfillment: bool = False
     item_count: int = 0
+    #: Why, for counting without parsing text (``domain.order.REJECTED_*``); empty on
+    #: rejections made before codes travelled with them (the reason's wording decides).
+    code: str = ""
 
 
 @dataclass
@@ -79,6 +102,8 @@ class OrderChange:
     report: ReportRef | None = None
     #: Fulfillment failed for good: close the order as failed with this reason.
     fulfillment_failure: str | None = None
+    #: An operator retries the fulfillment of a failed order (after fixing the cause).
+    retry_fulfillment: str | None = None
     #: Recorded by a DB-first service: the relay forwards these events to the workflow.
     via_outbox: bool = False
 

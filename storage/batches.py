@@ -12,9 +12,11 @@ from typing import Any, Mapping, Sequence
 
 from domain.identifiers import check_batch_id
 from domain.items import Item, item_from_dict
-from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BatchRef, check_batch_ref
+from domain.items import check_batch_sums
+from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
+from domain.seal import RefSealer
 from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
-from storage.blob_store import BlobStore, content_key, sha256_hex, validate_key
+from storage.blob_store import BlobStore, content_key, sha256_hex
 from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
@@ -34,20 +36,36 @@ def batch_counters(items: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, i
     return quantity, totals
 
 
+def checked_batch_counters(items: Sequence[Mapping[str, Any]], where: str) -> tuple[int, dict[str, int]]:
+    """:func:`batch_counters`, refused (ItemValidationError naming ``where``) when a sum
+    passes the order bounds: no batch can carry counters an order could not hold."""
+    quantity, totals = batch_counters(items)
+    check_batch_sums(quantity, totals, where)
+    return quantity, totals
+
+
 class BatchStore:
     """Writes item batches as content-addressed blobs and reads them back, checked.
 
-    ``key_prefix`` is the first part of every batch key (``batches/ab/ab12...``);
-    ``level`` is the zstd compression level.
+    Every batch lives under its content key (``batches/ab/ab12...``, see
+    :func:`domain.refs.batch_key`); ``level`` is the zstd compression level. With a
+    ``sealer`` (the deployment's secret), the refs it makes are sealed: the worker then
+    believes their counters without reading the blob again (``storage.ref_proof``).
     """
 
-    def __init__(self, blobs: BlobStore, *, key_prefix: str = "batches", level: int = DEFAULT_LEVEL) -> None:
+    key_prefix = BATCH_KEY_PREFIX
+
+    def __init__(self, blobs: BlobStore, *, level: int = DEFAULT_LEVEL, sealer: RefSealer | None = None) -> None:
         self.blobs = blobs
-        self.key_prefix = validate_key(key_prefix)
         self.level = level
+        self.sealer = sealer
 
     def __repr__(self) -> str:
-        return f"BatchStore({self.blobs!r}, key_prefix={self.key_prefix!r})"
+        return f"BatchStore({self.blobs!r}, sealed={self.sealer is not None})"
+
+    def seal(self, ref: BatchRef) -> BatchRef:
+        """``ref`` sealed with this store's secret (unchanged without one)."""
+        return ref if self.sealer is None else self.sealer.seal(ref)
 
     def encode(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> tuple[BatchRef, bytes]:
         """Encode ``items`` (already validated) into a batch: its ref and its bytes.
@@ -60,7 +78,7 @@ class BatchStore:
             check_batch_id(batch_id)
         if not items:
             raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
-        quantity, totals = batch_counters(items)
+        quantity, totals = checked_batch_counters(items, f"batch {batch_id or '(unnamed)'}")
         return self._ref(encode_batch(items, level=self.level), len(items), quantity, totals, batch_id)
 
     def encode_packed(
@@ -72,6 +90,7 @@ class BatchStore:
             check_batch_id(batch_id)
         if item_count <= 0:
             raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
+        check_batch_sums(quantity, totals, f"batch {batch_id or '(unnamed)'}")
         return self._ref(frame_batch(raw, item_count, level=self.level), item_count, quantity, totals, batch_id)
 
     def _ref(
@@ -80,7 +99,7 @@ class BatchStore:
         sha256 = sha256_hex(data)
         ref = BatchRef(
             batch_id=batch_id if batch_id is not None else CONTENT_BATCH_ID_PREFIX + sha256[:32],
-            key=content_key(sha256, self.key_prefix),
+            key=content_key(sha256, BATCH_KEY_PREFIX),
             sha256=sha256,
             size=len(data),
             item_count=item_count,
@@ -89,7 +108,7 @@ class BatchStore:
             encoding=BATCH_ENCODING,
             format_version=BATCH_FORMAT_VERSION,
         )
-        return check_batch_ref(ref), data
+        return self.seal(check_batch_ref(ref)), data
 
     def put_encoded(self, ref: BatchRef, data: bytes) -> None:
         """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``."""

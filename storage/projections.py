@@ -35,7 +35,7 @@ from storage.views import ViewMovedError
 
 _ORDER_EVENTS = (
     Order.Created, Order.ItemsAdded, Order.BatchRejected, Order.Submitted, Order.FulfillmentCompleted, Order.Cancelled,
-    Order.FulfillmentFailed,
+    Order.FulfillmentFailed, Order.FulfillmentRetried,
 )
 TView = TypeVar("TView", bound=TrackingRecorder)
 EventAndTracking = tuple[Any, Tracking]

@@ -9,16 +9,18 @@ activities only read, and write their report under a content-addressed key.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from domain.application import Orders
-from domain.errors import OrderClosedError, OrderConflictError, OrderNotFoundError
-from domain.refs import InvalidRefError, ReportRef
-from domain.summary import OrderChange, RecordOutcome
+from domain.order import REJECTED_UNPROVEN
+from domain.refs import ReportRef
+from domain.summary import OrderChange, RecordOutcome, Rejection
 from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
-from workflows.fulfillment import FulfillmentMismatch, build_report, fulfill
+from storage.ref_proof import RefProver
+from workflows.activity_errors import classified_failures
+from workflows.fulfillment import build_report, fulfill
 from workflows.messages import (
     FULFILL_ACTIVITY,
     FULFILL_CHECKED_ACTIVITY,
@@ -27,35 +29,44 @@ from workflows.messages import (
     FulfillRequest,
 )
 
-# Errors retrying cannot fix become non-retryable ApplicationErrors typed by class name,
-# so the workflow can tell them apart (see _PERMANENT_RECORD_ERRORS there).
-_PERMANENT = (
-    OrderConflictError,
-    OrderClosedError,
-    OrderNotFoundError,
-    InvalidRefError,
-    BlobNotFoundError,
-    BlobIntegrityError,
-    BatchFormatError,
-    FulfillmentMismatch,
-)
-
 
 class OrderActivities:
-    """Holds the event store and the blob store a worker shares between activity calls."""
+    """Holds the event store and the blob store a worker shares between activity calls.
+
+    Refs are proven before they are recorded (``storage.ref_proof``): sealed by this
+    deployment's writer, or borne out by their blob. An unproven ref is recorded as a
+    ``BatchRejected`` with the reason instead of its claims.
+    """
 
     def __init__(self, orders: Orders, batches: BatchStore) -> None:
         self.orders = orders
         self.batches = batches
+        self.prover = RefProver(batches, batches.sealer)
 
     @activity.defn(name=RECORD_ACTIVITY)
     def record_order_change(self, change: OrderChange) -> RecordOutcome:
-        with _permanent_errors_as_application_errors():
-            return self.orders.record(change)
+        with classified_failures("recording"):
+            return self.orders.record(self.proven(change))
+
+    def proven(self, change: OrderChange) -> OrderChange:
+        """``change`` with every unproven batch moved to its rejections."""
+        if not change.batches:
+            return change
+        batches = []
+        rejections = list(change.rejections)
+        for ref in change.batches:
+            reason = self.prover.refusal(ref)
+            if reason is None:
+                batches.append(ref)
+            else:
+                rejections.append(Rejection(batch_id=ref.batch_id, reason=reason, key=ref.key, code=REJECTED_UNPROVEN))
+        if len(batches) == len(change.batches):
+            return change
+        return replace(change, batches=batches, rejections=rejections)
 
     @activity.defn(name=FULFILL_ACTIVITY)
     def fulfill_order(self, request: FulfillRequest) -> ReportRef:
-        with _permanent_errors_as_application_errors():
+        with classified_failures("fulfillment"):
             return build_report(
                 orders=self.orders,
                 batches=self.batches,
@@ -65,7 +76,7 @@ class OrderActivities:
 
     @activity.defn(name=FULFILL_CHECKED_ACTIVITY)
     def fulfill_order_checked(self, request: FulfillRequest) -> FulfillmentResult:
-        with _permanent_errors_as_application_errors():
+        with classified_failures("fulfillment"):
             return fulfill(
                 orders=self.orders,
                 batches=self.batches,
@@ -75,13 +86,3 @@ class OrderActivities:
 
     def all(self) -> list[object]:
         return [self.record_order_change, self.fulfill_order, self.fulfill_order_checked]
-
-
-class _permanent_errors_as_application_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is not None and isinstance(exc, _PERMANENT):
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
-        return False

@@ -30,11 +30,11 @@ from domain.errors import OrderNotFoundError
 from domain.identifiers import check_customer_id, check_order_id, workflow_id_for
 from domain.items import validate_item_dicts
 from domain.refs import BatchRef, check_batch_refs
-from domain.summary import OrderSummary
+from domain.summary import OrderStatus, OrderSummary
 from storage.batches import BatchStore
 from workflows.errors import OrderRefusedError, refusal_from
 from workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
-from workflows.order_workflow import ORDER_EXISTS, OrderWorkflow
+from workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
 
 T = TypeVar("T")
 
@@ -185,6 +185,12 @@ class OrderClient:
         handle = self.handle(order_id)
         return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.cancel, reason))
 
+    async def retry_fulfillment(self, order_id: str, reason: str) -> OrderSummary:
+        """Fulfill a failed order again, once its cause is fixed; returns when the retry is
+        recorded (status "submitted"). Refused (``OrderClosed``) unless the order failed."""
+        handle = self.handle(order_id)
+        return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.retry_fulfillment, reason))
+
     # ---- reads -------------------------------------------------------------------------
 
     async def summary(self, order_id: str) -> OrderSummary:
@@ -195,14 +201,31 @@ class OrderClient:
         handle = self.handle(order_id)
         return await self._call(order_id, lambda: handle.query(OrderWorkflow.stats))
 
-    async def wait_closed(self, order_id: str) -> OrderSummary:
-        """Wait for the order's workflow to complete (following continue-as-new)."""
+    async def wait_closed(self, order_id: str, *, poll_seconds: float = 0.5) -> OrderSummary:
+        """Wait until the order is settled: its workflow completed (following
+        continue-as-new), or its fulfillment failed. A failed order's workflow stays open,
+        waiting for an operator's ``retry_fulfillment`` or ``cancel``: that raises
+        :class:`OrderRefusedError` of type ``FulfillmentFailed`` with the reason, as a
+        workflow that ended failed does, instead of waiting for it to end."""
+        result = asyncio.ensure_future(self.handle(order_id).result())
         try:
-            return await self.handle(order_id).result()
+            while True:
+                done, _ = await asyncio.wait({result}, timeout=poll_seconds)
+                if done:
+                    return result.result()
+                summary = await self.summary(order_id)
+                if summary.status == OrderStatus.FAILED:
+                    raise OrderRefusedError(
+                        summary.failure_reason or f"order {order_id!r}: fulfillment failed",
+                        type=FULFILLMENT_FAILED,
+                        order_id=order_id,
+                    )
         except WorkflowFailureError as err:
             raise refusal_from(err, order_id) from None
         except RPCError as err:
             raise _translated(err, order_id) from None
+        finally:
+            result.cancel()
 
     async def run_histories(self, order_id: str) -> list[RunHistory]:
         """Every run of the order's workflow with its history size, read from Temporal."""
@@ -254,10 +277,11 @@ def _is_momentary(err: RPCError) -> bool:
 
 
 def _translated(err: RPCError, order_id: str) -> Exception:
+    # Checked first: Temporal answers NOT_FOUND for an update to a workflow that ended.
+    if "already completed" in str(err) or "already closed" in str(err):
+        return OrderRefusedError(f"order {order_id!r} is closed: {err.message}", type="OrderClosed", order_id=order_id)
     if err.status == RPCStatusCode.NOT_FOUND:
         return OrderNotFoundError(order_id)
-    if "already completed" in str(err) or "already closed" in str(err):
-        return OrderRefusedError(f"order {order_id!r} is closed: {err}", type="OrderClosed", order_id=order_id)
     return err
 
 

@@ -23,11 +23,13 @@ import msgpack
 import zstandard
 
 from domain.application import Orders
+from domain.items import ItemValidationError
 from domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals
 from domain.summary import Rejection
 from storage.blob_store import content_key
 from storage.batches import BatchStore
 from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.ref_proof import claims_mismatch
 from workflows.messages import FulfillmentResult, FulfillRequest
 
 REPORT_FORMAT = "bulkorder-fulfillment-report"
@@ -43,23 +45,17 @@ class FulfillmentMismatch(Exception):
     """The items read back do not add up to what the event store recorded."""
 
 
-def check_fulfillable(items: list[dict[str, Any]], where: str) -> None:
-    """Check the fields fulfillment sums, so a bad batch is rejected whole, never half
-    added. Items were fully validated when the batch was written; its hash proves the
-    bytes are those written, so this guards only against writers that skipped validation."""
-    for index, item in enumerate(items):
-        try:
-            quantity = item["quantity"]
-            price = item["unit_price"]
-            amount = price["amount"]
-            ok = (
-                type(quantity) is int and quantity >= 1 and type(amount) is int and amount >= 0
-                and type(item["sku"]) is str and type(price["currency"]) is str
-            )
-        except (KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise BatchFormatError(f"{where}: item {index} lacks a valid sku, quantity or unit_price")
+def check_fulfillable(ref: BatchRef, items: list[dict[str, Any]], where: str) -> None:
+    """Check what was read against what the ref (and so the event store) claims: item
+    count, quantity and totals, every counted field within the domain's bounds. A batch
+    whose content does not bear out its ref is rejected whole, never half added, never
+    fulfilled as claimed."""
+    try:
+        mismatch = claims_mismatch(ref, items)
+    except ItemValidationError as exc:
+        raise BatchFormatError(f"{where}: {exc}") from None
+    if mismatch is not None:
+        raise BatchFormatError(f"{where}: content does not match its ref: {mismatch}")
 
 
 class SkuTotals:
@@ -136,7 +132,7 @@ def fulfill(
 
 def _read_checked(batches: BatchStore, ref: BatchRef) -> list[dict[str, Any]]:
     items = batches.read(ref)
-    check_fulfillable(items, f"batch {ref.batch_id!r} ({ref.key})")
+    check_fulfillable(ref, items, f"batch {ref.batch_id!r} ({ref.key})")
     return items
 
 

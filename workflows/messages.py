@@ -18,6 +18,8 @@ FULFILL_CHECKED_ACTIVITY = "fulfill_order_checked"
 ADD_BATCHES = "add_batches"
 SUBMIT = "submit"
 CANCEL = "cancel"
+#: Update: fulfill a failed order again once its cause is fixed.
+RETRY_FULFILLMENT = "retry_fulfillment"
 
 #: Most refs one ``add_batches`` call may carry: keeps the call far below 2 MB.
 MAX_REFS_PER_CALL = 1_000
@@ -42,6 +44,9 @@ class OrderLimits:
     max_carried_refs: int = 1_000
     #: Batches the fulfillment step reads from the blob store at once.
     fulfillment_concurrency: int = 4
+    #: How long a failed order waits for an operator (``retry_fulfillment`` or
+    #: ``cancel``) before its workflow ends as failed; its record stays "failed".
+    failed_hold_seconds: int = 30 * 24 * 3600
 
 
 @dataclass

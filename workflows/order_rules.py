@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from domain.refs import BatchRef, InvalidRefError, check_batch_ref
+from domain.refs import BatchRef, InvalidRefError, check_batch_ref, totals_over_limit
 from workflows.messages import MAX_REFS_PER_CALL
 
 # Error types a caller can match on (ApplicationError.type).
@@ -23,6 +23,8 @@ ORDER_CLOSED = "OrderClosed"
 CREATE_REFUSED = "CreateRefused"
 FULFILLMENT_FAILED = "FulfillmentFailed"
 ORDER_IS_DB_FIRST = "OrderIsDbFirst"
+#: A batch would take the order's quantity or a total past the bounds in domain.limits.
+ORDER_LIMIT = "OrderLimitExceeded"
 
 # Errors from the event store that retrying cannot fix (see workflows.activities).
 PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
@@ -53,6 +55,38 @@ def check_refs(refs: list[BatchRef]) -> None:
             check_batch_ref(ref)
         except InvalidRefError as exc:
             raise ApplicationError(f"batch ref #{index}: {exc}", type=INVALID_REF) from None
+
+
+class ClaimedCounters:
+    """What the order's recorded and pending refs claim together, kept up to date as refs
+    come and go, so a handler checks the order bounds without summing every pending ref."""
+
+    def __init__(self, quantity: int = 0, totals: dict[str, int] | None = None) -> None:
+        self.quantity = quantity
+        self.totals = dict(totals or {})
+
+    def over_limit(self, refs: list[BatchRef]) -> str | None:
+        """Why adding ``refs`` would pass the order bounds, else ``None``."""
+        quantity, totals = self.quantity, dict(self.totals)
+        for ref in refs:
+            over = totals_over_limit(quantity, totals, ref.quantity, ref.totals)
+            if over is not None:
+                return f"batch {ref.batch_id!r}: {over}"
+            quantity += ref.quantity
+            for currency, amount in ref.totals.items():
+                totals[currency] = totals.get(currency, 0) + amount
+        return None
+
+    def add(self, ref: BatchRef, sign: int = 1) -> None:
+        self.quantity += sign * ref.quantity
+        for currency, amount in ref.totals.items():
+            self.totals[currency] = self.totals.get(currency, 0) + sign * amount
+
+
+def check_limits(claimed: ClaimedCounters, refs: list[BatchRef]) -> None:
+    over = claimed.over_limit(refs)
+    if over is not None:
+        raise ApplicationError(f"order limit: {over}", type=ORDER_LIMIT)
 
 
 def cause_message(err: ActivityError) -> str:

@@ -22,10 +22,21 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
     from domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
-    from domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome, Rejection
+    from domain.summary import (
+        REJECTED_INVALID_REF,
+        REJECTED_ORDER_CLOSED,
+        REJECTED_ORDER_LIMIT,
+        REJECTED_UNRECORDABLE,
+        OrderChange,
+        OrderStatus,
+        OrderSummary,
+        RecordOutcome,
+        Rejection,
+    )
     from workflows.fulfillment_steps import fulfill_v1, fulfill_v2
     from workflows.messages import (
         RECORD_ACTIVITY,
+        RETRY_FULFILLMENT,
         SUBMIT,
         AddBatchesResult,
         CreateRequest,
@@ -42,21 +53,32 @@ with workflow.unsafe.imports_passed_through():
         ORDER_CLOSED,
         ORDER_EXISTS,
         ORDER_IS_DB_FIRST,
+        ORDER_LIMIT,
         RECORD_RETRY,
         RECORD_TIMEOUT,
+        ClaimedCounters,
         cause_message,
+        check_limits,
         check_refs,
     )
 
 __all__ = [
     "CREATE_REFUSED", "FULFILLMENT_FAILED", "INVALID_ORDER", "INVALID_REF", "ORDER_CLOSED", "ORDER_EXISTS",
-    "ORDER_IS_DB_FIRST", "PATCH_RECORDED_FULFILLMENT", "OrderWorkflow",
+    "ORDER_IS_DB_FIRST", "ORDER_LIMIT", "PATCH_FULFILLMENT_RECOVERY", "PATCH_ORDER_LIMITS",
+    "PATCH_RECORDED_FULFILLMENT", "PATCH_UNRECORDABLE_BATCHES", "OrderWorkflow",
 ]
 
 #: Patch: fulfillment v2 (unreadable batches recorded as rejections; a failure recorded
 #: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
 #: "submitted" in the event store).
 PATCH_RECORDED_FULFILLMENT = "recorded-fulfillment-outcome"
+#: Patch: a signalled batch that would pass the order bounds is rejected (``order_limit``).
+PATCH_ORDER_LIMITS = "order-limits"
+#: Patch: batches the event store refuses for good are recorded as rejected, not fatal.
+PATCH_UNRECORDABLE_BATCHES = "unrecordable-batches-rejected"
+#: Patch: a failed fulfillment waits for ``retry_fulfillment`` or ``cancel`` (an
+#: operator's decision) instead of ending the workflow at once.
+PATCH_FULFILLMENT_RECOVERY = "fulfillment-recovery"
 
 
 @workflow.defn
@@ -80,6 +102,13 @@ class OrderWorkflow:
         self._seen: set[str] = {ref.batch_id for ref in self._state.pending}
         self._signals = 0
         self._updates = 0
+        # What the pending refs claim, kept as refs come and go (the order bounds).
+        self._pending_claims = ClaimedCounters()
+        for ref in self._state.pending:
+            self._pending_claims.add(ref)
+        # A failed fulfillment waiting for an operator, and what the operator decided.
+        self._awaiting_recovery = False
+        self._retry_reason: str | None = None
 
     # ---- main loop ---------------------------------------------------------------------
 
@@ -181,8 +210,22 @@ class OrderWorkflow:
         if drained and self._recorded().status == OrderStatus.OPEN:
             change.cancel_reason = self._state.cancel_reason
             change.submit = self._state.submit_requested and self._state.cancel_reason is None
-        outcome = await self._record(change)
+        try:
+            outcome = await self._record(change)
+        except ActivityError as err:
+            # Not retryable (transient failures are retried inside the activity): these
+            # batches will never record. Record them rejected, with the reason, and go on.
+            if not chunk or not workflow.patched(PATCH_UNRECORDABLE_BATCHES):
+                raise
+            reason = f"could not be recorded: {cause_message(err)}"
+            unrecordable = [
+                Rejection(batch_id=ref.batch_id, reason=reason, key=ref.key, code=REJECTED_UNRECORDABLE) for ref in chunk
+            ]
+            change.batches, change.rejections = [], rejections + unrecordable
+            outcome = await self._record(change)
         # Handlers only append while the activity runs, so the head is what we recorded.
+        for ref in chunk:
+            self._pending_claims.add(ref, -1)
         del self._state.pending[: len(chunk)]
         del self._state.rejections[: len(rejections)]
         self._state.duplicates_ignored += len(outcome.duplicate_batch_ids)
@@ -215,15 +258,42 @@ class OrderWorkflow:
 
     async def _fulfill_and_record(self) -> None:
         """v2: record fulfillment's outcome (report and unreadable batches, or the
-        failure) before the workflow ends; a failure then fails the workflow."""
-        change, failure = await fulfill_v2(self._fulfill_request())
-        await self._record(change)
-        if failure is None:
-            self._state.status = OrderStatus.FULFILLED
-            return
-        self._state.status = OrderStatus.FAILED
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        raise ApplicationError(failure, type=FULFILLMENT_FAILED, non_retryable=True)
+        failure) before the workflow ends. On failure, the order waits for an operator
+        (patch ``fulfillment-recovery``): ``retry_fulfillment`` runs it again, ``cancel``
+        closes it; after ``failed_hold_seconds``, or in runs from before the patch, the
+        workflow fails with the reason."""
+        while True:
+            change, failure = await fulfill_v2(self._fulfill_request())
+            await self._record(change)
+            if failure is None:
+                self._state.status = OrderStatus.FULFILLED
+                return
+            self._state.status = OrderStatus.FAILED
+            if workflow.patched(PATCH_FULFILLMENT_RECOVERY):
+                self._awaiting_recovery = True
+                decided = await self._wait_for_operator()
+                self._awaiting_recovery = False
+                if decided and self._state.cancel_reason is not None:
+                    await self._record(OrderChange(order_id=self._state.order_id, cancel_reason=self._state.cancel_reason))
+                    return
+                if decided and self._retry_reason is not None:
+                    await self._record(OrderChange(order_id=self._state.order_id, retry_fulfillment=self._retry_reason))
+                    self._state.status = OrderStatus.SUBMITTED
+                    self._retry_reason = None  # the retry update returns now
+                    continue
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(failure, type=FULFILLMENT_FAILED, non_retryable=True)
+
+    async def _wait_for_operator(self) -> bool:
+        """True once an operator retried or cancelled; False when the hold ran out."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._retry_reason is not None or self._state.cancel_reason is not None,
+                timeout=self._limits.failed_hold_seconds,
+            )
+        except TimeoutError:
+            return False
+        return True
 
     # ---- handlers: accept or refuse, never wait on I/O --------------------------------
 
@@ -249,6 +319,7 @@ class OrderWorkflow:
                 type=ORDER_EXISTS,
             )
         check_refs(request.refs)
+        check_limits(self._claimed(), request.refs)
 
     @workflow.update(name="add_batches")
     def add_batches(self, refs: list[BatchRef]) -> AddBatchesResult:
@@ -266,6 +337,7 @@ class OrderWorkflow:
         check_refs(refs)
         if not refs:
             raise ApplicationError("add_batches needs at least one batch ref", type=INVALID_REF)
+        check_limits(self._claimed(), refs)
 
     @workflow.signal(name="add_batches")
     def add_batches_signal(self, refs: list[BatchRef]) -> None:
@@ -276,11 +348,11 @@ class OrderWorkflow:
             if ref.batch_id in self._seen:
                 self._state.duplicates_ignored += 1
                 continue
-            reason = self._refusal(ref)
-            if reason is None:
+            refusal = self._refusal(ref)
+            if refusal is None:
                 self._accept(ref)
             else:
-                self._reject(ref, reason)
+                self._reject(ref, *refusal)
 
     @workflow.signal(name=SUBMIT)
     def submit_signal(self) -> None:
@@ -317,15 +389,37 @@ class OrderWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, reason: str) -> None:
+        if self._awaiting_recovery and self._state.cancel_reason is None and self._retry_reason is None:
+            return  # an operator gives up on a failed order
         self._check_open("cancel")
 
     @workflow.signal(name="cancel")
     def cancel_signal(self, reason: str) -> None:
         self._signals += 1
-        if self._state.status == OrderStatus.OPEN:
+        if self._state.status == OrderStatus.OPEN or (self._awaiting_recovery and self._retry_reason is None):
             self._cancel(reason)
         else:
             workflow.logger.warning("order %s is %s: cancel signal ignored", self._state.order_id, self._state.status)
+
+    @workflow.update(name=RETRY_FULFILLMENT)
+    async def retry_fulfillment(self, reason: str) -> OrderSummary:
+        """Fulfill a failed order again (its cause fixed); returns once it is recorded
+        as submitted again. The new attempt's outcome is recorded like the first's."""
+        self._updates += 1
+        self._retry_reason = reason or "retried by an operator"
+        await workflow.wait_condition(lambda: self._retry_reason is None)
+        return self._summary()
+
+    @retry_fulfillment.validator
+    def _validate_retry_fulfillment(self, reason: str) -> None:
+        if self._input_error:
+            raise ApplicationError(self._input_error, type=INVALID_ORDER)
+        if not self._awaiting_recovery or self._retry_reason is not None or self._state.cancel_reason is not None:
+            raise ApplicationError(
+                f"order {self._state.order_id!r} is {self._state.status}: only a failed order waiting for "
+                "an operator can be retried",
+                type=ORDER_CLOSED,
+            )
 
     @workflow.query
     def summary(self) -> OrderSummary:
@@ -353,25 +447,38 @@ class OrderWorkflow:
             return False
         self._seen.add(ref.batch_id)
         self._state.pending.append(ref)
+        self._pending_claims.add(ref)
         return True
 
-    def _refusal(self, ref: BatchRef) -> str | None:
+    def _refusal(self, ref: BatchRef) -> tuple[str, str] | None:
+        """Why a signalled ref is refused, and its rejection code; None to accept it."""
         if self._state.status != OrderStatus.OPEN:
-            return f"order is {self._state.status}"
+            return f"order is {self._state.status}", REJECTED_ORDER_CLOSED
         try:
             check_batch_ref(ref)
         except (InvalidRefError, TypeError, AttributeError) as exc:
-            return f"invalid batch ref: {exc}"
+            return f"invalid batch ref: {exc}", REJECTED_INVALID_REF
+        over = self._claimed().over_limit([ref])
+        if over is not None and workflow.patched(PATCH_ORDER_LIMITS):
+            return f"order limit: {over}", REJECTED_ORDER_LIMIT
         return None
 
-    def _reject(self, ref: BatchRef, reason: str) -> None:
+    def _claimed(self) -> ClaimedCounters:
+        """What the recorded counters and the pending refs claim together."""
+        recorded = self._recorded()
+        claimed = ClaimedCounters(recorded.quantity + self._pending_claims.quantity, recorded.totals)
+        for currency, amount in self._pending_claims.totals.items():
+            claimed.totals[currency] = claimed.totals.get(currency, 0) + amount
+        return claimed
+
+    def _reject(self, ref: BatchRef, reason: str, code: str = "") -> None:
         batch_id = getattr(ref, "batch_id", None)
         if not isinstance(batch_id, str) or not batch_id or len(batch_id) > 200:
             self._state.invalid_refs += 1
             batch_id = f"invalid-ref-{self._state.runs}-{self._state.invalid_refs}"
         self._seen.add(batch_id)
         key = ref.key if isinstance(getattr(ref, "key", None), str) else ""
-        self._state.rejections.append(Rejection(batch_id=batch_id, reason=reason, key=key[:512]))
+        self._state.rejections.append(Rejection(batch_id=batch_id, reason=reason, key=key[:512], code=code))
 
     def _cancel(self, reason: str) -> None:
         self._state.cancel_reason = reason or "cancelled"

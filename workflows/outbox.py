@@ -21,24 +21,37 @@ from domain.application import Orders
 from domain.errors import EmptyOrderError
 from domain.identifiers import check_customer_id, check_order_id
 from domain.items import validate_item_dicts
-from domain.refs import BatchRef, check_batch_refs
+from domain.refs import BatchRef, InvalidRefError, check_batch_refs
 from domain.summary import OrderChange, OrderSummary, RecordOutcome
 from storage.batches import BatchStore
+from storage.ref_proof import RefProver
 from workflows.messages import MAX_REFS_PER_CALL
 
 
 class OrderOutbox:
-    """Records order changes DB-first. ``batches`` is needed only by :meth:`add_items`."""
+    """Records order changes DB-first. ``batches`` is needed by :meth:`add_items`, and to
+    prove refs: with it, a ref's claims are believed only when sealed by this deployment
+    or borne out by its blob (``storage.ref_proof``), else the call is refused and records
+    nothing. Without it, the service vouches for the refs it passes."""
 
     def __init__(self, orders: Orders, batches: BatchStore | None = None) -> None:
         self.orders = orders
         self.batches = batches
+        self._prover = RefProver(batches, batches.sealer) if batches is not None else None
+
+    def _proven(self, refs: list[BatchRef]) -> list[BatchRef]:
+        if self._prover is not None:
+            for index, ref in enumerate(refs):
+                reason = self._prover.refusal(ref)
+                if reason is not None:
+                    raise InvalidRefError(f"batch ref #{index}: batch {ref.batch_id}: {reason}")
+        return refs
 
     def create(self, order_id: str, customer_id: str, refs: Sequence[BatchRef] = ()) -> RecordOutcome:
         """Record ``Created`` (and the first refs, in the same transaction)."""
         check_order_id(order_id)
         check_customer_id(customer_id)
-        refs = check_batch_refs(refs)
+        refs = self._proven(check_batch_refs(refs))
         outcome = self.orders.record(
             OrderChange(
                 order_id=order_id,
@@ -56,7 +69,7 @@ class OrderOutbox:
     def add_batches(self, order_id: str, refs: Sequence[BatchRef]) -> RecordOutcome:
         """Record one ``ItemsAdded`` per new batch ID; known batch IDs come back as duplicates."""
         check_order_id(order_id)
-        refs = check_batch_refs(refs)
+        refs = self._proven(check_batch_refs(refs))
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
         outcome: RecordOutcome | None = None

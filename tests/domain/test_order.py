@@ -117,8 +117,41 @@ def test_a_fulfillment_failure_closes_the_order_as_failed() -> None:
     assert order.submit() is False  # a repeat, not an error
     with pytest.raises(OrderClosedError, match="is failed: cannot add batch"):
         order.add_batch(ref("late"))
-    with pytest.raises(OrderClosedError, match="is failed: cannot cancel"):
-        order.cancel("too late")
+    with pytest.raises(OrderClosedError, match="is failed: cannot complete fulfillment"):
+        order.complete_fulfillment(report())
+
+
+def test_a_failed_order_is_retried_or_cancelled_by_an_operator() -> None:
+    order = Order.create("o-1", "c-1")
+    order.add_batch(ref("b1"))
+    order.add_batch(ref("b2"))
+    order.submit()
+    order.reject_unfulfillable_batch("b2", "blob gone", ref("b2").key, 10)
+    order.fail_fulfillment("none readable")
+    with pytest.raises(OrderClosedError, match="is open: cannot retry fulfillment"):
+        Order.create("o-2", "c-1").retry_fulfillment("x")
+    assert order.retry_fulfillment("blob restored") is True
+    assert order.retry_fulfillment("again") is False  # submitted again already: a repeat
+    assert (order.status, order.failure_reason, order.closed_at, order.fulfillment_retries) == ("submitted", None, None, 1)
+    # The batches fulfillment could not read are read again; add-time rejections stay.
+    assert (order.rejected_items, order.rejected_batch_ids) == (0, {})
+    order.fail_fulfillment("still broken")
+    assert order.cancel("given up") is True
+    assert (order.status, order.cancel_reason) == ("cancelled", "given up")
+    with pytest.raises(OrderClosedError, match="is cancelled: cannot retry fulfillment"):
+        order.retry_fulfillment("too late")
+
+
+def test_a_batch_past_the_order_bounds_is_refused_and_counters_stay_exact() -> None:
+    from domain.errors import OrderLimitError
+    from domain.limits import MAX_ORDER_TOTAL
+
+    order = Order.create("o-1", "c-1")
+    assert order.add_batch(ref("b1", 10, {"EUR": MAX_ORDER_TOTAL - 5}))
+    with pytest.raises(OrderLimitError, match=r"EUR total would be 1000000000000000095 minor units, above the limit"):
+        order.add_batch(ref("b2", 1, {"EUR": 100}))
+    assert order.add_batch(ref("b3", 1, {"EUR": 5}))
+    assert order.totals == {"EUR": MAX_ORDER_TOTAL}
 
 
 def test_changes_via_the_outbox_are_marked() -> None:

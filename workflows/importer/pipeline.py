@@ -185,6 +185,8 @@ class Pipeline:
                     self.progress.rejected += len(result.problems)
                 upload = None
                 if result.ref is not None:
+                    # Encoder processes hold no secret: the ref is sealed here, once.
+                    result.ref = self.batches.seal(result.ref)
                     upload = loop.run_in_executor(self.uploaders, self.batches.put_encoded, result.ref, result.data)
                 result.data = b""  # the upload thread holds the bytes now
                 await self._uploaded.put(_Entry(result, future=upload, ref=result.ref))

@@ -89,7 +89,7 @@ _stores: dict[tuple[str, int], BatchStore] = {}
 def _store(key_prefix: str, level: int) -> BatchStore:
     store = _stores.get((key_prefix, level))
     if store is None:
-        store = _stores[(key_prefix, level)] = BatchStore(_EncodeOnly(), key_prefix=key_prefix, level=level)  # type: ignore[arg-type]
+        store = _stores[(key_prefix, level)] = BatchStore(_EncodeOnly(), level=level)  # type: ignore[arg-type]
     return store
 
 

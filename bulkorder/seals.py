@@ -1,0 +1,73 @@
+"""The deployment's ref-seal secret: where it comes from, and the sealer built from it.
+
+Every process of one deployment that writes or records batches (importers, services,
+workers) must share the secret, so that a worker believes the counters of refs its own
+writers sealed and checks every other ref against its blob (``storage.ref_proof``).
+
+- ``BULKORDER_REF_SECRET``: the current secret (at least 16 bytes; 32 random bytes as
+  hex is a good one). ``BULKORDER_REF_SECRETS_PREVIOUS``: comma-separated secrets whose
+  seals are still accepted (rotation).
+- Unset: the secret file ``<BULKORDER_HOME>/ref-secret``, created on first use with 32
+  random bytes, mode 0600. Right for the embedded stack and for processes sharing one
+  home; a deployment whose processes run on several machines sets the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from domain.seal import MIN_SECRET_BYTES, RefSealer
+
+SECRET_FILE = "ref-secret"
+
+
+class SealSecretError(ValueError):
+    """The seal secret setting or file is unusable; the message names which."""
+
+
+@dataclass(frozen=True)
+class SealSettings:
+    secret: str | None = field(default=None, repr=False)
+    previous: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SealSettings:
+        secret = env.get("BULKORDER_REF_SECRET") or None
+        previous = tuple(s.strip() for s in env.get("BULKORDER_REF_SECRETS_PREVIOUS", "").split(",") if s.strip())
+        for name, value in [("BULKORDER_REF_SECRET", secret), *[("BULKORDER_REF_SECRETS_PREVIOUS", p) for p in previous]]:
+            if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+                raise SealSecretError(f"{name} is too short: a seal secret needs at least {MIN_SECRET_BYTES} bytes")
+        return cls(secret=secret, previous=previous)
+
+    def sealer(self, home: Path) -> RefSealer:
+        secret = self.secret.encode() if self.secret else _home_secret(home)
+        return RefSealer(secret, [p.encode() for p in self.previous])
+
+
+def _home_secret(home: Path) -> bytes:
+    path = home / SECRET_FILE
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SealSecretError(f"cannot create the ref-seal secret file {path}: {exc.strerror}") from None
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+            out.flush()
+            os.fsync(out.fileno())
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as source:
+            value = source.read(1024).strip()
+    except OSError as exc:
+        raise SealSecretError(f"cannot read the ref-seal secret file {path}: {exc.strerror}") from None
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise SealSecretError(f"the ref-seal secret file {path} holds fewer than {MIN_SECRET_BYTES} bytes")
+    return value.encode()

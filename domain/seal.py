@@ -1,0 +1,82 @@
+"""Seals on refs: proof that bulkorder's own writer counted a batch's content.
+
+Any Temporal client on the namespace can send a :class:`~domain.refs.BatchRef`, and its
+counters (items, quantity, totals) decide what a customer pays. A writer that validated
+and counted the items seals the ref: an HMAC-SHA256, keyed with the deployment's secret,
+over every other field. The worker that records the ref checks the seal; a ref whose seal
+does not verify is believed only after its claims were checked against the blob itself
+(``storage.ref_proof``). Standard library only: the domain decides what a valid seal is.
+
+A seal reads ``hs256:<key id>:<64 hex digits>``. The key ID (the first 16 hex digits of a
+hash of the secret, never the secret) names the key, so a deployment can rotate: it seals
+with its current secret and still accepts seals of the secrets it lists as previous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import asdict, replace
+from typing import Iterable
+
+from domain.refs import BatchRef
+
+SEAL_SCHEME = "hs256"
+#: A secret shorter than this is refused: it could be guessed.
+MIN_SECRET_BYTES = 16
+
+
+class SealKeyError(ValueError):
+    """A seal secret that cannot be used (too short, or none given)."""
+
+
+def key_id(secret: bytes) -> str:
+    """The public name of ``secret``: 16 hex digits of a domain-separated hash."""
+    return hashlib.sha256(b"bulkorder ref seal key id\x00" + secret).hexdigest()[:16]
+
+
+def _message(ref: BatchRef) -> bytes:
+    fields = asdict(ref)
+    fields.pop("seal", None)
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+class RefSealer:
+    """Seals refs with the current secret; verifies seals of the current or previous ones."""
+
+    def __init__(self, secret: bytes, previous: Iterable[bytes] = ()) -> None:
+        secrets = [secret, *previous]
+        for value in secrets:
+            if not isinstance(value, bytes) or len(value) < MIN_SECRET_BYTES:
+                raise SealKeyError(f"a ref seal secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._current = key_id(secret)
+        self._keys = {key_id(value): value for value in secrets}
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"RefSealer(current={self._current!r}, keys={sorted(self._keys)!r})"
+
+    @property
+    def current_key_id(self) -> str:
+        return self._current
+
+    def _mac(self, kid: str, ref: BatchRef) -> str:
+        return hmac.new(self._keys[kid], _message(ref), hashlib.sha256).hexdigest()
+
+    def seal(self, ref: BatchRef) -> BatchRef:
+        """``ref`` with its seal set (any earlier seal is replaced)."""
+        return replace(ref, seal=f"{SEAL_SCHEME}:{self._current}:{self._mac(self._current, ref)}")
+
+    def check(self, ref: BatchRef) -> str | None:
+        """``None`` if ``ref``'s seal verifies, else why not (for a rejection's reason)."""
+        if not ref.seal:
+            return "the ref is not sealed"
+        parts = ref.seal.split(":")
+        if len(parts) != 3 or parts[0] != SEAL_SCHEME:
+            return "the ref's seal is not of a known form"
+        _, kid, mac = parts
+        if kid not in self._keys:
+            return f"the ref is sealed with an unknown key {kid[:16]!r}"
+        if not hmac.compare_digest(mac, self._mac(kid, ref)):
+            return "the ref's seal does not match its fields"
+        return None

@@ -1,0 +1,67 @@
+"""Proving a ref's claims before they change an order's recorded counters.
+
+A :class:`~domain.refs.BatchRef` claims how many items its batch holds, their quantity and
+their totals. A claim is believed when bulkorder's own writer sealed it (``domain.seal``:
+an HMAC with the deployment's secret, checked without I/O) or, failing that, when the blob
+itself bears it out: read (bounded by the ref's size, checked against its sha-256),
+decoded, and every counted field of every item checked and added up. Anything else is a
+rejection with its reason, recorded as ``BatchRejected``, never the claim.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from domain.counters import count_items
+from domain.items import ItemValidationError
+from domain.refs import BatchRef, InvalidRefError
+from domain.seal import RefSealer
+from storage.batches import BatchStore
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+
+
+def claims_mismatch(ref: BatchRef, items: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why ``items`` do not bear out ``ref``'s counters, else ``None``.
+
+    Raises :class:`~domain.items.ItemValidationError` if a counted field is invalid."""
+    if len(items) != ref.item_count:
+        return f"the ref claims {ref.item_count} items, its batch holds {len(items)}"
+    quantity, totals = count_items(items, f"batch {ref.batch_id}")
+    if quantity != ref.quantity:
+        return f"the ref claims quantity {ref.quantity}, its items add up to {quantity}"
+    if totals != ref.totals:
+        return f"the ref claims totals {ref.totals}, its items add up to {totals}"
+    return None
+
+
+class RefProver:
+    """Decides, per ref, whether its claims may be recorded.
+
+    ``sealer`` is None where no secret is configured: every ref is then checked against
+    its blob (correct, and slower: the worker reads each batch once more).
+    """
+
+    def __init__(self, batches: BatchStore, sealer: RefSealer | None) -> None:
+        self.batches = batches
+        self.sealer = sealer
+
+    def refusal(self, ref: BatchRef) -> str | None:
+        """``None`` if ``ref``'s claims are proven, else the reason to reject it."""
+        if self.sealer is not None and self.sealer.check(ref) is None:
+            return None
+        try:
+            items = self.batches.read(ref)
+            mismatch = claims_mismatch(ref, items)
+        except BlobNotFoundError:
+            # The writer may not have finished uploading (writers upload before they
+            # send a ref, so only a misbehaving one gets here): unproven is unproven.
+            return "unproven claims: the ref is not sealed by this deployment and its blob does not exist"
+        except InvalidRefError as exc:
+            return f"invalid batch ref: {exc}"
+        except (BlobIntegrityError, BatchFormatError) as exc:
+            return f"unproven claims: the ref is not sealed by this deployment and its blob is unreadable ({exc})"
+        except ItemValidationError as exc:
+            return f"unproven claims: the ref is not sealed by this deployment and its batch holds invalid items ({exc})"
+        if mismatch is not None:
+            return f"the ref's claims do not match its content: {mismatch}"
+        return None
