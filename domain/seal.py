@@ -77,6 +77,10 @@ class RefSealer:
         _, kid, mac = parts
         if kid not in self._keys:
             return f"the ref is sealed with an unknown key {kid[:16]!r}"
-        if not hmac.compare_digest(mac, self._mac(kid, ref)):
+        try:
+            expected = self._mac(kid, ref)
+        except (TypeError, ValueError):  # a hostile field no JSON holds: nothing was sealed
+            return "the ref's seal does not match its fields"
+        if not hmac.compare_digest(mac, expected):
             return "the ref's seal does not match its fields"
         return None

@@ -143,7 +143,7 @@ def test_read_of_a_blob_that_is_not_a_batch(batches: BatchStore, blobs: FolderBl
     sha = sha256_hex(data)
     key = f"batches/{sha[:2]}/{sha}"
     blobs.put(key, data)
-    ref = BatchRef("b-foreign", key, sha, len(data), 1, 1)
+    ref = BatchRef("b-foreign", key, sha, len(data), 1, 1, {"EUR": 1})
     with pytest.raises(BatchFormatError, match=rf"batch 'b-foreign' \({key}\): not a batch \(bad magic"):
         batches.read(ref)
 
@@ -152,7 +152,7 @@ def test_read_refuses_a_malformed_ref(batches: BatchStore) -> None:
     ref = batches.write(MIXED, batch_id="b1")
     with pytest.raises(InvalidRefError, match="not a valid blob key"):
         batches.read(dataclasses.replace(ref, key="../" + ref.sha256))
-    with pytest.raises(InvalidRefError, match="does not end with its sha256"):
+    with pytest.raises(InvalidRefError, match="is not the content key of its sha256"):
         batches.read(dataclasses.replace(ref, key="batches/ab/" + "0" * 64))
     with pytest.raises(InvalidRefError, match="unsupported encoding"):
         batches.read(dataclasses.replace(ref, encoding="json"))
@@ -173,10 +173,25 @@ def test_validated_items_round_trip(batches: BatchStore) -> None:
     assert batches.read(ref) == items
 
 
-def test_custom_key_prefix_and_level(blobs: FolderBlobStore) -> None:
-    batches = BatchStore(blobs, key_prefix="tenant-a/batches", level=9)
+def test_every_batch_lives_under_its_content_key_at_any_level(blobs: FolderBlobStore) -> None:
+    batches = BatchStore(blobs, level=9)
     ref = batches.write(MIXED)
-    assert ref.key.startswith("tenant-a/batches/")
+    assert ref.key == f"batches/{ref.sha256[:2]}/{ref.sha256}"
     assert batches.read(ref) == MIXED
-    with pytest.raises(ValueError):
-        BatchStore(blobs, key_prefix="../escape")
+
+
+def test_a_sealing_store_seals_what_it_writes(blobs: FolderBlobStore) -> None:
+    from domain.seal import RefSealer
+
+    sealer = RefSealer(b"the deployment's secret, 32 byte")
+    ref = BatchStore(blobs, sealer=sealer).write(MIXED)
+    assert sealer.check(ref) is None
+    assert BatchStore(blobs).write(MIXED).seal == ""
+
+
+def test_a_batch_whose_sums_pass_the_order_bounds_is_refused_naming_it(batches: BatchStore) -> None:
+    from domain.items import ItemValidationError
+
+    line = {"sku": "S", "quantity": 1_000, "unit_price": {"amount": 10**15, "currency": "EUR"}, "name": "n"}
+    with pytest.raises(ItemValidationError, match=r"batch b-big: unit_price: the EUR line totals add up to 2000000000000000000"):
+        batches.encode([line, line], batch_id="b-big")

@@ -72,7 +72,7 @@ async def test_bad_ref_is_refused_by_the_validator_and_nothing_is_recorded(order
     bad = dataclasses.replace(good, sha256="0" * 64)  # key no longer matches the hash
 
     # The client refuses it before calling Temporal at all...
-    with pytest.raises(InvalidRefError, match="does not end with its sha256"):
+    with pytest.raises(InvalidRefError, match="is not the content key of its sha256"):
         await order_stack.client.create(order_id, "customer-1", [bad])
     # ...and the workflow's validator refuses it from a caller that skips those checks.
     with pytest.raises(WorkflowUpdateFailedError) as failed:
