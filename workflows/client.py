@@ -315,10 +315,11 @@ def _is_momentary(err: RPCError) -> bool:
 
 
 def _translated(err: RPCError, order_id: str) -> Exception:
-    if err.status == RPCStatusCode.NOT_FOUND:
-        return OrderNotFoundError(order_id)
+    # Checked first: Temporal answers an update of a closed workflow with NOT_FOUND too.
     if "already completed" in str(err) or "already closed" in str(err):
         return OrderRefusedError(f"order {order_id!r} is closed: {err}", type="OrderClosed", order_id=order_id)
+    if err.status == RPCStatusCode.NOT_FOUND:
+        return OrderNotFoundError(order_id)
     return err
 
 
