@@ -90,13 +90,18 @@ async def run_import(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         watcher = asyncio.create_task(_show_failing_steps(client, args.order_id, sys.stderr))
+        importing = asyncio.create_task(import_file(client, runtime.orders, args.order_id, args.file, options, view=view))
         try:
-            summary = await asyncio.wait_for(
-                import_file(client, runtime.orders, args.order_id, args.file, options, view=view), args.timeout
-            )
-        except asyncio.TimeoutError:
-            return await _timed_out(runtime, args)
+            done, _ = await asyncio.wait({importing}, timeout=args.timeout)
+            if not done:
+                # Not wait_for: a call cut short may end in its own error rather than
+                # CancelledError (temporalio raises WorkflowUpdateRPCTimeoutOrCancelledError).
+                importing.cancel()
+                await asyncio.gather(importing, return_exceptions=True)
+                return await _timed_out(runtime, args)
+            summary = importing.result()
         finally:
+            importing.cancel()
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
     if args.json:

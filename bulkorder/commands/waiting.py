@@ -67,9 +67,8 @@ async def wait_for_outcome(
         remaining = None if deadline is None else deadline - loop.time()
         if remaining is not None and remaining <= 0:
             return WaitOutcome(TIMED_OUT, last)
-        try:
-            progress = await asyncio.wait_for(client.progress(order_id), remaining)
-        except asyncio.TimeoutError:
+        progress = await _within(client.progress(order_id), remaining)
+        if progress is None:
             return WaitOutcome(TIMED_OUT, last)
         last = progress
         if view is not None:
@@ -84,6 +83,18 @@ async def wait_for_outcome(
             stale_failed = False
         pause = POLL_SECONDS if remaining is None else min(POLL_SECONDS, max(deadline - loop.time(), 0.0))  # type: ignore[operator]
         await asyncio.sleep(pause)
+
+
+async def _within(look: Awaitable[OrderProgress], seconds: float | None) -> OrderProgress | None:
+    """``look``'s result, or ``None`` if it takes more than ``seconds``. (Not wait_for: a
+    Temporal call cut short may end in its own error rather than CancelledError.)"""
+    task = asyncio.ensure_future(look)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
 
 
 def report_outcome(command: str, order_id: str, outcome: WaitOutcome, *, timeout: float | None, as_json: bool) -> int:

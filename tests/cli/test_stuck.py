@@ -243,3 +243,19 @@ async def test_cancel_a_failed_order(order_stack: OrderStack, temporal_address: 
     assert cancelled.code == 0, cancelled.stderr
     assert cancelled.json()["status"] == "cancelled"
     await wait_until(lambda: order_stack.orders.summary(order_id).status == "cancelled", "the cancel recorded", timeout=60)
+
+
+async def test_import_timeout_exits_3_with_the_orders_state(temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path) -> None:
+    """No worker serves the task queue: nothing is ever recorded, and the import gives up
+    at its deadline instead of waiting for good."""
+    env = cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": task_queue})
+    order_id = new_order_id()
+    path = write_ndjson(tmp_path / "items.ndjson", list(generate_items(100)))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await run_cli("import", order_id, str(path), "--create", "--customer", "acme", "--timeout", "3s", "--quiet", env=env)
+    assert result.code == 3, (result.stdout, result.stderr)
+    assert f"bulkorder import: error: timed out after 3 s: order {order_id}: " in result.stderr
+    assert "running the same import again resumes" in result.stderr
+    assert loop.time() - started < 60
+    await temporal_env.client.get_workflow_handle(workflow_id_for(order_id)).terminate("test over")
