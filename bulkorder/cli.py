@@ -1,7 +1,9 @@
 """The ``bulkorder`` command line. Each command lives in a module of :mod:`bulkorder.commands`.
 
-Exit codes: 0 done, 1 refused or failed (order exists, order closed, server unreachable),
-2 bad input (an invalid item, ID, ref, file or setting). Errors go to stderr as one line
+Exit codes: 0 done, 1 refused or failed (order exists, order closed, fulfillment failed,
+server unreachable; ``stuck``: some orders are stuck), 2 bad input (an invalid item, ID,
+ref, file, duration or setting), 3 a ``--timeout`` passed before the order ended
+(``submit``/``retry --wait``, ``import``). Errors go to stderr as one line
 that names what is wrong and where.
 """
 

@@ -25,6 +25,7 @@ from storage.blob_store import BlobStore
 from storage.claim_check import ClaimCheckCodec
 from storage.config import BlobStoreConfig
 from workflows.client import OrderClient
+from workflows.failures import BoundedFailureConverter
 from workflows.worker import build_worker
 
 
@@ -86,7 +87,8 @@ def _data_converter(blob_store: BlobStoreConfig, threshold: int, cache_bytes: in
     # The blob store opens on the codec's first use: a command that never moves a large
     # payload never builds an S3 client for it.
     codec = ClaimCheckCodec(blob_store.open, threshold=threshold, cache_bytes=cache_bytes)
-    return dataclasses.replace(DataConverter.default, payload_codec=codec)
+    # Bounded failures: a retried step's last error stays readable in Temporal (workflows/failures.py).
+    return dataclasses.replace(DataConverter.default, payload_codec=codec, failure_converter_class=BoundedFailureConverter)
 
 
 async def connect(settings: Settings, address: str | None = None) -> Client:

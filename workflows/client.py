@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import islice
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -20,6 +21,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -35,12 +37,23 @@ from storage.batches import BatchStore
 from workflows.errors import OrderRefusedError, refusal_from
 from workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
 from workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
+from workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
 
 T = TypeVar("T")
 
 #: Batches ``store_items`` validates, encodes and writes at once (threads; with the window,
 #: memory holds a few batches whatever the number of items).
 STORE_WINDOW = 4
+
+#: The workflow's update that runs fulfillment again for an order whose fulfillment failed
+#: (status ``failed``, waiting for a retry or a cancel). Its argument is the reason, which
+#: is recorded with the retry; it returns the order's :class:`OrderSummary`.
+RETRY_FULFILLMENT = "retry_fulfillment"
+#: Longest reason a cancel or a retry may carry (it is recorded in the event store).
+MAX_REASON_CHARS = 1_000
+#: How long a read of the workflow's state (describe, query) may take before it counts as
+#: unanswered: a query waits for a worker, and none may be running.
+READ_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -182,14 +195,21 @@ class OrderClient:
         return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.submit))
 
     async def cancel(self, order_id: str, reason: str) -> OrderSummary:
+        """Cancel an open order, or a failed one waiting for a retry (update ``cancel``)."""
+        reason = check_reason(reason)
         handle = self.handle(order_id)
         return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.cancel, reason))
 
     async def retry_fulfillment(self, order_id: str, reason: str) -> OrderSummary:
-        """Fulfill a failed order again, once its cause is fixed; returns when the retry is
-        recorded (status "submitted"). Refused (``OrderClosed``) unless the order failed."""
+        """Run fulfillment again for an order whose fulfillment failed (status ``failed``),
+        once its cause is fixed. The workflow records the retry with ``reason`` and refuses
+        (:class:`OrderRefusedError`) an order in any other status."""
+        check_order_id(order_id)
+        reason = check_reason(reason)
         handle = self.handle(order_id)
-        return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.retry_fulfillment, reason))
+        return await self._update(
+            order_id, lambda: handle.execute_update(RETRY_FULFILLMENT, reason, result_type=OrderSummary)
+        )
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -200,6 +220,41 @@ class OrderClient:
     async def stats(self, order_id: str) -> OrderStats:
         handle = self.handle(order_id)
         return await self._call(order_id, lambda: handle.query(OrderWorkflow.stats))
+
+    async def pending_steps(self, order_id: str) -> list[PendingStep]:
+        """The activities the order's workflow waits on, with attempts and last errors."""
+        description = await self._call(order_id, lambda: self.handle(order_id).describe(rpc_timeout=READ_TIMEOUT))
+        return await read_pending_steps(description.raw_description.pending_activities, self.client.data_converter)
+
+    async def failing_step(self, order_id: str, *, min_attempts: int = 2) -> PendingStep | None:
+        """The order's step that keeps failing (retried after a failure), if any."""
+        return failing_step(await self.pending_steps(order_id), min_attempts=min_attempts)
+
+    async def progress(self, order_id: str) -> OrderProgress:
+        """One look at the order's latest run: execution status, counters, pending steps.
+
+        Never waits long: the summary query is bounded by ``READ_TIMEOUT`` (a workflow with
+        no worker to answer it is reported with ``error`` set, not waited for)."""
+        handle = self.handle(order_id)
+        description = await self._call(order_id, lambda: handle.describe(rpc_timeout=READ_TIMEOUT))
+        raw = description.raw_description
+        status = _status_name(raw.workflow_execution_info.status)
+        steps = await read_pending_steps(raw.pending_activities, self.client.data_converter)
+        summary: OrderSummary | None = None
+        error: str | None = None
+        if status == "running":
+            try:
+                summary = await handle.query(OrderWorkflow.summary, rpc_timeout=READ_TIMEOUT)
+            except (RPCError, WorkflowQueryFailedError) as err:
+                error = f"the workflow did not answer its summary query (is a worker running?): {err}"
+        elif status == "completed":
+            summary = await self.wait_closed(order_id)
+        else:
+            try:
+                await self.wait_closed(order_id)
+            except OrderRefusedError as err:
+                error = str(err)
+        return OrderProgress(order_id=order_id, workflow_status=status, summary=summary, steps=steps, error=error)
 
     async def wait_closed(self, order_id: str, *, poll_seconds: float = 0.5) -> OrderSummary:
         """Wait until the order is settled: its workflow completed (following
@@ -298,7 +353,16 @@ async def _next_run_id(handle: WorkflowHandle[Any, Any]) -> str | None:
     return None
 
 
-__all__ = ["OrderClient", "RunHistory", "OrderRefusedError"]
+__all__ = ["OrderClient", "OrderProgress", "PendingStep", "RunHistory", "OrderRefusedError", "check_reason"]
+
+
+def check_reason(reason: object) -> str:
+    """A cancel or retry reason: text of at most ``MAX_REASON_CHARS`` characters."""
+    if not isinstance(reason, str):
+        raise TypeError(f"a reason must be text, got {type(reason).__name__}")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"a reason may hold at most {MAX_REASON_CHARS:,} characters, got {len(reason):,}")
+    return reason
 
 
 def _chunks(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:

@@ -6,7 +6,7 @@ import argparse
 
 from bulkorder.commands.output import positive_int
 
-__all__ = ["non_negative_int", "port_number", "positive_int", "positive_seconds"]
+__all__ = ["duration", "non_negative_int", "port_number", "positive_int", "positive_seconds", "reason_text"]
 
 
 def non_negative_int(text: str) -> int:
@@ -38,3 +38,32 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
     return port
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Longest duration accepted (a week): a longer wait is a typo, not a plan.
+MAX_DURATION_SECONDS = 7 * 24 * 3600.0
+
+
+def duration(text: str) -> float:
+    """A duration in seconds: ``90``, ``90s``, ``1.5m``, ``10m``, ``2h`` (more than zero, at
+    most a week)."""
+    stripped = text.strip().lower()
+    unit = stripped[-1:] if stripped[-1:] in ("s", "m", "h") else ""
+    number = stripped[: len(stripped) - len(unit)]
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (for example 90s, 10m, 2h)") from None
+    if not 0 < value <= MAX_DURATION_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than zero and at most a week")
+    return value
+
+
+def reason_text(text: str) -> str:
+    """A cancel or retry reason: at most 1,000 characters (it is recorded)."""
+    from workflows.client import MAX_REASON_CHARS
+
+    if len(text) > MAX_REASON_CHARS:
+        raise argparse.ArgumentTypeError(f"a reason may hold at most {MAX_REASON_CHARS:,} characters, got {len(text):,}")
+    return text

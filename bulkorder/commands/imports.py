@@ -1,14 +1,28 @@
-"""``bulkorder import``: a file of items (NDJSON, CSV or a JSON array) into one order."""
+"""``bulkorder import``: a file of items (NDJSON, CSV or a JSON array) into one order.
+
+While the import waits for its batches to be recorded, a recording step that keeps
+failing is shown on stderr. ``--timeout`` bounds the whole import: when it passes, the
+import stops (running it again resumes), prints the order's state and exits 3.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from typing import TextIO
 
+from temporalio.service import RPCError
+
+from bulkorder.commands.arguments import duration
 from bulkorder.commands.output import print_json
-from bulkorder.runtime import open_runtime
+from bulkorder.commands.waiting import TIMED_OUT
+from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
+from domain.errors import OrderNotFoundError
 from domain.identifiers import check_customer_id, check_order_id
+from workflows.client import OrderClient
+from workflows.pending import OrderProgress, safe_error_text
 from workflows.importer import FORMATS, ImportOptions, ImportSummary, import_file
 from workflows.importer.progress import PlainLines, ProgressView, TerminalBar
 
@@ -35,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--acknowledge", action="store_true", help="send refs as updates the workflow acknowledges (default: signals)"
     )
     parser.add_argument("--workers", type=int, default=0, metavar="N", help="encoding processes (default: one per CPU)")
+    parser.add_argument(
+        "--timeout", type=duration, metavar="DURATION",
+        help="give up after DURATION in all (90s, 10m, 2h): exit 3 with the order's state; run again to resume",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(handler=run_import)
@@ -70,9 +88,22 @@ async def run_import(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         view = TerminalBar(sys.stderr) if sys.stderr.isatty() else PlainLines(sys.stderr)
     async with open_runtime(settings) as runtime:
-        summary = await import_file(
-            runtime.order_client(), runtime.orders, args.order_id, args.file, options, view=view
-        )
+        client = runtime.order_client()
+        watcher = asyncio.create_task(_show_failing_steps(client, args.order_id, sys.stderr))
+        importing = asyncio.create_task(import_file(client, runtime.orders, args.order_id, args.file, options, view=view))
+        try:
+            done, _ = await asyncio.wait({importing}, timeout=args.timeout)
+            if not done:
+                # Not wait_for: a call cut short may end in its own error rather than
+                # CancelledError (temporalio raises WorkflowUpdateRPCTimeoutOrCancelledError).
+                importing.cancel()
+                await asyncio.gather(importing, return_exceptions=True)
+                return await _timed_out(runtime, args)
+            summary = importing.result()
+        finally:
+            importing.cancel()
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
     if args.json:
         print_json(summary)
     else:
@@ -92,3 +123,54 @@ def _print(summary: ImportSummary) -> None:
     if summary.rejected:
         print(f"rejected {summary.rejected:,} lines (see the --skip-invalid file)")
     print(f"order {summary.order_id} now holds {summary.order_items:,} items in {summary.order_batches:,} batches")
+
+
+#: Seconds between two looks at the order's pending steps while an import runs.
+WATCH_SECONDS = 2.0
+
+
+async def _show_failing_steps(client: OrderClient, order_id: str, stream: TextIO) -> None:
+    """Print a step of the order that keeps failing (recording, while the import waits
+    for its batches), once when it appears or its error changes."""
+    shown: tuple[str, str | None, str | None] | None = None
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        try:
+            step = await client.failing_step(order_id)
+        except (OrderNotFoundError, RPCError):
+            continue  # not created yet, or Temporal briefly away: the import reports that
+        key = None if step is None else (step.step, step.error_type, step.last_error)
+        if step is not None and key != shown:
+            print(f"\norder {order_id}: {step.describe()}", file=stream, flush=True)
+        shown = key
+
+
+async def _timed_out(runtime: Runtime, args: argparse.Namespace) -> int:
+    progress: OrderProgress | None = None
+    try:
+        progress = await asyncio.wait_for(runtime.order_client().progress(args.order_id), 15)
+    except (asyncio.TimeoutError, OrderNotFoundError, RPCError):
+        pass
+    if progress is not None and progress.summary is not None:
+        summary = progress.summary
+        state = (
+            f"status {summary.status}, {summary.item_count:,} items in {summary.batch_count:,} batches"
+            + (f" ({summary.pending_batches:,} not yet recorded)" if summary.pending_batches else "")
+        )
+    elif progress is not None:
+        state = f"workflow {progress.workflow_status}" + (f": {safe_error_text(progress.error)}" if progress.error else "")
+    else:
+        state = "not created, or Temporal did not answer"
+    step = None if progress is None else progress.failing_step()
+    if args.json:
+        print_json({
+            "order_id": args.order_id,
+            "timed_out": True,
+            "summary": None if progress is None else progress.summary,
+            "failing_step": None if step is None else step.to_json(),
+        })
+    message = f"timed out after {args.timeout:,.0f} s: order {args.order_id}: {state}"
+    if step is not None:
+        message += f"; {step.describe()}"
+    print(f"bulkorder import: error: {message}; running the same import again resumes", file=sys.stderr)
+    return TIMED_OUT

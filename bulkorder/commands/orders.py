@@ -1,4 +1,9 @@
-"""``create``, ``add``, ``submit``, ``cancel`` and ``show``: one order at a time."""
+"""``create``, ``add``, ``submit``, ``cancel`` and ``show``: one order at a time.
+
+``submit --wait`` shows the order's progress and any failing step while it waits; exit 1
+when the order fails, 3 when ``--timeout`` passes first (see :mod:`bulkorder.commands.waiting`).
+``show`` shows a step that keeps failing, read from Temporal's pending-activity information.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ from dataclasses import asdict
 
 from temporalio.service import RPCError
 
+from bulkorder.commands.arguments import duration, reason_text
 from bulkorder.commands.output import positive_int, print_json, print_summary
+from bulkorder.commands.progress import WaitView
+from bulkorder.commands.waiting import report_outcome, wait_for_outcome
 from bulkorder.item_files import read_item_file
-from bulkorder.runtime import NoTemporalError, open_runtime
+from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
 from bulkorder.settings import Settings
 from domain.errors import OrderNotFoundError
 from domain.identifiers import check_customer_id, check_order_id
 from domain.summary import OrderSummary
+from workflows.pending import PendingStep, failing_step
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     submit = sub.add_parser("submit", help="close an order to additions and fulfill it")
     submit.add_argument("order_id")
-    submit.add_argument("--wait", action="store_true", help="wait until fulfillment completes")
+    add_wait_arguments(submit)
     submit.add_argument("--json", action="store_true")
     submit.set_defaults(handler=run_submit)
 
-    cancel = sub.add_parser("cancel", help="cancel an open order")
+    cancel = sub.add_parser("cancel", help="cancel an open order, or one whose fulfillment failed")
     cancel.add_argument("order_id")
-    cancel.add_argument("--reason", default="cancelled by user")
+    cancel.add_argument("--reason", type=reason_text, default="cancelled by user")
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(handler=run_cancel)
 
@@ -90,14 +99,48 @@ async def run_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="wait until the order is fulfilled (exit 0) or fails (exit 1), showing progress on stderr",
+    )
+    parser.add_argument(
+        "--timeout", type=duration, metavar="DURATION",
+        help="with --wait: give up after DURATION (90s, 10m, 2h) with exit 3, printing the order's state",
+    )
+
+
 async def run_submit(args: argparse.Namespace, settings: Settings) -> int:
+    check_order_id(args.order_id)
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         summary = await client.submit(args.order_id)
-        if args.wait:
-            summary = await client.wait_closed(args.order_id)
+        if args.wait or args.timeout is not None:
+            return await wait_and_report("submit", runtime, args)
     print_summary(summary, as_json=args.json)
     return 0
+
+
+async def wait_and_report(command: str, runtime: Runtime, args: argparse.Namespace, *, failed_before: bool = False) -> int:
+    """``--wait``: follow the order until it ends, fails or ``--timeout`` passes."""
+    import asyncio
+
+    def recorded_reason() -> str | None:
+        orders = runtime.orders
+        return orders.get_order(args.order_id).failure_reason if orders.exists(args.order_id) else None
+
+    async def failure_reason() -> str | None:
+        return await asyncio.to_thread(recorded_reason)
+
+    view = WaitView()
+    try:
+        outcome = await wait_for_outcome(
+            runtime.order_client(), args.order_id, timeout=args.timeout, view=view,
+            failure_reason=failure_reason, failed_before=failed_before,
+        )
+    finally:
+        view.close()
+    return report_outcome(command, args.order_id, outcome, timeout=args.timeout, as_json=args.json)
 
 
 async def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -124,17 +167,21 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
         orders.close()
     summary: OrderSummary | None = None
     source = ""
+    steps: list[PendingStep] = []
     if order is None or not order.via_outbox:
-        summary, source = await _workflow_summary(args.order_id, settings)
+        summary, source, steps = await _workflow_summary(args.order_id, settings)
     if summary is None:
         if order is None:
             raise OrderNotFoundError(args.order_id)
         summary, source = order.summary(), "event store" + (" (DB-first order)" if order.via_outbox else "")
     rejections = dict(order.rejected_batch_ids) if order is not None else {}
     closing_reason = (order.failure_reason or order.cancel_reason) if order is not None else None
+    failing = failing_step(steps)
     if args.json:
         data = asdict(summary)
         data["source"] = source
+        data["failing_step"] = None if failing is None else failing.to_json()
+        data["pending_steps"] = [step.to_json() for step in steps]
         data["rejections"] = [{"batch_id": batch_id, "reason": reason} for batch_id, reason in rejections.items()]
         if closing_reason:
             data["reason"] = closing_reason
@@ -143,8 +190,26 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     print_summary(summary, as_json=False, source=source)
     if closing_reason:
         print(f"reason  {closing_reason}")
+    if summary.status == "failed" and source == "workflow":
+        print(f"waiting for `bulkorder retry {args.order_id}` (after fixing the cause) or `bulkorder cancel {args.order_id}`")
+    if failing is not None:
+        _print_failing_step(failing)
     _print_rejections(rejections)
     return 0
+
+
+def _print_failing_step(step: PendingStep) -> None:
+    data = step.to_json()
+    rows = [
+        ("failing step", f"{step.step} ({step.activity_type})"),
+        ("  attempt", f"{step.attempt:,}" + (f" of {step.maximum_attempts:,}" if step.maximum_attempts else "")),
+        ("  last error", f"{step.last_error}" + (f" ({step.error_type})" if step.error_type else "")),
+        ("  last attempt", data["last_attempt_at"] or "-"),
+        ("  next retry", data["next_retry_at"] or ("now (running)" if step.state == "started" else "-")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 def _print_rejections(rejections: dict[str, str]) -> None:
@@ -157,17 +222,21 @@ def _print_rejections(rejections: dict[str, str]) -> None:
         print(f"  ... and {len(rejections) - SHOWN_REJECTIONS:,} more (--json lists them all)")
 
 
-async def _workflow_summary(order_id: str, settings: Settings) -> tuple[OrderSummary | None, str]:
+async def _workflow_summary(order_id: str, settings: Settings) -> tuple[OrderSummary | None, str, list[PendingStep]]:
+    """The running workflow's summary and pending steps (``None`` if it is not running)."""
     try:
         async with open_runtime(settings) as runtime:
-            client = runtime.order_client()
-            description = await client.handle(order_id).describe()
-            if description.status is not None and description.status.name != "RUNNING":
-                return None, ""
-            return await client.summary(order_id), "workflow"
+            progress = await runtime.order_client().progress(order_id)
     except (NoTemporalError, OrderNotFoundError):
-        return None, ""
+        return None, "", []
     except RPCError as err:
         if "not found" in str(err).lower():
-            return None, ""
+            return None, "", []
         raise
+    if not progress.running:
+        return None, "", []
+    if progress.summary is None:
+        # Running but unanswered (no worker): the steps are still worth showing, over the
+        # event store's record.
+        return None, "", progress.steps
+    return progress.summary, "workflow", progress.steps

@@ -41,10 +41,17 @@ async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order
 
     shown = await run_cli("show", order_id, "--json", env=env)
     assert shown.code == 0 and shown.json()["source"] == "workflow" and shown.json()["item_count"] == 5_000
+    assert shown.json()["failing_step"] is None  # nothing is being retried
 
     submitted = await run_cli("submit", order_id, "--wait", "--json", env=env)
     assert submitted.code == 0, submitted.stderr
     assert submitted.json()["status"] == "fulfilled" and submitted.json()["report"]["item_count"] == 5_000
+    # Progress while waiting: plain lines on stderr (not a terminal), none failing.
+    assert f"order {order_id}: " in submitted.stderr and "failing" not in submitted.stderr
+    assert all(line.startswith(f"order {order_id}: ") for line in submitted.stderr.splitlines())
+
+    closed = await run_cli("submit", order_id, "--wait", "--timeout", "10s", env=env)
+    assert closed.code == 1 and "is closed" in closed.stderr  # a closed order is not waited on
 
     after = await run_cli("show", order_id, env=env)
     assert after.code == 0 and "fulfilled" in after.stdout and "event store" in after.stdout

@@ -1,4 +1,6 @@
-"""``OrderClient.store_items``: items to stored batches, streaming, and stopped by bad input."""
+"""``OrderClient``: ``store_items`` (items to stored batches, streaming, stopped by bad
+input), ``progress`` and ``failing_step`` (what a running order waits on), and the recovery
+calls."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from typing import Any, Iterator
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.errors import OrderNotFoundError
 from domain.items import ItemValidationError
 from domain.sample_items import generate_items
 from storage.batches import BatchStore
 from storage.folder_store import FolderBlobStore
-from workflows.client import STORE_WINDOW, OrderClient
+from tests.fixtures.orders import OrderStack
+from workflows.client import MAX_REASON_CHARS, STORE_WINDOW, OrderClient
+from workflows.errors import OrderRefusedError
 
 
 def stored_batches(blobs: FolderBlobStore) -> int:
@@ -48,3 +53,47 @@ async def test_store_items_stops_at_the_first_invalid_batch_naming_it(
     with pytest.raises(ItemValidationError) as raised:
         await client.store_items(items, batch_size=100, batch_id_prefix="bad")
     assert "bad-000007 item[34]: quantity" in str(raised.value)
+
+
+# ---- reads of a running order's steps, recovery calls -----------------------------------
+
+
+
+async def test_progress_of_an_open_order_has_its_summary_and_no_failing_step(order_stack: OrderStack) -> None:
+    client = order_stack.client
+    await client.create("progress-open", "acme")
+    await client.add_items("progress-open", generate_items(50))
+    progress = await client.progress("progress-open")
+    assert progress.running and progress.workflow_status == "running"
+    assert progress.status == "open" and progress.summary is not None and progress.summary.item_count == 50
+    assert progress.failing_step() is None and await client.failing_step("progress-open") is None
+
+    await client.submit("progress-open")
+    summary = await client.wait_closed("progress-open")
+    closed = await client.progress("progress-open")
+    assert not closed.running and closed.workflow_status == "completed"
+    assert closed.summary == summary and closed.status == "fulfilled" and closed.steps == []
+
+
+async def test_progress_of_an_unknown_order_is_not_found(order_stack: OrderStack) -> None:
+    with pytest.raises(OrderNotFoundError):
+        await order_stack.client.progress("never-created-progress")
+
+
+async def test_retry_of_an_order_that_has_not_failed_is_refused_by_the_workflow(order_stack: OrderStack) -> None:
+    client = order_stack.client
+    await client.create("retry-open", "acme")
+    with pytest.raises(OrderRefusedError) as refused:
+        await client.retry_fulfillment("retry-open", "why not")
+    assert refused.value.order_id == "retry-open"
+    assert (await client.summary("retry-open")).status == "open"  # nothing changed
+
+
+async def test_reasons_are_bounded_before_anything_is_sent(order_stack: OrderStack) -> None:
+    client = order_stack.client
+    await client.create("reason-bound", "acme")
+    with pytest.raises(ValueError, match=f"at most {MAX_REASON_CHARS:,} characters"):
+        await client.cancel("reason-bound", "x" * (MAX_REASON_CHARS + 1))
+    with pytest.raises(ValueError, match="at most"):
+        await client.retry_fulfillment("reason-bound", "x" * (MAX_REASON_CHARS + 1))
+    assert (await client.summary("reason-bound")).status == "open"
