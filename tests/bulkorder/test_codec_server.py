@@ -39,7 +39,7 @@ def blobs(tmp_path: Path) -> FolderBlobStore:
 @pytest.fixture
 def server(blobs: FolderBlobStore) -> Iterator[CodecServer]:
     codec = ClaimCheckCodec(blobs)
-    with CodecServer(codec, token=TOKEN, cors_origins=[UI_ORIGIN], namespace="default") as running:
+    with CodecServer(codec, token=TOKEN, cors_origins=[UI_ORIGIN], namespace="default", enable_encode=True) as running:
         yield running
 
 
@@ -137,7 +137,8 @@ async def test_bad_requests_get_clear_errors(server: CodecServer, blobs: FolderB
     key = ClaimCheck.from_payload(encoded).key
     blobs.delete(key)
     status, _, error = request(f"{server.url}/decode", {"payloads": [reference]})
-    assert status == 500 and key in error["error"]
+    assert status == 404 and key in error["error"]
+    assert str(blobs.location) not in error["error"], "no file system path in an error body"
 
     forged = {"metadata": {"encoding": b64(REFERENCE_ENCODING)}, "data": b64(b'{"v": 1, "key": "batches/x"}')}
     status, _, error = request(f"{server.url}/decode", {"payloads": [forged]})
