@@ -125,7 +125,7 @@ def check_content_type(value: str | None) -> None:
 def check_bearer(header: str | None, token: str) -> None:
     """Constant-time comparison of ``Authorization: Bearer <token>`` with ``token``."""
     scheme, _, value = (header or "").partition(" ")
-    given = value.strip().encode("utf-8", "surrogateescape")
+    given = value.strip().encode("utf-8", "surrogatepass")
     if not (scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode())):
         reason = "missing" if not header else "wrong"
         raise CodecRequestError(
