@@ -111,6 +111,7 @@ def normalise_host(header: str) -> str:
     if text.count(":") > 1:  # a bare IPv6 literal
         return text if _is_ip(text) else ""
     name, _, port = text.partition(":")
+    name = name.rstrip(".")  # the fully qualified form, "example.com."
     if (port and not port.isdigit()) or not (_is_ip(name) or _HOST_NAME.match(name)):
         return ""
     return name

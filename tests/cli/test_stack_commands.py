@@ -163,3 +163,18 @@ async def test_dev_web_ui_codec_server_does_not_encode_unless_enabled(tmp_path: 
         assert status == 200 and json.loads(decoded)["payloads"][0]["metadata"]["encoding"]
     finally:
         assert await stop(dev) == 0
+
+
+async def test_dev_verbose_error_path_prints_no_secret(tmp_path: Path) -> None:
+    """`bulkorder -v dev` against a Temporal it cannot reach: the error, the log lines and
+    the settings it shows carry no API key, metadata header or token."""
+    secrets = {
+        "TEMPORAL_API_KEY": "api-key-sekrit",
+        "TEMPORAL_GRPC_META_AUTHORIZATION": "Bearer meta-sekrit",
+        "BULKORDER_CODEC_SERVER_TOKEN": "codec-token-sekrit",
+    }
+    env = cli_env(tmp_path / "home", {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", **secrets})
+    result = await run_cli("-v", "dev", env=env, timeout=120)
+    assert result.code == 1 and "cannot reach Temporal" in result.stderr
+    for secret in ("api-key-sekrit", "meta-sekrit", "codec-token-sekrit"):
+        assert secret not in result.stdout + result.stderr
