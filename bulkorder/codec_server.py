@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from http import HTTPStatus
 from typing import Iterable
@@ -66,6 +67,7 @@ BODY_TIMEOUT = 10.0
 #: Seconds the codec may take for one request (large blobs from a slow store).
 CODEC_TIMEOUT = 120.0
 _ALLOWED_HEADERS = "authorization, content-type, x-namespace"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"]*")
 
 
 class CodecServerError(RuntimeError):
@@ -167,8 +169,7 @@ class CodecServer:
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port, backlog=128)
         await site.start()
-        sockets = site._server.sockets if site._server else ()  # noqa: SLF001 - aiohttp keeps the bound port there
-        address = sockets[0].getsockname()
+        address = runner.addresses[0]  # with port 0, the port the system picked
         self._bound = (str(address[0]), int(address[1]))
 
     def stop(self) -> None:
@@ -313,7 +314,5 @@ def _public_error(request: web.Request, exc: Exception, codec_timeout: float) ->
 
 
 def _without_paths(text: str) -> str:
-    """A claim-check error names the reference; a location after `` in `` is the store's."""
-    import re
-
-    return re.sub(r"(?<![\w:/])/[^\s'\"]*", "<path>", text)[:500]
+    """A claim-check error names the reference; anything like an absolute path is the store's."""
+    return _ABSOLUTE_PATH.sub("<path>", text)[:500]

@@ -219,8 +219,13 @@ def port_owner(port: int) -> dict[str, object] | None:
     """The live ``bulkorder dev`` that claimed ``port`` (its home and pid), if any."""
     try:
         claim = json.loads((port_claims_dir() / f"{port}.json").read_text())
-        os.kill(int(claim["pid"]), 0)
-        return {"home": str(claim["home"]), "pid": int(claim["pid"])}
+        pid = int(claim["pid"])
+        os.kill(pid, 0)
+        # A stale claim whose pid was reused by another program is no claim.
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"bulkorder" not in cmdline.read_bytes():
+            return None
+        return {"home": str(claim["home"]), "pid": pid}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
