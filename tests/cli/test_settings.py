@@ -157,3 +157,14 @@ def test_codec_server_settings(tmp_path: Path) -> None:
     ):
         with pytest.raises(SettingsError, match=message):
             Settings.from_env({"BULKORDER_HOME": str(tmp_path), **env})
+
+
+def test_an_endpoint_url_with_a_password_is_shown_without_it(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "BULKORDER_S3_BUCKET": "orders",
+        "BULKORDER_S3_ENDPOINT_URL": "http://minio:url-pass-sekrit@127.0.0.1:9000/",
+    })
+    assert settings.blob_store.s3_endpoint_url == "http://minio:url-pass-sekrit@127.0.0.1:9000/"
+    for text in (repr(settings), repr(settings.blob_store), settings.blob_store.describe(), str(settings.describe())):
+        assert "url-pass-sekrit" not in text and "minio:***@127.0.0.1:9000" in text
