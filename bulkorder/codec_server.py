@@ -6,72 +6,79 @@ body ``{"payloads": [...]}`` of payloads in protobuf's JSON form (metadata value
 base64), the same shape back, and the namespace in the ``X-Namespace`` header. Browsers
 (the Web UI) first send an ``OPTIONS`` preflight.
 
-Safe by default: it listens on 127.0.0.1 unless given another host; when a token is
-configured every request must carry ``Authorization: Bearer <token>`` (the CLI's
-``--codec-auth``, the Web UI's "pass access token"); CORS headers go only to configured
-origins; a request for a namespace other than the deployment's is refused. The codec
-refuses references outside its ``payloads/`` keys, so a forged reference cannot read any
-other blob.
+Served with aiohttp, as Temporal's samples do, and bounded everywhere (docs/security.md):
 
-Standard library only (``http.server``): the codec's async methods run on an event loop
-in a thread of their own, so the server works the same inside or outside asyncio code.
+- time: a connection that sends no complete request within ``idle_timeout`` is closed
+  (aiohttp's keep-alive timer runs from the connection's start, headers included); a
+  body must arrive within ``body_timeout``; the codec gets ``codec_timeout``;
+- memory: a body over ``max_body_bytes`` is refused with 413 before it is read (by its
+  ``Content-Length``) or as soon as it passes the cap (chunked); header lines are capped
+  by aiohttp (8 KiB);
+- work: at most ``max_concurrency`` requests are read and coded at once; more get 503.
+
+And careful with what it trusts: the ``Host`` header must name an address it serves (DNS
+rebinding); ``Content-Type`` must be ``application/json`` (so a cross-site page cannot
+post without a CORS preflight); with a token every request needs ``Authorization: Bearer``;
+``/encode`` writes blobs, so it is off unless ``enable_encode``; CORS headers go only to
+configured origins; a namespace other than the deployment's is refused. Error bodies are
+generic: what was wrong, never a file system path or an exception's text; the details go to
+the server's log.
+
+The server runs on an event loop in a thread of its own, so it works the same inside or
+outside asyncio code (the CLI's ``bulkorder dev``, tests, a plain script).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import json
 import logging
-import socket
+import re
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterable
 
-from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from aiohttp import web
 from temporalio.converter import PayloadCodec
 
-from storage.errors import ClaimCheckError, StorageError, TransientStoreError
+from bulkorder.codec_protocol import (
+    CodecRequestError,
+    HostPolicy,
+    check_bearer,
+    check_content_type,
+    is_loopback,
+    parse_payloads,
+    parse_route,
+    payloads_json,
+)
+from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, StorageError, TransientStoreError
+
+__all__ = ["CodecServer", "CodecServerError", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
-ROUTES = ("decode", "encode")
-#: Largest request body accepted (a payload of 100 MiB is ~134 MiB as base64 JSON).
-MAX_REQUEST_BYTES = 512 * 1024 * 1024
-#: How long one request may spend in the codec (large blobs from a slow store).
-CODEC_TIMEOUT = 300.0
+#: Largest request body accepted by default (a decode request carries references of ~300 bytes).
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+DEFAULT_MAX_CONCURRENCY = 8
+#: Seconds a connection may stay without a complete request (from its start, or its last response).
+IDLE_TIMEOUT = 5.0
+#: Seconds a request body may take to arrive.
+BODY_TIMEOUT = 10.0
+#: Seconds the codec may take for one request (large blobs from a slow store).
+CODEC_TIMEOUT = 120.0
 _ALLOWED_HEADERS = "authorization, content-type, x-namespace"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"]*")
 
 
 class CodecServerError(RuntimeError):
-    """The codec server cannot start (address in use, no such interface, ...)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: HTTPStatus, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+    """The codec server cannot start (address in use, no such interface, no token off loopback)."""
 
 
 class CodecServer:
     """Serves ``codec`` over HTTP until :meth:`stop`; also a context manager.
 
     ``port=0`` picks a free port (see :attr:`url`). ``namespace``, when given, is the
-    only namespace served. ``token`` None means no authentication (loopback use).
+    only namespace served. ``token`` None means no authentication, allowed on loopback only.
     """
 
     def __init__(
@@ -83,58 +90,103 @@ class CodecServer:
         token: str | None = None,
         cors_origins: Iterable[str] = (),
         namespace: str | None = None,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        enable_encode: bool = False,
+        allowed_hosts: Iterable[str] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        codec_timeout: float = CODEC_TIMEOUT,
     ) -> None:
+        if token is None and not is_loopback(host):
+            raise CodecServerError(
+                f"a codec server on {host} (not loopback) needs a token: set BULKORDER_CODEC_SERVER_TOKEN"
+            )
         self.codec = codec
         self.host = host
         self.port = port
         self.token = token
         self.cors_origins = frozenset(origin.rstrip("/") for origin in cors_origins)
         self.namespace = namespace
-        self.max_request_bytes = max_request_bytes
-        self._http: ThreadingHTTPServer | None = None
+        self.enable_encode = enable_encode
+        self.hosts = HostPolicy.serving(host, allowed_hosts)
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrency = max_concurrency
+        self.idle_timeout = idle_timeout
+        self.body_timeout = body_timeout
+        self.codec_timeout = codec_timeout
+        self._bound: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._in_flight: asyncio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        token = "***" if self.token else None
+        return f"CodecServer(host={self.host!r}, port={self.port}, token={token}, namespace={self.namespace!r})"
 
     @property
     def url(self) -> str:
-        if self._http is None:
+        if self._bound is None:
             raise RuntimeError("the codec server is not running")
-        host, port = self._http.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        host, port = self._bound
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
+    # Life cycle.
+
     def start(self) -> CodecServer:
-        server_class = _DualStackServer if ":" in self.host else ThreadingHTTPServer
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="codec-server", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
         try:
-            http = server_class((self.host, self.port), _Handler)
+            asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=60)
         except OSError as exc:
+            self.stop()
             raise CodecServerError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
-        http.daemon_threads = True
-        http.codec_server = self  # type: ignore[attr-defined]
-        self._http = http
-        self._loop = asyncio.new_event_loop()
-        self._threads = [
-            threading.Thread(target=self._loop.run_forever, name="codec-server-loop", daemon=True),
-            threading.Thread(target=http.serve_forever, name="codec-server-http", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        except BaseException:
+            self.stop()
+            raise
         logger.info("codec server listening on %s", self.url)
         return self
 
+    async def _serve(self) -> None:
+        self._in_flight = asyncio.Semaphore(self.max_concurrency)
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=self.idle_timeout,
+            handler_cancellation=True,  # a client gone mid-request frees its slot
+            lingering_time=0,  # an unread body is not drained: the connection closes
+            max_line_size=8190,
+            max_field_size=8190,
+            max_headers=64,
+        )
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self.host, self.port, backlog=128)
+        await site.start()
+        address = runner.addresses[0]  # with port 0, the port the system picked
+        self._bound = (str(address[0]), int(address[1]))
+
     def stop(self) -> None:
-        http, loop, self._http, self._loop = self._http, self._loop, None, None
-        if http is not None:
-            http.shutdown()
-            http.server_close()
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-        for thread in self._threads:
+        loop, thread, runner = self._loop, self._thread, self._runner
+        self._loop = self._thread = self._runner = None
+        self._bound = None
+        if loop is None:
+            return
+        if runner is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+            except Exception:  # noqa: BLE001 - stopping anyway
+                logger.exception("codec server: clean-up failed")
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
             thread.join(timeout=10)
-        self._threads = []
-        if loop is not None:
-            loop.close()
+        loop.close()
 
     def __enter__(self) -> CodecServer:
         return self.start()
@@ -142,136 +194,82 @@ class CodecServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def apply(self, route: str, payloads: Payloads) -> Payloads:
-        """Run the codec on ``payloads`` (called from request threads)."""
-        loop = self._loop
-        if loop is None:
-            raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "the codec server is stopping")
-        operation = self.codec.decode if route == "decode" else self.codec.encode
-        future = asyncio.run_coroutine_threadsafe(operation(list(payloads.payloads)), loop)
-        return Payloads(payloads=future.result(timeout=CODEC_TIMEOUT))
+    # Requests.
 
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self.hosts.check(request.headers.get("Host"))
+            route, namespace = parse_route(request.path)
+            if request.method == "OPTIONS":
+                return self._preflight(request)
+            if request.method != "POST":
+                raise CodecRequestError(HTTPStatus.METHOD_NOT_ALLOWED, "use POST", headers={"Allow": "POST, OPTIONS"})
+            if self.token is not None:
+                check_bearer(request.headers.get("Authorization"), self.token)
+            if route == "encode" and not self.enable_encode:
+                raise CodecRequestError(
+                    HTTPStatus.FORBIDDEN, "encode is off on this codec server (it writes blobs): start it with --enable-encode"
+                )
+            self._check_namespace(namespace, request.headers.get("X-Namespace"))
+            check_content_type(request.headers.get("Content-Type"))
+            self._check_length(request.content_length)
+            body = await self._coded(route, request)
+            return self._response(request, HTTPStatus.OK, body)
+        except CodecRequestError as exc:
+            return self._error(request, exc)
 
-class _DualStackServer(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "bulkorder-codec-server"
-
-    @property
-    def codec_server(self) -> CodecServer:
-        return self.server.codec_server  # type: ignore[attr-defined,no-any-return]
-
-    # Routing.
-
-    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+    def _preflight(self, request: web.Request) -> web.Response:
         """CORS preflight: browsers send no credentials here, so no token is asked."""
-        try:
-            self._route()
-            if not self._cors_headers():
-                raise _HTTPError(HTTPStatus.FORBIDDEN, f"origin {self.headers.get('Origin')!r} is not allowed")
-            self._send(HTTPStatus.NO_CONTENT, b"", {"Access-Control-Max-Age": "600"})
-        except _HTTPError as exc:
-            self._send_error(exc)
+        if not self._cors_headers(request):
+            raise CodecRequestError(HTTPStatus.FORBIDDEN, "that origin is not allowed")
+        response = web.Response(status=HTTPStatus.NO_CONTENT, headers={"Access-Control-Max-Age": "600"})
+        response.headers.update(self._cors_headers(request))
+        return response
 
-    def do_POST(self) -> None:  # noqa: N802
-        try:
-            route, namespace = self._route()
-            self._authorize()
-            self._check_namespace(namespace)
-            payloads = self._read_payloads()
-            body = json_format.MessageToJson(self._apply(route, payloads), indent=None).encode()
-            self._send(HTTPStatus.OK, body, {"Content-Type": "application/json"})
-        except _HTTPError as exc:
-            self._send_error(exc)
-        except Exception as exc:  # noqa: BLE001 - the client gets a reason, the log the traceback
-            logger.exception("codec server: %s %s failed", self.command, self.path)
-            self._send_error(_HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}"))
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._method_not_allowed()
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET  # noqa: N815
-
-    def _method_not_allowed(self) -> None:
-        try:
-            self._route()
-            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"use POST for {self.path}", headers={"Allow": "POST, OPTIONS"})
-        except _HTTPError as exc:
-            self._send_error(exc)
-
-    def _route(self) -> tuple[str, str | None]:
-        """(``decode`` or ``encode``, the namespace in the path if any); 404 otherwise."""
-        segments = [s for s in self.path.split("?", 1)[0].split("/") if s]
-        if len(segments) == 1 and segments[0] in ROUTES:
-            return segments[0], None
-        if len(segments) == 2 and segments[1] in ROUTES:
-            return segments[1], segments[0]
-        raise _HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path!r}: POST /decode or /encode")
-
-    # Checks.
-
-    def _authorize(self) -> None:
-        token = self.codec_server.token
-        if token is None:
-            return
-        given = self.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            reason = "missing" if not given else "wrong"
-            raise _HTTPError(
-                HTTPStatus.UNAUTHORIZED,
-                f"{reason} bearer token: send 'Authorization: Bearer <BULKORDER_CODEC_SERVER_TOKEN>'",
-                headers={"WWW-Authenticate": 'Bearer realm="bulkorder codec server"'},
-            )
-
-    def _check_namespace(self, in_path: str | None) -> None:
-        served = self.codec_server.namespace
-        for namespace in (in_path, self.headers.get("X-Namespace")):
-            if served is not None and namespace and namespace != served:
-                raise _HTTPError(
-                    HTTPStatus.FORBIDDEN,
-                    f"this codec server serves namespace {served!r}, not {namespace!r}",
+    def _check_namespace(self, in_path: str | None, in_header: str | None) -> None:
+        for namespace in (in_path, in_header):
+            if self.namespace is not None and namespace and namespace != self.namespace:
+                raise CodecRequestError(
+                    HTTPStatus.FORBIDDEN, f"this codec server serves namespace {self.namespace!r}, not {namespace[:100]!r}"
                 )
 
-    def _read_payloads(self) -> Payloads:
-        content_type = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send application/json, not {content_type!r}")
-        length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
-            raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-        length = int(length_header)
-        if length > self.codec_server.max_request_bytes:
-            raise _HTTPError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"request of {length} bytes is over the limit of {self.codec_server.max_request_bytes}",
-            )
-        body = self.rfile.read(length)
-        try:
-            return json_format.Parse(body, Payloads())
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, f'body is not {{"payloads": [...]}} in protobuf JSON: {exc}') from None
+    def _check_length(self, length: int | None) -> None:
+        if length is not None and length > self.max_body_bytes:
+            raise self._too_large()
 
-    def _apply(self, route: str, payloads: Payloads) -> Payloads:
-        try:
-            return self.codec_server.apply(route, payloads)
-        except ClaimCheckError as exc:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        except TransientStoreError as exc:
-            raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"}) from None
-        except StorageError as exc:
-            raise _HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc)) from None
-        except TimeoutError:
-            raise _HTTPError(HTTPStatus.GATEWAY_TIMEOUT, f"the codec took over {CODEC_TIMEOUT:.0f} s") from None
+    def _too_large(self) -> CodecRequestError:
+        return CodecRequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"request body over the limit of {self.max_body_bytes} bytes (BULKORDER_CODEC_SERVER_MAX_BODY_BYTES)",
+        )
+
+    async def _coded(self, route: str, request: web.Request) -> bytes:
+        """Read, parse and code the body within the concurrency and time bounds."""
+        assert self._in_flight is not None
+        if self._in_flight.locked():
+            raise CodecRequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: retry shortly", headers={"Retry-After": "1"})
+        async with self._in_flight:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise self._too_large() from None
+            except TimeoutError:
+                raise CodecRequestError(HTTPStatus.REQUEST_TIMEOUT, f"the body took over {self.body_timeout:g} s") from None
+            payloads = parse_payloads(body)
+            del body
+            operation = self.codec.decode if route == "decode" else self.codec.encode
+            try:
+                async with asyncio.timeout(self.codec_timeout):
+                    return payloads_json(await operation(payloads))
+            except Exception as exc:  # noqa: BLE001 - every failure gets a generic answer
+                raise _public_error(request, exc, self.codec_timeout) from None
 
     # Responses.
 
-    def _cors_headers(self) -> dict[str, str]:
-        origin = self.headers.get("Origin")
-        if not origin or origin.rstrip("/") not in self.codec_server.cors_origins:
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if not origin or origin.rstrip("/") not in self.cors_origins:
             return {}
         return {
             "Access-Control-Allow-Origin": origin,
@@ -281,20 +279,40 @@ class _Handler(BaseHTTPRequestHandler):
             "Vary": "Origin",
         }
 
-    def _send(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in {**headers, **self._cors_headers()}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
+    def _response(self, request: web.Request, status: HTTPStatus, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+        response = web.Response(status=status, body=body, content_type="application/json")
+        response.headers.update({**(headers or {}), **self._cors_headers(request)})
+        return response
 
-    def _send_error(self, error: _HTTPError) -> None:
+    def _error(self, request: web.Request, error: CodecRequestError) -> web.Response:
+        response = self._response(request, error.status, json.dumps({"error": error.message}).encode(), error.headers)
         # The body may be unread: close rather than misread it as the next request.
-        self.close_connection = True
-        body = json.dumps({"error": error.message}).encode()
-        self._send(error.status, body, {**error.headers, "Content-Type": "application/json", "Connection": "close"})
+        response.force_close()
+        return response
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
-        logger.info("%s %s", self.address_string(), format % args)
+
+def _public_error(request: web.Request, exc: Exception, codec_timeout: float) -> CodecRequestError:
+    """What the client is told about a failed codec call: the class of failure and the key,
+    never the store's location (a folder path) or an exception's text from a library."""
+    if isinstance(exc, TimeoutError):
+        return CodecRequestError(HTTPStatus.GATEWAY_TIMEOUT, f"the codec took over {codec_timeout:g} s")
+    if isinstance(exc, BlobNotFoundError):
+        return CodecRequestError(HTTPStatus.NOT_FOUND, f"claim-check blob {exc.key!r} not found")
+    if isinstance(exc, BlobIntegrityError):
+        logger.error("codec server: %s %s: %s", request.method, request.path, exc)
+        return CodecRequestError(HTTPStatus.BAD_GATEWAY, f"claim-check blob {exc.key!r} is corrupt in the blob store")
+    if isinstance(exc, ClaimCheckError):
+        return CodecRequestError(HTTPStatus.BAD_REQUEST, _without_paths(str(exc)))
+    if isinstance(exc, TransientStoreError):
+        logger.warning("codec server: %s %s: %s", request.method, request.path, exc)
+        return CodecRequestError(HTTPStatus.SERVICE_UNAVAILABLE, "the blob store is unavailable: retry", headers={"Retry-After": "5"})
+    if isinstance(exc, StorageError):
+        logger.error("codec server: %s %s: %s", request.method, request.path, exc)
+        return CodecRequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "the blob store failed: see the codec server's log")
+    logger.error("codec server: %s %s failed", request.method, request.path, exc_info=exc)
+    return CodecRequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "the codec failed: see the codec server's log")
+
+
+def _without_paths(text: str) -> str:
+    """A claim-check error names the reference; anything like an absolute path is the store's."""
+    return _ABSOLUTE_PATH.sub("<path>", text)[:500]

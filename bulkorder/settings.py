@@ -21,6 +21,9 @@ from storage.config import BlobStoreConfig, EventStoreConfig
 from workflows.messages import OrderLimits
 from workflows.worker import DEFAULT_TASK_QUEUE
 
+DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
+DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -39,7 +42,21 @@ _LIMIT_VARIABLES = {
 }
 
 
-@dataclass(frozen=True)
+#: temporalio connect options shown as they are in a repr; every other one (api_key, tls
+#: with its private key, rpc_metadata with its headers, ...) is shown as ``***``.
+_SHOWN_CONNECT_OPTIONS = frozenset({"target_host", "namespace", "identity", "lazy", "runtime", "default_workflow_query_reject_condition"})
+REDACTED = "***"
+
+
+def redacted_connect_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` for logs and reprs: option names kept, secret values replaced."""
+    return {
+        name: value if name in _SHOWN_CONNECT_OPTIONS or value is None or isinstance(value, bool) else REDACTED
+        for name, value in config.items()
+    }
+
+
+@dataclass(frozen=True, repr=False)
 class TemporalSettings:
     """Where Temporal is. ``address`` None means: use the embedded dev server."""
 
@@ -51,15 +68,31 @@ class TemporalSettings:
     def embedded(self) -> bool:
         return self.address is None
 
+    def __repr__(self) -> str:
+        return (
+            f"TemporalSettings(address={self.address!r}, namespace={self.namespace!r}, "
+            f"connect_config={redacted_connect_config(self.connect_config)!r})"
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class ClaimCheckSettings:
     """The claim-check payload codec (docs/claim_check.md) and its codec server."""
 
     threshold: int = DEFAULT_THRESHOLD
     cache_bytes: int = DEFAULT_CACHE_BYTES
-    codec_server_token: str | None = field(default=None, repr=False)
+    codec_server_token: str | None = None
     codec_server_cors_origins: tuple[str, ...] = ()
+    #: Names (besides its own address) the codec server answers in the Host header.
+    codec_server_allowed_hosts: tuple[str, ...] = ()
+    codec_server_max_body_bytes: int = DEFAULT_CODEC_SERVER_MAX_BODY_BYTES
+    codec_server_max_concurrency: int = DEFAULT_CODEC_SERVER_MAX_CONCURRENCY
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.codec_server_token is not None:
+            shown["codec_server_token"] = REDACTED
+        return "ClaimCheckSettings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
 
 @dataclass(frozen=True)
@@ -162,11 +195,25 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
                 f"BULKORDER_CODEC_SERVER_CORS_ORIGINS: {origin!r} is not an origin "
                 "(scheme://host[:port], e.g. http://localhost:8233)"
             )
+    hosts = tuple(h.strip().lower() for h in env.get("BULKORDER_CODEC_SERVER_ALLOWED_HOSTS", "").split(",") if h.strip())
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]|[0-9a-f:.]+", host):
+            raise SettingsError(
+                f"BULKORDER_CODEC_SERVER_ALLOWED_HOSTS: {host!r} is not a host name (no scheme, port or path, "
+                "e.g. codec.example.com)"
+            )
     return ClaimCheckSettings(
         threshold=threshold,
         cache_bytes=cache_bytes,
         codec_server_token=env.get("BULKORDER_CODEC_SERVER_TOKEN") or None,
         codec_server_cors_origins=origins,
+        codec_server_allowed_hosts=hosts,
+        codec_server_max_body_bytes=_positive_int(
+            env, "BULKORDER_CODEC_SERVER_MAX_BODY_BYTES", DEFAULT_CODEC_SERVER_MAX_BODY_BYTES
+        ),
+        codec_server_max_concurrency=_positive_int(
+            env, "BULKORDER_CODEC_SERVER_MAX_CONCURRENCY", DEFAULT_CODEC_SERVER_MAX_CONCURRENCY
+        ),
     )
 
 

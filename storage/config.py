@@ -53,6 +53,16 @@ def _is_secret(name: str) -> bool:
     return any(marker in name for marker in _SECRET_MARKERS) and not name.endswith("_TOPIC")
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user info (``http://user:***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
 @dataclass(frozen=True)
 class BlobStoreConfig:
     """Which blob store to use: an S3 bucket if one is named, else a local folder."""
@@ -82,8 +92,15 @@ class BlobStoreConfig:
     def describe(self) -> str:
         if self.s3_bucket:
             where = f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
-            return f"{where} (endpoint {self.s3_endpoint_url})" if self.s3_endpoint_url else where
+            return f"{where} (endpoint {redact_url(self.s3_endpoint_url)})" if self.s3_endpoint_url else where
         return f"folder {self.folder}" if self.folder else "no blob store"
+
+    def __repr__(self) -> str:
+        endpoint = redact_url(self.s3_endpoint_url) if self.s3_endpoint_url else None
+        return (
+            f"BlobStoreConfig(folder={self.folder!r}, s3_bucket={self.s3_bucket!r}, s3_prefix={self.s3_prefix!r}, "
+            f"s3_endpoint_url={endpoint!r}, s3_region={self.s3_region!r})"
+        )
 
 
 @dataclass(frozen=True, repr=False)

@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
 from bulkorder.codec_server import CodecServer
-from bulkorder.commands.arguments import port_number
+from bulkorder.commands.arguments import non_negative_int, port_number
 from bulkorder.commands.codec_server import configured_codec_server
-from bulkorder.embedded import EmbeddedTemporal, clear_dev_state, running_dev_address, write_dev_state
+from bulkorder.embedded import (
+    EmbeddedTemporal,
+    claim_port,
+    clear_dev_state,
+    refuse_taken_port,
+    release_port,
+    running_dev_address,
+    write_dev_state,
+)
+
+#: How often ``bulkorder dev`` restarts a Temporal server that died before it gives up.
+DEFAULT_MAX_RESTARTS = 3
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
 
@@ -25,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--codec-port", type=port_number, default=0,
         help="port of the Web UI's codec server (default: a free one; only with --ui-port)",
     )
+    dev.add_argument(
+        "--ui-enable-encode", action="store_true",
+        help="let the Web UI's codec server encode too (it writes payload blobs; off by default)",
+    )
+    dev.add_argument(
+        "--max-restarts", type=non_negative_int, default=DEFAULT_MAX_RESTARTS,
+        help=f"restart a Temporal server that dies at most this often, then exit 1 (default {DEFAULT_MAX_RESTARTS})",
+    )
     dev.set_defaults(handler=run_dev)
 
     worker = sub.add_parser("worker", help="run a worker for order workflows against the configured Temporal")
@@ -32,12 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker.set_defaults(handler=run_worker)
 
 
-async def _until_interrupted() -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_interrupted() -> None:
+    await _stop_on_signals().wait()
 
 
 async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,19 +69,25 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         print(f"TEMPORAL_ADDRESS is set ({settings.temporal.address}): running only a worker against it")
         return await run_worker(args, settings)
     if running_dev_address(settings.home):
-        print(f"bulkorder dev is already running for {settings.home} at {running_dev_address(settings.home)}")
+        print(
+            f"bulkorder dev: error: already running for {settings.home} at {running_dev_address(settings.home)}",
+            file=sys.stderr,
+        )
         return 1
+    # Before anything starts: a port in use is another stack's (or a stranger's) server.
+    refuse_taken_port(args.port)
     settings.home.mkdir(parents=True, exist_ok=True)
     # With the Web UI, a codec server on loopback: the UI's browser sends it the payloads
     # it shows, and gets claim-checked ones back decoded (docs/claim_check.md).
-    codec_server = ui_codec_server(settings, args.ui_port, args.codec_port) if args.ui_port else None
+    codec_server = ui_codec_server(settings, args.ui_port, args.codec_port, args.ui_enable_encode) if args.ui_port else None
     server = EmbeddedTemporal(
         settings.home / "temporal.sqlite", port=args.port, ui_port=args.ui_port,
         ui_codec_endpoint=codec_server.url if codec_server else None,
     )
     try:
         address = await server.start()
-        write_dev_state(settings.home, address)
+        claim_port(server.port, settings.home)
+        write_dev_state(settings.home, address, server.pid)
         async with open_runtime(settings) as runtime:
             async with runtime.worker():
                 for name, value in {"temporal": address, **settings.describe()}.items():
@@ -66,21 +96,53 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{'web ui':<12} http://127.0.0.1:{args.ui_port}")
                     print(f"{'ui codec':<12} {codec_server.url}")
                 print("ready: run bulkorder commands in another terminal; Ctrl-C stops", flush=True)
-                await _until_interrupted()
+                return await _supervise(server, settings, args.max_restarts)
     finally:
         clear_dev_state(settings.home)
+        release_port(server.port)
         await server.stop()
         if codec_server:
             codec_server.stop()
-    return 0
 
 
-def ui_codec_server(settings: Settings, ui_port: int, port: int) -> CodecServer:
+async def _supervise(server: EmbeddedTemporal, settings: Settings, max_restarts: int) -> int:
+    """Until Ctrl-C: 0. A Temporal server that dies is restarted (its state is on disk, the
+    worker reconnects) at most ``max_restarts`` times; then 1, never a half-dead stack."""
+    stop = _stop_on_signals()
+    restarts = 0
+    while True:
+        stopped = asyncio.create_task(stop.wait())
+        died = asyncio.create_task(server.exited())
+        await asyncio.wait({stopped, died}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopped, died):
+            task.cancel()
+        if stop.is_set():
+            return 0
+        code = died.result()
+        if restarts >= max_restarts:
+            print(
+                f"bulkorder dev: error: the Temporal dev server exited with code {code} and was restarted "
+                f"{restarts} time(s) already (--max-restarts {max_restarts}): stopping; its log is "
+                f"{server.log_file}",
+                file=sys.stderr, flush=True,
+            )
+            return 1
+        restarts += 1
+        print(f"the Temporal dev server exited with code {code}: restarting it ({restarts} of {max_restarts})",
+              file=sys.stderr, flush=True)
+        address = await server.start()
+        write_dev_state(settings.home, address, server.pid)
+        print(f"restarted: temporal {address}", flush=True)
+
+
+def ui_codec_server(settings: Settings, ui_port: int, port: int, enable_encode: bool = False) -> CodecServer:
     """A started codec server for the dev stack's Web UI: on loopback, its CORS open to the
     UI's own origins (and any configured ones). A configured token still applies, though
     the UI cannot send one: then only the CLI (``--codec-auth``) can use it."""
     ui_origins = (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}")
-    return configured_codec_server(settings, host="127.0.0.1", port=port, extra_origins=ui_origins).start()
+    return configured_codec_server(
+        settings, host="127.0.0.1", port=port, extra_origins=ui_origins, enable_encode=enable_encode
+    ).start()
 
 
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,7 +19,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bulkorder.codec_server import CodecServer, is_loopback
+from bulkorder.codec_protocol import HostPolicy, normalise_host
+from bulkorder.codec_server import CodecServer, CodecServerError, is_loopback
 from bulkorder.runtime import claim_check_codec, open_runtime
 from bulkorder.settings import Settings
 from storage.claim_check import REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
@@ -39,7 +40,7 @@ def blobs(tmp_path: Path) -> FolderBlobStore:
 @pytest.fixture
 def server(blobs: FolderBlobStore) -> Iterator[CodecServer]:
     codec = ClaimCheckCodec(blobs)
-    with CodecServer(codec, token=TOKEN, cors_origins=[UI_ORIGIN], namespace="default") as running:
+    with CodecServer(codec, token=TOKEN, cors_origins=[UI_ORIGIN], namespace="default", enable_encode=True) as running:
         yield running
 
 
@@ -137,11 +138,44 @@ async def test_bad_requests_get_clear_errors(server: CodecServer, blobs: FolderB
     key = ClaimCheck.from_payload(encoded).key
     blobs.delete(key)
     status, _, error = request(f"{server.url}/decode", {"payloads": [reference]})
-    assert status == 500 and key in error["error"]
+    assert status == 404 and key in error["error"]
+    assert str(blobs.location) not in error["error"], "no file system path in an error body"
 
     forged = {"metadata": {"encoding": b64(REFERENCE_ENCODING)}, "data": b64(b'{"v": 1, "key": "batches/x"}')}
     status, _, error = request(f"{server.url}/decode", {"payloads": [forged]})
     assert status == 400 and "claim-check reference" in error["error"]
+
+
+def test_the_host_header_must_name_an_address_served(server: CodecServer) -> None:
+    body = {"payloads": [json_payload(1)]}
+    port = server.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert request(f"{server.url}/decode", body, headers={"Host": host})[0] == 200, host
+    for host in (f"rebind.attacker.example:{port}", "", "127.0.0.1:x", "local host"):
+        status, _, error = request(f"{server.url}/decode", body, headers={"Host": host})
+        assert status == 421 and "BULKORDER_CODEC_SERVER_ALLOWED_HOSTS" in error["error"], host
+
+
+def test_host_policy() -> None:
+    loopback = HostPolicy.serving("127.0.0.1", ["codec.example.com"])
+    assert {"localhost", "127.0.0.1", "::1", "codec.example.com"} <= loopback.names and not loopback.any_ip
+    wildcard = HostPolicy.serving("0.0.0.0")
+    wildcard.check("10.1.2.3:8081")  # an IP literal cannot be rebound
+    assert normalise_host("[::1]:8081") == "::1" and normalise_host("Codec.Example.COM.:80") == "codec.example.com"
+    assert normalise_host("[::1") == "" and normalise_host("a b") == "" and normalise_host("x:y") == ""
+
+
+def test_body_limit_encode_switch_and_no_token_off_loopback(blobs: FolderBlobStore) -> None:
+    codec = ClaimCheckCodec(blobs)
+    with CodecServer(codec, max_body_bytes=1_000) as small:
+        status, _, error = request(f"{small.url}/decode", {"payloads": [json_payload("x" * 2_000)]}, token=None)
+        assert status == 413 and "BULKORDER_CODEC_SERVER_MAX_BODY_BYTES" in error["error"]
+        status, _, error = request(f"{small.url}/encode", {"payloads": [json_payload(1)]}, token=None)
+        assert status == 403 and "--enable-encode" in error["error"]
+        assert request(f"{small.url}/decode", {"payloads": [json_payload(1)]}, token=None)[0] == 200
+    with pytest.raises(CodecServerError, match="BULKORDER_CODEC_SERVER_TOKEN"):
+        CodecServer(codec, host="0.0.0.0")
+    assert TOKEN not in repr(CodecServer(codec, token=TOKEN))
 
 
 def test_loopback_detection() -> None:

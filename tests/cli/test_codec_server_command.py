@@ -18,6 +18,7 @@ from storage.folder_store import FolderBlobStore
 from tests.cli.helpers import cli_env
 
 BULKORDER = [sys.executable, "-m", "bulkorder.cli"]
+TOKEN = "cli-token-zq9"
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -30,8 +31,8 @@ async def test_codec_server_command_decodes_with_the_deployment_store(tmp_path: 
     [reference] = await ClaimCheckCodec(FolderBlobStore(home / "blobs")).encode([original])
 
     process = await asyncio.create_subprocess_exec(
-        *BULKORDER, "codec-server", "--port", "0",
-        env=env_for(home, BULKORDER_CODEC_SERVER_TOKEN="tok"),
+        *BULKORDER, "-v", "codec-server", "--port", "0",
+        env=env_for(home, BULKORDER_CODEC_SERVER_TOKEN=TOKEN),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
@@ -52,7 +53,7 @@ async def test_codec_server_command_decodes_with_the_deployment_store(tmp_path: 
         ).encode()
         request = urllib.request.Request(
             f"{url}/decode", data=body, method="POST",
-            headers={"Content-Type": "application/json", "Authorization": "Bearer tok", "X-Namespace": "default"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}", "X-Namespace": "default"},
         )
         response = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=30).read())
         [decoded] = json.loads(response)["payloads"]
@@ -61,7 +62,22 @@ async def test_codec_server_command_decodes_with_the_deployment_store(tmp_path: 
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), timeout=30)
+        rest_out, logged = await process.communicate()
     assert code == 0
+    assert printed["token"] == "required" and printed["encode"].startswith("off")
+    # Verbose: the log lines and everything printed carry no token.
+    shown = "".join(f"{k} {v}" for k, v in printed.items()) + rest_out.decode() + logged.decode()
+    assert "codec server listening" in logged.decode()
+    assert TOKEN not in shown
+
+
+def test_a_non_loopback_address_without_a_token_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*BULKORDER, "codec-server", "--host", "0.0.0.0", "--port", "0"],
+        env=env_for(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "not loopback" in result.stderr and "BULKORDER_CODEC_SERVER_TOKEN" in result.stderr
 
 
 def test_bad_port_and_bad_settings_exit_2(tmp_path: Path) -> None:

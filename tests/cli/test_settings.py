@@ -73,13 +73,13 @@ def test_claim_check_settings(tmp_path: Path) -> None:
         "BULKORDER_HOME": str(tmp_path),
         "BULKORDER_CLAIM_CHECK_THRESHOLD": "64_000",
         "BULKORDER_CLAIM_CHECK_CACHE_BYTES": "0",
-        "BULKORDER_CODEC_SERVER_TOKEN": "tok",
+        "BULKORDER_CODEC_SERVER_TOKEN": "zq9-token",
         "BULKORDER_CODEC_SERVER_CORS_ORIGINS": "http://localhost:8233, https://temporal.example.com/",
     })
     check = settings.claim_check
-    assert (check.threshold, check.cache_bytes, check.codec_server_token) == (64_000, 0, "tok")
+    assert (check.threshold, check.cache_bytes, check.codec_server_token) == (64_000, 0, "zq9-token")
     assert check.codec_server_cors_origins == ("http://localhost:8233", "https://temporal.example.com")
-    assert "tok" not in repr(settings) and "tok" not in str(settings.describe())
+    assert "zq9" not in repr(settings) and "zq9" not in str(settings.describe())
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,77 @@ def test_claim_check_settings(tmp_path: Path) -> None:
 def test_claim_check_settings_errors_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({"BULKORDER_HOME": str(tmp_path), **env})
+
+
+SECRETS = {
+    "TEMPORAL_API_KEY": "api-key-sekrit",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA": "client-cert-data",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA": "private-key-sekrit",
+    "TEMPORAL_GRPC_META_AUTHORIZATION": "Bearer meta-sekrit",
+    "BULKORDER_CODEC_SERVER_TOKEN": "codec-token-sekrit",
+    "POSTGRES_PASSWORD": "pg-password-sekrit",
+    "CIPHER_KEY": "cipher-key-sekrit",
+}
+
+
+def test_no_settings_object_shows_a_secret(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "TEMPORAL_ADDRESS": "temporal.example.com:7233",
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+        **SECRETS,
+    })
+    # The secrets are there to be used...
+    assert settings.temporal.connect_config["api_key"] == SECRETS["TEMPORAL_API_KEY"]
+    assert settings.temporal.connect_config["tls"].client_private_key == b"private-key-sekrit"
+    assert settings.claim_check.codec_server_token == SECRETS["BULKORDER_CODEC_SERVER_TOKEN"]
+    assert settings.event_store.get("POSTGRES_PASSWORD") == SECRETS["POSTGRES_PASSWORD"]
+    # ...and never shown.
+    views = {
+        "Settings": (repr(settings), str(settings), str(settings.describe())),
+        "TemporalSettings": (repr(settings.temporal), str(settings.temporal)),
+        "ClaimCheckSettings": (repr(settings.claim_check), str(settings.claim_check)),
+        "EventStoreConfig": (repr(settings.event_store), str(settings.event_store), settings.event_store.describe()),
+    }
+    for name, texts in views.items():
+        for text in texts:
+            for variable, secret in SECRETS.items():
+                assert secret not in text, f"{name} shows {variable}"
+                assert secret.split()[-1] not in text
+    # What is redacted still says that it is set.
+    assert "'api_key': '***'" in repr(settings.temporal) and "'tls': '***'" in repr(settings.temporal)
+    assert "codec_server_token='***'" in repr(settings.claim_check)
+    assert "target_host" in repr(settings) and "temporal.example.com:7233" in repr(settings)
+
+
+def test_codec_server_settings(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"BULKORDER_HOME": str(tmp_path)}).claim_check
+    assert defaults.codec_server_max_body_bytes == 8 * 2**20 and defaults.codec_server_max_concurrency == 8
+    assert defaults.codec_server_allowed_hosts == ()
+    check = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "BULKORDER_CODEC_SERVER_MAX_BODY_BYTES": "1_000_000",
+        "BULKORDER_CODEC_SERVER_MAX_CONCURRENCY": "2",
+        "BULKORDER_CODEC_SERVER_ALLOWED_HOSTS": "Codec.Example.com, 10.0.0.5",
+    }).claim_check
+    assert (check.codec_server_max_body_bytes, check.codec_server_max_concurrency) == (1_000_000, 2)
+    assert check.codec_server_allowed_hosts == ("codec.example.com", "10.0.0.5")
+    for env, message in (
+        ({"BULKORDER_CODEC_SERVER_ALLOWED_HOSTS": "https://codec.example.com"}, "is not a host name"),
+        ({"BULKORDER_CODEC_SERVER_MAX_BODY_BYTES": "0"}, "BULKORDER_CODEC_SERVER_MAX_BODY_BYTES='0' must be greater"),
+        ({"BULKORDER_CODEC_SERVER_MAX_CONCURRENCY": "x"}, "BULKORDER_CODEC_SERVER_MAX_CONCURRENCY='x' is not"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env({"BULKORDER_HOME": str(tmp_path), **env})
+
+
+def test_an_endpoint_url_with_a_password_is_shown_without_it(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "BULKORDER_HOME": str(tmp_path),
+        "BULKORDER_S3_BUCKET": "orders",
+        "BULKORDER_S3_ENDPOINT_URL": "http://minio:url-pass-sekrit@127.0.0.1:9000/",
+    })
+    assert settings.blob_store.s3_endpoint_url == "http://minio:url-pass-sekrit@127.0.0.1:9000/"
+    for text in (repr(settings), repr(settings.blob_store), settings.blob_store.describe(), str(settings.describe())):
+        assert "url-pass-sekrit" not in text and "minio:***@127.0.0.1:9000" in text

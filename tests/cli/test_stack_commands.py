@@ -7,6 +7,7 @@ import base64
 import json
 import signal
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -49,11 +50,16 @@ async def stop(process: asyncio.subprocess.Process) -> int:
 async def test_dev_stack_serves_the_other_commands(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = cli_env(home)
-    dev = await start(["dev", "--port", str(free_port())], env)
+    port = free_port()
+    dev = await start(["dev", "--port", str(port)], env)
     try:
         await wait_for_line(dev, "ready")
+        # A second `bulkorder dev` for the same home refuses: one stack per home.
+        again = await run_cli("dev", "--port", str(free_port()), env=env, timeout=60)
+        assert again.code == 1 and "already running" in again.stderr
         state = json.loads((home / "dev.json").read_text())
-        assert state["address"].startswith("127.0.0.1:")
+        assert state["address"].startswith("127.0.0.1:") and state["address"].endswith(f":{port}")
+        assert state["server_pid"] != state["pid"], "the state names the server it started"
 
         # No TEMPORAL_ADDRESS: the commands find the running dev stack through dev.json.
         items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(2_500)))
@@ -103,7 +109,9 @@ def _http(url: str, *, method: str = "GET", body: object = None, headers: dict[s
 
 async def test_dev_web_ui_decodes_claim_checked_payloads_through_its_codec_server(tmp_path: Path) -> None:
     ui_port = free_port()
-    dev = await start(["dev", "--port", str(free_port()), "--ui-port", str(ui_port)], cli_env(tmp_path / "home"))
+    dev = await start(
+        ["dev", "--port", str(free_port()), "--ui-port", str(ui_port), "--ui-enable-encode"], cli_env(tmp_path / "home")
+    )
     try:
         codec_url = (await wait_for_line(dev, "ui codec")).split()[-1]
         await wait_for_line(dev, "ready")
@@ -136,3 +144,37 @@ async def test_dev_web_ui_decodes_claim_checked_payloads_through_its_codec_serve
         assert base64.b64decode(back["data"]) == data
     finally:
         assert await stop(dev) == 0
+
+
+async def test_dev_web_ui_codec_server_does_not_encode_unless_enabled(tmp_path: Path) -> None:
+    ui_port = free_port()
+    dev = await start(["dev", "--port", str(free_port()), "--ui-port", str(ui_port)], cli_env(tmp_path / "home"))
+    try:
+        codec_url = (await wait_for_line(dev, "ui codec")).split()[-1]
+        await wait_for_line(dev, "ready")
+        body = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": ""}]}
+        headers = {"Content-Type": "application/json", "X-Namespace": "default"}
+        try:
+            await asyncio.to_thread(_http, f"{codec_url}/encode", method="POST", body=body, headers=headers)
+            raise AssertionError("encode answered without --ui-enable-encode")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 403 and "--enable-encode" in json.loads(refused.read())["error"]
+        status, _, decoded = await asyncio.to_thread(_http, f"{codec_url}/decode", method="POST", body=body, headers=headers)
+        assert status == 200 and json.loads(decoded)["payloads"][0]["metadata"]["encoding"]
+    finally:
+        assert await stop(dev) == 0
+
+
+async def test_dev_verbose_error_path_prints_no_secret(tmp_path: Path) -> None:
+    """`bulkorder -v dev` against a Temporal it cannot reach: the error, the log lines and
+    the settings it shows carry no API key, metadata header or token."""
+    secrets = {
+        "TEMPORAL_API_KEY": "api-key-sekrit",
+        "TEMPORAL_GRPC_META_AUTHORIZATION": "Bearer meta-sekrit",
+        "BULKORDER_CODEC_SERVER_TOKEN": "codec-token-sekrit",
+    }
+    env = cli_env(tmp_path / "home", {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", **secrets})
+    result = await run_cli("-v", "dev", env=env, timeout=120)
+    assert result.code == 1 and "cannot reach Temporal" in result.stderr
+    for secret in ("api-key-sekrit", "meta-sekrit", "codec-token-sekrit"):
+        assert secret not in result.stdout + result.stderr
