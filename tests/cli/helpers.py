@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from tests.fixtures.orders import TEST_SEAL_SECRET
+
 
 @dataclass
 class CliResult:
@@ -26,6 +28,8 @@ def cli_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str
     """A clean environment: nothing from the developer's TEMPORAL_* or BULKORDER_* leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "BULKORDER_", "PERSISTENCE_", "SQLITE_", "POSTGRES_"))}
     env["BULKORDER_HOME"] = str(home)
+    # The test stacks' deployment secret: refs the CLI seals are believed by their workers.
+    env["BULKORDER_REF_SECRET"] = TEST_SEAL_SECRET
     env.update(extra or {})
     return env
 

@@ -29,7 +29,7 @@ from storage.batches import BatchStore
 from storage.s3_store import S3BlobStore
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.faults.harness import wait_until
-from tests.fixtures.orders import OrderStack, sqlite_env
+from tests.fixtures.orders import TEST_SEALER, OrderStack, sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from workflows.failures import BoundedFailureConverter
 from workflows.worker import build_worker
@@ -65,8 +65,10 @@ async def dead_store_stack(
     # keeps the retried step's error (workflows/failures.py).
     converter = dataclasses.replace(DataConverter.default, failure_converter_class=BoundedFailureConverter)
     client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace, data_converter=converter)
-    worker = build_worker(client, orders=orders, batches=BatchStore(dead), task_queue=task_queue)
     env = cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": task_queue})
+    # The CLI's deployment secret (cli_env): the worker believes the CLI's sealed refs
+    # without reading the (dead) store.
+    worker = build_worker(client, orders=orders, batches=BatchStore(dead, sealer=TEST_SEALER), task_queue=task_queue)
     async with worker:
         yield DeadStoreStack(orders=orders, env=env, task_queue=task_queue)
         # Its orders would retry forever on the session's server: end them.
