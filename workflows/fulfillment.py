@@ -144,6 +144,10 @@ def _read_all(
     *,
     reject_unreadable: bool,
 ) -> tuple[SkuTotals, list[Rejection]]:
+    if request.expected_batches == 0:
+        # Every batch was rejected before it was recorded (unproven, past the bounds...):
+        # an empty report would read as "fulfilled". It is a failure an operator decides on.
+        raise FulfillmentMismatch(f"order {request.order_id!r} has no recorded items to fulfill: every batch was rejected")
     refs = list(orders.iter_batch_refs(request.order_id, up_to_version=request.up_to_version))
     if len(refs) != request.expected_batches:
         raise FulfillmentMismatch(

@@ -14,18 +14,13 @@ with the batches it could not read (``BatchRejected``), or the failure
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
-    from domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
+    from domain.refs import BatchRef
     from domain.summary import (
-        REJECTED_INVALID_REF,
-        REJECTED_ORDER_CLOSED,
-        REJECTED_ORDER_LIMIT,
         REJECTED_UNRECORDABLE,
         OrderChange,
         OrderStatus,
@@ -45,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         OrderStats,
     )
+    from workflows.order_book import PATCH_ORDER_LIMITS, OrderBook
     from workflows.order_rules import (
         CREATE_REFUSED,
         FULFILLMENT_FAILED,
@@ -72,8 +68,6 @@ __all__ = [
 #: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
 #: "submitted" in the event store).
 PATCH_RECORDED_FULFILLMENT = "recorded-fulfillment-outcome"
-#: Patch: a signalled batch that would pass the order bounds is rejected (``order_limit``).
-PATCH_ORDER_LIMITS = "order-limits"
 #: Patch: batches the event store refuses for good are recorded as rejected, not fatal.
 PATCH_UNRECORDABLE_BATCHES = "unrecordable-batches-rejected"
 #: Patch: a failed fulfillment waits for ``retry_fulfillment`` or ``cancel`` (an
@@ -82,7 +76,7 @@ PATCH_FULFILLMENT_RECOVERY = "fulfillment-recovery"
 
 
 @workflow.defn
-class OrderWorkflow:
+class OrderWorkflow(OrderBook):
     @workflow.init
     def __init__(self, input: OrderInput) -> None:
         self._limits = input.limits
@@ -240,11 +234,6 @@ class OrderWorkflow:
         )
         self._state.recorded = outcome.summary
         return outcome
-
-    def _recorded(self) -> OrderSummary:
-        if self._state.recorded is None:
-            return OrderSummary(order_id=self._state.order_id, customer_id=self._state.customer_id)
-        return self._state.recorded
 
     def _fulfill_request(self) -> FulfillRequest:
         recorded = self._recorded()
@@ -438,79 +427,3 @@ class OrderWorkflow:
             duplicates_ignored=self._state.duplicates_ignored,
             invalid_refs=self._state.invalid_refs,
         )
-
-    # ---- helpers -----------------------------------------------------------------------
-
-    def _accept(self, ref: BatchRef) -> bool:
-        if ref.batch_id in self._seen:
-            self._state.duplicates_ignored += 1
-            return False
-        self._seen.add(ref.batch_id)
-        self._state.pending.append(ref)
-        self._pending_claims.add(ref)
-        return True
-
-    def _refusal(self, ref: BatchRef) -> tuple[str, str] | None:
-        """Why a signalled ref is refused, and its rejection code; None to accept it."""
-        if self._state.status != OrderStatus.OPEN:
-            return f"order is {self._state.status}", REJECTED_ORDER_CLOSED
-        try:
-            check_batch_ref(ref)
-        except (InvalidRefError, TypeError, AttributeError) as exc:
-            return f"invalid batch ref: {exc}", REJECTED_INVALID_REF
-        over = self._claimed().over_limit([ref])
-        if over is not None and workflow.patched(PATCH_ORDER_LIMITS):
-            return f"order limit: {over}", REJECTED_ORDER_LIMIT
-        return None
-
-    def _claimed(self) -> ClaimedCounters:
-        """What the recorded counters and the pending refs claim together."""
-        recorded = self._recorded()
-        claimed = ClaimedCounters(recorded.quantity + self._pending_claims.quantity, recorded.totals)
-        for currency, amount in self._pending_claims.totals.items():
-            claimed.totals[currency] = claimed.totals.get(currency, 0) + amount
-        return claimed
-
-    def _reject(self, ref: BatchRef, reason: str, code: str = "") -> None:
-        batch_id = getattr(ref, "batch_id", None)
-        if not isinstance(batch_id, str) or not batch_id or len(batch_id) > 200:
-            self._state.invalid_refs += 1
-            batch_id = f"invalid-ref-{self._state.runs}-{self._state.invalid_refs}"
-        self._seen.add(batch_id)
-        key = ref.key if isinstance(getattr(ref, "key", None), str) else ""
-        self._state.rejections.append(Rejection(batch_id=batch_id, reason=reason, key=key[:512], code=code))
-
-    def _cancel(self, reason: str) -> None:
-        self._state.cancel_reason = reason or "cancelled"
-        self._state.status = OrderStatus.CANCELLED
-
-    def _check_open(self, action: str) -> None:
-        if self._input_error:
-            raise ApplicationError(self._input_error, type=INVALID_ORDER)
-        if self._state.via_outbox:
-            # One writer per order: a DB-first order changes in the event store, and its
-            # relay forwards the changes here; an update could race the store's own state.
-            raise ApplicationError(
-                f"order {self._state.order_id!r} is recorded DB-first: {action} through the outbox "
-                "(workflows.outbox.OrderOutbox), not the workflow",
-                type=ORDER_IS_DB_FIRST,
-            )
-        if self._state.status != OrderStatus.OPEN:
-            raise ApplicationError(
-                f"order {self._state.order_id!r} is {self._state.status}: cannot {action}", type=ORDER_CLOSED
-            )
-
-    def _summary(self) -> OrderSummary:
-        """Recorded counters plus what is accepted but not yet recorded."""
-        recorded = self._recorded()
-        summary = replace(recorded, totals=dict(recorded.totals), status=self._state.status)
-        for ref in self._state.pending:
-            summary.item_count += ref.item_count
-            summary.batch_count += 1
-            summary.quantity += ref.quantity
-            add_totals(summary.totals, ref.totals)
-        summary.pending_batches = len(self._state.pending)
-        summary.rejected_batches += len(self._state.rejections)
-        return summary
-
-

@@ -8,6 +8,8 @@ the old histories that new code must still replay):
 Each version's scenarios run on a fresh dev server and save every run of their workflows.
 v1: the core flow. v2: DB-first orders driven by the relay (its signals, the submit
 signal), fulfillment v2 recording unreadable batches, and a recorded fulfillment failure.
+v3: a failed fulfillment retried by an operator and one cancelled, and a signalled batch
+past the order bounds.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.application import Orders
 from domain.identifiers import workflow_id_for
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_SEALER, sqlite_env
 from tests.fixtures.temporal import temporal_cli_path
 from tests.workflows.helpers import store_generated
 from storage.batches import BatchStore
@@ -123,7 +125,52 @@ async def _until_version(client: OrderClient, order_id: str, version: int) -> No
     raise RuntimeError(f"{order_id}: the workflow never saw version {version}")
 
 
-SCENARIOS = {"v1": scenarios, "v2": scenarios_v2}
+async def scenarios_v3(client: OrderClient, batches: BatchStore, orders: Orders) -> list[str]:
+    """v3: a failed fulfillment waits for an operator (retried once fixed, or cancelled),
+    and a signalled batch past the order bounds is rejected."""
+    blobs = batches.blobs
+    assert isinstance(blobs, FolderBlobStore)
+
+    # Failed, then retried after the cause is fixed: FulfillmentRetried, then fulfilled.
+    refs = store_generated(batches, 200, 100, prefix="r", start=60_000)
+    await client.create("retried", "customer-7", refs)
+    kept = {ref.key: blobs.path_for(ref.key).read_bytes() for ref in refs}
+    for ref in refs:
+        blobs.path_for(ref.key).unlink()
+    await client.submit("retried")
+    try:
+        await client.wait_closed("retried")
+    except OrderRefusedError:
+        pass
+    for key, data in kept.items():
+        blobs.put(key, data)
+    await client.retry_fulfillment("retried", "blobs restored")
+    await client.wait_closed("retried")
+
+    # Failed, then given up on: Cancelled.
+    lost = store_generated(batches, 100, 100, prefix="l", start=70_000)
+    await client.create("given-up", "customer-8", lost)
+    blobs.path_for(lost[0].key).unlink()
+    await client.submit("given-up")
+    try:
+        await client.wait_closed("given-up")
+    except OrderRefusedError:
+        pass
+    await client.cancel("given-up", "supplier gone")
+    await client.wait_closed("given-up")
+
+    # A signalled batch that would pass MAX_ORDER_TOTAL: rejected (order_limit).
+    line = {"sku": "BIG", "quantity": 600, "unit_price": {"amount": 10**15, "currency": "USD"}, "name": "big"}
+    first = batches.write([line], batch_id="big-1")
+    second = batches.write([{**line, "sku": "BIG-2"}], batch_id="big-2")
+    await client.create("bounded", "customer-9", [first])
+    await client.client.get_workflow_handle(workflow_id_for("bounded")).signal(OrderWorkflow.add_batches_signal, [second])
+    await client.submit("bounded")
+    await client.wait_closed("bounded")
+    return ["retried", "given-up", "bounded"]
+
+
+SCENARIOS = {"v1": scenarios, "v2": scenarios_v2, "v3": scenarios_v3}
 
 
 async def capture(out_dir: Path, version: str) -> None:
@@ -131,7 +178,9 @@ async def capture(out_dir: Path, version: str) -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli_path(), dev_server_log_level="error")
     tmp = Path(tempfile.mkdtemp())
     orders = Orders(env=sqlite_env(tmp / "events.sqlite"))
-    batches = BatchStore(FolderBlobStore(tmp / "blobs"))
+    # Sealed (as a deployment's writer seals): a ref's claims are believed without reading
+    # its blob, so a scenario may remove a blob as soon as its ref is accepted.
+    batches = BatchStore(FolderBlobStore(tmp / "blobs"), sealer=TEST_SEALER)
     limits = OrderLimits(max_history_events=60)
     try:
         async with build_worker(env.client, orders=orders, batches=batches, task_queue="capture"):

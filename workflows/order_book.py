@@ -1,0 +1,117 @@
+"""The order's book inside its workflow: what handlers accept, refuse and count.
+
+The bookkeeping half of :class:`~workflows.order_workflow.OrderWorkflow` (its base class),
+kept apart so the workflow module reads as the order's lifecycle and its handlers. Workflow
+code: deterministic, sandbox-safe, no I/O. It works on the workflow's state
+(``self._state``: pending refs, rejections, status, the counters last recorded) and the
+batch IDs seen this run (``self._seen``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
+    from domain.summary import (
+        REJECTED_INVALID_REF,
+        REJECTED_ORDER_CLOSED,
+        REJECTED_ORDER_LIMIT,
+        OrderStatus,
+        OrderSummary,
+        Rejection,
+    )
+    from workflows.messages import OrderState
+    from workflows.order_rules import INVALID_ORDER, ORDER_CLOSED, ORDER_IS_DB_FIRST, ClaimedCounters
+
+#: Patch: a signalled batch that would pass the order bounds is rejected (``order_limit``).
+PATCH_ORDER_LIMITS = "order-limits"
+
+
+class OrderBook:
+    """Accepting, refusing and counting refs; the order's summary as the workflow sees it."""
+
+    _state: OrderState
+    _seen: set[str]
+    _pending_claims: ClaimedCounters
+    _input_error: str | None
+
+    def _recorded(self) -> OrderSummary:
+        if self._state.recorded is None:
+            return OrderSummary(order_id=self._state.order_id, customer_id=self._state.customer_id)
+        return self._state.recorded
+
+    def _accept(self, ref: BatchRef) -> bool:
+        if ref.batch_id in self._seen:
+            self._state.duplicates_ignored += 1
+            return False
+        self._seen.add(ref.batch_id)
+        self._state.pending.append(ref)
+        self._pending_claims.add(ref)
+        return True
+
+    def _refusal(self, ref: BatchRef) -> tuple[str, str] | None:
+        """Why a signalled ref is refused, and its rejection code; None to accept it."""
+        if self._state.status != OrderStatus.OPEN:
+            return f"order is {self._state.status}", REJECTED_ORDER_CLOSED
+        try:
+            check_batch_ref(ref)
+        except (InvalidRefError, TypeError, AttributeError) as exc:
+            return f"invalid batch ref: {exc}", REJECTED_INVALID_REF
+        over = self._claimed().over_limit([ref])
+        if over is not None and workflow.patched(PATCH_ORDER_LIMITS):
+            return f"order limit: {over}", REJECTED_ORDER_LIMIT
+        return None
+
+    def _claimed(self) -> ClaimedCounters:
+        """What the recorded counters and the pending refs claim together."""
+        recorded = self._recorded()
+        claimed = ClaimedCounters(recorded.quantity + self._pending_claims.quantity, recorded.totals)
+        for currency, amount in self._pending_claims.totals.items():
+            claimed.totals[currency] = claimed.totals.get(currency, 0) + amount
+        return claimed
+
+    def _reject(self, ref: BatchRef, reason: str, code: str = "") -> None:
+        batch_id = getattr(ref, "batch_id", None)
+        if not isinstance(batch_id, str) or not batch_id or len(batch_id) > 200:
+            self._state.invalid_refs += 1
+            batch_id = f"invalid-ref-{self._state.runs}-{self._state.invalid_refs}"
+        self._seen.add(batch_id)
+        key = ref.key if isinstance(getattr(ref, "key", None), str) else ""
+        self._state.rejections.append(Rejection(batch_id=batch_id, reason=reason, key=key[:512], code=code))
+
+    def _cancel(self, reason: str) -> None:
+        self._state.cancel_reason = reason or "cancelled"
+        self._state.status = OrderStatus.CANCELLED
+
+    def _check_open(self, action: str) -> None:
+        if self._input_error:
+            raise ApplicationError(self._input_error, type=INVALID_ORDER)
+        if self._state.via_outbox:
+            # One writer per order: a DB-first order changes in the event store, and its
+            # relay forwards the changes here; an update could race the store's own state.
+            raise ApplicationError(
+                f"order {self._state.order_id!r} is recorded DB-first: {action} through the outbox "
+                "(workflows.outbox.OrderOutbox), not the workflow",
+                type=ORDER_IS_DB_FIRST,
+            )
+        if self._state.status != OrderStatus.OPEN:
+            raise ApplicationError(
+                f"order {self._state.order_id!r} is {self._state.status}: cannot {action}", type=ORDER_CLOSED
+            )
+
+    def _summary(self) -> OrderSummary:
+        """Recorded counters plus what is accepted but not yet recorded."""
+        recorded = self._recorded()
+        summary = replace(recorded, totals=dict(recorded.totals), status=self._state.status)
+        for ref in self._state.pending:
+            summary.item_count += ref.item_count
+            summary.batch_count += 1
+            summary.quantity += ref.quantity
+            add_totals(summary.totals, ref.totals)
+        summary.pending_batches = len(self._state.pending)
+        summary.rejected_batches += len(self._state.rejections)
+        return summary
