@@ -34,6 +34,12 @@ def claims_mismatch(ref: BatchRef, items: Sequence[Mapping[str, Any]]) -> str | 
     return None
 
 
+#: Stored bytes of unsealed batches one call may read to check them (about a million
+#: items): a hostile client sending many unsealed refs cannot make one record call outlive
+#: its timeout, which would be retried for good.
+PROOF_BUDGET_BYTES = 32 * 2**20
+
+
 class RefProver:
     """Decides, per ref, whether its claims may be recorded.
 
@@ -44,6 +50,25 @@ class RefProver:
     def __init__(self, batches: BatchStore, sealer: RefSealer | None) -> None:
         self.batches = batches
         self.sealer = sealer
+
+    def refusals(self, refs: Sequence[BatchRef], budget: int = PROOF_BUDGET_BYTES) -> list[str | None]:
+        """:meth:`refusal` for each ref, reading at most ``budget`` bytes of blobs in all;
+        an unsealed ref past the budget is refused, naming it (resend it sealed)."""
+        out: list[str | None] = []
+        for ref in refs:
+            if self.sealer is not None and self.sealer.check(ref) is None:
+                out.append(None)
+                continue
+            size = ref.size if type(ref.size) is int and ref.size > 0 else budget + 1
+            if size > budget:
+                out.append(
+                    "unproven claims: the ref is not sealed by this deployment, and checking its content "
+                    f"({size} bytes) would pass this call's budget of {PROOF_BUDGET_BYTES} bytes"
+                )
+                continue
+            budget -= size
+            out.append(self.refusal(ref))
+        return out
 
     def refusal(self, ref: BatchRef) -> str | None:
         """``None`` if ``ref``'s claims are proven, else the reason to reject it."""

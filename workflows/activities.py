@@ -54,8 +54,7 @@ class OrderActivities:
             return change
         batches = []
         rejections = list(change.rejections)
-        for ref in change.batches:
-            reason = self.prover.refusal(ref)
+        for ref, reason in zip(change.batches, self.prover.refusals(change.batches)):
             if reason is None:
                 batches.append(ref)
             else:

@@ -41,8 +41,7 @@ class OrderOutbox:
 
     def _proven(self, refs: list[BatchRef]) -> list[BatchRef]:
         if self._prover is not None:
-            for index, ref in enumerate(refs):
-                reason = self._prover.refusal(ref)
+            for index, (ref, reason) in enumerate(zip(refs, self._prover.refusals(refs))):
                 if reason is not None:
                     raise InvalidRefError(f"batch ref #{index}: batch {ref.batch_id}: {reason}")
         return refs

@@ -78,3 +78,14 @@ def test_a_missing_or_swapped_blob_proves_nothing(stores: tuple[BatchStore, Batc
     other = plain.write(items(21))
     swapped = dataclasses.replace(ref, key=other.key)  # the key of other bytes: not its content key
     assert prover.refusal(swapped) is not None
+
+
+def test_unsealed_refs_past_one_calls_reading_budget_are_refused(stores: tuple[BatchStore, BatchStore]) -> None:
+    """Many unsealed refs cannot make one record call read without bound."""
+    sealed_store, plain = stores
+    refs = [plain.write(items(20 + n)) for n in range(3)]
+    sealed = sealed_store.write(items(50))
+    budget = refs[0].size + refs[1].size
+    verdicts = RefProver(sealed_store, SEALER).refusals([*refs, sealed], budget=budget)
+    assert verdicts[:2] == [None, None] and verdicts[3] is None  # sealed refs cost nothing
+    assert verdicts[2] is not None and "would pass this call's budget" in verdicts[2]
