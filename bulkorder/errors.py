@@ -8,6 +8,7 @@ from domain.items import ItemValidationError
 from domain.refs import InvalidRefError
 from storage.errors import StorageError
 from workflows.errors import OrderRefusedError
+from workflows.relay import RelayStoppedError
 from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
 from bulkorder.codec_server import CodecServerError
@@ -34,6 +35,8 @@ _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, Embedde
 _FAILED += (CodecServerError,)
 _BAD_INPUT += (ImportInputError,)
 _FAILED += (ImportRefusedError, ImportIncompleteError)
+# The relay met an error no retry fixes (docs/consistency.md): it stops, naming it.
+_FAILED += (RelayStoppedError,)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking, TrackingRecorder
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.application import Orders
 from domain.identifiers import workflow_id_for
@@ -56,6 +56,32 @@ CRASH_EXIT_CODE = 75
 
 #: Errors that may pass (server restarting, database locked or unreachable): back off, retry.
 TRANSIENT_ERRORS = (RPCError, PersistenceError, OSError, TimeoutError)
+#: Temporal answers that no retry changes (a malformed request, a payload over its limits,
+#: no permission): the relay stops and says so instead of retrying one page for good.
+_PERMANENT_RPC = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.UNAUTHENTICATED,
+        RPCStatusCode.UNIMPLEMENTED,
+        RPCStatusCode.OUT_OF_RANGE,
+    }
+)
+
+
+class RelayStoppedError(RuntimeError):
+    """The relay met an error no retry fixes; the message names the cause. Nothing after
+    its position was relayed, so a relay started after the fix resumes exactly there."""
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether the relay should back off and retry ``err`` (visible in its retries)."""
+    if isinstance(err, RPCError):
+        return err.status not in _PERMANENT_RPC
+    if isinstance(err, PersistenceError):
+        return isinstance(err, (InterfaceError, OperationalError))
+    return isinstance(err, TRANSIENT_ERRORS)
 
 
 @dataclass
@@ -193,6 +219,11 @@ class OrderRelay:
             try:
                 relayed = await self.relay_page()
             except TRANSIENT_ERRORS as err:
+                if not is_transient(err):
+                    raise RelayStoppedError(
+                        f"relay {self.tracking_name} stopped at position {self.stats.position}: "
+                        f"{type(err).__name__}: {getattr(err, 'message', None) or err} (retrying cannot fix this)"
+                    ) from err
                 self.stats.retries += 1
                 logger.warning("relay %s: %s; retrying in %.1f s", self.tracking_name, err, backoff)
                 await _wait(stop, backoff)
@@ -232,8 +263,9 @@ class OrderRelay:
     def _order_of(self, aggregate_id: UUID) -> tuple[str, str]:
         known = self._orders_seen.get(aggregate_id)
         if known is None:
-            created = next(iter(self.orders.events.get(aggregate_id, lte=1)))
-            assert isinstance(created, Order.Created)
+            created = next(iter(self.orders.events.get(aggregate_id, lte=1)), None)
+            if not isinstance(created, Order.Created):
+                raise RelayStoppedError(f"aggregate {aggregate_id} has outbox events but no Created event")
             self._remember(aggregate_id, created.order_id, created.customer_id)
             known = (created.order_id, created.customer_id)
         return known

@@ -161,3 +161,18 @@ async def test_a_submit_already_recorded_when_its_signal_arrives_still_fulfills(
     final = await asyncio.wait_for(order_stack.client.wait_closed(order_id), timeout=60)
     same_record(final, order_stack.orders.summary(order_id))
     assert final.status == "fulfilled"
+
+
+def test_the_relay_retries_what_may_pass_and_stops_on_what_cannot() -> None:
+    from eventsourcing.persistence import DataError, OperationalError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workflows.relay import is_transient
+
+    assert is_transient(RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b""))
+    assert is_transient(RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""))
+    assert is_transient(OperationalError("database is locked"))
+    assert is_transient(ConnectionRefusedError())
+    assert not is_transient(RPCError("too big", RPCStatusCode.INVALID_ARGUMENT, b""))
+    assert not is_transient(RPCError("denied", RPCStatusCode.PERMISSION_DENIED, b""))
+    assert not is_transient(DataError("bad row"))
