@@ -83,7 +83,9 @@ def encode_items(items: list[dict[str, Any]], fmt: str) -> bytes:
     if fmt == "ndjson":
         return _json.encode_lines(items)  # exact: NDJSON is data, not a spreadsheet
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    # Every text cell quoted (OWASP's advice with the quote prefix; and a cell holding a
+    # lone CR would not be quoted by QUOTE_MINIMAL with "\n" line ends, splitting its row).
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     for item in items:
         price = item.get("unit_price") or {}
         writer.writerow(
