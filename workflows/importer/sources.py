@@ -320,7 +320,9 @@ class _JsonArrayReader:
         self._name = name
         self._max_element = max_element
         self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._json = json.JSONDecoder()
+        # Only the element's end is wanted here (the stage parses it): integers are kept as
+        # text, so one of 5,000 digits is no ValueError (Python converts at most 4,300).
+        self._json = json.JSONDecoder(parse_int=str)
         self._text = ""
         self._pos = 0
         self._line = 1  # line number at self._pos

@@ -219,3 +219,11 @@ def test_a_deeply_nested_json_array_element_is_cut_out_for_the_parser_to_refuse(
     objects.write_text('[' + '{"a":' * 10_000 + "1" + "}" * 10_000 + "]")
     (batch,) = _limited(objects, 1 << 20)
     assert len(batch.records) == 1 and len(batch.records[0]) == 60_001
+
+
+def test_an_element_of_thousands_of_digits_is_cut_out_not_a_crash(tmp_path: Path) -> None:
+    # Found by tests/fuzz/test_fuzz_sources.py: int() refuses more than 4,300 digits.
+    path = tmp_path / "items.json"
+    path.write_text("[" + "9" * 5_000 + ', {"a": ' + "1" * 5_000 + "}]")
+    (batch,) = batches(path, 10)
+    assert [len(record) for record in batch.records] == [5_000, 5_007]
