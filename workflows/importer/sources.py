@@ -189,13 +189,17 @@ class ItemSource:
         return line
 
     def _read_lines(self, count: int) -> list[bytes]:
+        # The hot loop of the main process: one bounded readline per line, checked after.
+        readline, size = self._file.readline, self.max_line_bytes + 1
         lines = []
-        first = self._lines_read + 1
-        for offset in range(count):
-            line = self._readline(first + offset)
+        append = lines.append
+        for _ in range(count):
+            line = readline(size)
             if not line:
                 break
-            lines.append(line)
+            append(line)
+            if len(line) == size and not line.endswith(b"\n"):
+                raise _too_long(self.name, self._lines_read + len(lines), "the line", self.max_line_bytes)
         return lines
 
     def _line_batches(self, identity: BatchIdentity) -> Iterator[RawBatch]:
