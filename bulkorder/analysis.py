@@ -18,7 +18,7 @@ See docs/analysts.md for every operation and its command-line twin.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -38,7 +38,7 @@ from storage.config import EventStoreConfig
 from storage.event_log import EventLog
 from storage.item_stream import ItemStreamer, StreamResult
 from storage.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
-from storage.summaries import SUMMARY_VIEW, PostgresSummaries, SQLiteSummaries, SummariesSql
+from storage.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
 from storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
 from storage.views import OpenedView, open_view
 
@@ -83,6 +83,14 @@ class Report:
     #: Log position the read model reflects, and the log's last position when read.
     position: int
     log_position: int
+    #: Batches the summaries could not count (unreadable, or past the bounds), and why.
+    skipped: list[SkippedBatch] = field(default_factory=list)
+
+    def skipped_by_order(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry in self.skipped:
+            counts[entry.order_id] = counts.get(entry.order_id, 0) + 1
+        return counts
 
 
 class Analyst:
@@ -302,4 +310,5 @@ class Analyst:
             skus=view.sku_quantities(limit=sku_limit),
             position=view.position(),
             log_position=int(self.orders.recorder.max_notification_id() or 0),
+            skipped=view.skipped_batches(),
         )

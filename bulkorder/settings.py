@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from bulkorder.seals import SealSettings
 from storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from storage.config import BlobStoreConfig, EventStoreConfig
+from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
 from workflows.messages import OrderLimits
 from workflows.worker import DEFAULT_TASK_QUEUE
 
@@ -105,8 +106,13 @@ class Settings:
     limits: OrderLimits
     batch_size: int
     claim_check: ClaimCheckSettings = field(default_factory=ClaimCheckSettings)
+<<<<<<< HEAD
     #: The ref-seal secret (bulkorder.seals); never shown.
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
+=======
+    #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+>>>>>>> h-inputs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,7 +127,11 @@ class Settings:
             limits=_limits(env),
             batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
             claim_check=_claim_check_settings(env),
+<<<<<<< HEAD
             seal=_seal_settings(env),
+=======
+            max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+>>>>>>> h-inputs
         )
 
     def with_limits(self, **changes: int) -> Settings:

@@ -10,9 +10,10 @@ import re
 import uuid
 
 # Order and customer IDs end up in workflow IDs, blob keys and file names: keep them to
-# a conservative, URL- and path-safe alphabet.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+# a conservative, URL- and path-safe alphabet. Matched whole (``fullmatch``): with
+# ``match`` and ``$``, "o-1\n" would pass, a different ID that prints like "o-1".
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
 
 #: Namespace for deriving the event-store aggregate ID (a UUID) from an order ID.
 ORDER_ID_NAMESPACE = uuid.UUID("6f2d3c55-8f0a-4a5e-9a39-b2f0e8a3c1d7")
@@ -34,7 +35,7 @@ _BATCH_ID_RULES = "use 1-200 characters from A-Z a-z 0-9 . _ : / - starting with
 
 
 def _check(value: object, kind: str, pattern: re.Pattern[str], rules: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidIdentifierError(f"{kind} {_describe(value)} is invalid: {rules}")
     return value
 

@@ -8,13 +8,25 @@ and is what lets validation keep up with millions of items.
 
 from __future__ import annotations
 
-import json
+import math
+import re
 from typing import Annotated, Any, Iterable, Mapping, TypeAlias
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
+from domain import json_text
 from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
 # The rules, as values: the pydantic types below and the importer's fast decoder
@@ -22,9 +34,14 @@ from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  #
 MAX_ATTRIBUTES = 500
 MAX_QUANTITY = 1_000_000_000
 MAX_UNIT_AMOUNT = 10**15
+# Patterns match the whole value: pydantic-core's (Rust) regex reads ``$`` as the end of
+# the text. Python's ``re`` does not (``$`` also matches before a final newline), so Python
+# code checks with SKU_REGEX/CURRENCY_REGEX.fullmatch, and the fast decoder ends them in ``\Z``.
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 SKU_MAX_LENGTH = 64
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+SKU_REGEX = re.compile(SKU_PATTERN[1:-1])
+CURRENCY_REGEX = re.compile(CURRENCY_PATTERN[1:-1])
 NAME_MAX_LENGTH = 500
 ATTRIBUTE_KEY_MAX_LENGTH = 128
 ATTRIBUTE_TEXT_MAX_LENGTH = 4096
@@ -45,6 +62,9 @@ def _not_a_whole_number(value: object) -> object:
     # bits would silently become an approximate float. Refuse it (the int member reports it).
     if type(value) is int:
         raise PydanticCustomError("whole_number_out_of_range", "whole numbers must fit in 64 bits")
+    # NaN and the infinities are no numbers JSON can carry (they would come back as null).
+    if type(value) is float and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "NaN and Infinity are refused: numbers must be finite")
     return value
 
 
@@ -68,6 +88,22 @@ class Money(BaseModel):
     currency: Currency
 
 
+def line_total_problem(quantity: int, amount: int) -> str | None:
+    """Why an item of this quantity and unit amount cannot be stored, or ``None``."""
+    total = quantity * amount
+    if total > MAX_LINE_TOTAL:
+        return (
+            f"the line total quantity x unit_price.amount = {total:,} exceeds the limit "
+            f"MAX_LINE_TOTAL = {MAX_LINE_TOTAL:,}"
+        )
+    return None
+
+
+def _line_total_error(quantity: int, amount: int) -> PydanticCustomError | None:
+    problem = line_total_problem(quantity, amount)
+    return PydanticCustomError("line_total_too_large", problem) if problem else None
+
+
 class Item(BaseModel):
     """One order line: what is ordered, how many, at what unit price."""
 
@@ -77,6 +113,13 @@ class Item(BaseModel):
     unit_price: Money
     name: ItemName
     attributes: Attributes = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _line_total_in_bounds(self) -> Item:
+        error = _line_total_error(self.quantity, self.unit_price.amount)
+        if error is not None:
+            raise error
+        return self
 
     @property
     def line_total(self) -> int:
@@ -99,8 +142,18 @@ class ItemDict(TypedDict):
     name: ItemName
     attributes: NotRequired[Attributes]
 
-ITEM_DICT: TypeAdapter[ItemDict] = TypeAdapter(ItemDict)
-ITEM_DICTS: TypeAdapter[list[ItemDict]] = TypeAdapter(list[ItemDict])
+
+def _check_line_total(item: ItemDict) -> ItemDict:
+    error = _line_total_error(item["quantity"], item["unit_price"]["amount"])
+    if error is not None:
+        raise error
+    return item
+
+
+#: An :class:`ItemDict` whose line total is within :data:`MAX_LINE_TOTAL`.
+CheckedItemDict = Annotated[ItemDict, AfterValidator(_check_line_total)]
+ITEM_DICT: TypeAdapter[ItemDict] = TypeAdapter(CheckedItemDict)
+ITEM_DICTS: TypeAdapter[list[ItemDict]] = TypeAdapter(list[CheckedItemDict])
 
 
 class ItemValidationError(ValueError):
@@ -147,6 +200,9 @@ def _errors(exc: ValidationError, loc_start: int = 0) -> list[tuple[tuple[Any, .
     unions: dict[tuple[Any, ...], list[Any]] = {}
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
+        if err["type"] == "line_total_too_large":
+            out.append((loc + ("quantity",), err["msg"]))
+            continue
         if len(loc) > loc_start + 1 and loc[-1] in _UNION_MEMBERS:
             if loc[:-1] not in unions:
                 unions[loc[:-1]] = []
@@ -195,18 +251,6 @@ def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[di
     return values
 
 
-def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
-    """Refuse (:class:`ItemValidationError` naming ``where``) a batch whose quantity or a
-    per-currency total passes the order bounds: no order could hold it."""
-    if quantity > MAX_ORDER_QUANTITY:
-        raise ItemValidationError([(where, "quantity", f"the items' quantities add up to {quantity}, above the limit of {MAX_ORDER_QUANTITY}")])
-    for currency, total in totals.items():
-        if total > MAX_ORDER_TOTAL:
-            raise ItemValidationError(
-                [(where, "unit_price", f"the {currency} line totals add up to {total} minor units, above the limit of {MAX_ORDER_TOTAL}")]
-            )
-
-
 def item_from_dict(item: Mapping[str, Any]) -> Item:
     return Item.model_validate(item)
 
@@ -230,9 +274,9 @@ def items_from_json_lines(lines: Iterable[str], source: str = "input", *, max_pr
             continue
         where = f"{source} line {number}"
         try:
-            out.append(validate_item_dict(json.loads(line), where))
-        except json.JSONDecodeError as exc:
-            problems.append((where, "", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            out.append(validate_item_dict(json_text.loads(line), where))
+        except json_text.JsonTextError as exc:
+            problems.append((where, "", str(exc)))
         except ItemValidationError as exc:
             problems.extend(exc.problems)
         if len(problems) >= max_problems:
@@ -240,3 +284,60 @@ def items_from_json_lines(lines: Iterable[str], source: str = "input", *, max_pr
     if problems:
         raise ItemValidationError(problems)
     return out
+
+
+class BatchSumError(ItemValidationError):
+    """A batch's quantity or a currency's total passes what an order may hold."""
+
+
+def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
+    """Refuse sums past :data:`MAX_ORDER_QUANTITY` or :data:`MAX_ORDER_TOTAL` (a batch's,
+    or an order's with a batch added), naming ``where``; raises :class:`BatchSumError`."""
+    if quantity > MAX_ORDER_QUANTITY:
+        raise BatchSumError(
+            [(where, "quantity", f"the quantity sum {quantity:,} exceeds the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}")]
+        )
+    for currency, total in totals.items():
+        if total > MAX_ORDER_TOTAL:
+            raise BatchSumError(
+                [(where, "unit_price.amount", f"the {currency} total {total:,} exceeds the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}")]
+            )
+
+
+class BatchSums:
+    """Running sums of a batch's items, kept within the order bounds: :meth:`add` takes an
+    item only if the sums stay within them, else says which field crossed and why."""
+
+    def __init__(self) -> None:
+        self.quantity = 0
+        self.totals: dict[str, int] = {}
+
+    def add(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
+        price = item["unit_price"]
+        currency = price["currency"]
+        quantity = self.quantity + item["quantity"]
+        total = self.totals.get(currency, 0) + item["quantity"] * price["amount"]
+        if quantity > MAX_ORDER_QUANTITY:
+            return "quantity", (
+                f"the batch's quantity sum would reach {quantity:,} with this item, "
+                f"past the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
+            )
+        if total > MAX_ORDER_TOTAL:
+            return "unit_price.amount", (
+                f"the batch's {currency} total would reach {total:,} with this item, "
+                f"past the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}"
+            )
+        self.quantity = quantity
+        self.totals[currency] = total
+        return None
+
+
+def first_sum_crossing(items: Iterable[Mapping[str, Any]]) -> tuple[int, str, str] | None:
+    """``(index, field, reason)`` of the first item at which the batch's running quantity
+    or a currency's running total passes the order bounds, else ``None``."""
+    sums = BatchSums()
+    for index, item in enumerate(items):
+        crossed = sums.add(item)
+        if crossed is not None:
+            return index, crossed[0], crossed[1]
+    return None

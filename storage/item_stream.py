@@ -66,22 +66,40 @@ def decode_items(data: bytes, where: str, item_count: int) -> list[dict[str, Any
     return items
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: a text cell that would start a formula is
+    prefixed with a single quote (OWASP). Numbers are left as they are: bulkorder's are
+    whole and non-negative, so none starts with "-"."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def encode_items(items: list[dict[str, Any]], fmt: str) -> bytes:
     if fmt == "ndjson":
-        return _json.encode_lines(items)
+        return _json.encode_lines(items)  # exact: NDJSON is data, not a spreadsheet
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    # Every text cell quoted (OWASP's advice with the quote prefix; and a cell holding a
+    # lone CR would not be quoted by QUOTE_MINIMAL with "\n" line ends, splitting its row).
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     for item in items:
         price = item.get("unit_price") or {}
         writer.writerow(
-            (
-                item.get("sku"),
-                item.get("quantity"),
-                price.get("amount"),
-                price.get("currency"),
-                item.get("name"),
-                _json.encode(item.get("attributes") or {}).decode(),
-            )
+            [
+                csv_cell(cell)
+                for cell in (
+                    item.get("sku"),
+                    item.get("quantity"),
+                    price.get("amount"),
+                    price.get("currency"),
+                    item.get("name"),
+                    _json.encode(item.get("attributes") or {}).decode(),
+                )
+            ]
         )
     return text.getvalue().encode()
 

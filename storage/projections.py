@@ -8,6 +8,13 @@ the view is still at the position the page started from. A run stopped anywhere 
 a crash, a missing blob) leaves the view at the end of its last committed page, and the
 next run starts right after it: no event is applied twice, none is skipped.
 
+A batch that cannot be read (missing, corrupt, not a batch, or not holding what its ref
+claims) or whose counters would take its order's row past the domain's bounds never stops
+the projection: it is skipped, recorded with the reason in the view (per order, and in
+``bulkorder report``), and the projection goes on and its position advances. A transient
+store error (:class:`~storage.errors.TransientStoreError`) does stop the run, so the next
+run reads the batch again; ``project --rebuild`` re-reads skipped batches once repaired.
+
 ``process_event`` processes one event the same way, so a projection also runs under
 eventsourcing's own :class:`~eventsourcing.projection.ProjectionRunner` where the recorder
 has subscriptions (PostgreSQL). :class:`PollingProjectionRunner` reads the notification log
@@ -19,17 +26,19 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Generic, Sequence, TypeVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 
 from domain.application import Orders
+from domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 from domain.order import Order
 from domain.read_model import OrderSummaryRow, project_summary, sku_quantities
 from domain.refs import BatchRef
-from storage.summaries import SUMMARY_VIEW, SummariesSql
+from storage.errors import TransientStoreError
+from storage.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
 from storage.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
 from storage.views import ViewMovedError
 
@@ -89,16 +98,40 @@ class OrderSummaryProjection(PagedProjection[SummariesSql]):
         self.read_items = read_items
         self.threads = threads
 
+    def _count(self, ref: BatchRef) -> dict[str, list[int]] | str:
+        """``{sku: [quantity, lines]}`` of the batch, or why it cannot be counted."""
+        try:
+            items = self.read_items(ref)
+        except TransientStoreError:
+            raise  # worth another run: the batch may well be readable then
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes do, the read model goes on
+            return _reason(exc)
+        try:
+            by_sku = sku_quantities(items)
+            quantity = sum(entry[0] for entry in by_sku.values())
+        except Exception as exc:  # noqa: BLE001 - items of a shape no writer produces
+            return f"items of an unexpected shape: {_reason(exc)}"
+        if len(items) != ref.item_count or quantity != ref.quantity:
+            return (
+                f"the batch holds {len(items):,} items of quantity {quantity:,}; "
+                f"the ref says {ref.item_count:,} items of quantity {ref.quantity:,}"
+            )
+        return by_sku
+
     def _commit(self, page: Sequence[EventAndTracking], last: Tracking) -> None:
         rows = self.view.load(event.originator_id.hex for event, _ in page)
         changed: dict[str, OrderSummaryRow] = {}
-        added = [event for event, _ in page if isinstance(event, Order.ItemsAdded)]
+        added = [(event, tracking) for event, tracking in page if isinstance(event, Order.ItemsAdded)]
         deltas: dict[tuple[str, str], list[int]] = {}
+        skipped: list[SkippedBatch] = []
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             # Batches are read (and hash-checked) ahead, in order, while earlier ones are counted.
-            counted = pool.map(lambda event: sku_quantities(self.read_items(event.batch)), added)
-            for event, by_sku in zip(added, counted):
+            counted = pool.map(lambda pair: self._count(pair[0].batch), added)
+            for (event, tracking), by_sku in zip(added, counted):
                 aggregate_id = event.originator_id.hex
+                if isinstance(by_sku, str):
+                    skipped.append(SkippedBatch(aggregate_id, event.batch.batch_id, tracking.notification_id, by_sku))
+                    continue
                 for sku, (quantity, lines) in by_sku.items():
                     entry = deltas.get((aggregate_id, sku))
                     if entry is None:
@@ -106,11 +139,33 @@ class OrderSummaryProjection(PagedProjection[SummariesSql]):
                     else:
                         entry[0] += quantity
                         entry[1] += lines
-        for event, _ in page:
+        for event, tracking in page:
             aggregate_id = event.originator_id.hex
-            row = project_summary(changed.get(aggregate_id) or rows.get(aggregate_id), event)
+            before = changed.get(aggregate_id) or rows.get(aggregate_id)
+            row = project_summary(before, event)
+            if before is not None and isinstance(event, Order.ItemsAdded) and (problem := _past_bounds(row)):
+                # Counters no column could hold (a ref claiming more than any order may):
+                # the row keeps what it had, and the batch is listed as skipped.
+                row = replace(before, totals=dict(before.totals), version=event.originator_version)
+                skipped.append(SkippedBatch(aggregate_id, event.batch.batch_id, tracking.notification_id, problem))
             changed[aggregate_id] = row
-        self.view.save(changed.values(), deltas, self.position or None, last)
+        self.view.save(changed.values(), deltas, self.position or None, last, skipped=skipped)
+
+
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _past_bounds(row: OrderSummaryRow) -> str | None:
+    if row.item_count > MAX_ORDER_QUANTITY:  # every item has a quantity of at least 1
+        return f"the order's item count would reach {row.item_count:,}, past MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
+    if row.quantity > MAX_ORDER_QUANTITY:
+        return f"the order's quantity would reach {row.quantity:,}, past MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
+    for currency, total in row.totals.items():
+        if total > MAX_ORDER_TOTAL:
+            return f"the order's {currency} total would reach {total:,}, past MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}"
+    return None
 
 
 @dataclass

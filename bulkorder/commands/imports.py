@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument(
         "--acknowledge", action="store_true", help="send refs as updates the workflow acknowledges (default: signals)"
     )
+    parser.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest line, CSV row or JSON element accepted (default BULKORDER_MAX_LINE_BYTES, 1 MiB)",
+    )
     parser.add_argument("--workers", type=int, default=0, metavar="N", help="encoding processes (default: one per CPU)")
     parser.add_argument(
         "--timeout", type=duration, metavar="DURATION",
@@ -67,7 +74,10 @@ def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
         check_customer_id(args.customer)
     if args.workers < 0:
         raise argparse.ArgumentTypeError(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
+    if args.max_line_bytes is not None and args.max_line_bytes < 1:
+        raise argparse.ArgumentTypeError(f"--max-line-bytes must be at least 1, got {args.max_line_bytes}")
     return ImportOptions(
+        max_line_bytes=settings.max_line_bytes if args.max_line_bytes is None else args.max_line_bytes,
         format=args.format,
         batch_size=settings.batch_size if args.batch_size is None else args.batch_size,
         create_customer=args.customer if args.create else None,

@@ -66,7 +66,7 @@ def _batch_size(args: argparse.Namespace, settings: Settings) -> int:
 async def run_create(args: argparse.Namespace, settings: Settings) -> int:
     check_order_id(args.order_id)
     check_customer_id(args.customer)
-    items = read_item_file(args.items) if args.items else []  # all validated before anything is stored
+    items = read_item_file(args.items, max_line_bytes=settings.max_line_bytes) if args.items else []  # all validated before anything is stored
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         refs = await client.store_items(items, batch_size=_batch_size(args, settings)) if items else []
@@ -77,7 +77,7 @@ async def run_create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_add(args: argparse.Namespace, settings: Settings) -> int:
     check_order_id(args.order_id)
-    items = read_item_file(args.file)
+    items = read_item_file(args.file, max_line_bytes=settings.max_line_bytes)
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         # Fail before uploading if the order cannot take items.

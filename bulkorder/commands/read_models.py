@@ -64,6 +64,11 @@ async def run_report(args: argparse.Namespace, settings: Settings) -> int:
                 "log_position": report.log_position,
                 "orders": [row.to_dict() for row in report.orders],
                 "skus": [sku.__dict__ for sku in report.skus],
+                "skipped_batches": {
+                    "count": len(report.skipped),
+                    "by_order": report.skipped_by_order(),
+                    "batches": [entry.to_dict() for entry in report.skipped],
+                },
             }
         )
         return 0
@@ -86,3 +91,8 @@ def _print_report(report: Report) -> None:
     print(f"\n{'sku':<24}  {'quantity':>12}  {'lines':>10}  {'orders':>7}   (orders not cancelled)")
     for sku in report.skus:
         print(f"{sku.sku:<24}  {sku.quantity:>12,}  {sku.lines:>10,}  {sku.orders:>7,}")
+    if report.skipped:
+        by_order = ", ".join(f"{order or '?'}: {count:,}" for order, count in sorted(report.skipped_by_order().items()))
+        print(f"\nskipped {len(report.skipped):,} batches the read model could not count ({by_order}):")
+        for entry in report.skipped:
+            print(f"  {entry.order_id or '?'}  {entry.batch_id}  at position {entry.position}: {entry.reason}")

@@ -37,3 +37,11 @@ def test_customer_and_batch_ids() -> None:
 def test_aggregate_id_is_stable_and_distinct() -> None:
     assert aggregate_id_for("o-1") == aggregate_id_for("o-1")
     assert aggregate_id_for("o-1") != aggregate_id_for("o-2")
+
+
+@pytest.mark.parametrize("value", ["o-nl\n", "o-nl\r\n", "\no-nl", "o-nl\x00", "o-nl\u2028"])
+def test_identifiers_are_matched_whole(value: str) -> None:
+    for check in (check_order_id, check_customer_id, check_batch_id):
+        with pytest.raises(InvalidIdentifierError, match="is invalid"):
+            check(value)
+    assert check_order_id("o-nl") == "o-nl"

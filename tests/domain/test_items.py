@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 
-from domain.items import Item, ItemValidationError, items_from_json_lines, validate_item_dict, validate_item_dicts
+from domain.items import (
+    MAX_LINE_TOTAL,
+    MAX_ORDER_QUANTITY,
+    MAX_ORDER_TOTAL,
+    MAX_QUANTITY,
+    MAX_UNIT_AMOUNT,
+    BatchSumError,
+    BatchSums,
+    Item,
+    ItemValidationError,
+    check_batch_sums,
+    first_sum_crossing,
+    items_from_json_lines,
+    validate_item_dict,
+    validate_item_dicts,
+)
 from domain.sample_items import generate_items
 
 
@@ -88,3 +105,69 @@ def test_bulk_validation_names_the_index_of_each_bad_item() -> None:
 def test_json_lines_name_the_line_of_bad_json() -> None:
     with pytest.raises(ItemValidationError, match=r"in.ndjson line 2: not valid JSON"):
         items_from_json_lines(['{"sku": "A", "quantity": 1, "unit_price": {"amount": 1, "currency": "EUR"}, "name": "a"}', "{oops"], "in.ndjson")
+
+
+# ---- hostile values: NaN and Infinity, line totals, batch sums ---------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_everywhere(value: float) -> None:
+    bad = item(attributes={"ratio": value})
+    with pytest.raises(ItemValidationError, match=r"attributes\.ratio: NaN and Infinity are refused"):
+        validate_item_dict(bad, "f line 2")
+    with pytest.raises(ItemValidationError, match=r"f\[0\]: attributes\.ratio: NaN and Infinity"):
+        validate_item_dicts([bad], "f")
+    with pytest.raises(ValueError, match="NaN and Infinity are refused"):
+        Item.model_validate(bad)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_json_lines_with_non_finite_numbers_are_refused(token: str) -> None:
+    line = json.dumps(item()).replace('"ratio": 0.5', f'"ratio": {token}')
+    with pytest.raises(ItemValidationError, match=r"items\.ndjson line 1: not valid JSON"):
+        items_from_json_lines([line], "items.ndjson")
+
+
+def test_json_lines_with_a_duplicate_key_are_refused() -> None:
+    line = json.dumps(item()).replace('"sku": "SKU-1"', '"sku": "SKU-1", "sku": "SKU-2"')
+    with pytest.raises(ItemValidationError, match="line 1: not valid JSON: the key 'sku' appears twice"):
+        items_from_json_lines([line], "items.ndjson")
+
+
+def test_deep_nesting_in_json_lines_is_that_lines_problem() -> None:
+    lines = [json.dumps(item()), "[" * 10_000 + "]" * 10_000]
+    with pytest.raises(ItemValidationError, match="f line 2: not valid JSON: nested 10,000 levels deep"):
+        items_from_json_lines(lines, "f")
+
+
+def test_a_line_total_past_the_limit_is_refused_naming_field_total_and_limit() -> None:
+    bad = item(quantity=MAX_QUANTITY, unit_price={"amount": MAX_UNIT_AMOUNT, "currency": "EUR"})
+    message = "quantity: the line total quantity x unit_price.amount = 1,000,000,000,000,000,000,000,000 exceeds the limit MAX_LINE_TOTAL = 1,000,000,000,000,000,000"
+    with pytest.raises(ItemValidationError, match=re.escape(f"f line 9: {message}")):
+        validate_item_dict(bad, "f line 9")
+    with pytest.raises(ItemValidationError, match=re.escape(f"f[1]: {message}")):
+        validate_item_dicts([item(), bad], "f")
+    with pytest.raises(ValueError, match="exceeds the limit MAX_LINE_TOTAL"):
+        Item.model_validate(bad)
+    at_limit = item(quantity=10**9, unit_price={"amount": 10**9, "currency": "EUR"})
+    assert validate_item_dict(at_limit)["quantity"] * 10**9 == MAX_LINE_TOTAL
+    assert Item.model_validate(at_limit).line_total == MAX_LINE_TOTAL
+
+
+def test_check_batch_sums_names_where_and_the_limit() -> None:
+    check_batch_sums(MAX_ORDER_QUANTITY, {"EUR": MAX_ORDER_TOTAL, "USD": 0}, "batch b-1")
+    with pytest.raises(BatchSumError, match=re.escape("batch b-1: quantity: the quantity sum 1,000,000,000,000,000,001 exceeds the limit MAX_ORDER_QUANTITY")):
+        check_batch_sums(MAX_ORDER_QUANTITY + 1, {}, "batch b-1")
+    with pytest.raises(BatchSumError, match="the USD total 1,000,000,000,000,000,001 exceeds the limit MAX_ORDER_TOTAL"):
+        check_batch_sums(1, {"EUR": 5, "USD": MAX_ORDER_TOTAL + 1}, "batch b-1")
+
+
+def test_the_first_item_at_which_a_batch_crosses_the_bounds_is_named() -> None:
+    big = item(quantity=10**9, unit_price={"amount": 10**9, "currency": "EUR"})  # a line total of 10**18
+    small = item(quantity=1, unit_price={"amount": 1, "currency": "USD"})
+    assert first_sum_crossing([big, small]) is None
+    index, field, reason = first_sum_crossing([small, big, small, big])  # type: ignore[misc]
+    assert (index, field) == (3, "unit_price.amount") and "EUR total would reach 2,000,000,000,000,000,000" in reason
+    sums = BatchSums()
+    assert sums.add(big) is None and sums.add(big) is not None
+    assert sums.totals == {"EUR": MAX_LINE_TOTAL}  # the refused item is not counted

@@ -92,3 +92,19 @@ def test_items_of_another_shape_stream_out_whole(tmp_path: Path) -> None:
     assert [json.loads(line) for line in out.getvalue().splitlines()] == [
         base, {**base, "attributes": {"k": 1}}, {**base, "gift_message": "hi"}, base,
     ]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_ndjson_stays_exact(tmp_path: Path, start: str) -> None:
+    batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
+    item = next(generate_items(1))
+    item["name"] = start + "HYPERLINK(\"http://evil.example\",\"click\")"
+    ref = batches.write([item], batch_id="formula-1")
+    out = io.BytesIO()
+    ItemStreamer(batches).write([ref], out, fmt="csv")
+    (row,) = list(csv.DictReader(io.StringIO(out.getvalue().decode(), newline="")))
+    assert row["name"] == "'" + item["name"]
+    assert row["quantity"] == str(item["quantity"])  # numbers are written as they are
+    exact = io.BytesIO()
+    ItemStreamer(batches).write([ref], exact)
+    assert json.loads(exact.getvalue()) == item

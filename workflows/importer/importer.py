@@ -24,7 +24,7 @@ from workflows.importer.pipeline import Pipeline, default_workers
 from workflows.importer.preflight import check_batch_size, prepare_order
 from workflows.importer.progress import ImportProgress, ProgressView
 from workflows.importer.rejects import RejectsFile
-from workflows.importer.sources import ItemSource
+from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
 from workflows.importer.stage import warm_up
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -48,6 +48,8 @@ class ImportOptions:
     wait_recorded: bool = True
     #: Give up waiting when the event store records nothing new for this long.
     record_timeout: float = 120.0
+    #: Longest line, CSV row or JSON array element accepted, in bytes.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
 
 @dataclass
@@ -97,7 +99,9 @@ async def import_file(
         raise ValueError(f"workers must be 0 (one per CPU) or more, upload_threads 1 or more: {options}")
 
     def open_source(batch_size: int) -> ItemSource:
-        return ItemSource(path, format=options.format, order_id=order_id, batch_size=batch_size)
+        return ItemSource(
+            path, format=options.format, order_id=order_id, batch_size=batch_size, max_line_bytes=options.max_line_bytes
+        )
 
     source = open_source(options.batch_size)  # bad files fail here, before anything else
     workers = options.workers or default_workers()

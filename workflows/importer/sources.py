@@ -10,6 +10,14 @@ It never holds more than one batch of the input in memory:
   quoted cell that spans lines;
 - **JSON array**: read incrementally, element by element (``json.JSONDecoder.raw_decode``
   over a sliding window); a batch is ``batch_size`` elements.
+
+Every read is bounded by ``max_line_bytes`` (:data:`DEFAULT_MAX_LINE_BYTES`, setting
+``BULKORDER_MAX_LINE_BYTES``, ``bulkorder import --max-line-bytes``): a line, a CSV row
+(with the lines a quoted cell spans) and a JSON array element longer than that stops the
+import with the file, the line and the limit, whatever ``--skip-invalid`` says (the rest of
+such a line cannot be read without holding it), so ``/dev/zero`` fails in a millisecond
+instead of filling memory. Nesting is not this module's business: a deeply nested element
+is cut out here without recursion and refused, as that element's problem, when parsed.
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -37,8 +44,11 @@ _EXTENSIONS = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV}
 
 #: A quoted CSV cell may span at most this many lines beyond a batch's end.
 MAX_CSV_EXTRA_LINES = 10_000
-#: Largest JSON array element (an item is about 500 bytes; the domain allows far more).
-MAX_JSON_ELEMENT = 16 * 1024 * 1024
+#: Longest line, CSV row or JSON array element read (an item is about 500 bytes; one at
+#: every bound of the domain, 500 attributes of 4,096 characters, is about 2 MiB: raise it
+#: for such items).
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+MAX_LINE_BYTES_SETTING = "BULKORDER_MAX_LINE_BYTES"
 _READ_SIZE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
@@ -78,12 +88,32 @@ def detect_format(path: Path, head: bytes) -> str:
     )
 
 
+def _too_long(name: str, line: int, what: str, limit: int) -> ImportInputError:
+    return ImportInputError(
+        f"{name} line {line}: {what} is longer than {limit:,} bytes, the limit "
+        f"(raise it with --max-line-bytes or {MAX_LINE_BYTES_SETTING} if the file is right)",
+        file=name,
+        line=line,
+    )
+
+
 class ItemSource:
     """An open input: its format, size, CSV columns, and :meth:`batches`."""
 
-    def __init__(self, path: str | Path, *, format: str | None, order_id: str, batch_size: int) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        format: str | None,
+        order_id: str,
+        batch_size: int,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         if batch_size < 1:
             raise ImportInputError(f"the batch size must be at least 1, got {batch_size}")
+        if max_line_bytes < 1:
+            raise ImportInputError(f"the maximum line length must be at least 1 byte, got {max_line_bytes}")
+        self.max_line_bytes = max_line_bytes
         self.path = Path(path)
         self.name = str(path)
         self.order_id = order_id
@@ -151,10 +181,31 @@ class ItemSource:
         else:
             yield from self._line_batches(identity)
 
+    def _readline(self, number: int, what: str = "the line") -> bytes:
+        """The next line (``b""`` at the end), refused past :attr:`max_line_bytes`."""
+        line = self._file.readline(self.max_line_bytes + 1)
+        if len(line) > self.max_line_bytes and not line.endswith(b"\n"):
+            raise _too_long(self.name, number, what, self.max_line_bytes)
+        return line
+
+    def _read_lines(self, count: int) -> list[bytes]:
+        # The hot loop of the main process: one bounded readline per line, checked after.
+        readline, size = self._file.readline, self.max_line_bytes + 1
+        lines = []
+        append = lines.append
+        for _ in range(count):
+            line = readline(size)
+            if not line:
+                break
+            append(line)
+            if len(line) == size and not line.endswith(b"\n"):
+                raise _too_long(self.name, self._lines_read + len(lines), "the line", self.max_line_bytes)
+        return lines
+
     def _line_batches(self, identity: BatchIdentity) -> Iterator[RawBatch]:
         position = 0
         while True:
-            lines = list(islice(self._file, self.batch_size))
+            lines = self._read_lines(self.batch_size)
             if not lines:
                 return
             data = b"".join(lines)
@@ -178,7 +229,21 @@ class ItemSource:
         # line that closes it (bounded: a stray quote must not pull in the whole file).
         parts = [data]
         quotes = data.count(b'"')
-        for line in islice(self._file, MAX_CSV_EXTRA_LINES):
+        # The row the quoted cell belongs to starts at the last line with an odd count before it.
+        row_bytes = 0
+        row_line = self._lines_read + len(lines)
+        for line in reversed(lines):
+            row_bytes += len(line)
+            if line.count(b'"') % 2:
+                break
+            row_line -= 1
+        for _ in range(MAX_CSV_EXTRA_LINES):
+            line = self._readline(self._lines_read + len(lines) + 1, "the CSV row")
+            if not line:
+                break
+            row_bytes += len(line)
+            if row_bytes > self.max_line_bytes:
+                raise _too_long(self.name, row_line, "the CSV row (a quoted cell spanning lines)", self.max_line_bytes)
             parts.append(line)
             lines.append(line)
             quotes += line.count(b'"')
@@ -187,9 +252,9 @@ class ItemSource:
         return b"".join(parts)
 
     def _read_csv_header(self) -> None:
-        header_lines = [self._file.readline()]
+        header_lines = [self._readline(1, "the CSV header")]
         while b"".join(header_lines).count(b'"') % 2 and len(header_lines) < 100:
-            more = self._file.readline()
+            more = self._readline(len(header_lines) + 1, "the CSV header")
             if not more:
                 break
             header_lines.append(more)
@@ -216,7 +281,7 @@ class ItemSource:
             )
 
     def _json_batches(self, identity: BatchIdentity) -> Iterator[RawBatch]:
-        reader = _JsonArrayReader(self._file, self.name)
+        reader = _JsonArrayReader(self._file, self.name, self.max_line_bytes)
         position = 0
         while True:
             records: list[bytes] = []
@@ -251,14 +316,17 @@ class _JsonArrayReader:
     """The elements of one top-level JSON array, read incrementally from a binary file.
 
     Keeps a window of text: what is consumed is dropped, and a window that must grow past
-    :data:`MAX_JSON_ELEMENT` to hold one element means that element is malformed.
+    ``max_element`` characters to hold one element means that element is too long.
     """
 
-    def __init__(self, file: BinaryIO, name: str) -> None:
+    def __init__(self, file: BinaryIO, name: str, max_element: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self._file = file
         self._name = name
+        self._max_element = max_element
         self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._json = json.JSONDecoder()
+        # Only the element's end is wanted here (the stage parses it): integers are kept as
+        # text, so one of 5,000 digits is no ValueError (Python converts at most 4,300).
+        self._json = json.JSONDecoder(parse_int=str)
         self._text = ""
         self._pos = 0
         self._line = 1  # line number at self._pos
@@ -340,14 +408,49 @@ class _JsonArrayReader:
         while True:
             try:
                 _, end = self._json.raw_decode(self._text, self._pos)
+            except RecursionError:
+                # Nested too deeply for the parser: find the element's end without
+                # recursing; parsing it later refuses it, as this element's problem.
+                end = _value_end(self._text, self._pos)
+                if end is None:
+                    if self._fill_within_limit():
+                        continue
+                    raise self._error("not valid JSON: an element nested too deeply is not closed") from None
             except json.JSONDecodeError as exc:
-                # Incomplete, or malformed? Read more unless at the end or past any sane size.
-                if len(self._text) - self._pos < MAX_JSON_ELEMENT and self._fill():
+                # Incomplete, or malformed? Read more unless at the end or past the limit.
+                if self._fill_within_limit():
                     continue
                 line = self._line + self._text.count("\n", self._pos, exc.pos)
                 raise self._error(f"not valid JSON: {exc.msg}", line=line) from None
+            if end - self._pos > self._max_element:
+                raise _too_long(self._name, self._line, "the JSON array element", self._max_element)
             if end == len(self._text) and not self._eof:
                 # A number at the window's end may go on in the next block ("12" of "123").
                 if self._fill():
                     continue
             return end
+
+    def _fill_within_limit(self) -> bool:
+        if len(self._text) - self._pos > self._max_element:
+            raise _too_long(self._name, self._line, "the JSON array element", self._max_element)
+        return self._fill()
+
+
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _value_end(text: str, start: int) -> int | None:
+    """Where the array or object starting at ``text[start]`` ends (iteratively), or
+    ``None`` if it does not end within ``text``."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text, start):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+        if depth <= 0:
+            return None  # a string or a closing bracket first: not an array or object
+    return None

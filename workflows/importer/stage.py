@@ -17,11 +17,10 @@ import csv
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import msgspec
-import pydantic_core
 from pydantic import ValidationError
 
-from domain.items import ITEM_DICTS, ItemValidationError, validate_item_dict
+from domain import json_text
+from domain.items import ITEM_DICTS, BatchSums, ItemValidationError, first_sum_crossing, validate_item_dict
 from domain.refs import BatchRef
 from storage.batches import BatchStore
 from workflows.importer import fast_items
@@ -138,12 +137,8 @@ def _fast_json(records: list[tuple[int, bytes]]) -> fast_items.FastBatch | None:
     ("{...},{...}") would make the count differ from the number of records, so that
     falls to the line-by-line path too.
     """
-    if not records:
-        return None
-    items = fast_items.decode_json_array(b"[" + b",".join(record for _, record in records) + b"]")
-    if items is None or len(items) != len(records):
-        return None
-    return fast_items.pack(items)
+    items = fast_items.decode_records([record for _, record in records])
+    return None if items is None else fast_items.pack(items)
 
 
 def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:
@@ -155,24 +150,17 @@ def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:
 
 
 def _json_items(records: list[tuple[int, bytes]], skip_invalid: bool) -> tuple[list[dict[str, Any]], list[Problem]]:
-    if not records:
-        return [], []
-    try:
-        parsed = msgspec.json.decode(b"[" + b",".join(record for _, record in records) + b"]")
-        # A line holding two values ("{...},{...}") would parse as two items: count them.
-        if len(parsed) == len(records):
-            return ITEM_DICTS.validate_python(parsed), []  # type: ignore[return-value]
-    except (ValueError, ValidationError):
-        pass
+    # Strictly, one record at a time (domain.json_text): duplicate keys, NaN and deep
+    # nesting are each a line's problem here.
     return _one_by_one(_parse_each(records), skip_invalid)
 
 
 def _parse_each(records: list[tuple[int, bytes]]) -> Iterator[tuple[int, bytes, object, Problem | None]]:
     for line, record in records:
         try:
-            value = pydantic_core.from_json(record, allow_inf_nan=False)
-        except ValueError as exc:
-            yield line, record, None, Problem(line, "", f"not valid JSON: {exc}", _shown(record))
+            value = json_text.loads(record)
+        except json_text.JsonTextError as exc:
+            yield line, record, None, Problem(line, "", str(exc), _shown(record))
             continue
         if not isinstance(value, dict):
             kind = "an array" if isinstance(value, list) else f"a JSON {type(value).__name__}"
@@ -186,13 +174,19 @@ def _one_by_one(
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
     items: list[dict[str, Any]] = []
     problems: list[Problem] = []
+    sums = BatchSums()
     for line, record, value, problem in parsed:
         if problem is None:
             try:
-                items.append(validate_item_dict(value))
-                continue
+                item = validate_item_dict(value)
             except ItemValidationError as exc:
                 problem = _item_problem(line, exc, record)
+            else:
+                crossed = sums.add(item)  # the item at which the batch's sums pass the bounds
+                if crossed is None:
+                    items.append(item)
+                    continue
+                problem = Problem(line, crossed[0], crossed[1], _shown(record))
         problems.append(problem)
         if not skip_invalid:
             break
@@ -242,7 +236,9 @@ def _csv_items(batch: RawBatch, columns: CsvColumns, skip_invalid: bool) -> tupl
             break
     if clean:
         try:
-            return ITEM_DICTS.validate_python([item for _, _, item, _ in converted]), []  # type: ignore[return-value]
+            items = ITEM_DICTS.validate_python([item for _, _, item, _ in converted])
+            if first_sum_crossing(items) is None:
+                return items, []  # type: ignore[return-value]
         except ValidationError:
             pass
     return _one_by_one(iter(converted), skip_invalid)

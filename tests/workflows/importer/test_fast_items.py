@@ -26,10 +26,11 @@ def fast_accepts(item: Any) -> list[dict[str, Any]] | None:
         data = json.dumps([item], allow_nan=False).encode()
     except (TypeError, ValueError):
         return None
-    decoded = fast_items.decode_json_array(data)
-    if decoded is None:
+    decoded = fast_items.decode_records([data[1:-1]])
+    packed = None if decoded is None else fast_items.pack(decoded)
+    if packed is None:
         return None
-    return msgpack.unpackb(fast_items.pack(decoded).raw, raw=False)
+    return msgpack.unpackb(packed.raw, raw=False)
 
 
 def pydantic_accepts(item: Any) -> dict[str, Any] | None:
@@ -155,3 +156,60 @@ def test_random_mutations_never_pass_the_fast_path_alone() -> None:
             refused_both += 1
     # The mutations exercise both outcomes, not just one.
     assert accepted_both > 100 and refused_both > 1_000
+
+
+# ---- what msgspec lets through on its own: duplicate keys, NaN, line totals, batch sums ----
+
+
+def _record(**changes: Any) -> bytes:
+    item = next(generate_items(1))
+    item.update(changes)
+    return json.dumps(item).encode()
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [
+        ('"sku": "SKU-', '"sku": "X", "sku": "SKU-'),
+        ('"quantity": ', '"quantity": 1, "quantity": '),
+        ('"currency": ', '"amount": 5, "currency": '),
+        ('"attributes": {', '"attributes": {"color": "x", '),
+    ],
+)
+def test_a_duplicate_key_sends_the_batch_to_the_strict_path(duplicate: tuple[str, str]) -> None:
+    good = _record()
+    bad = good.replace(duplicate[0].encode(), duplicate[1].encode(), 1)
+    assert bad != good and json.loads(bad) is not None  # json.loads would take it, last wins
+    assert fast_items.decode_records([good, good]) is not None
+    assert fast_items.decode_records([good, bad, good]) is None
+
+
+def test_colons_inside_strings_are_no_false_alarm() -> None:
+    records = [
+        _record(name="Widget: blue, 12:30"),
+        _record(attributes={"note": "a:b:c", "url": "https://example.com:8080/x"}),
+        _record(attributes={}),  # an empty attributes object: one key more than counted
+        _record(attributes={"key:with:colons": 1}),
+    ]
+    items = fast_items.decode_records(records)
+    assert items is not None and items[0].name == "Widget: blue, 12:30"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_floats_are_refused_by_convert(value: float) -> None:
+    item = next(generate_items(1))
+    item["attributes"] = {"ratio": value}
+    assert fast_items.convert([item]) is None
+    assert fast_items.decode_records([_record().replace(b'"attributes": {', b'"attributes": {"r": 1e999, ', 1)]) is None
+
+
+def test_pack_refuses_line_totals_and_batch_sums_past_the_bounds() -> None:
+    at_limit = _record(quantity=10**9, unit_price={"amount": 10**9, "currency": "EUR"})
+    past = _record(quantity=10**9, unit_price={"amount": 10**9 + 1, "currency": "EUR"})
+    one = fast_items.decode_records([at_limit])
+    assert one is not None and fast_items.pack(one) is not None
+    both = fast_items.decode_records([at_limit, at_limit])
+    assert both is not None and fast_items.pack(both) is None  # the EUR total would be 2 x 10**18
+    single = fast_items.decode_records([past])
+    assert single is not None and fast_items.pack(single) is None
+    assert pydantic_accepts(json.loads(past)) is None

@@ -149,3 +149,81 @@ def test_csv_sample_file_round_trips_every_line(tmp_path: Path) -> None:
     write_csv(path, 10)
     found = batches(path, 4)
     assert [(b.first_line, b.last_line) for b in found] == [(2, 5), (6, 9), (10, 11)]
+
+
+# ---- bounded reads: lines, CSV rows, JSON elements; nesting cut without recursion ------
+
+
+def _limited(path: Path, limit: int, *, format: str | None = None, batch_size: int = 3) -> list:
+    with ItemSource(path, format=format, order_id="o-1", batch_size=batch_size, max_line_bytes=limit) as source:
+        return list(source.batches())
+
+
+def _limit_error(path: Path, limit: int, *, format: str | None = None) -> ImportInputError:
+    with pytest.raises(ImportInputError) as caught:
+        _limited(path, limit, format=format)
+    return caught.value
+
+
+def test_a_line_past_the_limit_names_file_line_and_limit(tmp_path: Path) -> None:
+    path = tmp_path / "items.ndjson"
+    path.write_bytes(b'{"a": 1}\n' * 4 + b"{" + b" " * 2_000 + b"}\n" + b'{"a": 1}\n')
+    error = _limit_error(path, 1_000)
+    assert (error.file, error.line) == (str(path), 5)
+    assert str(error).startswith(f"{path} line 5: the line is longer than 1,000 bytes, the limit")
+    assert "--max-line-bytes" in str(error) and "BULKORDER_MAX_LINE_BYTES" in str(error)
+    assert sum(len(batch.data) for batch in _limited(path, 3_000)) == path.stat().st_size
+    exact = tmp_path / "exact.ndjson"
+    exact.write_bytes(b"x" * 1_000 + b"\n")  # exactly the limit, its newline not counted
+    assert _limited(exact, 1_000)[0].data == b"x" * 1_000 + b"\n"
+
+
+def test_dev_zero_fails_at_the_first_limit_not_at_the_end_of_memory() -> None:
+    error = _limit_error(Path("/dev/zero"), 1 << 20, format="ndjson")
+    assert error.line == 1 and "longer than 1,048,576 bytes" in str(error)
+
+
+def test_a_csv_header_row_or_quoted_cell_past_the_limit_is_refused(tmp_path: Path) -> None:
+    header = "sku,quantity,unit_price_amount,unit_price_currency,name\n"
+    long_header = tmp_path / "header.csv"
+    long_header.write_text(header.rstrip("\n") + ",attr.x" * 300 + "\n")
+    assert "the CSV header is longer than 1,000 bytes" in str(_limit_error(long_header, 1_000))
+    long_row = tmp_path / "row.csv"
+    long_row.write_text(header + "A,1,1,EUR,a\n" + "B,1,1,EUR," + "b" * 2_000 + "\n")
+    assert _limit_error(long_row, 1_000).line == 3
+    spanning = tmp_path / "spanning.csv"
+    spanning.write_text(header + "A,1,1,EUR,a\n" * 2 + 'B,1,1,EUR,"' + "long line\n" * 300 + '"\n')
+    error = _limit_error(spanning, 1_000)
+    assert error.line == 4 and "the CSV row (a quoted cell spanning lines) is longer than 1,000 bytes" in str(error)
+    assert len(_limited(spanning, 10_000, batch_size=3)) == 1
+
+
+def test_a_json_array_element_past_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "items.json"
+    path.write_text('[{"a": 1},\n{"a": 1},\n{"a": "' + "x" * 5_000 + '"}]')
+    error = _limit_error(path, 1_000)
+    assert error.line == 3 and "the JSON array element is longer than 1,000 bytes" in str(error)
+    unclosed = tmp_path / "unclosed.json"
+    unclosed.write_text('[{"a": "' + "x" * 5_000)
+    assert "longer than 1,000 bytes" in str(_limit_error(unclosed, 1_000))
+
+
+def test_a_deeply_nested_json_array_element_is_cut_out_for_the_parser_to_refuse(tmp_path: Path) -> None:
+    path = tmp_path / "items.json"
+    deep = "[" * 10_000 + "]" * 10_000
+    path.write_text('[{"a": 1},\n' + deep + ',\n{"a": "[[["},\n{"b": 2}]')
+    (batch,) = _limited(path, 1 << 20, batch_size=10)
+    assert batch.records == [b'{"a": 1}', deep.encode(), b'{"a": "[[["}', b'{"b": 2}']
+    assert batch.record_lines == [1, 2, 3, 4]
+    objects = tmp_path / "objects.json"
+    objects.write_text('[' + '{"a":' * 10_000 + "1" + "}" * 10_000 + "]")
+    (batch,) = _limited(objects, 1 << 20)
+    assert len(batch.records) == 1 and len(batch.records[0]) == 60_001
+
+
+def test_an_element_of_thousands_of_digits_is_cut_out_not_a_crash(tmp_path: Path) -> None:
+    # Found by tests/fuzz/test_fuzz_sources.py: int() refuses more than 4,300 digits.
+    path = tmp_path / "items.json"
+    path.write_text("[" + "9" * 5_000 + ', {"a": ' + "1" * 5_000 + "}]")
+    (batch,) = batches(path, 10)
+    assert [len(record) for record in batch.records] == [5_000, 5_007]

@@ -149,3 +149,59 @@ def test_csv_structure_problems(tmp_path: Path) -> None:
         (6, "not UTF-8 text"),
     ]
     assert result.ref is not None and result.ref.item_count == 2
+
+
+# ---- hostile lines: deep nesting, NaN, duplicate keys, sums past the bounds -------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "not valid JSON: nested 10,000 levels deep; at most 32"),
+        ('{"a":' * 10_000 + "1" + "}" * 10_000, "not valid JSON: nested 10,000 levels deep"),
+        (item_line(5, attributes={"r": 1}).replace('"r": 1', '"r": NaN'), "NaN is not a number JSON allows"),
+        (item_line(5, attributes={"r": 1}).replace('"r": 1', '"r": -Infinity'), "-Infinity is not a number"),
+        (item_line(5, attributes={"r": 1}).replace('"r": 1', '"r": 1e999'), "too large for a 64-bit float"),
+        (item_line(5).replace('"quantity"', '"quantity": 3, "quantity"'), "the key 'quantity' appears twice"),
+    ],
+)
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_hostile_lines_are_each_their_lines_problem(tmp_path: Path, line: str, reason: str, skip_invalid: bool) -> None:
+    result = stage_file(ndjson(tmp_path / "items.ndjson", [item_line(0), line, item_line(1)]), skip_invalid=skip_invalid)
+    (problem,) = result.problems
+    assert problem.line == 2 and reason in problem.reason
+    if skip_invalid:
+        assert result.ref is not None and result.ref.item_count == 2
+
+
+def test_hostile_json_array_elements_are_their_elements_problem(tmp_path: Path) -> None:
+    path = tmp_path / "items.json"
+    path.write_text("[" + item_line(0) + ",\n" + "[" * 10_000 + "]" * 10_000 + ",\n" + item_line(1) + "]")
+    result = stage_file(path, skip_invalid=True)
+    (problem,) = result.problems
+    assert problem.line == 2 and "nested 10,000 levels deep" in problem.reason
+    assert result.ref is not None and result.ref.item_count == 2
+
+
+def test_the_item_at_which_the_batch_passes_the_order_total_is_named(tmp_path: Path) -> None:
+    big = {"quantity": 10**9, "unit_price": {"amount": 10**9, "currency": "JPY"}}  # line total 10**18
+    lines = [item_line(0), item_line(1, **big), item_line(2), item_line(3, **big), item_line(4, **big)]
+    result = stage_file(ndjson(tmp_path / "items.ndjson", lines))
+    (problem,) = result.problems
+    assert (problem.line, problem.field) == (4, "unit_price.amount") and result.ref is None
+    assert "the batch's JPY total would reach" in problem.reason and "MAX_ORDER_TOTAL" in problem.reason
+    skipped = stage_file(ndjson(tmp_path / "items.ndjson", lines), skip_invalid=True)
+    assert [p.line for p in skipped.problems] == [4, 5]
+    assert skipped.ref is not None and skipped.ref.item_count == 3
+
+
+def test_a_line_total_past_the_limit_is_refused_on_the_fast_and_csv_paths(tmp_path: Path) -> None:
+    bad = item_line(1, quantity=10**9, unit_price={"amount": 10**15, "currency": "EUR"})
+    (problem,) = stage_file(ndjson(tmp_path / "items.ndjson", [item_line(0), bad])).problems
+    assert (problem.line, problem.field) == (2, "quantity") and "exceeds the limit MAX_LINE_TOTAL" in problem.reason
+    path = tmp_path / "items.csv"
+    path.write_text("sku,quantity,unit_price_amount,unit_price_currency,name,attr.x:json\nA,1,1,EUR,a,1\n"
+                    "B,1000000000,1000000000000000,EUR,b,2\nC,1,1,EUR,c,NaN\n")
+    problems = stage_file(path, skip_invalid=True).problems
+    assert [(p.line, p.field) for p in problems] == [(3, "quantity"), (4, "attributes.x")]
+    assert "NaN is not a number JSON allows" in problems[1].reason
