@@ -106,13 +106,10 @@ class Settings:
     limits: OrderLimits
     batch_size: int
     claim_check: ClaimCheckSettings = field(default_factory=ClaimCheckSettings)
-<<<<<<< HEAD
     #: The ref-seal secret (bulkorder.seals); never shown.
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
-=======
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
->>>>>>> h-inputs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,11 +124,8 @@ class Settings:
             limits=_limits(env),
             batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
             claim_check=_claim_check_settings(env),
-<<<<<<< HEAD
             seal=_seal_settings(env),
-=======
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
->>>>>>> h-inputs
         )
 
     def with_limits(self, **changes: int) -> Settings:
