@@ -43,7 +43,7 @@ def count_items(items: Sequence[Mapping[str, Any]], where: str = "batch") -> tup
         line = count * amount
         if line > MAX_LINE_TOTAL:
             raise ItemValidationError(
-                [(f"{where} item {index}", "unit_price.amount", f"line total {line} is above the limit of {MAX_LINE_TOTAL}")]
+                [(f"{where} item {index}", "unit_price.amount", f"the line total {line:,} exceeds the limit MAX_LINE_TOTAL = {MAX_LINE_TOTAL:,}")]
             )
         quantity += count
         totals[currency] = totals.get(currency, 0) + line
