@@ -39,6 +39,7 @@ from http import HTTPStatus
 from typing import Iterable
 
 from aiohttp import web
+from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from bulkorder.codec_protocol import (
@@ -51,6 +52,7 @@ from bulkorder.codec_protocol import (
     parse_route,
     payloads_json,
 )
+from storage.claim_check import ClaimCheck, is_reference
 from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, StorageError, TransientStoreError
 
 __all__ = ["CodecServer", "CodecServerError", "is_loopback"]
@@ -59,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 #: Largest request body accepted by default (a decode request carries references of ~300 bytes).
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+#: Most bytes one /decode answer may hold (what the references say they restore to).
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 DEFAULT_MAX_CONCURRENCY = 8
 #: Seconds a connection may stay without a complete request (from its start, or its last response).
 IDLE_TIMEOUT = 5.0
@@ -93,6 +97,7 @@ class CodecServer:
         enable_encode: bool = False,
         allowed_hosts: Iterable[str] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         idle_timeout: float = IDLE_TIMEOUT,
         body_timeout: float = BODY_TIMEOUT,
@@ -111,6 +116,7 @@ class CodecServer:
         self.enable_encode = enable_encode
         self.hosts = HostPolicy.serving(host, allowed_hosts)
         self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
         self.max_concurrency = max_concurrency
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
@@ -258,12 +264,34 @@ class CodecServer:
                 raise CodecRequestError(HTTPStatus.REQUEST_TIMEOUT, f"the body took over {self.body_timeout:g} s") from None
             payloads = parse_payloads(body)
             del body
+            if route == "decode":
+                self._check_response_size(payloads)
             operation = self.codec.decode if route == "decode" else self.codec.encode
             try:
                 async with asyncio.timeout(self.codec_timeout):
                     return payloads_json(await operation(payloads))
             except Exception as exc:  # noqa: BLE001 - every failure gets a generic answer
                 raise _public_error(request, exc, self.codec_timeout) from None
+
+    def _check_response_size(self, payloads: list[Payload]) -> None:
+        """Refuse (413) a decode whose answer would pass ``max_response_bytes``, from the
+        sizes the references state, before any blob is read: a 120 KB body of one
+        reference repeated must not make the server build gigabytes."""
+        total = 0
+        for payload in payloads:
+            if is_reference(payload):
+                try:
+                    total += ClaimCheck.from_payload(payload).original_size
+                except ClaimCheckError:
+                    total += len(payload.data)  # the codec refuses it, with its reason
+            else:
+                total += len(payload.data)
+            if total > self.max_response_bytes:
+                raise CodecRequestError(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"the decoded payloads would pass the response limit of {self.max_response_bytes} bytes: "
+                    "ask for fewer at a time",
+                )
 
     # Responses.
 

@@ -29,6 +29,8 @@ BATCH_KEY_PREFIX = "batches"
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 _CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+#: A seal is empty (unsealed) or ``hs256:<16 hex key id>:<64 hex mac>`` (``domain.seal``).
+_SEAL_PATTERN = re.compile(r"hs256:[0-9a-f]{16}:[0-9a-f]{64}")
 
 
 class InvalidRefError(ValueError):
@@ -144,12 +146,16 @@ def check_batch_ref(ref: object) -> BatchRef:
         raise InvalidRefError(f"{where}: totals must name at least one currency (every item has a price)")
     if len(ref.totals) > ref.item_count:
         raise InvalidRefError(f"{where}: totals name {len(ref.totals)} currencies for {ref.item_count} items")
-    if (ref.encoding, ref.format_version) not in SUPPORTED_BATCH_FORMATS:
+    if (
+        type(ref.encoding) is not str
+        or type(ref.format_version) is not int  # True == 1 == 1.0 would pass the set lookup
+        or (ref.encoding, ref.format_version) not in SUPPORTED_BATCH_FORMATS
+    ):
         raise InvalidRefError(
             f"{where}: unsupported encoding {ref.encoding!r} version {ref.format_version!r}"
         )
-    if not isinstance(ref.seal, str) or len(ref.seal) > 200:
-        raise InvalidRefError(f"{where}: seal must be a string of at most 200 characters")
+    if type(ref.seal) is not str or (ref.seal and not _SEAL_PATTERN.fullmatch(ref.seal)):
+        raise InvalidRefError(f"{where}: seal must be empty or hs256:<16 hex>:<64 hex>")
     return ref
 
 

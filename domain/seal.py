@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import asdict, replace
 from typing import Iterable
 
 from domain.refs import BatchRef
 
 SEAL_SCHEME = "hs256"
+_SEAL = re.compile(r"hs256:[0-9a-f]{16}:[0-9a-f]{64}")
 #: A secret shorter than this is refused: it could be guessed.
 MIN_SECRET_BYTES = 16
 
@@ -69,12 +71,11 @@ class RefSealer:
 
     def check(self, ref: BatchRef) -> str | None:
         """``None`` if ``ref``'s seal verifies, else why not (for a rejection's reason)."""
-        if not ref.seal:
+        if not isinstance(ref.seal, str) or not ref.seal:
             return "the ref is not sealed"
-        parts = ref.seal.split(":")
-        if len(parts) != 3 or parts[0] != SEAL_SCHEME:
+        if not _SEAL.fullmatch(ref.seal):
             return "the ref's seal is not of a known form"
-        _, kid, mac = parts
+        _, kid, mac = ref.seal.split(":")
         if kid not in self._keys:
             return f"the ref is sealed with an unknown key {kid[:16]!r}"
         try:

@@ -116,3 +116,5 @@ class RecordOutcome:
     new_events: int
     applied_batch_ids: list[str] = field(default_factory=list)
     duplicate_batch_ids: list[str] = field(default_factory=list)
+    #: Refs the worker rejected because their claims were not proven (their IDs are free).
+    unproven_batch_ids: list[str] = field(default_factory=list)

@@ -17,7 +17,7 @@ from domain.items import ItemValidationError
 from domain.refs import BatchRef, InvalidRefError
 from domain.seal import RefSealer
 from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BlobNotFoundError, StorageError, TransientStoreError
 
 
 def claims_mismatch(ref: BatchRef, items: Sequence[Mapping[str, Any]]) -> str | None:
@@ -83,10 +83,15 @@ class RefProver:
             return "unproven claims: the ref is not sealed by this deployment and its blob does not exist"
         except InvalidRefError as exc:
             return f"invalid batch ref: {exc}"
-        except (BlobIntegrityError, BatchFormatError) as exc:
-            return f"unproven claims: the ref is not sealed by this deployment and its blob is unreadable ({exc})"
         except ItemValidationError as exc:
             return f"unproven claims: the ref is not sealed by this deployment and its batch holds invalid items ({exc})"
+        except TransientStoreError:
+            raise  # the store briefly down: the call is retried, nothing is decided
+        except (StorageError, ValueError, TypeError) as exc:
+            # Unreadable for good (corrupt, a symlink or a foreign key planted at its
+            # key...): this ref alone is rejected, never the chunk it came with.
+            return f"unproven claims: the ref is not sealed by this deployment and its blob is unreadable ({exc})"
+
         if mismatch is not None:
             return f"the ref's claims do not match its content: {mismatch}"
         return None

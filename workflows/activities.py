@@ -46,7 +46,11 @@ class OrderActivities:
     @activity.defn(name=RECORD_ACTIVITY)
     def record_order_change(self, change: OrderChange) -> RecordOutcome:
         with classified_failures("recording"):
-            return self.orders.record(self.proven(change))
+            proven = self.proven(change)
+            outcome = self.orders.record(proven)
+            kept = {ref.batch_id for ref in proven.batches}
+            outcome.unproven_batch_ids = [ref.batch_id for ref in change.batches if ref.batch_id not in kept]
+            return outcome
 
     def proven(self, change: OrderChange) -> OrderChange:
         """``change`` with every unproven batch moved to its rejections."""

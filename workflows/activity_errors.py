@@ -31,6 +31,7 @@ from domain.errors import OrderError
 from domain.items import ItemValidationError
 from domain.refs import InvalidRefError
 from storage.errors import StorageError, TransientStoreError
+from workflows.fulfillment import FulfillmentMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ UNEXPECTED_ERROR = "UnexpectedError"
 
 #: What retrying cannot fix: verdicts on the data, and what a bug raises.
 DETERMINISTIC: tuple[type[BaseException], ...] = (
+    FulfillmentMismatch,
     OrderError,
     InvalidRefError,
     ItemValidationError,

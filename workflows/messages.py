@@ -69,6 +69,8 @@ class OrderState:
     invalid_refs: int = 0
     #: DB-first order: the service records its changes, the relay signals them here.
     via_outbox: bool = False
+    #: Refs signalled after recording closed (fulfillment under way, or done): ignored.
+    late_refs_ignored: int = 0
 
 
 @dataclass

@@ -103,6 +103,7 @@ class OrderWorkflow(OrderBook):
         # A failed fulfillment waiting for an operator, and what the operator decided.
         self._awaiting_recovery = False
         self._retry_reason: str | None = None
+        self._recording_closed = False
 
     # ---- main loop ---------------------------------------------------------------------
 
@@ -141,6 +142,9 @@ class OrderWorkflow(OrderBook):
             if self._has_unrecorded():
                 await self._record_next()
 
+        # Nothing more is recorded from here on but fulfillment's outcome: refs signalled
+        # now are counted and logged, not kept (they would never reach the event store).
+        self._recording_closed = True
         if self._state.status == OrderStatus.SUBMITTED:
             if workflow.patched(PATCH_RECORDED_FULFILLMENT):
                 await self._fulfill_and_record()
@@ -221,6 +225,9 @@ class OrderWorkflow(OrderBook):
         for ref in chunk:
             self._pending_claims.add(ref, -1)
         del self._state.pending[: len(chunk)]
+        # A ref rejected as unproven does not hold its batch ID: the real batch may follow.
+        for batch_id in outcome.unproven_batch_ids:
+            self._seen.discard(batch_id)
         del self._state.rejections[: len(rejections)]
         self._state.duplicates_ignored += len(outcome.duplicate_batch_ids)
 
@@ -260,12 +267,14 @@ class OrderWorkflow(OrderBook):
             self._state.status = OrderStatus.FAILED
             if workflow.patched(PATCH_FULFILLMENT_RECOVERY):
                 self._awaiting_recovery = True
-                decided = await self._wait_for_operator()
+                await self._wait_for_operator()
                 self._awaiting_recovery = False
-                if decided and self._state.cancel_reason is not None:
+                # Decided by what the operator asked, not by whether the hold timed out: a
+                # request accepted in the activation where the timer fired still counts.
+                if self._state.cancel_reason is not None:
                     await self._record(OrderChange(order_id=self._state.order_id, cancel_reason=self._state.cancel_reason))
                     return
-                if decided and self._retry_reason is not None:
+                if self._retry_reason is not None:
                     await self._record(OrderChange(order_id=self._state.order_id, retry_fulfillment=self._retry_reason))
                     self._state.status = OrderStatus.SUBMITTED
                     self._retry_reason = None  # the retry update returns now
@@ -273,16 +282,15 @@ class OrderWorkflow(OrderBook):
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise ApplicationError(failure, type=FULFILLMENT_FAILED, non_retryable=True)
 
-    async def _wait_for_operator(self) -> bool:
-        """True once an operator retried or cancelled; False when the hold ran out."""
+    async def _wait_for_operator(self) -> None:
+        """Until an operator retries or cancels, or the hold runs out."""
         try:
             await workflow.wait_condition(
                 lambda: self._retry_reason is not None or self._state.cancel_reason is not None,
                 timeout=self._limits.failed_hold_seconds,
             )
         except TimeoutError:
-            return False
-        return True
+            pass
 
     # ---- handlers: accept or refuse, never wait on I/O --------------------------------
 
@@ -333,6 +341,12 @@ class OrderWorkflow(OrderBook):
         """Fire-and-forget variant for importers. What cannot be accepted is recorded as a
         ``BatchRejected`` event with its reason: a signal has no caller to tell."""
         self._signals += 1
+        if self._recording_closed:
+            self._state.late_refs_ignored += len(refs)
+            workflow.logger.warning(
+                "order %s is %s: %d signalled refs ignored", self._state.order_id, self._state.status, len(refs)
+            )
+            return
         for ref in refs:
             if ref.batch_id in self._seen:
                 self._state.duplicates_ignored += 1

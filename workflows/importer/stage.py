@@ -25,7 +25,7 @@ from domain.refs import BatchRef
 from storage.batches import BatchStore
 from workflows.importer import fast_items
 from workflows.importer.csv_columns import CellError, CsvColumns, row_to_item
-from workflows.importer.sources import CSV, JSON, NDJSON, RawBatch
+from workflows.importer.sources import CSV, NDJSON, RawBatch
 
 #: A rejected record is kept whole up to this many characters (then cut, and marked so).
 MAX_RECORD_SHOWN = 64 * 1024
