@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import stat
 import tempfile
 from pathlib import Path
 
@@ -200,9 +201,22 @@ def port_claims_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"bulkorder-dev-{os.getuid()}"
 
 
-def claim_port(port: int, home: Path) -> None:
+def _own_claims_dir() -> Path:
+    """The claims folder, made if absent, and only if it is this user's own: a folder (or
+    symlink) another user made in the shared temporary directory could forge claims."""
     folder = port_claims_dir()
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise EmbeddedTemporalError(
+            f"{folder} is not a private folder of this user (owner uid {info.st_uid}, mode {info.st_mode & 0o777:04o}): "
+            "remove it, or set TMPDIR to a folder of your own"
+        )
+    return folder
+
+
+def claim_port(port: int, home: Path) -> None:
+    folder = _own_claims_dir()
     (folder / f"{port}.json").write_text(json.dumps({"port": port, "home": str(home.resolve()), "pid": os.getpid()}))
 
 

@@ -50,3 +50,19 @@ def test_a_short_secret_setting_is_refused_and_never_shown(tmp_path: Path) -> No
     assert "tiny-secret" not in str(refused.value)
     settings = Settings.from_env({"BULKORDER_HOME": str(tmp_path), "BULKORDER_REF_SECRET": "x" * 40})
     assert "x" * 40 not in repr(settings)
+
+
+def test_a_dev_claims_folder_another_user_could_write_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from bulkorder.embedded import EmbeddedTemporalError, claim_port, port_claims_dir, release_port
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    port_claims_dir().mkdir(mode=0o777)
+    os.chmod(port_claims_dir(), 0o777)  # as a stranger would leave it
+    with pytest.raises(EmbeddedTemporalError, match="is not a private folder of this user"):
+        claim_port(7233, tmp_path)
+    os.chmod(port_claims_dir(), 0o700)
+    claim_port(7233, tmp_path)
+    assert (port_claims_dir() / "7233.json").exists()
+    release_port(7233)
