@@ -234,3 +234,16 @@ async def test_temporal_cli_shows_a_decoded_history(
         code, shown, _ = await run_cli(*show, "--codec-endpoint", server.url, "--command-timeout", "3s")
         assert code != 0 and not shown
 
+
+
+def test_a_decode_whose_answer_would_pass_the_response_limit_is_refused_before_reading(blobs: FolderBlobStore) -> None:
+    """One claim-checked payload's reference repeated: a small body, a huge answer."""
+    codec = ClaimCheckCodec(blobs)
+    big = {"lines": [f"SKU-{n:06d}" for n in range(60_000)]}
+    with CodecServer(codec, token=TOKEN, namespace="default", enable_encode=True, max_response_bytes=2 * 2**20) as running:
+        _, _, encoded = request(f"{running.url}/encode", {"payloads": [json_payload(big)]})
+        [reference] = encoded["payloads"]
+        status, _, one = request(f"{running.url}/decode", {"payloads": [reference]})
+        assert status == 200 and one["payloads"] == [json_payload(big)]
+        status, _, error = request(f"{running.url}/decode", {"payloads": [reference] * 300})
+        assert status == 413 and "response limit of 2097152 bytes" in error["error"]
