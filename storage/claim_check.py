@@ -15,8 +15,14 @@ payload whose serialized size is over the threshold is
    and a small JSON body (:class:`ClaimCheck`: key, sha-256, stored and original size,
    compression).
 
-Decoding fetches the blob, checks its hash, decompresses and parses the original payload.
-A reference is never wrapped again; payloads at or under the threshold pass untouched.
+Decoding fetches the blob, checks it against the sha-256 and stored size the reference
+carries (never reading more than that size), decompresses it bounded by the reference's
+original size (the zstd frame's declared size is read first; a frame of undeclared size is
+streamed and stopped at the limit: :mod:`storage.bounded_zstd`), and parses the original
+payload. A reference is at most :data:`MAX_REFERENCE_BYTES` of JSON, and may not promise an
+expansion over :data:`MAX_EXPANSION_RATIO` (payloads that compress more are stored
+uncompressed). A reference is never wrapped again; payloads at or under the threshold pass
+untouched.
 
 The codec's ``encode``/``decode`` are async and run on Temporal's event loop, so the blob
 I/O, hashing and (de)compression of each payload run in a thread pool, all payloads of
@@ -25,7 +31,8 @@ replayed workflow or an activity result decoded right after it was encoded does 
 download the same blob again.
 
 Failures are never hidden: a missing blob is :class:`~storage.errors.BlobNotFoundError`,
-a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference
+a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference or a
+blob that does not restore what it promises (too large, a bomb, not a payload)
 :class:`~storage.errors.ClaimCheckError`, each naming the key. A
 :class:`~storage.errors.TransientStoreError` is retried a few times here, then raised, so
 Temporal retries the task. Nothing ever falls back to sending the payload inline.
@@ -44,13 +51,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Sequence, TypeVar
 
 import zstandard
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from storage.blob_store import BlobStore, content_key, sha256_hex
+from storage.bounded_zstd import decompress_bounded
 from storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
+    BlobTooLargeError,
     ClaimCheckError,
     InvalidBlobKeyError,
     TransientStoreError,
@@ -79,6 +89,12 @@ DEFAULT_ZSTD_LEVEL = 1
 DEFAULT_ATTEMPTS = 3
 #: protobuf cannot parse a message of 2 GiB or more: no reference may promise one.
 MAX_ORIGINAL_SIZE = (2 << 30) - 1
+#: A reference is ~250 bytes of JSON; anything much larger is not one (and is not parsed).
+MAX_REFERENCE_BYTES = 1024
+#: No reference may promise more than this many original bytes per stored byte. JSON of
+#: sample items compresses ~10x; only degenerate payloads (runs of one byte) go past this,
+#: and those are stored uncompressed. It bounds what a small blob can make a reader allocate.
+MAX_EXPANSION_RATIO = 1000
 #: How often (seconds, at most) the cache's hit rate is logged at INFO level.
 STATS_LOG_INTERVAL = 60.0
 
@@ -112,9 +128,14 @@ class ClaimCheck:
         The key must be the content key of the sha-256 under ``prefix``: a forged
         reference cannot make the codec (or the codec server) read any other blob.
         """
+        if len(payload.data) > MAX_REFERENCE_BYTES:
+            raise ClaimCheckError(
+                f"claim-check reference is {len(payload.data)} bytes, more than the {MAX_REFERENCE_BYTES} "
+                f"a reference may be: {payload.data[:80]!r}"
+            )
         try:
             body = json.loads(payload.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ClaimCheckError(f"claim-check reference is not JSON: {payload.data[:80]!r}") from None
         if not isinstance(body, dict):
             raise ClaimCheckError(f"claim-check reference is not a JSON object: {payload.data[:80]!r}")
@@ -138,8 +159,15 @@ class ClaimCheck:
         for name, value in (("stored_size", stored), ("original_size", original)):
             if type(value) is not int or not 0 <= value <= MAX_ORIGINAL_SIZE:
                 raise ClaimCheckError(f"{where}: {name} {value!r} is not a size in bytes")
-        if compression not in COMPRESSIONS:
+        if not isinstance(compression, str) or compression not in COMPRESSIONS:
             raise ClaimCheckError(f"{where}: unknown compression {compression!r} (known: {sorted(COMPRESSIONS)})")
+        if compression == COMPRESSION_NONE and stored != original:
+            raise ClaimCheckError(f"{where}: uncompressed, yet stored_size {stored} is not original_size {original}")
+        if compression == COMPRESSION_ZSTD and original > MAX_EXPANSION_RATIO * stored:
+            raise ClaimCheckError(
+                f"{where}: promises {original} bytes from {stored} stored, an expansion above the limit of "
+                f"{MAX_EXPANSION_RATIO}x"
+            )
         return cls(key, sha, stored, original, compression)
 
 
@@ -151,8 +179,8 @@ def is_reference(payload: Payload) -> bool:
 #: From this size on, zstd compresses with two threads (a third less time at 32 MiB).
 MULTITHREAD_FROM = 16 * 1024 * 1024
 
-# zstandard's (de)compressor objects are not thread-safe but cost enough to build that one
-# per payload shows: one per thread of the codec's pool.
+# zstandard's compressor objects are not thread-safe but cost enough to build that one per
+# payload shows: one per thread of the codec's pool.
 _local = threading.local()
 
 
@@ -173,12 +201,6 @@ def _compress(parts: Sequence[bytes], level: int) -> bytes:
     chunks = [stream.compress(part) for part in parts]
     chunks.append(stream.flush())
     return b"".join(chunks)
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_local, "decompressor"):
-        _local.decompressor = zstandard.ZstdDecompressor()
-    return _local.decompressor  # type: ignore[no-any-return]
 
 
 class ClaimCheckCodec(PayloadCodec):
@@ -288,7 +310,8 @@ class ClaimCheckCodec(PayloadCodec):
         head, data = serialized_parts(payload)
         size = len(head) + len(data)
         compressed = _compress((head, data), self.zstd_level)
-        if len(compressed) < size:
+        # A payload that compresses past what readers accept is stored as it is.
+        if len(compressed) < size and size <= MAX_EXPANSION_RATIO * len(compressed):
             stored, compression = compressed, COMPRESSION_ZSTD
         else:
             stored, compression = head + data, COMPRESSION_NONE
@@ -311,35 +334,40 @@ class ClaimCheckCodec(PayloadCodec):
             raw = self._fetch(claim)
             self.cache.put(claim.key, raw)
         payload = Payload()
-        payload.ParseFromString(raw)
+        try:
+            payload.ParseFromString(raw)
+        except DecodeError as exc:
+            raise ClaimCheckError(f"claim-check blob {claim.key!r} does not hold a payload: {exc}") from None
         return payload
 
     def _fetch(self, claim: ClaimCheck) -> bytes:
         context = f"claim-check payload ({claim.original_size} bytes)"
         try:
-            stored = self._retrying(lambda: self.store.get(claim.key), f"read payload blob {claim.key!r}")
+            # Proven against the reference: its sha-256, and never more than its stored size read.
+            stored = self._retrying(
+                lambda: self.store.get(claim.key, sha256=claim.sha256, max_size=claim.stored_size),
+                f"read payload blob {claim.key!r}",
+            )
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(claim.key, exc.location, context=context) from None
         except BlobIntegrityError as exc:
             raise BlobIntegrityError(claim.key, exc.expected, exc.actual, exc.location, context=context) from None
-        # No hash check here: the key is the content key of claim.sha256 (from_payload
-        # insists), and BlobStore.get checks content keys before returning anything.
+        except BlobTooLargeError as exc:
+            raise ClaimCheckError(f"{context}: {exc}") from None
         if len(stored) != claim.stored_size:
             raise ClaimCheckError(
                 f"claim-check blob {claim.key!r} holds {len(stored)} bytes, its reference says {claim.stored_size}"
             )
         if claim.compression == COMPRESSION_NONE:
-            raw = stored
-        else:
-            try:
-                raw = _decompressor().decompress(stored, max_output_size=claim.original_size)
-            except zstandard.ZstdError as exc:
-                raise ClaimCheckError(f"claim-check blob {claim.key!r} does not decompress: {exc}") from None
-        if len(raw) != claim.original_size:
-            raise ClaimCheckError(
-                f"claim-check blob {claim.key!r} restores {len(raw)} bytes, its reference says {claim.original_size}"
-            )
-        return raw
+            return stored
+        return decompress_bounded(
+            stored,
+            claim.original_size,
+            where=f"claim-check blob {claim.key!r}",
+            error=ClaimCheckError,
+            exact=True,
+            bound="its reference's original size is",
+        )
 
     def _retrying(self, operation: Callable[[], _T], action: str) -> _T:
         """``operation()``, tried up to ``max_attempts`` times while it fails transiently.
@@ -386,6 +414,8 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_THRESHOLD",
     "KEY_PREFIX",
+    "MAX_EXPANSION_RATIO",
+    "MAX_REFERENCE_BYTES",
     "MIN_THRESHOLD",
     "REFERENCE_ENCODING",
     "CacheStats",
