@@ -298,10 +298,13 @@ async def test_a_degenerate_payload_is_stored_uncompressed_and_round_trips(tmp_p
     [
         (b"[" * 5000 + b"]" * 5000, "more than the 1024"),
         (b"[" * 1020, "not JSON"),  # deeper than the recursion limit, no RecursionError
+        # Found fuzzing: an unhashable compression was a TypeError, not a ClaimCheckError.
+        (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 1, '
+         b'"original_size": 1, "compression": ["zstd"]}', "unknown compression"),
         (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 10, '
          b'"original_size": 20, "compression": "none"}', "uncompressed, yet stored_size 10"),
     ],
-    ids=["oversized", "deeply-nested", "none-sizes-differ"],
+    ids=["oversized", "deeply-nested", "unhashable-compression", "none-sizes-differ"],
 )
 async def test_references_that_are_not_small_flat_json_are_refused(tmp_path: Path, body: bytes, problem: str) -> None:
     reference = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=body)
