@@ -15,7 +15,7 @@ from domain.items import Item, item_from_dict
 from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BatchRef, check_batch_ref
 from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch, read_header
 from storage.blob_store import BlobStore, content_key, sha256_hex, validate_key
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
 CONTENT_BATCH_ID_PREFIX = "sha256-"
@@ -129,6 +129,8 @@ class BatchStore:
             raise BlobIntegrityError(
                 ref.key, exc.expected, exc.actual, exc.location, context=f"batch {ref.batch_id!r}"
             ) from None
+        except BlobTooLargeError as exc:
+            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=f"batch {ref.batch_id!r}") from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{where}: blob is {len(data)} bytes, the ref says {ref.size}")
         header = read_header(data, where=where)

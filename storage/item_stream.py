@@ -27,7 +27,7 @@ import msgspec
 from domain.refs import BatchRef, check_batch_ref
 from storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
 from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 FORMATS = ("ndjson", "csv")
 CSV_COLUMNS = ("sku", "quantity", "unit_price_amount", "unit_price_currency", "name", "attributes")
@@ -175,6 +175,8 @@ class ItemStreamer:
             raise BlobNotFoundError(ref.key, exc.location, context=context) from None
         except BlobIntegrityError as exc:
             raise BlobIntegrityError(ref.key, exc.expected, exc.actual, exc.location, context=context) from None
+        except BlobTooLargeError as exc:
+            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
         return data
