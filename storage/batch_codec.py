@@ -10,10 +10,28 @@ Header (20 bytes, little-endian)::
     raw_size        u64  length of the uncompressed msgpack body
 
 Body: one msgpack array of item maps. The header lets a reader reject foreign or future
-data before decompressing anything, and bounds decompression (``raw_size``), so a
-malformed or hostile blob fails with :class:`~storage.errors.BatchFormatError` instead of
-exhausting memory. Items are encoded as they are: validation happened before
+data before decompressing anything, and bounds decompression, so a malformed or hostile
+blob fails with :class:`~storage.errors.BatchFormatError` instead of exhausting memory.
+Items are encoded as they are: validation happened before
 (``domain.items.validate_item_dicts``), this module only moves bytes.
+
+Bounds on reading (docs/security.md, "Blob reads and decoding"):
+
+- ``raw_size`` is at most :data:`MAX_RAW_SIZE` (256 MiB). The default batch (5,000 items
+  of ``domain.sample_items``) is 1.8 MiB raw; 256 MiB holds ~700,000 such items, and a
+  batch that decodes to more would cost gigabytes as Python objects anyway. Writing a
+  larger one fails at encode time, asking for a smaller batch size.
+- ``raw_size`` is at most :data:`MAX_EXPANSION_RATIO` (1,000) times the stored body:
+  measured, realistic batches expand 7x (sample items), 65-77x (minimal lines with few
+  distinct values) and 161x (one item repeated, only its line number varying), so a
+  small blob cannot make a reader allocate much. Only batches of *identical* items
+  compress further (2,700-10,800x); :func:`frame_batch` stores those uncompressed, so
+  every batch it writes is readable.
+- The zstd frame's declared content size must equal ``raw_size`` (read from the frame
+  header, before anything is allocated); a frame that declares none is decompressed as
+  a bounded stream (:mod:`storage.bounded_zstd`).
+- msgpack decoding allows no array longer than the header's item count and no map
+  larger than an item may be (:data:`domain.items.MAX_ATTRIBUTES` entries).
 """
 
 from __future__ import annotations
@@ -26,7 +44,9 @@ from typing import Any, Mapping, Sequence
 import msgpack
 import zstandard
 
+from domain.items import MAX_ATTRIBUTES
 from domain.refs import BATCH_FORMAT_VERSION
+from storage.bounded_zstd import decompress_bounded
 from storage.errors import BatchFormatError
 
 MAGIC = b"BKOB"
@@ -36,8 +56,10 @@ COMPRESSION_NONE = 0
 COMPRESSION_ZSTD = 1
 COMPRESSIONS = frozenset({COMPRESSION_NONE, COMPRESSION_ZSTD})
 DEFAULT_LEVEL = 3
-#: No batch body may claim more than this uncompressed (an allocation bound for readers).
-MAX_RAW_SIZE = 2 << 30
+#: No batch body may be more than this uncompressed (an allocation bound for readers).
+MAX_RAW_SIZE = 256 * 2**20
+#: No compressed body may expand more than this many times (raw size / stored body size).
+MAX_EXPANSION_RATIO = 1000
 _MAX_ITEM_COUNT = (1 << 32) - 1
 
 
@@ -50,9 +72,8 @@ class BatchHeader:
     raw_size: int
 
 
-# zstandard's compressor and decompressor objects are not thread-safe, but are costly
-# enough to build that one per call shows up when encoding millions of items: keep one
-# per thread (and per level, for compressors).
+# zstandard's compressor objects are not thread-safe, but are costly enough to build that
+# one per call shows up when encoding millions of items: keep one per thread and level.
 _local = threading.local()
 
 
@@ -64,13 +85,6 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     if compressor is None:
         compressor = compressors[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
     return compressor
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
-    if decompressor is None:
-        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
-    return decompressor
 
 
 def _to_builtin(obj: object) -> object:
@@ -99,11 +113,16 @@ def frame_batch(raw: bytes, item_count: int, *, level: int = DEFAULT_LEVEL, comp
     if not 0 <= item_count <= _MAX_ITEM_COUNT:
         raise ValueError(f"a batch holds at most {_MAX_ITEM_COUNT} items, got {item_count}")
     if len(raw) > MAX_RAW_SIZE:
-        raise ValueError(f"batch body is {len(raw)} bytes, more than the {MAX_RAW_SIZE} a batch may hold")
+        raise ValueError(
+            f"batch body is {len(raw)} bytes, more than the {MAX_RAW_SIZE} a batch may hold: "
+            f"use a smaller batch size (this one has {item_count} items)"
+        )
+    payload, compression = raw, COMPRESSION_NONE
     if compress:
-        payload, compression = _compressor(level).compress(raw), COMPRESSION_ZSTD
-    else:
-        payload, compression = raw, COMPRESSION_NONE
+        compressed = _compressor(level).compress(raw)
+        # Identical items compress beyond what readers accept: keep those uncompressed.
+        if len(raw) <= MAX_EXPANSION_RATIO * len(compressed):
+            payload, compression = compressed, COMPRESSION_ZSTD
     header = HEADER.pack(MAGIC, BATCH_FORMAT_VERSION, compression, 0, item_count, len(raw))
     return header + payload
 
@@ -132,28 +151,22 @@ def read_header(data: bytes | memoryview, *, where: str = "batch") -> BatchHeade
     return BatchHeader(version, compression, flags, item_count, raw_size)
 
 
-def _decompress(body: bytes | memoryview, raw_size: int, where: str) -> bytes:
-    # A zstd frame may state its content size; zstandard then allocates that much
-    # whatever max_output_size says, so check it against the header first.
-    try:
-        stated = zstandard.frame_content_size(body)
-    except zstandard.ZstdError as exc:
-        raise BatchFormatError(f"{where}: body is not a zstd frame ({exc})") from None
-    if stated not in (zstandard.CONTENTSIZE_UNKNOWN, raw_size):
-        raise BatchFormatError(
-            f"{where}: decompressed size {stated} does not match the header's raw size {raw_size}"
-        )
-    if raw_size == 0:
+def decompress_body(header: BatchHeader, body: bytes | memoryview, where: str) -> bytes | memoryview:
+    """The raw msgpack body of a batch whose header is ``header``, bounded: see the module doc."""
+    if header.compression == COMPRESSION_NONE:
+        if len(body) != header.raw_size:
+            raise BatchFormatError(f"{where}: body is {len(body)} bytes but the header's raw size is {header.raw_size}")
+        return body
+    if header.raw_size == 0:
         raise BatchFormatError(f"{where}: header claims an empty body, which cannot be an array")
-    try:
-        raw = _decompressor().decompress(body, max_output_size=raw_size, allow_extra_data=False)
-    except zstandard.ZstdError as exc:
-        raise BatchFormatError(f"{where}: cannot decompress the body ({exc})") from None
-    if len(raw) != raw_size:
+    if header.raw_size > MAX_EXPANSION_RATIO * len(body):
         raise BatchFormatError(
-            f"{where}: decompressed size {len(raw)} does not match the header's raw size {raw_size}"
+            f"{where}: header claims a raw size of {header.raw_size} bytes from a {len(body)}-byte body, "
+            f"an expansion above the limit of {MAX_EXPANSION_RATIO}x"
         )
-    return raw
+    return decompress_bounded(
+        body, header.raw_size, where=where, error=BatchFormatError, exact=True, bound="the header's raw size is"
+    )
 
 
 def decode_batch(data: bytes | memoryview, *, where: str = "batch") -> list[dict[str, Any]]:
@@ -163,17 +176,16 @@ def decode_batch(data: bytes | memoryview, *, where: str = "batch") -> list[dict
     anything that is not a well-formed batch this version can read.
     """
     header = read_header(data, where=where)
-    body = memoryview(data)[HEADER_SIZE:]
-    if header.compression == COMPRESSION_ZSTD:
-        raw: bytes | memoryview = _decompress(body, header.raw_size, where)
-    else:
-        if len(body) != header.raw_size:
-            raise BatchFormatError(
-                f"{where}: body is {len(body)} bytes but the header's raw size is {header.raw_size}"
-            )
-        raw = body
+    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
     try:
-        items = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+        items = msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_array_len=header.item_count,
+            max_map_len=MAX_ATTRIBUTES,
+        )
     except msgpack.ExtraData:
         raise BatchFormatError(f"{where}: trailing data after the msgpack body") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:

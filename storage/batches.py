@@ -15,9 +15,9 @@ from domain.items import Item, item_from_dict
 from domain.items import check_batch_sums
 from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
 from domain.seal import RefSealer
-from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
+from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch, read_header
 from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
 CONTENT_BATCH_ID_PREFIX = "sha256-"
@@ -139,15 +139,22 @@ class BatchStore:
         check_batch_ref(ref)
         where = f"batch {ref.batch_id!r} ({ref.key})"
         try:
-            data = self.blobs.get(ref.key)
+            # Proven against the ref, whatever the key looks like: its sha-256, and never
+            # more than its size read (a larger object is refused unread).
+            data = self.blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(ref.key, exc.location, context=f"batch {ref.batch_id!r}") from None
         except BlobIntegrityError as exc:
             raise BlobIntegrityError(
                 ref.key, exc.expected, exc.actual, exc.location, context=f"batch {ref.batch_id!r}"
             ) from None
+        except BlobTooLargeError as exc:
+            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=f"batch {ref.batch_id!r}") from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{where}: blob is {len(data)} bytes, the ref says {ref.size}")
+        header = read_header(data, where=where)
+        if header.item_count != ref.item_count:  # before decompressing anything
+            raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {ref.item_count}")
         items = decode_batch(data, where=where)
         if len(items) != ref.item_count:
             raise BatchFormatError(f"{where}: blob holds {len(items)} items, the ref says {ref.item_count}")

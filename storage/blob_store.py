@@ -3,7 +3,13 @@
 Blobs are immutable: a key is written once and never changes, which is what makes every
 operation idempotent (an activity retried after a crash puts the same bytes again, and
 that is a no-op). Most keys are content-addressed: their last path segment is the sha-256
-of the bytes, so a reader can check what it got without trusting the backend.
+of the bytes.
+
+Readers never trust the backend: every read of a batch, a report or a payload passes the
+sha-256 and the size its *reference* carries (``get(key, sha256=..., max_size=...)``), so
+the bytes are proven against the reference whatever the key looks like, and an object
+larger than the reference allows is refused before its body is read. The key's own hash
+(an exact ``.../<sha-256>`` last segment) is checked too, as an extra.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import re
 from typing import Iterator, Protocol, runtime_checkable
 
 from domain.refs import InvalidRefError, check_key
-from storage.errors import BlobIntegrityError, InvalidBlobKeyError
+from storage.errors import BlobIntegrityError, BlobTooLargeError, InvalidBlobKeyError
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -35,12 +41,17 @@ class BlobStore(Protocol):
         """Store ``data`` under ``key``; ``False`` (and no write) if the key exists."""
         ...
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, sha256: str | None = None, max_size: int | None = None) -> bytes:
         """The bytes under ``key``.
 
-        Raises :class:`~storage.errors.BlobNotFoundError` if absent, and
-        :class:`~storage.errors.BlobIntegrityError` if the key is content-addressed and
-        the bytes do not hash to it.
+        ``sha256``: the hash the caller's reference carries; the bytes must hash to it.
+        ``max_size``: the most bytes the reference allows; a larger blob is refused
+        without reading its body (at most ``max_size + 1`` bytes are ever read).
+
+        Raises :class:`~storage.errors.BlobNotFoundError` if absent,
+        :class:`~storage.errors.BlobIntegrityError` if the bytes do not hash to
+        ``sha256`` (or to the key, for a content-addressed key), and
+        :class:`~storage.errors.BlobTooLargeError` if the blob is over ``max_size``.
         """
         ...
 
@@ -94,12 +105,33 @@ def expected_sha256(key: str) -> str | None:
     return last if _SHA256_HEX.match(last) else None
 
 
-def verify(key: str, data: bytes, location: str = "") -> None:
-    """Raise :class:`BlobIntegrityError` if ``key`` is content-addressed and ``data``
-    does not hash to it; do nothing for other keys."""
-    expected = expected_sha256(key)
-    if expected is None:
+def verify(key: str, data: bytes, location: str = "", *, sha256: str | None = None) -> None:
+    """Raise :class:`BlobIntegrityError` unless ``data`` hashes to ``sha256`` (the hash a
+    reference carries, when given) and, for a content-addressed key, to the key's hash."""
+    expected = [digest for digest in (sha256, expected_sha256(key)) if digest is not None]
+    if not expected:
         return
     actual = sha256_hex(data)
-    if actual != expected:
-        raise BlobIntegrityError(key, expected, actual, location)
+    for digest in expected:
+        if actual != digest:
+            raise BlobIntegrityError(key, digest, actual, location)
+
+
+def check_max_size(max_size: int | None, key: str) -> None:
+    """Refuse a ``max_size`` that is not a size in bytes (a caller's bug, not the blob's)."""
+    if max_size is not None and (type(max_size) is not int or max_size < 0):
+        raise ValueError(f"max_size for blob {key!r} must be a size in bytes, not {max_size!r}")
+
+
+def refuse_if_larger(key: str, size: int | None, max_size: int | None, location: str = "") -> None:
+    """Raise :class:`BlobTooLargeError` if a blob of ``size`` bytes (``None``: unknown)
+    is over ``max_size``; stores call this before reading a body."""
+    if max_size is not None and size is not None and size > max_size:
+        raise BlobTooLargeError(key, size, max_size, location)
+
+
+def refuse_if_read_past(key: str, data: bytes, max_size: int | None, location: str = "") -> None:
+    """Raise :class:`BlobTooLargeError` if a read bounded at ``max_size + 1`` bytes got
+    them all: the blob is larger than its stated size said (or it stated none)."""
+    if max_size is not None and len(data) > max_size:
+        raise BlobTooLargeError(key, None, max_size, location)

@@ -13,10 +13,16 @@ payload whose serialized size is over the threshold is
    stored bytes (identical payloads share one blob; a reader can check what it got),
 4. replaced by a reference payload of ~250 bytes: encoding ``binary/bulkorder-claim-check``
    and a small JSON body (:class:`ClaimCheck`: key, sha-256, stored and original size,
-   compression).
+   compression; the reference and the checks on it live in :mod:`storage.claim_check_ref`).
 
-Decoding fetches the blob, checks its hash, decompresses and parses the original payload.
-A reference is never wrapped again; payloads at or under the threshold pass untouched.
+Decoding fetches the blob, checks it against the sha-256 and stored size the reference
+carries (never reading more than that size), decompresses it bounded by the reference's
+original size (the zstd frame's declared size is read first; a frame of undeclared size is
+streamed and stopped at the limit: :mod:`storage.bounded_zstd`), and parses the original
+payload. A reference is at most :data:`MAX_REFERENCE_BYTES` of JSON, and may not promise an
+expansion over :data:`MAX_EXPANSION_RATIO` (payloads that compress more are stored
+uncompressed). A reference is never wrapped again; payloads at or under the threshold pass
+untouched.
 
 The codec's ``encode``/``decode`` are async and run on Temporal's event loop, so the blob
 I/O, hashing and (de)compression of each payload run in a thread pool, all payloads of
@@ -25,7 +31,8 @@ replayed workflow or an activity result decoded right after it was encoded does 
 download the same blob again.
 
 Failures are never hidden: a missing blob is :class:`~storage.errors.BlobNotFoundError`,
-a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference
+a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference or a
+blob that does not restore what it promises (too large, a bomb, not a payload)
 :class:`~storage.errors.ClaimCheckError`, each naming the key. A
 :class:`~storage.errors.TransientStoreError` is retried a few times here, then raised, so
 Temporal retries the task. Nothing ever falls back to sending the payload inline.
@@ -34,25 +41,35 @@ Temporal retries the task. Nothing ever falls back to sending the payload inline
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Sequence, TypeVar
 
 import zstandard
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from storage.blob_store import BlobStore, content_key, sha256_hex
+from storage.bounded_zstd import decompress_bounded
+from storage.claim_check_ref import (
+    COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
+    KEY_PREFIX,
+    MAX_EXPANSION_RATIO,
+    MAX_REFERENCE_BYTES,
+    REFERENCE_ENCODING,
+    ClaimCheck,
+    is_reference,
+)
 from storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
+    BlobTooLargeError,
     ClaimCheckError,
-    InvalidBlobKeyError,
     TransientStoreError,
 )
 from storage.payload_cache import CacheStats, PayloadCache
@@ -61,98 +78,21 @@ from storage.payload_wire import payload_is_larger_than, serialized_parts
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
-#: The ``encoding`` metadata of a reference payload.
-REFERENCE_ENCODING = b"binary/bulkorder-claim-check"
-#: Version of the reference body; a reader refuses versions it does not know.
-REFERENCE_VERSION = 1
-#: Blob keys of claim-checked payloads start with this prefix.
-KEY_PREFIX = "payloads"
-COMPRESSION_ZSTD = "zstd"
-COMPRESSION_NONE = "none"
-COMPRESSIONS = frozenset({COMPRESSION_ZSTD, COMPRESSION_NONE})
-
 DEFAULT_THRESHOLD = 128 * 1024
 #: Below this, a reference (~250 bytes) could be larger than what it replaces.
 MIN_THRESHOLD = 1024
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_ZSTD_LEVEL = 1
 DEFAULT_ATTEMPTS = 3
-#: protobuf cannot parse a message of 2 GiB or more: no reference may promise one.
-MAX_ORIGINAL_SIZE = (2 << 30) - 1
 #: How often (seconds, at most) the cache's hit rate is logged at INFO level.
 STATS_LOG_INTERVAL = 60.0
-
-
-@dataclass(frozen=True)
-class ClaimCheck:
-    """What a reference payload carries: where the original is and how to restore it."""
-
-    key: str
-    sha256: str
-    stored_size: int
-    original_size: int
-    compression: str
-
-    def to_payload(self) -> Payload:
-        body = {
-            "v": REFERENCE_VERSION,
-            "key": self.key,
-            "sha256": self.sha256,
-            "stored_size": self.stored_size,
-            "original_size": self.original_size,
-            "compression": self.compression,
-        }
-        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        return Payload(metadata={"encoding": REFERENCE_ENCODING}, data=data)
-
-    @classmethod
-    def from_payload(cls, payload: Payload, *, prefix: str = KEY_PREFIX) -> ClaimCheck:
-        """The reference in ``payload``; :class:`ClaimCheckError` if it is malformed.
-
-        The key must be the content key of the sha-256 under ``prefix``: a forged
-        reference cannot make the codec (or the codec server) read any other blob.
-        """
-        try:
-            body = json.loads(payload.data)
-        except ValueError:
-            raise ClaimCheckError(f"claim-check reference is not JSON: {payload.data[:80]!r}") from None
-        if not isinstance(body, dict):
-            raise ClaimCheckError(f"claim-check reference is not a JSON object: {payload.data[:80]!r}")
-        if body.get("v") != REFERENCE_VERSION:
-            raise ClaimCheckError(
-                f"claim-check reference version {body.get('v')!r} is not supported (this reader knows "
-                f"{REFERENCE_VERSION}); upgrade bulkorder"
-            )
-        key, sha, stored, original, compression = (
-            body.get(name) for name in ("key", "sha256", "stored_size", "original_size", "compression")
-        )
-        where = f"claim-check reference to {key!r}"
-        if not isinstance(sha, str) or not isinstance(key, str):
-            raise ClaimCheckError(f"{where}: 'key' and 'sha256' must be strings")
-        try:
-            expected_key = content_key(sha, prefix)
-        except InvalidBlobKeyError as exc:
-            raise ClaimCheckError(f"{where}: {exc}") from None
-        if key != expected_key:
-            raise ClaimCheckError(f"{where}: key must be {expected_key!r}, the content key of its sha-256")
-        for name, value in (("stored_size", stored), ("original_size", original)):
-            if type(value) is not int or not 0 <= value <= MAX_ORIGINAL_SIZE:
-                raise ClaimCheckError(f"{where}: {name} {value!r} is not a size in bytes")
-        if compression not in COMPRESSIONS:
-            raise ClaimCheckError(f"{where}: unknown compression {compression!r} (known: {sorted(COMPRESSIONS)})")
-        return cls(key, sha, stored, original, compression)
-
-
-def is_reference(payload: Payload) -> bool:
-    """True if ``payload`` is a claim-check reference (it must never be wrapped again)."""
-    return payload.metadata.get("encoding") == REFERENCE_ENCODING
 
 
 #: From this size on, zstd compresses with two threads (a third less time at 32 MiB).
 MULTITHREAD_FROM = 16 * 1024 * 1024
 
-# zstandard's (de)compressor objects are not thread-safe but cost enough to build that one
-# per payload shows: one per thread of the codec's pool.
+# zstandard's compressor objects are not thread-safe but cost enough to build that one per
+# payload shows: one per thread of the codec's pool.
 _local = threading.local()
 
 
@@ -173,12 +113,6 @@ def _compress(parts: Sequence[bytes], level: int) -> bytes:
     chunks = [stream.compress(part) for part in parts]
     chunks.append(stream.flush())
     return b"".join(chunks)
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_local, "decompressor"):
-        _local.decompressor = zstandard.ZstdDecompressor()
-    return _local.decompressor  # type: ignore[no-any-return]
 
 
 class ClaimCheckCodec(PayloadCodec):
@@ -288,7 +222,8 @@ class ClaimCheckCodec(PayloadCodec):
         head, data = serialized_parts(payload)
         size = len(head) + len(data)
         compressed = _compress((head, data), self.zstd_level)
-        if len(compressed) < size:
+        # A payload that compresses past what readers accept is stored as it is.
+        if len(compressed) < size and size <= MAX_EXPANSION_RATIO * len(compressed):
             stored, compression = compressed, COMPRESSION_ZSTD
         else:
             stored, compression = head + data, COMPRESSION_NONE
@@ -311,35 +246,40 @@ class ClaimCheckCodec(PayloadCodec):
             raw = self._fetch(claim)
             self.cache.put(claim.key, raw)
         payload = Payload()
-        payload.ParseFromString(raw)
+        try:
+            payload.ParseFromString(raw)
+        except DecodeError as exc:
+            raise ClaimCheckError(f"claim-check blob {claim.key!r} does not hold a payload: {exc}") from None
         return payload
 
     def _fetch(self, claim: ClaimCheck) -> bytes:
         context = f"claim-check payload ({claim.original_size} bytes)"
         try:
-            stored = self._retrying(lambda: self.store.get(claim.key), f"read payload blob {claim.key!r}")
+            # Proven against the reference: its sha-256, and never more than its stored size read.
+            stored = self._retrying(
+                lambda: self.store.get(claim.key, sha256=claim.sha256, max_size=claim.stored_size),
+                f"read payload blob {claim.key!r}",
+            )
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(claim.key, exc.location, context=context) from None
         except BlobIntegrityError as exc:
             raise BlobIntegrityError(claim.key, exc.expected, exc.actual, exc.location, context=context) from None
-        # No hash check here: the key is the content key of claim.sha256 (from_payload
-        # insists), and BlobStore.get checks content keys before returning anything.
+        except BlobTooLargeError as exc:
+            raise ClaimCheckError(f"{context}: {exc}") from None
         if len(stored) != claim.stored_size:
             raise ClaimCheckError(
                 f"claim-check blob {claim.key!r} holds {len(stored)} bytes, its reference says {claim.stored_size}"
             )
         if claim.compression == COMPRESSION_NONE:
-            raw = stored
-        else:
-            try:
-                raw = _decompressor().decompress(stored, max_output_size=claim.original_size)
-            except zstandard.ZstdError as exc:
-                raise ClaimCheckError(f"claim-check blob {claim.key!r} does not decompress: {exc}") from None
-        if len(raw) != claim.original_size:
-            raise ClaimCheckError(
-                f"claim-check blob {claim.key!r} restores {len(raw)} bytes, its reference says {claim.original_size}"
-            )
-        return raw
+            return stored
+        return decompress_bounded(
+            stored,
+            claim.original_size,
+            where=f"claim-check blob {claim.key!r}",
+            error=ClaimCheckError,
+            exact=True,
+            bound="its reference's original size is",
+        )
 
     def _retrying(self, operation: Callable[[], _T], action: str) -> _T:
         """``operation()``, tried up to ``max_attempts`` times while it fails transiently.
@@ -386,6 +326,8 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_THRESHOLD",
     "KEY_PREFIX",
+    "MAX_EXPANSION_RATIO",
+    "MAX_REFERENCE_BYTES",
     "MIN_THRESHOLD",
     "REFERENCE_ENCODING",
     "CacheStats",

@@ -74,6 +74,35 @@ class BatchFormatError(StorageError, ValueError):
     """Bytes that are not a well-formed batch, or a batch that contradicts its ref."""
 
 
+class BlobTooLargeError(BatchFormatError):
+    """A blob larger than the size its reference promises, refused before its body is read
+    (a bucket writer's oversized object must not be downloaded into memory).
+
+    A :class:`BatchFormatError`, so a reader that rejects unreadable batches rejects this
+    one too. ``size`` is the blob's length when the backend states it, else ``None``.
+    """
+
+    def __init__(
+        self, key: str, size: int | None, limit: int, location: str = "", *, context: str = ""
+    ) -> None:
+        self.key = key
+        self.size = size
+        self.limit = limit
+        self.location = location
+        self.context = context
+        where = f" in {location}" if location else ""
+        prefix = f"{context}: " if context else ""
+        stated = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+        super().__init__(
+            f"{prefix}blob {key!r}{where} is {stated}, larger than the {limit} bytes its reference allows; "
+            "refused without reading it"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.key, self.size, self.limit, self.location)
+        return (_rebuild, (type(self), args, {"context": self.context}))
+
+
 class TransientStoreError(StorageError):
     """A failure of the backend that may pass: connection refused or reset, timeouts,
     5xx responses, throttling. Safe to retry: every store operation is idempotent."""

@@ -1,7 +1,7 @@
 """Stream every item of a list of batches out of the blob store as NDJSON or CSV, in order.
 
 Memory holds a bounded window of batches whatever the order's size: batches are fetched
-(and hash-checked by the store) ahead on I/O threads, decoded and re-encoded ahead by
+(checked by the store against each ref's sha-256 and size) ahead on I/O threads, decoded and re-encoded ahead by
 ``workers`` threads or processes, and written strictly in order.
 
 Speed: decoding msgpack into Python objects and encoding them again is the whole cost.
@@ -25,9 +25,9 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 import msgspec
 
 from domain.refs import BatchRef, check_batch_ref
-from storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, _decompress, read_header
+from storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
 from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 FORMATS = ("ndjson", "csv")
 CSV_COLUMNS = ("sku", "quantity", "unit_price_amount", "unit_price_currency", "name", "attributes")
@@ -43,13 +43,18 @@ class StreamResult:
     bytes_written: int
 
 
+def _checked_header(data: bytes, where: str, item_count: int) -> BatchHeader:
+    # The header must agree with the ref before anything is decompressed.
+    header = read_header(data, where=where)
+    if header.item_count != item_count:
+        raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {item_count}")
+    return header
+
+
 def decode_items(data: bytes, where: str, item_count: int) -> list[dict[str, Any]]:
     """The item dicts of one batch's bytes, with the checks of :func:`storage.batch_codec.decode_batch`."""
-    header = read_header(data, where=where)
-    body = memoryview(data)[HEADER_SIZE:]
-    raw = _decompress(body, header.raw_size, where) if header.compression == COMPRESSION_ZSTD else body
-    if header.compression != COMPRESSION_ZSTD and len(body) != header.raw_size:
-        raise BatchFormatError(f"{where}: body is {len(body)} bytes but the header's raw size is {header.raw_size}")
+    header = _checked_header(data, where, item_count)
+    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
     try:
         items = _msgpack.decode(raw)
     except msgspec.DecodeError as exc:
@@ -125,10 +130,10 @@ _stored_items = msgspec.msgpack.Decoder(list[_StoredItem])
 
 
 def _ndjson_fast(data: bytes, where: str, item_count: int) -> bytes | None:
-    header = read_header(data, where=where)
+    header = _checked_header(data, where, item_count)
     if header.compression != COMPRESSION_ZSTD:
         return None
-    raw = _decompress(memoryview(data)[HEADER_SIZE:], header.raw_size, where)
+    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
     try:
         items = _stored_items.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
@@ -182,11 +187,14 @@ class ItemStreamer:
         check_batch_ref(ref)
         context = f"batch {ref.batch_id!r}"
         try:
-            data = self.batches.blobs.get(ref.key)  # the store checks the bytes against the key's sha-256
+            # Proven against the ref: its sha-256, and never more than its size read.
+            data = self.batches.blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(ref.key, exc.location, context=context) from None
         except BlobIntegrityError as exc:
             raise BlobIntegrityError(ref.key, exc.expected, exc.actual, exc.location, context=context) from None
+        except BlobTooLargeError as exc:
+            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
         return data

@@ -33,7 +33,14 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from storage.blob_store import expected_sha256, validate_key, verify
+from storage.blob_store import (
+    check_max_size,
+    expected_sha256,
+    refuse_if_larger,
+    refuse_if_read_past,
+    validate_key,
+    verify,
+)
 from storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
@@ -199,10 +206,25 @@ class S3BlobStore:
             raise self._error(exc, f"write blob {key!r}") from exc
         return True
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, sha256: str | None = None, max_size: int | None = None) -> bytes:
+        """The object's bytes. With ``max_size``, the GET response's ``Content-Length``
+        is checked before any of the body is read, and at most ``max_size + 1`` bytes
+        are read from the stream whatever the length says; an object over the limit is
+        refused and its connection dropped."""
+        check_max_size(max_size, key)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-            data: bytes = response["Body"].read()
+            body = response["Body"]
+            try:
+                length = response.get("ContentLength")
+                refuse_if_larger(key, int(length) if length is not None else None, max_size, self.location)
+                data: bytes = body.read() if max_size is None else body.read(max_size + 1)
+                refuse_if_read_past(key, data, max_size, self.location)
+            except BaseException:
+                # Drop the connection rather than drain a body we refuse. (A body read to
+                # its end has already gone back to the pool: no close on that path.)
+                body.close()
+                raise
         except ClientError as exc:
             code, _, _ = _error_details(exc)
             if code in _NOT_FOUND_CODES:
@@ -210,7 +232,7 @@ class S3BlobStore:
             raise self._error(exc, f"read blob {key!r}") from exc
         except BotoCoreError as exc:
             raise self._error(exc, f"read blob {key!r}") from exc
-        verify(key, data, self.location)
+        verify(key, data, self.location, sha256=sha256)
         return data
 
     def exists(self, key: str) -> bool:

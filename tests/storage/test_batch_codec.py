@@ -17,6 +17,7 @@ from storage.batch_codec import (
     COMPRESSION_ZSTD,
     HEADER_SIZE,
     MAGIC,
+    MAX_EXPANSION_RATIO,
     MAX_RAW_SIZE,
     BatchHeader,
     decode_batch,
@@ -168,7 +169,7 @@ def test_frame_claiming_a_huge_size_is_refused_without_allocating() -> None:
     )
     assert zstandard.frame_content_size(frame) == 1 << 40
     header = struct.pack("<4sBBHIQ", MAGIC, 1, COMPRESSION_ZSTD, 0, 1, len(raw))
-    fails(header + frame, f"decompressed size {1 << 40} does not match the header's raw size {len(raw)}")
+    fails(header + frame, f"zstd frame declares {1 << 40} bytes of content, but the header's raw size is {len(raw)}")
 
 
 def test_uncompressed_body_length_must_equal_raw_size() -> None:
@@ -226,3 +227,60 @@ def test_compressors_are_safe_to_share_between_threads() -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(round_trip, range(len(batches))))
+
+
+# Bounded decoding: the raw-size cap, the expansion ratio, frames of undeclared size.
+
+
+def test_the_raw_size_cap_is_far_below_two_gib() -> None:
+    assert MAX_RAW_SIZE == 256 * 2**20
+    fails(build(packed([{}]), raw_size=MAX_RAW_SIZE + 1), "above the limit of 268435456")
+
+
+def _zeros_frame(size: int, *, content_size: bool) -> bytes:
+    """A zstd frame of ``size`` zero bytes, fed in 1 MiB pieces (never built whole)."""
+    stream = zstandard.ZstdCompressor(write_content_size=content_size).compressobj(size=size if content_size else -1)
+    piece = b"\0" * 2**20
+    out = [stream.compress(piece[: min(len(piece), size - done)]) for done in range(0, size, len(piece))]
+    return b"".join(out) + stream.flush()
+
+
+def test_a_body_claiming_more_than_the_expansion_ratio_is_refused_before_decompressing() -> None:
+    frame = _zeros_frame(64 * 2**20, content_size=True)  # ~2 KB expanding 30,000x
+    header = struct.pack("<4sBBHIQ", MAGIC, 1, COMPRESSION_ZSTD, 0, 1, 64 * 2**20)
+    fails(header + frame, f"from a {len(frame)}-byte body", f"above the limit of {MAX_EXPANSION_RATIO}x")
+
+
+def test_a_frame_of_undeclared_size_is_decompressed_bounded_by_the_raw_size() -> None:
+    # Without a declared size, zstandard honours the bound: the stream stops at raw_size.
+    raw = packed(make_items(5))
+    data = build(raw, count=5, content_size=False)
+    assert zstandard.frame_content_size(data[HEADER_SIZE:]) == -1
+    assert decode_batch(data, where=WHERE) == make_items(5)
+    # The same frame, with a header claiming less than the frame holds.
+    err = fails(build(raw, count=5, raw_size=len(raw) - 10, content_size=False))
+    assert f"expands past {len(raw) - 10} bytes" in str(err) and "decompression stopped" in str(err)
+    # A bomb: 32 KB of frame that would expand to 1 GiB, header within the ratio.
+    frame = _zeros_frame(2**30, content_size=False)
+    claimed = MAX_EXPANSION_RATIO * len(frame)
+    header = struct.pack("<4sBBHIQ", MAGIC, 1, COMPRESSION_ZSTD, 0, 1, claimed)
+    fails(header + frame, f"expands past {claimed} bytes", "decompression stopped")
+
+
+def test_identical_items_are_stored_uncompressed_so_they_stay_readable() -> None:
+    # 5,000 identical lines compress ~3,600x, beyond what a reader accepts.
+    items = [make_item(0)] * 5000
+    data = encode_batch(items)
+    header = read_header(data)
+    assert header.compression == COMPRESSION_NONE and len(data) == HEADER_SIZE + header.raw_size
+    assert decode_batch(data) == items
+    # Varied items still compress.
+    assert read_header(encode_batch(make_items(5000))).compression == COMPRESSION_ZSTD
+
+
+def test_a_body_holding_more_items_than_its_header_is_refused() -> None:
+    fails(build(packed([{}, {}, {}]), count=2), "not valid msgpack", "max_array_len")
+
+
+def test_an_item_map_larger_than_an_item_can_be_is_refused() -> None:
+    fails(build(packed([{f"k{i}": i for i in range(600)}])), "not valid msgpack", "max_map_len")

@@ -134,7 +134,7 @@ def test_read_checks_the_ref_size(batches: BatchStore) -> None:
 def test_read_checks_the_ref_item_count(batches: BatchStore) -> None:
     ref = batches.write(MIXED, batch_id="b1")
     wrong = dataclasses.replace(ref, item_count=4)
-    with pytest.raises(BatchFormatError, match=r"blob holds 5 items, the ref says 4"):
+    with pytest.raises(BatchFormatError, match=r"header's item count is 5, the ref says 4"):
         batches.read(wrong)
 
 

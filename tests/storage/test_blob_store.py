@@ -12,6 +12,7 @@ from storage.errors import (
     BatchFormatError,
     BlobIntegrityError,
     BlobNotFoundError,
+    BlobTooLargeError,
     InvalidBlobKeyError,
     StorageError,
     TransientStoreError,
@@ -108,6 +109,8 @@ def test_blob_not_found_is_a_readable_key_error() -> None:
     [
         BlobNotFoundError("a/b", "folder /data", context="batch 'b1'"),
         BlobIntegrityError("a/b", "e" * 64, "f" * 64, "s3://x/", context="batch 'b1'"),
+        BlobTooLargeError("a/b", 5000, 100, "s3://x/", context="batch 'b1'"),
+        BlobTooLargeError("a/b", None, 100),
     ],
 )
 def test_errors_survive_pickling(err: Exception) -> None:
@@ -115,6 +118,25 @@ def test_errors_survive_pickling(err: Exception) -> None:
     assert type(copy) is type(err)
     assert str(copy) == str(err)
     assert copy.key == err.key  # type: ignore[attr-defined]
+
+
+def test_verify_checks_the_reference_hash_whatever_the_key() -> None:
+    verify("reports/plain", b"hello", sha256=SHA)
+    with pytest.raises(BlobIntegrityError) as info:
+        verify("batches/1d/v" + SHA, b"other", sha256=SHA)  # the key looks content-addressed, is not
+    assert info.value.expected == SHA
+    with pytest.raises(BlobIntegrityError):  # the key's own hash is still checked, as an extra
+        verify(content_key(SHA), b"other", sha256=sha256_hex(b"other"))
+
+
+def test_blob_too_large_says_key_and_both_sizes() -> None:
+    err = BlobTooLargeError("a/b", 5000, 100, "folder /data", context="batch 'b1'")
+    assert isinstance(err, BatchFormatError)  # readers that reject unreadable batches reject it
+    assert str(err) == (
+        "batch 'b1': blob 'a/b' in folder /data is 5000 bytes, larger than the 100 bytes its reference allows; "
+        "refused without reading it"
+    )
+    assert "is more than 100 bytes" in str(BlobTooLargeError("a/b", None, 100))
 
 
 def test_error_classes_say_what_callers_can_catch() -> None:

@@ -22,6 +22,8 @@ from storage.blob_store import BlobStore, content_key, sha256_hex
 from storage.claim_check import (
     DEFAULT_THRESHOLD,
     KEY_PREFIX,
+    MAX_EXPANSION_RATIO,
+    MAX_REFERENCE_BYTES,
     REFERENCE_ENCODING,
     ClaimCheck,
     ClaimCheckCodec,
@@ -227,6 +229,90 @@ async def test_blob_that_restores_more_than_promised_is_refused(tmp_path: Path) 
         await ClaimCheckCodec(store).decode([reference])
 
 
+def _stored_reference(store: BlobStore, blob: bytes, original_size: int, compression: str = "zstd") -> Payload:
+    """A reference to ``blob``, written under its content key, promising ``original_size``."""
+    sha = sha256_hex(blob)
+    store.put(content_key(sha, KEY_PREFIX), blob)
+    return ClaimCheck(content_key(sha, KEY_PREFIX), sha, len(blob), original_size, compression).to_payload()
+
+
+async def test_a_frame_declaring_more_than_the_reference_is_refused_before_decompressing(tmp_path: Path) -> None:
+    # The frame header says 1 GiB; the reference says 1,024 bytes. zstandard would
+    # allocate the 1 GiB whatever max_output_size says: the declared size is read first.
+    store = FolderBlobStore(tmp_path)
+    stream = zstandard.ZstdCompressor(write_content_size=True).compressobj(size=2**30)
+    piece = b"\0" * MiB
+    bomb = b"".join(stream.compress(piece) for _ in range(1024)) + stream.flush()
+    assert zstandard.frame_content_size(bomb) == 2**30 and len(bomb) < 64 * 1024
+    reference = _stored_reference(store, bomb, 1024)
+    with pytest.raises(ClaimCheckError, match="declares 1073741824 bytes of content, but its reference's original size is 1024"):
+        await ClaimCheckCodec(store).decode([reference])
+
+
+async def test_a_frame_of_undeclared_size_is_stopped_at_the_reference_size(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    stream = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    bomb = b"".join(stream.compress(b"\0" * MiB) for _ in range(1024)) + stream.flush()
+    assert zstandard.frame_content_size(bomb) == -1
+    reference = _stored_reference(store, bomb, MAX_EXPANSION_RATIO * len(bomb))
+    with pytest.raises(ClaimCheckError, match="undeclared size expands past .* decompression stopped"):
+        await ClaimCheckCodec(store).decode([reference])
+
+
+async def test_a_reference_promising_a_huge_expansion_is_refused_unread(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    reference = _stored_reference(store, b"x" * 100, 2**30)
+    with pytest.raises(ClaimCheckError, match=f"an expansion above the limit of {MAX_EXPANSION_RATIO}x"):
+        await ClaimCheckCodec(store).decode([reference])
+
+
+async def test_a_blob_larger_than_its_reference_is_refused_unread(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    [encoded] = await ClaimCheckCodec(store).encode([payload_of(order_json(300_000))])
+    claim = ClaimCheck.from_payload(encoded)
+    # A reference naming a key that exists, but promising fewer stored bytes.
+    small = ClaimCheck(claim.key, claim.sha256, 1000, 1000 * 5, claim.compression).to_payload()
+    with pytest.raises(ClaimCheckError, match="larger than the 1000 bytes its reference allows"):
+        await ClaimCheckCodec(store).decode([small])
+
+
+async def test_a_blob_that_is_not_a_payload_is_refused(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path)
+    garbage = b"\xff" * 2000  # not a protobuf message
+    reference = _stored_reference(store, garbage, len(garbage), "none")
+    with pytest.raises(ClaimCheckError, match="does not hold a payload"):
+        await ClaimCheckCodec(store).decode([reference])
+
+
+async def test_a_degenerate_payload_is_stored_uncompressed_and_round_trips(tmp_path: Path) -> None:
+    # 4 MiB of one byte compresses ~30,000x, past what a reader accepts.
+    original = payload_of(b"\0" * (4 * MiB))
+    [encoded] = await ClaimCheckCodec(FolderBlobStore(tmp_path)).encode([original])
+    assert ClaimCheck.from_payload(encoded).compression == "none"
+    [decoded] = await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([encoded])
+    assert_identical(decoded, original)
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"[" * 5000 + b"]" * 5000, "more than the 1024"),
+        (b"[" * 1020, "not JSON"),  # deeper than the recursion limit, no RecursionError
+        # Found fuzzing: an unhashable compression was a TypeError, not a ClaimCheckError.
+        (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 1, '
+         b'"original_size": 1, "compression": ["zstd"]}', "unknown compression"),
+        (b'{"v": 1, "key": "payloads/aa/' + b"a" * 64 + b'", "sha256": "' + b"a" * 64 + b'", "stored_size": 10, '
+         b'"original_size": 20, "compression": "none"}', "uncompressed, yet stored_size 10"),
+    ],
+    ids=["oversized", "deeply-nested", "unhashable-compression", "none-sizes-differ"],
+)
+async def test_references_that_are_not_small_flat_json_are_refused(tmp_path: Path, body: bytes, problem: str) -> None:
+    reference = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=body)
+    with pytest.raises(ClaimCheckError, match=problem):
+        await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([reference])
+    assert MAX_REFERENCE_BYTES == 1024
+
+
 @pytest.mark.parametrize(
     "body, problem",
     [
@@ -265,9 +351,9 @@ class FlakyStore:
         self._maybe_fail()
         return self._store.put(key, data)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, sha256: str | None = None, max_size: int | None = None) -> bytes:
         self._maybe_fail()
-        return self._store.get(key)
+        return self._store.get(key, sha256=sha256, max_size=max_size)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.errors import BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError, StorageError
+from storage.errors import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobTooLargeError,
+    InvalidBlobKeyError,
+    StorageError,
+)
 from storage.folder_store import FolderBlobStore
 from tests.storage.test_blob_store import BAD_KEYS
 
@@ -110,12 +116,11 @@ def test_a_symlinked_directory_pointing_outside_is_refused(tmp_path: Path, store
     outside.mkdir()
     (outside / "secret").write_bytes(b"do not read")
     (store.root / "evil").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(InvalidBlobKeyError, match="outside"):
-        store.put("evil/new", b"x")
-    with pytest.raises(InvalidBlobKeyError, match="outside"):
-        store.get("evil/secret")
-    with pytest.raises(InvalidBlobKeyError):
-        store.delete("evil/secret")
+    for call in (lambda: store.put("evil/new", b"x"), lambda: store.get("evil/secret"),
+                 lambda: store.delete("evil/secret"), lambda: store.exists("evil/secret"),
+                 lambda: store.size("evil/secret")):
+        with pytest.raises(InvalidBlobKeyError, match="evil is a symlink; symlinks inside the blob root are refused"):
+            call()
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
     assert list(store.iter_keys()) == []  # symlinks are neither listed nor followed
 
@@ -125,14 +130,37 @@ def test_a_symlinked_file_pointing_outside_is_refused(tmp_path: Path, store: Fol
     target.write_bytes(b"root:x:0:0")
     (store.root / "reports").mkdir()
     (store.root / "reports" / "x").symlink_to(target)
-    with pytest.raises(InvalidBlobKeyError, match="outside"):
-        store.get("reports/x")
+    for call in (lambda: store.get("reports/x"), lambda: store.put("reports/x", b"x"),
+                 lambda: store.exists("reports/x"), lambda: store.size("reports/x"), lambda: store.delete("reports/x")):
+        with pytest.raises(InvalidBlobKeyError, match="'reports/x' .*reports/x is a symlink"):
+            call()
+    assert target.read_bytes() == b"root:x:0:0"
 
 
-def test_a_symlink_within_the_root_is_followed(store: FolderBlobStore) -> None:
-    store.put("real/blob", b"data")
-    (store.root / "alias").symlink_to(store.root / "real", target_is_directory=True)
-    assert store.get("alias/blob") == b"data"
+def test_a_symlink_within_the_root_is_refused_too(store: FolderBlobStore) -> None:
+    # Even pointing inside the root: a symlink lets one key's bytes answer for another.
+    data = b"data"
+    key = content_key(sha256_hex(data))
+    store.put(key, data)
+    (store.root / "alias").symlink_to(store.root / "batches", target_is_directory=True)
+    alias = "alias/" + key.split("/", 1)[1]
+    with pytest.raises(InvalidBlobKeyError, match="alias is a symlink"):
+        store.get(alias)
+    (store.root / "batches" / "zz").mkdir()
+    (store.root / "batches" / "zz" / "x").symlink_to(store.path_for(key))
+    with pytest.raises(InvalidBlobKeyError, match="batches/zz/x is a symlink"):
+        store.get("batches/zz/x")
+    assert sorted(store.iter_keys()) == [key]
+    assert list(store.iter_keys("alias/")) == []
+
+
+def test_a_fifo_at_a_key_is_refused_without_hanging(store: FolderBlobStore) -> None:
+    (store.root / "reports").mkdir()
+    os.mkfifo(store.root / "reports" / "pipe")
+    with pytest.raises(StorageError, match="not a regular file"):
+        store.get("reports/pipe")
+    with pytest.raises(StorageError, match="not a regular file"):
+        store.put("reports/pipe", b"x")
 
 
 def test_a_symlinked_root_is_fine(tmp_path: Path) -> None:
@@ -190,7 +218,7 @@ def test_many_threads_writing_and_reading_different_keys(store: FolderBlobStore)
 def test_a_failed_write_leaves_neither_blob_nor_temp_file(
     store: FolderBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_space(*args: object) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", no_space)
@@ -203,7 +231,7 @@ def test_a_failed_write_leaves_neither_blob_nor_temp_file(
 def test_falls_back_to_replace_where_hard_links_are_not_supported(
     store: FolderBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_links(*args: object) -> None:
+    def no_links(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
@@ -213,10 +241,71 @@ def test_falls_back_to_replace_where_hard_links_are_not_supported(
     assert _temp_files(store.root) == []
 
 
-def test_fsync_mode_writes_the_same_blob(tmp_path: Path) -> None:
-    store = FolderBlobStore(tmp_path, fsync=True)
+def test_fsync_is_on_by_default_and_syncs_file_and_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = FolderBlobStore(tmp_path / "blobs")
     assert store.put("a/b", b"durable") is True
+    root = str(store.root)
+    # The new directory's entry in the root, the file (still under its temporary name),
+    # then the directory that now holds the file.
+    assert synced[0] == root and synced[-1] == f"{root}/a"
+    assert len(synced) == 3 and synced[1].startswith(f"{root}/a/.tmp-")
     assert store.get("a/b") == b"durable"
+    synced.clear()
+    assert FolderBlobStore(tmp_path / "fast", fsync=False).put("a/b", b"x") is True
+    assert synced == []  # benchmarks only
+
+
+def test_put_replaces_a_torn_file_at_a_content_key(store: FolderBlobStore) -> None:
+    data = os.urandom(4096)
+    key = content_key(sha256_hex(data))
+    assert store.put(key, data) is True
+    store.path_for(key).write_bytes(data[:1000])  # torn: a crash mid-write, no fsync
+    with pytest.raises(BlobIntegrityError):
+        store.get(key)
+    assert store.put(key, data) is True  # detected and replaced
+    assert store.get(key) == data
+    assert store.put(key, data) is False  # now whole: a no-op again
+    assert _temp_files(store.root) == []
+
+
+def test_put_refuses_bytes_that_are_not_the_content_of_the_key(store: FolderBlobStore) -> None:
+    key = content_key(sha256_hex(b"right"))
+    with pytest.raises(BlobIntegrityError, match="refusing to write"):
+        store.put(key, b"wrong")
+    assert store.exists(key) is False
+
+
+def test_get_checks_the_hash_the_reference_carries(store: FolderBlobStore) -> None:
+    # A key that merely ends with a hash is not checked by the key; the ref's hash is.
+    data, swapped = b"the real batch", b"swapped bytes"
+    key = "batches/1d/v" + sha256_hex(data)
+    store.put(key, swapped)
+    assert store.get(key) == swapped
+    with pytest.raises(BlobIntegrityError) as info:
+        store.get(key, sha256=sha256_hex(data))
+    assert (info.value.key, info.value.expected, info.value.actual) == (key, sha256_hex(data), sha256_hex(swapped))
+    assert store.get(key, sha256=sha256_hex(swapped)) == swapped
+
+
+def test_get_refuses_a_blob_over_max_size_before_reading_it(store: FolderBlobStore) -> None:
+    store.put("reports/big", b"x" * 10_000)
+    with pytest.raises(BlobTooLargeError) as info:
+        store.get("reports/big", max_size=1024)
+    assert (info.value.key, info.value.size, info.value.limit) == ("reports/big", 10_000, 1024)
+    assert "'reports/big'" in str(info.value) and "10000 bytes, larger than the 1024" in str(info.value)
+    assert store.get("reports/big", max_size=10_000) == b"x" * 10_000
+    with pytest.raises(ValueError, match="max_size"):
+        store.get("reports/big", max_size=-1)
 
 
 def test_files_get_umask_permissions_not_0600(store: FolderBlobStore) -> None:

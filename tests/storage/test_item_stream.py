@@ -76,7 +76,7 @@ def test_a_ref_that_contradicts_its_batch_is_refused(stored) -> None:
 
     batches, refs, _ = stored
     lying = replace(refs[1], item_count=refs[1].item_count + 1)
-    with pytest.raises(BatchFormatError, match="batch 'stream-1'.*the ref 1000"):
+    with pytest.raises(BatchFormatError, match="batch 'stream-1'.*item count is 999, the ref says 1000"):
         ItemStreamer(batches).write([refs[0], lying], io.BytesIO())
 
 

@@ -20,6 +20,7 @@ from storage.blob_store import BlobStore, content_key, sha256_hex
 from storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
+    BlobTooLargeError,
     InvalidBlobKeyError,
     StorageError,
     TransientStoreError,
@@ -347,3 +348,95 @@ def test_other_client_errors_are_permanent(fake_s3: _FakeS3) -> None:
     with pytest.raises(StorageError, match="HTTP 400 InvalidArgument") as info:
         fake_s3.answer_all(400, "InvalidArgument").get("a/b")
     assert not isinstance(info.value, TransientStoreError)
+
+
+# Reads proven against the reference: its sha-256 and its size.
+
+
+def test_get_checks_the_hash_the_reference_carries(store: S3BlobStore, raw: Any, s3_bucket: str) -> None:
+    # A key that merely ends with a hash: the key proves nothing, the ref's hash does.
+    data, swapped = b"the real batch", b"swapped by a bucket writer"
+    key = "batches/1d/v" + sha256_hex(data)
+    raw.put_object(Bucket=s3_bucket, Key=store.object_key(key), Body=swapped)
+    with pytest.raises(BlobIntegrityError) as info:
+        store.get(key, sha256=sha256_hex(data), max_size=len(swapped))
+    assert (info.value.key, info.value.expected, info.value.actual) == (key, sha256_hex(data), sha256_hex(swapped))
+    assert key in str(info.value) and s3_bucket in str(info.value)
+    assert store.get(key, sha256=sha256_hex(swapped)) == swapped
+
+
+def test_get_refuses_an_object_over_max_size(store: S3BlobStore, raw: Any, s3_bucket: str) -> None:
+    key, data = blob("small")
+    raw.put_object(Bucket=s3_bucket, Key=store.object_key(key), Body=b"y" * 100_000)
+    with pytest.raises(BlobTooLargeError) as info:
+        store.get(key, max_size=len(data))
+    assert (info.value.key, info.value.size, info.value.limit) == (key, 100_000, len(data))
+    assert s3_bucket in str(info.value) and "refused without reading it" in str(info.value)
+    other, other_data = blob("exactly at the limit")
+    store.put(other, other_data)
+    assert store.get(other, sha256=sha256_hex(other_data), max_size=len(other_data)) == other_data
+    # The refused connection was dropped, not left half-read in the pool.
+    assert store.get(other, max_size=len(other_data)) == other_data
+
+
+class _HugeObjectServer(ThreadingHTTPServer):
+    """Answers every GET with a 256 MiB body, sent in 64 KiB chunks, and counts what it
+    managed to send before the client hung up. ``chunked``: no Content-Length at all
+    (a server that does not say how big the object is)."""
+
+    daemon_threads = True
+    block_on_close = False
+    total = 256 * 2**20
+    chunked = False
+    sent = 0
+    done: threading.Event
+
+
+class _HugeObjectHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HugeObjectServer
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if self.server.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(self.server.total))
+        self.end_headers()
+        chunk = b"\0" * 65536
+        try:
+            while self.server.sent < self.server.total:
+                if self.server.chunked:
+                    self.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                else:
+                    self.wfile.write(chunk)
+                self.server.sent += len(chunk)
+        except OSError:
+            pass  # the client hung up: what we want
+        finally:
+            self.server.done.set()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_huge_object_is_refused_without_downloading_it(aws_env: None, chunked: bool) -> None:
+    server = _HugeObjectServer(("127.0.0.1", 0), _HugeObjectHandler)
+    server.chunked, server.done = chunked, threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        store = S3BlobStore(
+            "bucket", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region_name="us-east-1", max_attempts=1
+        )
+        with pytest.raises(BlobTooLargeError, match="larger than the 1024 bytes its reference allows") as info:
+            store.get("batches/ab/x", max_size=1024)
+        assert info.value.size == (None if chunked else server.total)
+        assert server.done.wait(30), "the server is still sending: the client did not hang up"
+        # What the kernel's socket buffers absorbed before the hang-up, not the object.
+        assert server.sent < server.total // 4
+    finally:
+        server.shutdown()
+        server.server_close()

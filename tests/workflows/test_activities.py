@@ -16,7 +16,7 @@ from storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import sqlite_env
 from tests.workflows.helpers import store_generated
 from workflows.activities import OrderActivities
-from workflows.fulfillment import decode_report
+from workflows.fulfillment import read_report
 from workflows.messages import FulfillRequest
 
 
@@ -63,7 +63,7 @@ def test_fulfill_activity_run_twice_gives_the_same_report(activities: OrderActiv
     second = env.run(activities.fulfill_order, request)
     assert first == second  # same content, same key: the blob was written once
     assert len(heartbeats) == 2 * len(refs)
-    body = decode_report(activities.batches.blobs.get(first.key))
+    body = read_report(activities.batches.blobs, first)
     assert (body["item_count"], first.item_count, first.sku_count) == (2_500, 2_500, len(body["skus"]))
 
 

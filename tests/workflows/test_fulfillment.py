@@ -17,7 +17,7 @@ from storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import event_types, store_generated
 from workflows.errors import OrderRefusedError
-from workflows.fulfillment import decode_report
+from workflows.fulfillment import read_report
 
 
 def new_order_id() -> str:
@@ -62,7 +62,7 @@ async def test_unreadable_batches_are_recorded_and_the_rest_is_fulfilled(
 
     assert (final.status, final.item_count, final.rejected_batches, final.rejected_items) == ("fulfilled", 2_500, 2, 1_000)
     assert final.report is not None and final.report.item_count == 1_500
-    report = decode_report(order_stack.batches.blobs.get(final.report.key))
+    report = read_report(order_stack.batches.blobs, final.report)
     assert report["item_count"] == 1_500
     recorded = order_stack.orders.summary(order_id)
     assert (recorded.status, recorded.rejected_items, recorded.version) == ("fulfilled", 1_000, final.version)

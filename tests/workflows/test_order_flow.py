@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.orders import OrderStack, sqlite_env
 from tests.workflows.helpers import event_types, expected_per_sku, recorded_batch_ids, store_generated, totals_of
-from workflows.fulfillment import decode_report
+from workflows.fulfillment import read_report
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -59,7 +59,7 @@ async def test_order_created_grown_submitted_and_fulfilled(order_stack: OrderSta
 
     # The fulfillment report was computed from the items streamed back from the blob store.
     assert final.report is not None and final.report.item_count == 10_000
-    report = decode_report(order_stack.batches.blobs.get(final.report.key))
+    report = read_report(order_stack.batches.blobs, final.report)
     assert {sku: qty for sku, qty, _ in report["skus"]} == expected_per_sku(10_000)
     assert report["totals"] == expected["totals"]
 
