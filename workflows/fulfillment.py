@@ -29,7 +29,7 @@ from domain.summary import Rejection
 from storage.blob_store import BlobStore, content_key
 from storage.bounded_zstd import decompress_bounded
 from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError
 from storage.ref_proof import claims_mismatch
 from workflows.messages import FulfillmentResult, FulfillRequest
 
@@ -39,7 +39,7 @@ REPORT_PREFIX = "reports"
 
 
 #: Errors that make one batch unreadable for good (retrying reads the same bytes).
-UNREADABLE_BATCH_ERRORS = (BlobNotFoundError, BlobIntegrityError, BatchFormatError, InvalidRefError)
+UNREADABLE_BATCH_ERRORS = (BlobNotFoundError, BlobIntegrityError, BatchFormatError, InvalidRefError, InvalidBlobKeyError)
 
 
 class FulfillmentMismatch(Exception):
@@ -93,7 +93,15 @@ class SkuTotals:
             "totals": self.totals,
             "skus": [[sku, entry[0], entry[1]] for sku, entry in sorted(self.by_sku.items())],
         }
-        return zstandard.ZstdCompressor(level=3).compress(msgpack.packb(body, use_bin_type=True))
+        raw = msgpack.packb(body, use_bin_type=True)
+        if len(raw) > MAX_REPORT_RAW_SIZE:
+            # Refused when written, not stored unreadable: a deterministic failure the
+            # workflow records (FulfillmentFailed), with the figure to act on.
+            raise ReportFormatError(
+                f"order {order_id!r}: its report would be {len(raw):,} bytes for {len(self.by_sku):,} SKUs, "
+                f"above the limit of {MAX_REPORT_RAW_SIZE:,}"
+            )
+        return zstandard.ZstdCompressor(level=3).compress(raw)
 
 
 #: A report decompresses to at most this much. Measured: 23 bytes per SKU (50,000 SKUs

@@ -100,7 +100,7 @@ def bench_rebuild(config: EventStoreConfig, label: str, batches: int) -> list[st
 
 
 def write_items(blobs: Path, config: EventStoreConfig, order_id: str, items: int, batch_size: int) -> None:
-    store = BatchStore(FolderBlobStore(blobs))
+    store = BatchStore(FolderBlobStore(blobs, fsync=False))
     orders = config.open_orders()
     try:
         orders.record(OrderChange(order_id=order_id, customer_id="bench", create=True))
@@ -119,7 +119,7 @@ def write_items(blobs: Path, config: EventStoreConfig, order_id: str, items: int
 def stream_child(args: argparse.Namespace) -> None:
     """Runs in a fresh process: stream the order one way, print figures as JSON."""
     config = EventStoreConfig.sqlite(args.db)
-    batches = BatchStore(FolderBlobStore(args.blobs))
+    batches = BatchStore(FolderBlobStore(args.blobs, fsync=False))
     started = time.perf_counter()
     cpu_started = time.process_time()
     with Analyst(config, batches) as analyst, open(args.out, "wb") as out:
@@ -195,7 +195,7 @@ def bench_export(work: Path, events: int) -> list[str]:
     for number in range(max(1, events // (per_order + 1))):
         record_batches(config, f"export-{number:05d}", per_order)
     print(f"  recorded events in {time.perf_counter() - started:.0f} s", flush=True)
-    with Analyst(config, BatchStore(FolderBlobStore(work / "blobs"))) as analyst:
+    with Analyst(config, BatchStore(FolderBlobStore(work / "blobs", fsync=False))) as analyst:
         total = analyst.orders.recorder.max_notification_id()
         with open(work / "export.ndjson", "wb") as out:
             started = time.perf_counter()
