@@ -169,8 +169,7 @@ def test_a_corrupt_or_lying_batch_is_skipped_counted_and_the_projection_goes_on(
     written = _write_orders(analyst_store)
     blob = analyst_store.batches.blobs
     corrupt = written["a"].refs[2]
-    blob.delete(corrupt.key)
-    blob.put(corrupt.key, b"\x00" * 64)  # bytes that are not this batch
+    blob.path_for(corrupt.key).write_bytes(b"\x00" * 64)  # a bucket writer's bytes, not this batch
     gone = written["b"].refs[0]
     blob.delete(gone.key)
     # A ref whose claims do not match its content (the same blob, ten times the quantity).

@@ -128,6 +128,6 @@ async def test_an_unexpected_exception_ends_failed_is_shown_listed_and_retried(
         assert retried.code == 0, (retried.stdout, retried.stderr)
         assert retried.json()["status"] == "fulfilled"
         await client.wait_closed(order_id)
-    final = await agree(client, order_stack, order_id)
-    assert (final.status, final.item_count) == ("fulfilled", 300)
-    assert (await run_cli("stuck", "--json", env=env)).code == 0
+        final = await agree(client, order_stack, order_id)  # a query: answered by the worker
+        assert (final.status, final.item_count) == ("fulfilled", 300)
+        assert (await run_cli("stuck", "--json", env=env)).code == 0
