@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from domain.errors import BulkorderError
+
 # Order and customer IDs end up in workflow IDs, blob keys and file names: keep them to
 # a conservative, URL- and path-safe alphabet.
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -20,7 +22,7 @@ ORDER_ID_NAMESPACE = uuid.UUID("6f2d3c55-8f0a-4a5e-9a39-b2f0e8a3c1d7")
 WORKFLOW_ID_PREFIX = "order-"
 
 
-class InvalidIdentifierError(ValueError):
+class InvalidIdentifierError(BulkorderError, ValueError):
     """An order, customer or batch ID that does not follow the rules."""
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from domain.errors import BulkorderError
 from domain.identifiers import InvalidIdentifierError, check_batch_id
 from domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 
@@ -31,7 +32,7 @@ _KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 _CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 
 
-class InvalidRefError(ValueError):
+class InvalidRefError(BulkorderError, ValueError):
     """A :class:`BatchRef` or :class:`ReportRef` that cannot be right."""
 
 
