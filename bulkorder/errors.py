@@ -40,6 +40,8 @@ _FAILED += (RelayStoppedError,)
 
 
 def exit_code_for(exc: BaseException) -> int | None:
+    if isinstance(exc, OrderRefusedError):
+        return FAILED  # a refusal is also its domain class (InvalidRefError): still exit 1
     if isinstance(exc, _BAD_INPUT):
         return BAD_INPUT
     if isinstance(exc, _FAILED):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bulkorder.seals import SealSettings
+from domain.errors import BulkorderError
 from storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from storage.config import BlobStoreConfig, EventStoreConfig
 from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
@@ -26,7 +27,7 @@ DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
 
 
-class SettingsError(ValueError):
+class SettingsError(BulkorderError, ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 

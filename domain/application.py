@@ -15,7 +15,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
-from domain.errors import OrderConflictError, OrderLimitError, OrderNotFoundError
+from domain.errors import OrderAlreadyExistsError, OrderConflictError, OrderLimitError, OrderNotFoundError
 from domain.identifiers import aggregate_id_for
 from domain.order import REJECTED_ORDER_LIMIT, Order
 from domain.refs import BatchRef, ReportRef
@@ -89,7 +89,7 @@ class Orders(Application[UUID]):
                 raise OrderNotFoundError(change.order_id) from None
             return Order.create(change.order_id, change.customer_id, via_outbox=change.via_outbox)
         if change.create and order.customer_id != change.customer_id:
-            raise OrderConflictError(
+            raise OrderAlreadyExistsError(
                 f"order {change.order_id!r} already exists for customer {order.customer_id!r}, "
                 f"not {change.customer_id!r}"
             )

@@ -1,9 +1,20 @@
-"""Errors the order domain raises. Each message names the order and what is wrong."""
+"""Errors the order domain raises. Each message names the order and what is wrong.
+
+They are the family users catch, whichever way a request went: the event store raises
+them directly (the orders application, ``OrderOutbox``), and ``OrderClient`` raises its
+workflow's refusals as classes that are both :class:`~workflows.errors.OrderRefusedError`
+and the matching class here, so ``except OrderClosedError`` catches a closed order from
+either side.
+"""
 
 from __future__ import annotations
 
 
-class OrderError(Exception):
+class BulkorderError(Exception):
+    """Base class of every error bulkorder raises on purpose (``except BulkorderError``)."""
+
+
+class OrderError(BulkorderError):
     """Base class of the order domain's errors."""
 
 
@@ -17,6 +28,11 @@ class OrderConflictError(OrderError):
     """The order exists and the request contradicts it (another customer, a closed order)."""
 
 
+class OrderAlreadyExistsError(OrderConflictError):
+    """An order with this ID exists already: another customer's (the event store, the
+    outbox), or any closed one (``OrderClient.create``: an ID is never reused)."""
+
+
 class OrderClosedError(OrderError):
     """The order no longer accepts this change (it was submitted, fulfilled or cancelled)."""
 
@@ -26,14 +42,23 @@ class OrderClosedError(OrderError):
         super().__init__(f"order {order_id!r} is {status}: cannot {action}")
 
 
-class EmptyOrderError(OrderError):
-    """The order has no items, so there is nothing to submit."""
+class EmptyOrderError(OrderClosedError):
+    """The order has no items, so there is nothing to submit.
+
+    An :class:`OrderClosedError` too: the order's workflow refuses the same submit as
+    ``OrderClosed``, so one ``except OrderClosedError`` serves both ways of submitting."""
 
     def __init__(self, order_id: str):
         self.order_id = order_id
-        super().__init__(f"order {order_id!r} has no items to submit")
+        self.status = "open"
+        OrderError.__init__(self, f"order {order_id!r} has no items to submit")
 
 
 class OrderLimitError(OrderError):
     """A batch would take the order's quantity or a per-currency total past the order
     bounds (``domain.limits``): recorded as a rejection, never as counters."""
+
+
+class FulfillmentFailedError(OrderError):
+    """The order's fulfillment failed; the message is the recorded reason. The order waits
+    for ``retry_fulfillment`` or ``cancel`` (raised by ``OrderClient.wait_closed``)."""

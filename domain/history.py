@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timezone
 from typing import Any, Iterable, Iterator
 from uuid import UUID
 
-from domain.errors import OrderError
+from domain.errors import BulkorderError, OrderError
 from domain.order import Order
 from domain.refs import BatchRef, ReportRef
 
@@ -41,7 +41,7 @@ class BeforeCreationError(OrderError, ValueError):
         )
 
 
-class InvalidInstantError(ValueError):
+class InvalidInstantError(BulkorderError, ValueError):
     """Text that is not an ISO 8601 date or date-time."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from domain.errors import BulkorderError
+
 # Order and customer IDs end up in workflow IDs, blob keys and file names: keep them to
 # a conservative, URL- and path-safe alphabet. Matched whole (``fullmatch``): with
 # ``match`` and ``$``, "o-1\n" would pass, a different ID that prints like "o-1".
@@ -21,7 +23,7 @@ ORDER_ID_NAMESPACE = uuid.UUID("6f2d3c55-8f0a-4a5e-9a39-b2f0e8a3c1d7")
 WORKFLOW_ID_PREFIX = "order-"
 
 
-class InvalidIdentifierError(ValueError):
+class InvalidIdentifierError(BulkorderError, ValueError):
     """An order, customer or batch ID that does not follow the rules."""
 
 

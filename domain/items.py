@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 from domain import json_text
+from domain.errors import BulkorderError
 from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
 # The rules, as values: the pydantic types below and the importer's fast decoder
@@ -156,7 +157,7 @@ ITEM_DICT: TypeAdapter[ItemDict] = TypeAdapter(CheckedItemDict)
 ITEM_DICTS: TypeAdapter[list[ItemDict]] = TypeAdapter(list[CheckedItemDict])
 
 
-class ItemValidationError(ValueError):
+class ItemValidationError(BulkorderError, ValueError):
     """One or more items are invalid. ``problems`` lists ``(where, field, message)``."""
 
     def __init__(self, problems: list[tuple[str, str, str]]):

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from domain.errors import BulkorderError
 from domain.identifiers import InvalidIdentifierError, check_batch_id
 from domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 
@@ -33,7 +34,7 @@ _CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 _SEAL_PATTERN = re.compile(r"hs256:[0-9a-f]{16}:[0-9a-f]{64}")
 
 
-class InvalidRefError(ValueError):
+class InvalidRefError(BulkorderError, ValueError):
     """A :class:`BatchRef` or :class:`ReportRef` that cannot be right."""
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.errors import BulkorderError
 
-class StorageError(Exception):
+
+class StorageError(BulkorderError):
     """Base class of the storage layer's errors."""
 
 

@@ -3,8 +3,10 @@ says what was imported before the problem, so the user knows how to go on."""
 
 from __future__ import annotations
 
+from domain.errors import BulkorderError
 
-class ImportInputError(ValueError):
+
+class ImportInputError(BulkorderError, ValueError):
     """The input cannot be imported as it is: an empty file, a wrong format, a malformed
     line or an invalid item. ``line`` and ``field`` say where, when known."""
 
@@ -18,12 +20,12 @@ class ImportInputError(ValueError):
         return (_rebuild, (str(self), self.file, self.line, self.field))
 
 
-class ImportRefusedError(RuntimeError):
+class ImportRefusedError(BulkorderError, RuntimeError):
     """The order cannot take this import: it does not exist (and ``--create`` was not
     given), it is closed, it belongs to another customer, or Temporal refused the refs."""
 
 
-class ImportIncompleteError(RuntimeError):
+class ImportIncompleteError(BulkorderError, RuntimeError):
     """Temporal accepted the batches but the event store did not record all of them in
     time (is a worker running on the task queue?). Running the import again is safe."""
 

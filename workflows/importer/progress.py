@@ -1,9 +1,9 @@
 """How far an import is: counters the pipeline updates, and two ways to show them.
 
-On a terminal, a bar redrawn in place on stderr (items, items/s, MB, ETA); otherwise a
-plain line every few seconds, which reads well in CI logs and ``nohup`` files. Written
-here rather than taken from a library: it is forty lines, and the importer's main
-process stays free of another dependency.
+On a terminal, a ``rich`` progress bar redrawn in place on stderr (items, items/s, MB,
+ETA): rich handles the terminal's width, colours and cursor, as it does for the command
+line's other progress displays (:mod:`bulkorder.commands.progress`). Otherwise a plain
+line every few seconds, which reads well in CI logs and ``nohup`` files.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:  # rich is imported when a TerminalBar is made: logged imports do not pay for it
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 @dataclass
@@ -60,35 +64,69 @@ def _duration(seconds: float | None) -> str:
 
 
 class TerminalBar:
-    """``[#####.....]  42%  420,000 items  151,230 items/s  210.3/500.0 MB  ETA 0:02``"""
+    """``━━━━━╺━━━━  50%  1,500,000 items  151,230 items/s  100.0/200.0 MB  ETA 0:10``
+
+    Drawn by ``rich`` when the importer's ticker calls :meth:`show` (every ``interval``
+    seconds; no refresh thread of its own), left on screen by :meth:`close`."""
 
     interval = 0.2
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 24) -> None:
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24, *, console: Console | None = None) -> None:
         self.stream = stream
         self.width = width
+        if console is None:
+            from rich.console import Console
+
+            console = Console(file=stream, force_terminal=True)  # the terminal view
+        self.console = console
+        self._shown: tuple[Progress, TaskID] | None = None
 
     def show(self, progress: ImportProgress) -> None:
-        if progress.total_bytes:
-            fraction = min(progress.bytes_done / progress.total_bytes, 1.0)
-            filled = int(fraction * self.width)
-            bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%"
-            size = f"{_mb(progress.bytes_done)}/{_mb(progress.total_bytes)} MB"
+        fields = _bar_fields(progress)
+        if self._shown is None:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            bar = Progress(
+                BarColumn(bar_width=self.width),
+                TextColumn("{task.fields[share]}"),
+                TextColumn("{task.fields[counts]}"),
+                console=self.console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._shown = (bar, bar.add_task(progress.source, **fields))  # type: ignore[arg-type]
+            bar.start()  # draws it
         else:
-            bar, size = "[importing]", f"{_mb(progress.bytes_done)} MB"
-        line = (
-            f"{bar}  {progress.items:,} items  {progress.items_per_second:,.0f} items/s  {size}"
-            f"  ETA {_duration(progress.eta_seconds())}"
-        )
-        if progress.rejected:
-            line += f"  {progress.rejected:,} rejected"
-        self.stream.write("\r" + line + "\x1b[K")
-        self.stream.flush()
+            bar, task = self._shown
+            bar.update(task, refresh=True, **fields)  # type: ignore[arg-type]
 
     def close(self, progress: ImportProgress) -> None:
         self.show(progress)
-        self.stream.write("\n")
-        self.stream.flush()
+        if self._shown is not None:
+            self._shown[0].stop()  # the last state stays on screen; the cursor comes back
+            self._shown = None
+
+
+def _bar_fields(progress: ImportProgress) -> dict[str, object]:
+    if progress.total_bytes:
+        share = f"{min(progress.bytes_done / progress.total_bytes, 1.0) * 100:3.0f}%"
+        size = f"{_mb(progress.bytes_done)}/{_mb(progress.total_bytes)} MB"
+    else:
+        share, size = "", f"{_mb(progress.bytes_done)} MB"
+    counts = (
+        f"{progress.items:,} items  {progress.items_per_second:,.0f} items/s  {size}"
+        f"  ETA {_duration(progress.eta_seconds())}"
+    )
+    if progress.rejected:
+        counts += f"  {progress.rejected:,} rejected"
+    return {
+        # No total: rich draws a moving bar (a pipe of unknown size).
+        "total": progress.total_bytes or None,
+        "completed": min(progress.bytes_done, progress.total_bytes) if progress.total_bytes else 0,
+        "share": share,
+        "counts": counts,
+    }
 
 
 class PlainLines:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
+
+from rich.console import Console
 
 from workflows.importer.progress import ImportProgress, PlainLines, TerminalBar
 
@@ -16,15 +19,41 @@ def progress_half_done() -> ImportProgress:
     return progress
 
 
+def terminal(out: io.StringIO) -> Console:
+    """A terminal of 120 columns, without colours: what rich draws, as text."""
+    return Console(file=out, force_terminal=True, width=120, color_system=None)
+
+
+def drawn_lines(out: io.StringIO) -> list[str]:
+    """Each redraw of the line, its control sequences (cursor, erase) removed."""
+    return [ANSI.sub("", part) for part in out.getvalue().split("\r")]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def test_terminal_bar_redraws_one_line_with_items_rate_size_and_eta() -> None:
     out = io.StringIO()
-    bar = TerminalBar(out, width=10)
+    bar = TerminalBar(out, width=10, console=terminal(out))
     bar.show(progress_half_done())
     bar.close(progress_half_done())
-    first, second = out.getvalue().split("\r")[1:]
-    assert first.startswith("[#####.....]  50%  1,500,000 items  ")
-    assert "items/s  100.0/200.0 MB  ETA 0:10  3 rejected\x1b[K" in first
-    assert second.endswith("\x1b[K\n")  # closed: the next output starts on a new line
+    first, *_, last = drawn_lines(out)
+    assert first.startswith("━━━━━      ")  # half of the 10 columns
+    assert " 50% 1,500,000 items  " in first
+    assert "items/s  100.0/200.0 MB  ETA 0:10  3 rejected" in first
+    assert last.endswith("3 rejected\n")  # closed: the next output starts on a new line
+    assert out.getvalue().endswith("\x1b[?25h")  # and the cursor is back
+
+
+def test_terminal_bar_of_a_pipe_has_no_share_and_no_eta() -> None:
+    piped = ImportProgress(source="-", total_bytes=None)
+    piped.bytes_done, piped.items = 5_000_000, 10_000
+    out = io.StringIO()
+    bar = TerminalBar(out, width=10, console=terminal(out))
+    bar.show(piped)
+    bar.close(piped)
+    last = drawn_lines(out)[-1]
+    assert "10,000 items" in last and "5.0 MB  ETA --:--" in last and "%" not in last
 
 
 def test_plain_lines_for_logs_and_no_eta_for_a_pipe() -> None:
