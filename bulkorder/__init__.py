@@ -1,7 +1,7 @@
 """bulkorder: orders too big for a workflow engine.
 
 The public facade: every entry point the docs name is imported from here. A service opens
-a runtime from the environment and uses its :class:`~workflows.client.OrderClient`::
+a runtime from the environment and uses its :class:`~bulkorder.workflows.client.OrderClient`::
 
     from bulkorder import Settings, open_runtime
 
@@ -34,61 +34,61 @@ _EXPORTS: dict[str, str] = {
     "Runtime": "bulkorder.runtime",
     "open_runtime": "bulkorder.runtime",
     "data_converter": "bulkorder.runtime",
-    "OrderClient": "workflows.client",
-    "OrderLimits": "workflows.messages",
-    "OrderProgress": "workflows.pending",
-    "PendingStep": "workflows.pending",
+    "OrderClient": "bulkorder.workflows.client",
+    "OrderLimits": "bulkorder.workflows.messages",
+    "OrderProgress": "bulkorder.workflows.pending",
+    "PendingStep": "bulkorder.workflows.pending",
     # DB-first: the outbox and the orders application it records in.
-    "OrderOutbox": "workflows.outbox",
-    "Orders": "domain.application",
+    "OrderOutbox": "bulkorder.workflows.outbox",
+    "Orders": "bulkorder.domain.application",
     # Items and references.
-    "Item": "domain.items",
-    "Money": "domain.items",
-    "BatchRef": "domain.refs",
-    "ReportRef": "domain.refs",
-    "OrderStatus": "domain.summary",
-    "OrderSummary": "domain.summary",
+    "Item": "bulkorder.domain.items",
+    "Money": "bulkorder.domain.items",
+    "BatchRef": "bulkorder.domain.refs",
+    "ReportRef": "bulkorder.domain.refs",
+    "OrderStatus": "bulkorder.domain.summary",
+    "OrderSummary": "bulkorder.domain.summary",
     # Stores.
-    "BatchStore": "storage.batches",
-    "FolderBlobStore": "storage.folder_store",
-    "BlobStoreConfig": "storage.config",
-    "EventStoreConfig": "storage.config",
+    "BatchStore": "bulkorder.storage.batches",
+    "FolderBlobStore": "bulkorder.storage.folder_store",
+    "BlobStoreConfig": "bulkorder.storage.config",
+    "EventStoreConfig": "bulkorder.storage.config",
     # Importing files.
-    "import_file": "workflows.importer.importer",
-    "ImportOptions": "workflows.importer.importer",
-    "ImportSummary": "workflows.importer.importer",
-    "PlainLines": "workflows.importer.progress",
+    "import_file": "bulkorder.workflows.importer.importer",
+    "ImportOptions": "bulkorder.workflows.importer.importer",
+    "ImportSummary": "bulkorder.workflows.importer.importer",
+    "PlainLines": "bulkorder.workflows.importer.progress",
     # Analysts.
     "Analyst": "bulkorder.analysis",
-    "parse_instant": "domain.history",
+    "parse_instant": "bulkorder.domain.history",
     # Errors: one family under BulkorderError.
-    "BulkorderError": "domain.errors",
-    "OrderError": "domain.errors",
-    "OrderNotFoundError": "domain.errors",
-    "OrderConflictError": "domain.errors",
-    "OrderAlreadyExistsError": "domain.errors",
-    "OrderClosedError": "domain.errors",
-    "EmptyOrderError": "domain.errors",
-    "OrderLimitError": "domain.errors",
-    "FulfillmentFailedError": "domain.errors",
-    "OrderRefusedError": "workflows.errors",
-    "InvalidIdentifierError": "domain.identifiers",
-    "ItemValidationError": "domain.items",
-    "InvalidRefError": "domain.refs",
+    "BulkorderError": "bulkorder.domain.errors",
+    "OrderError": "bulkorder.domain.errors",
+    "OrderNotFoundError": "bulkorder.domain.errors",
+    "OrderConflictError": "bulkorder.domain.errors",
+    "OrderAlreadyExistsError": "bulkorder.domain.errors",
+    "OrderClosedError": "bulkorder.domain.errors",
+    "EmptyOrderError": "bulkorder.domain.errors",
+    "OrderLimitError": "bulkorder.domain.errors",
+    "FulfillmentFailedError": "bulkorder.domain.errors",
+    "OrderRefusedError": "bulkorder.workflows.errors",
+    "InvalidIdentifierError": "bulkorder.domain.identifiers",
+    "ItemValidationError": "bulkorder.domain.items",
+    "InvalidRefError": "bulkorder.domain.refs",
     "SettingsError": "bulkorder.settings",
     "NoTemporalError": "bulkorder.runtime",
-    "StorageError": "storage.errors",
-    "BlobNotFoundError": "storage.errors",
-    "BlobIntegrityError": "storage.errors",
-    "BatchFormatError": "storage.errors",
-    "ClaimCheckError": "storage.errors",
-    "TransientStoreError": "storage.errors",
-    "ImportInputError": "workflows.importer.errors",
-    "ImportRefusedError": "workflows.importer.errors",
-    "ImportIncompleteError": "workflows.importer.errors",
-    "VersionOutOfRangeError": "domain.history",
-    "BeforeCreationError": "domain.history",
-    "InvalidInstantError": "domain.history",
+    "StorageError": "bulkorder.storage.errors",
+    "BlobNotFoundError": "bulkorder.storage.errors",
+    "BlobIntegrityError": "bulkorder.storage.errors",
+    "BatchFormatError": "bulkorder.storage.errors",
+    "ClaimCheckError": "bulkorder.storage.errors",
+    "TransientStoreError": "bulkorder.storage.errors",
+    "ImportInputError": "bulkorder.workflows.importer.errors",
+    "ImportRefusedError": "bulkorder.workflows.importer.errors",
+    "ImportIncompleteError": "bulkorder.workflows.importer.errors",
+    "VersionOutOfRangeError": "bulkorder.domain.history",
+    "BeforeCreationError": "bulkorder.domain.history",
+    "InvalidInstantError": "bulkorder.domain.history",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -111,8 +111,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from bulkorder.analysis import Analyst
     from bulkorder.runtime import NoTemporalError, Runtime, data_converter, open_runtime
     from bulkorder.settings import Settings, SettingsError
-    from domain.application import Orders
-    from domain.errors import (
+    from bulkorder.domain.application import Orders
+    from bulkorder.domain.errors import (
         BulkorderError,
         EmptyOrderError,
         FulfillmentFailedError,
@@ -123,14 +123,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         OrderLimitError,
         OrderNotFoundError,
     )
-    from domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError, parse_instant
-    from domain.identifiers import InvalidIdentifierError
-    from domain.items import Item, ItemValidationError, Money
-    from domain.refs import BatchRef, InvalidRefError, ReportRef
-    from domain.summary import OrderStatus, OrderSummary
-    from storage.batches import BatchStore
-    from storage.config import BlobStoreConfig, EventStoreConfig
-    from storage.errors import (
+    from bulkorder.domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError, parse_instant
+    from bulkorder.domain.identifiers import InvalidIdentifierError
+    from bulkorder.domain.items import Item, ItemValidationError, Money
+    from bulkorder.domain.refs import BatchRef, InvalidRefError, ReportRef
+    from bulkorder.domain.summary import OrderStatus, OrderSummary
+    from bulkorder.storage.batches import BatchStore
+    from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
+    from bulkorder.storage.errors import (
         BatchFormatError,
         BlobIntegrityError,
         BlobNotFoundError,
@@ -138,12 +138,12 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         StorageError,
         TransientStoreError,
     )
-    from storage.folder_store import FolderBlobStore
-    from workflows.client import OrderClient
-    from workflows.errors import OrderRefusedError
-    from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-    from workflows.importer.importer import ImportOptions, ImportSummary, import_file
-    from workflows.importer.progress import PlainLines
-    from workflows.messages import OrderLimits
-    from workflows.outbox import OrderOutbox
-    from workflows.pending import OrderProgress, PendingStep
+    from bulkorder.storage.folder_store import FolderBlobStore
+    from bulkorder.workflows.client import OrderClient
+    from bulkorder.workflows.errors import OrderRefusedError
+    from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+    from bulkorder.workflows.importer.importer import ImportOptions, ImportSummary, import_file
+    from bulkorder.workflows.importer.progress import PlainLines
+    from bulkorder.workflows.messages import OrderLimits
+    from bulkorder.workflows.outbox import OrderOutbox
+    from bulkorder.workflows.pending import OrderProgress, PendingStep

@@ -25,22 +25,22 @@ from typing import Any, BinaryIO, Callable, Iterator
 import msgspec
 
 from bulkorder.settings import Settings
-from domain.application import Orders
-from domain.errors import OrderNotFoundError
-from domain.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
-from domain.identifiers import aggregate_id_for, check_order_id
-from domain.order import Order
-from domain.read_model import OrderSummaryRow, SkuQuantity
-from domain.refs import BatchRef
-from domain.summary import OrderSummary
-from storage.batches import BatchStore
-from storage.config import EventStoreConfig
-from storage.event_log import EventLog
-from storage.item_stream import ItemStreamer, StreamResult
-from storage.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
-from storage.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
-from storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
-from storage.views import OpenedView, open_view
+from bulkorder.domain.application import Orders
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
+from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
+from bulkorder.domain.order import Order
+from bulkorder.domain.read_model import OrderSummaryRow, SkuQuantity
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.config import EventStoreConfig
+from bulkorder.storage.event_log import EventLog
+from bulkorder.storage.item_stream import ItemStreamer, StreamResult
+from bulkorder.storage.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
+from bulkorder.storage.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
+from bulkorder.storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
+from bulkorder.storage.views import OpenedView, open_view
 
 _PAGE = 1_000
 _lines = msgspec.json.Encoder()
@@ -155,7 +155,7 @@ class Analyst:
             after = page[-1].originator_version
 
     def events(self, order_id: str) -> Iterator[EventRecord]:
-        """One :class:`~domain.history.EventRecord` per event, oldest first; items are not read."""
+        """One :class:`~bulkorder.domain.history.EventRecord` per event, oldest first; items are not read."""
         return describe_events(self._events(order_id))
 
     def latest_version(self, order_id: str) -> int:

@@ -52,8 +52,8 @@ from bulkorder.codec_protocol import (
     parse_route,
     payloads_json,
 )
-from storage.claim_check import ClaimCheck, is_reference
-from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, StorageError, TransientStoreError
+from bulkorder.storage.claim_check import ClaimCheck, is_reference
+from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, StorageError, TransientStoreError
 
 __all__ = ["CodecServer", "CodecServerError", "is_loopback"]
 

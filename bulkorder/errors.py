@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from domain.errors import OrderError
-from domain.identifiers import InvalidIdentifierError
-from domain.items import ItemValidationError
-from domain.refs import InvalidRefError
-from storage.errors import StorageError
-from workflows.errors import OrderRefusedError
-from workflows.relay import RelayStoppedError
-from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+from bulkorder.domain.errors import OrderError
+from bulkorder.domain.identifiers import InvalidIdentifierError
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.refs import InvalidRefError
+from bulkorder.storage.errors import StorageError
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.relay import RelayStoppedError
+from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
 from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
@@ -19,8 +19,8 @@ from bulkorder.settings import SettingsError
 
 # Analysts (docs/analysts.md): a version or instant the order never had is bad input; a
 # database or read-model failure is a failure.
-from domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError
-from domain.read_model import ProjectionOrderError
+from bulkorder.domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError
+from bulkorder.domain.read_model import ProjectionOrderError
 from eventsourcing.persistence import PersistenceError
 
 _ANALYSTS_BAD_INPUT = (VersionOutOfRangeError, BeforeCreationError, InvalidInstantError)

@@ -6,7 +6,7 @@ field. Files of millions of items go through ``bulkorder import`` instead, which
 
 Reads are bounded: a line longer than ``max_line_bytes`` (the importer's limit,
 ``BULKORDER_MAX_LINE_BYTES``) or a file larger than :data:`MAX_ITEM_FILE_BYTES` is
-refused before it is held whole, and JSON is parsed strictly (:mod:`domain.json_text`:
+refused before it is held whole, and JSON is parsed strictly (:mod:`bulkorder.domain.json_text`:
 no ``NaN``/``Infinity``, no duplicate keys, bounded nesting).
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from domain import json_text
-from domain.items import first_sum_crossing, items_from_json_lines, validate_item_dict
-from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
+from bulkorder.domain import json_text
+from bulkorder.domain.items import first_sum_crossing, items_from_json_lines, validate_item_dict
+from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
 
 #: Largest file ``create --items`` and ``add`` read (they hold it whole; ``import`` streams).
 MAX_ITEM_FILE_BYTES = 64 * 1024 * 1024

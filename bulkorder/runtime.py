@@ -19,14 +19,14 @@ from temporalio.worker import Worker
 
 from bulkorder.embedded import EmbeddedTemporal, running_dev_address
 from bulkorder.settings import Settings
-from domain.application import Orders
-from storage.batches import BatchStore
-from storage.blob_store import BlobStore
-from storage.claim_check import ClaimCheckCodec
-from storage.config import BlobStoreConfig
-from workflows.client import OrderClient
-from workflows.failures import BoundedFailureConverter
-from workflows.worker import build_worker
+from bulkorder.domain.application import Orders
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.blob_store import BlobStore
+from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.config import BlobStoreConfig
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.failures import BoundedFailureConverter
+from bulkorder.workflows.worker import build_worker
 
 
 class NoTemporalError(RuntimeError):

@@ -2,7 +2,7 @@
 
 Every process of one deployment that writes or records batches (importers, services,
 workers) must share the secret, so that a worker believes the counters of refs its own
-writers sealed and checks every other ref against its blob (``storage.ref_proof``).
+writers sealed and checks every other ref against its blob (``bulkorder.storage.ref_proof``).
 
 - ``BULKORDER_REF_SECRET``: the current secret (at least 16 bytes; 32 random bytes as
   hex is a good one). ``BULKORDER_REF_SECRETS_PREVIOUS``: comma-separated secrets whose
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from domain.seal import MIN_SECRET_BYTES, RefSealer
+from bulkorder.domain.seal import MIN_SECRET_BYTES, RefSealer
 
 SECRET_FILE = "ref-secret"
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bulkorder.seals import SealSettings
-from domain.errors import BulkorderError
-from storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
-from storage.config import BlobStoreConfig, EventStoreConfig
-from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
-from workflows.messages import OrderLimits
-from workflows.worker import DEFAULT_TASK_QUEUE
+from bulkorder.domain.errors import BulkorderError
+from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
+from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
+from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
+from bulkorder.workflows.messages import OrderLimits
+from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
 
 DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8

@@ -2,7 +2,7 @@
 
 Every operation is idempotent. The workflow records changes through an activity that
 Temporal may run more than once (retries, a worker dying after the write but before
-reporting back); applying the same :class:`~domain.summary.OrderChange` twice must record
+reporting back); applying the same :class:`~bulkorder.domain.summary.OrderChange` twice must record
 it once. Batch IDs and the order's status make repeats detectable, and the event store's
 optimistic concurrency (aggregate versions) catches two writers racing.
 """
@@ -13,13 +13,15 @@ from typing import Any, ClassVar, Iterator, Mapping
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Transcoding
+from eventsourcing.utils import resolve_topic
 
-from domain.errors import OrderAlreadyExistsError, OrderConflictError, OrderLimitError, OrderNotFoundError
-from domain.identifiers import aggregate_id_for
-from domain.order import REJECTED_ORDER_LIMIT, Order
-from domain.refs import BatchRef, ReportRef
-from domain.summary import OrderChange, OrderSummary, RecordOutcome
+from bulkorder.domain.errors import OrderAlreadyExistsError, OrderConflictError, OrderLimitError, OrderNotFoundError
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.order import REJECTED_ORDER_LIMIT, Order
+from bulkorder.domain.refs import BatchRef, ReportRef
+from bulkorder.domain.summary import OrderChange, OrderSummary, RecordOutcome
+from bulkorder.domain.topics import renamed_topics_mapper_class
 
 #: A snapshot every this many events bounds the rebuild of any order to that many events.
 SNAPSHOT_INTERVAL = 100
@@ -57,6 +59,13 @@ class Orders(Application[UUID]):
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        # Events stored by 0.1.0 name the module by its old top-level path: the mapper
+        # reads them as today's classes (see domain/topics.py).
+        configured = self.factory.env.get(self.factory.MAPPER_TOPIC)
+        mapper_class = renamed_topics_mapper_class(resolve_topic(configured) if configured else None)
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=mapper_class)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

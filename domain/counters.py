@@ -3,7 +3,7 @@
 The one check of the fields that money depends on, applied to items read back from a blob
 (which the reader did not validate itself): every quantity, amount and line total within
 the domain's bounds, every currency a code, every SKU a string, and the sums within the
-order bounds. Raises :class:`~domain.items.ItemValidationError` naming the item.
+order bounds. Raises :class:`~bulkorder.domain.items.ItemValidationError` naming the item.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from domain.items import CURRENCY_PATTERN, MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError, check_batch_sums
-from domain.limits import MAX_LINE_TOTAL
+from bulkorder.domain.items import CURRENCY_PATTERN, MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError, check_batch_sums
+from bulkorder.domain.limits import MAX_LINE_TOTAL
 
 _CURRENCY = re.compile(CURRENCY_PATTERN.rstrip("$").lstrip("^"))
 

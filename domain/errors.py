@@ -2,7 +2,7 @@
 
 They are the family users catch, whichever way a request went: the event store raises
 them directly (the orders application, ``OrderOutbox``), and ``OrderClient`` raises its
-workflow's refusals as classes that are both :class:`~workflows.errors.OrderRefusedError`
+workflow's refusals as classes that are both :class:`~bulkorder.workflows.errors.OrderRefusedError`
 and the matching class here, so ``except OrderClosedError`` catches a closed order from
 either side.
 """
@@ -56,7 +56,7 @@ class EmptyOrderError(OrderClosedError):
 
 class OrderLimitError(OrderError):
     """A batch would take the order's quantity or a per-currency total past the order
-    bounds (``domain.limits``): recorded as a rejection, never as counters."""
+    bounds (``bulkorder.domain.limits``): recorded as a rejection, never as counters."""
 
 
 class FulfillmentFailedError(OrderError):

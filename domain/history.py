@@ -2,7 +2,7 @@
 
 Pure functions over ``Order`` events (no I/O): the event store hands them the events, the
 CLI and the export print what they return. Nothing here touches items: an ``ItemsAdded``
-event is described by its :class:`~domain.refs.BatchRef`'s counters.
+event is described by its :class:`~bulkorder.domain.refs.BatchRef`'s counters.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import date, datetime, time, timezone
 from typing import Any, Iterable, Iterator
 from uuid import UUID
 
-from domain.errors import BulkorderError, OrderError
-from domain.order import Order
-from domain.refs import BatchRef, ReportRef
+from bulkorder.domain.errors import BulkorderError, OrderError
+from bulkorder.domain.order import Order
+from bulkorder.domain.refs import BatchRef, ReportRef
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

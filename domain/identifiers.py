@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from domain.errors import BulkorderError
+from bulkorder.domain.errors import BulkorderError
 
 # Order and customer IDs end up in workflow IDs, blob keys and file names: keep them to
 # a conservative, URL- and path-safe alphabet. Matched whole (``fullmatch``): with

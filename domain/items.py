@@ -26,12 +26,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
-from domain import json_text
-from domain.errors import BulkorderError
-from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
+from bulkorder.domain import json_text
+from bulkorder.domain.errors import BulkorderError
+from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
 # The rules, as values: the pydantic types below and the importer's fast decoder
-# (workflows.importer.fast_items) are both built from these.
+# (bulkorder.workflows.importer.fast_items) are both built from these.
 MAX_ATTRIBUTES = 500
 MAX_QUANTITY = 1_000_000_000
 MAX_UNIT_AMOUNT = 10**15

@@ -1,7 +1,7 @@
 """The ``Order`` aggregate: the durable, event-sourced record of one order.
 
 It holds references and counters, never items: an order of ten million items is a few
-thousand ``ItemsAdded`` events, each carrying one :class:`~domain.refs.BatchRef`.
+thousand ``ItemsAdded`` events, each carrying one :class:`~bulkorder.domain.refs.BatchRef`.
 
 Every event class states its ``class_version``. When an event's shape changes, its version
 goes up and a static ``upcast_vN_vN+1(state)`` method turns a stored event of the older
@@ -19,10 +19,10 @@ from datetime import datetime
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
-from domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
-from domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref, totals_over_limit
-from domain.summary import (  # noqa: F401 - the codes are part of this module's API
+from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
+from bulkorder.domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
+from bulkorder.domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref, totals_over_limit
+from bulkorder.domain.summary import (  # noqa: F401 - the codes are part of this module's API
     REJECTED_INVALID_REF,
     REJECTED_ORDER_CLOSED,
     REJECTED_ORDER_LIMIT,
@@ -206,7 +206,7 @@ class Order(Aggregate):
         """Add one batch; return ``False`` if this batch ID was applied before.
 
         Raises :class:`OrderLimitError` if the batch would take the order's quantity or
-        a total past the order bounds (``domain.limits``): the caller records it rejected.
+        a total past the order bounds (``bulkorder.domain.limits``): the caller records it rejected.
         """
         if batch.batch_id in self.batch_ids:
             return False

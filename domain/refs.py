@@ -12,9 +12,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
-from domain.errors import BulkorderError
-from domain.identifiers import InvalidIdentifierError, check_batch_id
-from domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
+from bulkorder.domain.errors import BulkorderError
+from bulkorder.domain.identifiers import InvalidIdentifierError, check_batch_id
+from bulkorder.domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 
 #: The batch encoding this version of bulkorder writes and reads.
 BATCH_ENCODING = "msgpack+zstd"
@@ -30,7 +30,7 @@ BATCH_KEY_PREFIX = "batches"
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 _CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
-#: A seal is empty (unsealed) or ``hs256:<16 hex key id>:<64 hex mac>`` (``domain.seal``).
+#: A seal is empty (unsealed) or ``hs256:<16 hex key id>:<64 hex mac>`` (``bulkorder.domain.seal``).
 _SEAL_PATTERN = re.compile(r"hs256:[0-9a-f]{16}:[0-9a-f]{64}")
 
 
@@ -52,7 +52,7 @@ class BatchRef:
     totals: dict[str, int] = field(default_factory=dict)
     encoding: str = BATCH_ENCODING
     format_version: int = BATCH_FORMAT_VERSION
-    #: The writer's seal over every other field (``domain.seal``): proves that bulkorder's
+    #: The writer's seal over every other field (``bulkorder.domain.seal``): proves that bulkorder's
     #: own writer counted this content. Empty on refs from before seals, or from writers
     #: without the deployment's secret: their claims are then checked against the blob.
     seal: str = ""

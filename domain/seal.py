@@ -1,11 +1,11 @@
 """Seals on refs: proof that bulkorder's own writer counted a batch's content.
 
-Any Temporal client on the namespace can send a :class:`~domain.refs.BatchRef`, and its
+Any Temporal client on the namespace can send a :class:`~bulkorder.domain.refs.BatchRef`, and its
 counters (items, quantity, totals) decide what a customer pays. A writer that validated
 and counted the items seals the ref: an HMAC-SHA256, keyed with the deployment's secret,
 over every other field. The worker that records the ref checks the seal; a ref whose seal
 does not verify is believed only after its claims were checked against the blob itself
-(``storage.ref_proof``). Standard library only: the domain decides what a valid seal is.
+(``bulkorder.storage.ref_proof``). Standard library only: the domain decides what a valid seal is.
 
 A seal reads ``hs256:<key id>:<64 hex digits>``. The key ID (the first 16 hex digits of a
 hash of the secret, never the secret) names the key, so a deployment can rotate: it seals
@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, replace
 from typing import Iterable
 
-from domain.refs import BatchRef
+from bulkorder.domain.refs import BatchRef
 
 SEAL_SCHEME = "hs256"
 _SEAL = re.compile(r"hs256:[0-9a-f]{16}:[0-9a-f]{64}")

@@ -7,7 +7,7 @@ updates, the event store builds them from the ``Order`` aggregate, the CLI print
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from domain.refs import BatchRef, ReportRef
+from bulkorder.domain.refs import BatchRef, ReportRef
 
 
 class OrderStatus:
@@ -79,7 +79,7 @@ class Rejection:
     #: An added batch that fulfillment could not read, and how many items it held.
     at_fulfillment: bool = False
     item_count: int = 0
-    #: Why, for counting without parsing text (``domain.order.REJECTED_*``); empty on
+    #: Why, for counting without parsing text (``bulkorder.domain.order.REJECTED_*``); empty on
     #: rejections made before codes travelled with them (the reason's wording decides).
     code: str = ""
 

@@ -3,7 +3,7 @@
 Header (20 bytes, little-endian)::
 
     magic           4s   b"BKOB"
-    format_version  u8   domain.refs.BATCH_FORMAT_VERSION
+    format_version  u8   bulkorder.domain.refs.BATCH_FORMAT_VERSION
     compression     u8   0 = none, 1 = zstd
     flags           u16  0 (reserved)
     item_count      u32  number of items in the body
@@ -11,14 +11,14 @@ Header (20 bytes, little-endian)::
 
 Body: one msgpack array of item maps. The header lets a reader reject foreign or future
 data before decompressing anything, and bounds decompression, so a malformed or hostile
-blob fails with :class:`~storage.errors.BatchFormatError` instead of exhausting memory.
+blob fails with :class:`~bulkorder.storage.errors.BatchFormatError` instead of exhausting memory.
 Items are encoded as they are: validation happened before
-(``domain.items.validate_item_dicts``), this module only moves bytes.
+(``bulkorder.domain.items.validate_item_dicts``), this module only moves bytes.
 
 Bounds on reading (docs/security.md, "Blob reads and decoding"):
 
 - ``raw_size`` is at most :data:`MAX_RAW_SIZE` (256 MiB). The default batch (5,000 items
-  of ``domain.sample_items``) is 1.8 MiB raw; 256 MiB holds ~700,000 such items, and a
+  of ``bulkorder.domain.sample_items``) is 1.8 MiB raw; 256 MiB holds ~700,000 such items, and a
   batch that decodes to more would cost gigabytes as Python objects anyway. Writing a
   larger one fails at encode time, asking for a smaller batch size.
 - ``raw_size`` is at most :data:`MAX_EXPANSION_RATIO` (1,000) times the stored body:
@@ -29,9 +29,9 @@ Bounds on reading (docs/security.md, "Blob reads and decoding"):
   every batch it writes is readable.
 - The zstd frame's declared content size must equal ``raw_size`` (read from the frame
   header, before anything is allocated); a frame that declares none is decompressed as
-  a bounded stream (:mod:`storage.bounded_zstd`).
+  a bounded stream (:mod:`bulkorder.storage.bounded_zstd`).
 - msgpack decoding allows no array longer than the header's item count and no map
-  larger than an item may be (:data:`domain.items.MAX_ATTRIBUTES` entries).
+  larger than an item may be (:data:`bulkorder.domain.items.MAX_ATTRIBUTES` entries).
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ from typing import Any, Mapping, Sequence
 import msgpack
 import zstandard
 
-from domain.items import MAX_ATTRIBUTES
-from domain.refs import BATCH_FORMAT_VERSION
-from storage.bounded_zstd import decompress_bounded
-from storage.errors import BatchFormatError
+from bulkorder.domain.items import MAX_ATTRIBUTES
+from bulkorder.domain.refs import BATCH_FORMAT_VERSION
+from bulkorder.storage.bounded_zstd import decompress_bounded
+from bulkorder.storage.errors import BatchFormatError
 
 MAGIC = b"BKOB"
 HEADER = struct.Struct("<4sBBHIQ")

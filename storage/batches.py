@@ -1,4 +1,4 @@
-"""Batches of items in the blob store, and the :class:`~domain.refs.BatchRef`s naming them.
+"""Batches of items in the blob store, and the :class:`~bulkorder.domain.refs.BatchRef`s naming them.
 
 This is the one place that turns items into a ref and a ref back into items. A batch is
 stored under the sha-256 of its bytes, so writing the same batch twice writes it once, and
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from domain.identifiers import check_batch_id
-from domain.items import Item, item_from_dict
-from domain.items import check_batch_sums
-from domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
-from domain.seal import RefSealer
-from storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch, read_header
-from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
+from bulkorder.domain.identifiers import check_batch_id
+from bulkorder.domain.items import Item, item_from_dict
+from bulkorder.domain.items import check_batch_sums
+from bulkorder.domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
+from bulkorder.domain.seal import RefSealer
+from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch, read_header
+from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
 CONTENT_BATCH_ID_PREFIX = "sha256-"
@@ -48,9 +48,9 @@ class BatchStore:
     """Writes item batches as content-addressed blobs and reads them back, checked.
 
     Every batch lives under its content key (``batches/ab/ab12...``, see
-    :func:`domain.refs.batch_key`); ``level`` is the zstd compression level. With a
+    :func:`bulkorder.domain.refs.batch_key`); ``level`` is the zstd compression level. With a
     ``sealer`` (the deployment's secret), the refs it makes are sealed: the worker then
-    believes their counters without reading the blob again (``storage.ref_proof``).
+    believes their counters without reading the blob again (``bulkorder.storage.ref_proof``).
     """
 
     key_prefix = BATCH_KEY_PREFIX
@@ -131,7 +131,7 @@ class BatchStore:
     def read(self, ref: BatchRef) -> list[dict[str, Any]]:
         """The items of the batch ``ref`` names, checked against the ref.
 
-        Raises :class:`~domain.refs.InvalidRefError` for a malformed ref,
+        Raises :class:`~bulkorder.domain.refs.InvalidRefError` for a malformed ref,
         :class:`BlobNotFoundError` / :class:`BlobIntegrityError` if the blob is missing
         or corrupt, :class:`BatchFormatError` if it does not decode or contradicts the
         ref. Each names the batch ID and its key.
@@ -161,5 +161,5 @@ class BatchStore:
         return items
 
     def read_items(self, ref: BatchRef) -> list[Item]:
-        """Like :meth:`read`, as :class:`~domain.items.Item` models (slower: one model per item)."""
+        """Like :meth:`read`, as :class:`~bulkorder.domain.items.Item` models (slower: one model per item)."""
         return [item_from_dict(item) for item in self.read(ref)]

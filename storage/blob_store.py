@@ -18,8 +18,8 @@ import hashlib
 import re
 from typing import Iterator, Protocol, runtime_checkable
 
-from domain.refs import InvalidRefError, check_key
-from storage.errors import BlobIntegrityError, BlobTooLargeError, InvalidBlobKeyError
+from bulkorder.domain.refs import InvalidRefError, check_key
+from bulkorder.storage.errors import BlobIntegrityError, BlobTooLargeError, InvalidBlobKeyError
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -48,10 +48,10 @@ class BlobStore(Protocol):
         ``max_size``: the most bytes the reference allows; a larger blob is refused
         without reading its body (at most ``max_size + 1`` bytes are ever read).
 
-        Raises :class:`~storage.errors.BlobNotFoundError` if absent,
-        :class:`~storage.errors.BlobIntegrityError` if the bytes do not hash to
+        Raises :class:`~bulkorder.storage.errors.BlobNotFoundError` if absent,
+        :class:`~bulkorder.storage.errors.BlobIntegrityError` if the bytes do not hash to
         ``sha256`` (or to the key, for a content-addressed key), and
-        :class:`~storage.errors.BlobTooLargeError` if the blob is over ``max_size``.
+        :class:`~bulkorder.storage.errors.BlobTooLargeError` if the blob is over ``max_size``.
         """
         ...
 
@@ -89,7 +89,7 @@ def content_key(sha256: str, prefix: str = "batches") -> str:
 def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid blob key, else raise :class:`InvalidBlobKeyError`.
 
-    The rules (``domain.refs.check_key``) rule out traversal by construction: lower-case
+    The rules (``bulkorder.domain.refs.check_key``) rule out traversal by construction: lower-case
     segments of ``a-z 0-9 . _ -`` that start with a letter or digit, no ``..``, no leading
     or trailing ``/``, at most 512 characters.
     """

@@ -7,18 +7,18 @@ user's own input. :class:`ClaimCheckCodec` is the safety net under all of them. 
 payload whose serialized size is over the threshold is
 
 1. serialized, metadata and data, so it comes back byte for byte (in two parts, so a
-   large one is not copied whole: :mod:`storage.payload_wire`),
+   large one is not copied whole: :mod:`bulkorder.storage.payload_wire`),
 2. compressed with zstd (kept raw if that does not make it smaller),
 3. written to the blob store under ``payloads/<sha[:2]>/<sha>``, the sha-256 of the
    stored bytes (identical payloads share one blob; a reader can check what it got),
 4. replaced by a reference payload of ~250 bytes: encoding ``binary/bulkorder-claim-check``
    and a small JSON body (:class:`ClaimCheck`: key, sha-256, stored and original size,
-   compression; the reference and the checks on it live in :mod:`storage.claim_check_ref`).
+   compression; the reference and the checks on it live in :mod:`bulkorder.storage.claim_check_ref`).
 
 Decoding fetches the blob, checks it against the sha-256 and stored size the reference
 carries (never reading more than that size), decompresses it bounded by the reference's
 original size (the zstd frame's declared size is read first; a frame of undeclared size is
-streamed and stopped at the limit: :mod:`storage.bounded_zstd`), and parses the original
+streamed and stopped at the limit: :mod:`bulkorder.storage.bounded_zstd`), and parses the original
 payload. A reference is at most :data:`MAX_REFERENCE_BYTES` of JSON, and may not promise an
 expansion over :data:`MAX_EXPANSION_RATIO` (payloads that compress more are stored
 uncompressed). A reference is never wrapped again; payloads at or under the threshold pass
@@ -30,11 +30,11 @@ one call in parallel. Decoded payloads are kept in a bounded LRU cache (in bytes
 replayed workflow or an activity result decoded right after it was encoded does not
 download the same blob again.
 
-Failures are never hidden: a missing blob is :class:`~storage.errors.BlobNotFoundError`,
-a hash mismatch :class:`~storage.errors.BlobIntegrityError`, a malformed reference or a
+Failures are never hidden: a missing blob is :class:`~bulkorder.storage.errors.BlobNotFoundError`,
+a hash mismatch :class:`~bulkorder.storage.errors.BlobIntegrityError`, a malformed reference or a
 blob that does not restore what it promises (too large, a bomb, not a payload)
-:class:`~storage.errors.ClaimCheckError`, each naming the key. A
-:class:`~storage.errors.TransientStoreError` is retried a few times here, then raised, so
+:class:`~bulkorder.storage.errors.ClaimCheckError`, each naming the key. A
+:class:`~bulkorder.storage.errors.TransientStoreError` is retried a few times here, then raised, so
 Temporal retries the task. Nothing ever falls back to sending the payload inline.
 """
 
@@ -53,9 +53,9 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.bounded_zstd import decompress_bounded
-from storage.claim_check_ref import (
+from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.bounded_zstd import decompress_bounded
+from bulkorder.storage.claim_check_ref import (
     COMPRESSION_NONE,
     COMPRESSION_ZSTD,
     KEY_PREFIX,
@@ -65,15 +65,15 @@ from storage.claim_check_ref import (
     ClaimCheck,
     is_reference,
 )
-from storage.errors import (
+from bulkorder.storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
     BlobTooLargeError,
     ClaimCheckError,
     TransientStoreError,
 )
-from storage.payload_cache import CacheStats, PayloadCache
-from storage.payload_wire import payload_is_larger_than, serialized_parts
+from bulkorder.storage.payload_cache import CacheStats, PayloadCache
+from bulkorder.storage.payload_wire import payload_is_larger_than, serialized_parts
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ A reference is a small JSON body (:class:`ClaimCheck`) under the encoding
 can send one, so :meth:`ClaimCheck.from_payload` believes nothing: a reference is at most
 :data:`MAX_REFERENCE_BYTES` of flat JSON, its key must be the content key of its sha-256,
 its sizes must be sizes, and it may not promise more than :data:`MAX_EXPANSION_RATIO`
-original bytes per stored byte. Anything else is a :class:`~storage.errors.ClaimCheckError`.
+original bytes per stored byte. Anything else is a :class:`~bulkorder.storage.errors.ClaimCheckError`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from temporalio.api.common.v1 import Payload
 
-from storage.blob_store import content_key
-from storage.errors import ClaimCheckError, InvalidBlobKeyError
+from bulkorder.storage.blob_store import content_key
+from bulkorder.storage.errors import ClaimCheckError, InvalidBlobKeyError
 
 #: The ``encoding`` metadata of a reference payload.
 REFERENCE_ENCODING = b"binary/bulkorder-claim-check"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from storage.blob_store import BlobStore
+from bulkorder.storage.blob_store import BlobStore
 
 if TYPE_CHECKING:
-    from domain.application import Orders
+    from bulkorder.domain.application import Orders
 
 #: eventsourcing reads ``ORDERS_X`` before ``X`` for the ``Orders`` application.
 APP_PREFIX = "ORDERS_"
@@ -75,7 +75,7 @@ class BlobStoreConfig:
 
     def open(self) -> BlobStore:
         if self.s3_bucket:
-            from storage.s3_store import S3BlobStore  # boto3 is slow to import: only when used
+            from bulkorder.storage.s3_store import S3BlobStore  # boto3 is slow to import: only when used
 
             return S3BlobStore(
                 self.s3_bucket,
@@ -84,7 +84,7 @@ class BlobStoreConfig:
                 region_name=self.s3_region,
             )
         if self.folder:
-            from storage.folder_store import FolderBlobStore
+            from bulkorder.storage.folder_store import FolderBlobStore
 
             return FolderBlobStore(self.folder)
         raise ValueError("no blob store configured: give a folder or an S3 bucket")
@@ -177,7 +177,7 @@ class EventStoreConfig:
         variable set here is also passed with the ``ORDERS_`` prefix, so a stray
         ``ORDERS_...`` in the process environment cannot override this configuration.
         """
-        from domain.application import Orders
+        from bulkorder.domain.application import Orders
 
         env = self.env()
         for name, value in self.variables:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.errors import BulkorderError
+from bulkorder.domain.errors import BulkorderError
 
 
 class StorageError(BulkorderError):

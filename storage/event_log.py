@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from domain.application import Orders
-from domain.history import event_document
-from domain.order import Order
+from bulkorder.domain.application import Orders
+from bulkorder.domain.history import event_document
+from bulkorder.domain.order import Order
 
 
 class EventLog:
-    """Pages of the log as JSON-ready documents (:func:`domain.history.event_document`)."""
+    """Pages of the log as JSON-ready documents (:func:`bulkorder.domain.history.event_document`)."""
 
     def __init__(self, orders: Orders, *, page_size: int = 1_000) -> None:
         self.orders = orders

@@ -17,7 +17,7 @@ not hold the key's content.
 Symlinks: every path is walked one directory at a time from the root with ``O_NOFOLLOW``
 (``openat``), so no operation follows a symlink inside the blob root, whether it is the
 blob's file or any directory on its path; such a key is refused with
-:class:`~storage.errors.InvalidBlobKeyError`. (The root itself may be a symlink: it is
+:class:`~bulkorder.storage.errors.InvalidBlobKeyError`. (The root itself may be a symlink: it is
 resolved once, when the store is made.) This needs POSIX ``dir_fd`` support (Linux, macOS).
 
 Temporary files start with ``.``, which no key segment may, so they never clash with
@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from storage.blob_store import (
+from bulkorder.storage.blob_store import (
     check_max_size,
     expected_sha256,
     refuse_if_larger,
@@ -46,7 +46,7 @@ from storage.blob_store import (
     validate_key,
     verify,
 )
-from storage.errors import BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError, StorageError
+from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError, StorageError
 
 logger = logging.getLogger(__name__)
 

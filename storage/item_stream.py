@@ -24,10 +24,10 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import msgspec
 
-from domain.refs import BatchRef, check_batch_ref
-from storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
-from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
+from bulkorder.domain.refs import BatchRef, check_batch_ref
+from bulkorder.storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 
 FORMATS = ("ndjson", "csv")
 CSV_COLUMNS = ("sku", "quantity", "unit_price_amount", "unit_price_currency", "name", "attributes")
@@ -52,7 +52,7 @@ def _checked_header(data: bytes, where: str, item_count: int) -> BatchHeader:
 
 
 def decode_items(data: bytes, where: str, item_count: int) -> list[dict[str, Any]]:
-    """The item dicts of one batch's bytes, with the checks of :func:`storage.batch_codec.decode_batch`."""
+    """The item dicts of one batch's bytes, with the checks of :func:`bulkorder.storage.batch_codec.decode_batch`."""
     header = _checked_header(data, where, item_count)
     raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
     try:
@@ -200,7 +200,7 @@ class ItemStreamer:
         return data
 
     def read_items(self, ref: BatchRef) -> list[dict[str, Any]]:
-        """The items of one batch, checked like :meth:`storage.batches.BatchStore.read`, decoded faster."""
+        """The items of one batch, checked like :meth:`bulkorder.storage.batches.BatchStore.read`, decoded faster."""
         return decode_items(self._fetch(ref), f"batch {ref.batch_id!r} ({ref.key})", ref.item_count)
 
     def write(

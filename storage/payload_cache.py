@@ -1,6 +1,6 @@
 """A bounded LRU cache of decoded payloads, measured in bytes, with hit and miss counts.
 
-The claim-check codec (:mod:`storage.claim_check`) keeps the serialized original of every
+The claim-check codec (:mod:`bulkorder.storage.claim_check`) keeps the serialized original of every
 payload it decodes or encodes here, keyed by blob key: blobs are immutable, so an entry is
 never stale. A workflow replayed on a worker, or an activity result decoded by the worker
 that just encoded it, then costs no download.

@@ -1,8 +1,8 @@
 """Projections of the orders' event log into read models, and the loop that runs them.
 
 Each projection is an eventsourcing :class:`~eventsourcing.projection.Projection` over a
-view (:mod:`storage.views`). It processes events a page at a time: loads the rows the page
-touches, applies the page with the pure functions of :mod:`domain.read_model`, and commits
+view (:mod:`bulkorder.storage.views`). It processes events a page at a time: loads the rows the page
+touches, applies the page with the pure functions of :mod:`bulkorder.domain.read_model`, and commits
 the rows with the tracking record of the page's last event in one transaction - only if
 the view is still at the position the page started from. A run stopped anywhere (Ctrl-C,
 a crash, a missing blob) leaves the view at the end of its last committed page, and the
@@ -12,7 +12,7 @@ A batch that cannot be read (missing, corrupt, not a batch, or not holding what 
 claims) or whose counters would take its order's row past the domain's bounds never stops
 the projection: it is skipped, recorded with the reason in the view (per order, and in
 ``bulkorder report``), and the projection goes on and its position advances. A transient
-store error (:class:`~storage.errors.TransientStoreError`) does stop the run, so the next
+store error (:class:`~bulkorder.storage.errors.TransientStoreError`) does stop the run, so the next
 run reads the batch again; ``project --rebuild`` re-reads skipped batches once repaired.
 
 ``process_event`` processes one event the same way, so a projection also runs under
@@ -32,15 +32,15 @@ from typing import Any, Callable, ClassVar, Generic, Sequence, TypeVar
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 
-from domain.application import Orders
-from domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
-from domain.order import Order
-from domain.read_model import OrderSummaryRow, project_summary, sku_quantities
-from domain.refs import BatchRef
-from storage.errors import TransientStoreError
-from storage.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
-from storage.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
-from storage.views import ViewMovedError
+from bulkorder.domain.application import Orders
+from bulkorder.domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
+from bulkorder.domain.order import Order
+from bulkorder.domain.read_model import OrderSummaryRow, project_summary, sku_quantities
+from bulkorder.domain.refs import BatchRef
+from bulkorder.storage.errors import TransientStoreError
+from bulkorder.storage.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
+from bulkorder.storage.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
+from bulkorder.storage.views import ViewMovedError
 
 _ORDER_EVENTS = (
     Order.Created, Order.ItemsAdded, Order.BatchRejected, Order.Submitted, Order.FulfillmentCompleted, Order.Cancelled,

@@ -1,7 +1,7 @@
 """Proving a ref's claims before they change an order's recorded counters.
 
-A :class:`~domain.refs.BatchRef` claims how many items its batch holds, their quantity and
-their totals. A claim is believed when bulkorder's own writer sealed it (``domain.seal``:
+A :class:`~bulkorder.domain.refs.BatchRef` claims how many items its batch holds, their quantity and
+their totals. A claim is believed when bulkorder's own writer sealed it (``bulkorder.domain.seal``:
 an HMAC with the deployment's secret, checked without I/O) or, failing that, when the blob
 itself bears it out: read (bounded by the ref's size, checked against its sha-256),
 decoded, and every counted field of every item checked and added up. Anything else is a
@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from domain.counters import count_items
-from domain.items import ItemValidationError
-from domain.refs import BatchRef, InvalidRefError
-from domain.seal import RefSealer
-from storage.batches import BatchStore
-from storage.errors import BlobNotFoundError, StorageError, TransientStoreError
+from bulkorder.domain.counters import count_items
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.refs import BatchRef, InvalidRefError
+from bulkorder.domain.seal import RefSealer
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import BlobNotFoundError, StorageError, TransientStoreError
 
 
 def claims_mismatch(ref: BatchRef, items: Sequence[Mapping[str, Any]]) -> str | None:
     """Why ``items`` do not bear out ``ref``'s counters, else ``None``.
 
-    Raises :class:`~domain.items.ItemValidationError` if a counted field is invalid."""
+    Raises :class:`~bulkorder.domain.items.ItemValidationError` if a counted field is invalid."""
     if len(items) != ref.item_count:
         return f"the ref claims {ref.item_count} items, its batch holds {len(items)}"
     quantity, totals = count_items(items, f"batch {ref.batch_id}")

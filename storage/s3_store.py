@@ -3,8 +3,8 @@
 One boto3 client serves every thread (boto3 clients are thread-safe; sessions are not,
 so each store builds its client from its own session). Backend failures are translated:
 what may pass (no connection, timeouts, 5xx, throttling) becomes
-:class:`~storage.errors.TransientStoreError` so the caller retries; what will not
-(a missing bucket, no access) becomes :class:`~storage.errors.StorageError` naming the
+:class:`~bulkorder.storage.errors.TransientStoreError` so the caller retries; what will not
+(a missing bucket, no access) becomes :class:`~bulkorder.storage.errors.StorageError` naming the
 bucket and endpoint.
 
 Writes are create-only: a HEAD skips keys that exist (the common case when an activity is
@@ -33,7 +33,7 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from storage.blob_store import (
+from bulkorder.storage.blob_store import (
     check_max_size,
     expected_sha256,
     refuse_if_larger,
@@ -41,7 +41,7 @@ from storage.blob_store import (
     validate_key,
     verify,
 )
-from storage.errors import (
+from bulkorder.storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
     InvalidBlobKeyError,

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, ClassVar, Iterator, Sequence
 
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
-from psycopg.sql import SQL
 
-from storage.errors import StorageError
-from storage.config import APP_PREFIX, POSTGRES_MODULE, SQLITE_MODULE, EventStoreConfig
+from bulkorder.storage.errors import StorageError
+from bulkorder.storage.config import APP_PREFIX, POSTGRES_MODULE, SQLITE_MODULE, EventStoreConfig
 
 
 class ViewMovedError(IntegrityError):
@@ -136,10 +135,15 @@ class SQLiteView(SqlDialect, SQLiteTrackingRecorder):
         cursor.execute(f"UPDATE {self.tracking_table} SET notification_id = notification_id WHERE 0")
 
 
-class PostgresView(SqlDialect, PostgresTrackingRecorder):
-    """A view in the event store's PostgreSQL schema; its tracking table is ``<view>_tracking``."""
+class PostgresView(SqlDialect):
+    """A view in the event store's PostgreSQL schema; its tracking table is ``<view>_tracking``.
+
+    :func:`open_view` joins it with eventsourcing's ``PostgresTrackingRecorder``, so psycopg
+    (the ``postgres`` extra) is imported only when the event store is PostgreSQL."""
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        from psycopg.sql import SQL
+
         super().__init__(datastore, **kwargs)
         for statement in self.table_statements:
             self.sql_create_statements.append(SQL(self.sql(statement)))  # type: ignore[arg-type]
@@ -177,13 +181,20 @@ def open_view(
     if module == SQLITE_MODULE:
         view_class: type[Any] = sqlite_class
     elif module == POSTGRES_MODULE:
-        view_class = postgres_class
+        view_class = _on_postgres(postgres_class)
     else:
         raise UnsupportedStoreError(
             f"read models need the event store in SQLite or PostgreSQL, not {module} ({config.describe()})"
         )
     factory: InfrastructureFactory[Any] = InfrastructureFactory.construct(Environment(name, _unprefixed(config)))
     return OpenedView(factory, factory.tracking_recorder(view_class))
+
+
+@cache
+def _on_postgres(view_class: type[PostgresView]) -> type[Any]:
+    from eventsourcing.postgres import PostgresTrackingRecorder  # psycopg: the postgres extra
+
+    return type(view_class.__name__, (view_class, PostgresTrackingRecorder), {"__module__": view_class.__module__})
 
 
 def _unprefixed(config: EventStoreConfig) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Temporal side of bulkorder: the order workflow, its activities, worker and client.
 
-Workflow code imports only :mod:`workflows.messages` and the standard-library-only domain
-modules; everything that does I/O lives in :mod:`workflows.activities`.
+Workflow code imports only :mod:`bulkorder.workflows.messages` and the standard-library-only domain
+modules; everything that does I/O lives in :mod:`bulkorder.workflows.activities`.
 """

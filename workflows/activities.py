@@ -1,6 +1,6 @@
 """Activities of the order workflow: all of its I/O.
 
-All are idempotent. ``record_order_change`` applies an :class:`~domain.summary.OrderChange`
+All are idempotent. ``record_order_change`` applies an :class:`~bulkorder.domain.summary.OrderChange`
 through the orders application, which records each batch ID at most once; the fulfillment
 activities only read, and write their report under a content-addressed key.
 ``fulfill_order`` (v1) stays registered for workflows that started before
@@ -13,15 +13,15 @@ from dataclasses import replace
 
 from temporalio import activity
 
-from domain.application import Orders
-from domain.order import REJECTED_UNPROVEN
-from domain.refs import ReportRef
-from domain.summary import OrderChange, RecordOutcome, Rejection
-from storage.batches import BatchStore
-from storage.ref_proof import RefProver
-from workflows.activity_errors import classified_failures
-from workflows.fulfillment import build_report, fulfill
-from workflows.messages import (
+from bulkorder.domain.application import Orders
+from bulkorder.domain.order import REJECTED_UNPROVEN
+from bulkorder.domain.refs import ReportRef
+from bulkorder.domain.summary import OrderChange, RecordOutcome, Rejection
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.ref_proof import RefProver
+from bulkorder.workflows.activity_errors import classified_failures
+from bulkorder.workflows.fulfillment import build_report, fulfill
+from bulkorder.workflows.messages import (
     FULFILL_ACTIVITY,
     FULFILL_CHECKED_ACTIVITY,
     RECORD_ACTIVITY,
@@ -33,7 +33,7 @@ from workflows.messages import (
 class OrderActivities:
     """Holds the event store and the blob store a worker shares between activity calls.
 
-    Refs are proven before they are recorded (``storage.ref_proof``): sealed by this
+    Refs are proven before they are recorded (``bulkorder.storage.ref_proof``): sealed by this
     deployment's writer, or borne out by their blob. An unproven ref is recorded as a
     ``BatchRejected`` with the reason instead of its claims.
     """

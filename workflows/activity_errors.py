@@ -27,11 +27,11 @@ from eventsourcing.persistence import InterfaceError, OperationalError, Persiste
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from domain.errors import OrderError
-from domain.items import ItemValidationError
-from domain.refs import InvalidRefError
-from storage.errors import StorageError, TransientStoreError
-from workflows.fulfillment import FulfillmentMismatch
+from bulkorder.domain.errors import OrderError
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.refs import InvalidRefError
+from bulkorder.storage.errors import StorageError, TransientStoreError
+from bulkorder.workflows.fulfillment import FulfillmentMismatch
 
 logger = logging.getLogger(__name__)
 

@@ -28,16 +28,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.errors import OrderNotFoundError
-from domain.identifiers import check_customer_id, check_order_id, workflow_id_for
-from domain.items import validate_item_dicts
-from domain.refs import BatchRef, check_batch_refs
-from domain.summary import OrderStatus, OrderSummary
-from storage.batches import BatchStore
-from workflows.errors import OrderRefusedError, refusal_from
-from workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
-from workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
-from workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.identifiers import check_customer_id, check_order_id, workflow_id_for
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.refs import BatchRef, check_batch_refs
+from bulkorder.domain.summary import OrderStatus, OrderSummary
+from bulkorder.storage.batches import BatchStore
+from bulkorder.workflows.errors import OrderRefusedError, refusal_from
+from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
+from bulkorder.workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
+from bulkorder.workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
 
 T = TypeVar("T")
 

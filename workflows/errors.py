@@ -4,7 +4,7 @@ The workflow refuses requests with ``ApplicationError``s whose ``type`` says why
 (``OrderAlreadyExists``, ``InvalidBatchRef``, ``OrderClosed``, ...). Callers get an
 :class:`OrderRefusedError` carrying that type and the workflow's own message, of the
 subclass for that reason: each is also the domain's class for it
-(:mod:`domain.errors`), so ``except OrderClosedError`` catches a closed order whether
+(:mod:`bulkorder.domain.errors`), so ``except OrderClosedError`` catches a closed order whether
 ``OrderClient`` (a refusal) or ``OrderOutbox`` (the event store) said it.
 
 As ``OSError(errno.ENOENT, ...)`` gives a ``FileNotFoundError``, constructing an
@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from domain.errors import (
+from bulkorder.domain.errors import (
     BulkorderError,
     FulfillmentFailedError,
     OrderAlreadyExistsError,
@@ -28,7 +28,7 @@ from domain.errors import (
     OrderLimitError,
     OrderNotFoundError,
 )
-from domain.refs import InvalidRefError
+from bulkorder.domain.refs import InvalidRefError
 
 
 class OrderRefusedError(BulkorderError):
@@ -88,8 +88,8 @@ class OrderNotFoundRefusal(OrderRefusedError, OrderNotFoundError):
     """The event store has no such order (recording failed)."""
 
 
-#: The workflow's refusal types (workflows.order_rules) and the domain errors' class names
-#: an activity failure carries (workflows.activity_errors), by the subclass raised.
+#: The workflow's refusal types (bulkorder.workflows.order_rules) and the domain errors' class names
+#: an activity failure carries (bulkorder.workflows.activity_errors), by the subclass raised.
 _REFUSALS: dict[str, type[OrderRefusedError]] = {
     "OrderClosed": OrderClosedRefusal,
     "OrderClosedError": OrderClosedRefusal,

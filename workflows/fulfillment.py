@@ -8,7 +8,7 @@ what the ``FulfillmentCompleted`` event and the workflow carry.
 A batch that cannot be read (its blob is gone, corrupt, does not decode, contradicts its
 ref, or lacks the fields fulfillment needs) will not become readable by retrying.
 :func:`fulfill` (v2) leaves it out of the report and returns it as a
-:class:`~domain.summary.Rejection` with the reason, which the workflow records as a
+:class:`~bulkorder.domain.summary.Rejection` with the reason, which the workflow records as a
 ``BatchRejected`` event; :func:`build_report` (v1) fails on it.
 """
 
@@ -22,16 +22,16 @@ from typing import Any, Callable
 import msgpack
 import zstandard
 
-from domain.application import Orders
-from domain.items import ItemValidationError
-from domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals, check_report_ref
-from domain.summary import Rejection
-from storage.blob_store import BlobStore, content_key
-from storage.bounded_zstd import decompress_bounded
-from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError
-from storage.ref_proof import claims_mismatch
-from workflows.messages import FulfillmentResult, FulfillRequest
+from bulkorder.domain.application import Orders
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.refs import BatchRef, InvalidRefError, ReportRef, add_totals, check_report_ref
+from bulkorder.domain.summary import Rejection
+from bulkorder.storage.blob_store import BlobStore, content_key
+from bulkorder.storage.bounded_zstd import decompress_bounded
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError
+from bulkorder.storage.ref_proof import claims_mismatch
+from bulkorder.workflows.messages import FulfillmentResult, FulfillRequest
 
 REPORT_FORMAT = "bulkorder-fulfillment-report"
 REPORT_VERSION = 1
@@ -105,7 +105,7 @@ class SkuTotals:
 
 
 #: A report decompresses to at most this much. Measured: 23 bytes per SKU (50,000 SKUs
-#: of domain.sample_items, 1.17 MB raw); ~100 with 64-character SKUs priced in several
+#: of bulkorder.domain.sample_items, 1.17 MB raw); ~100 with 64-character SKUs priced in several
 #: currencies; so 64 MiB holds 670,000 to 2.8 million SKUs.
 MAX_REPORT_RAW_SIZE = 64 * 2**20
 

@@ -1,6 +1,6 @@
 """The workflow side of fulfillment: which activity runs, and the change that records
 its outcome. Workflow code (deterministic, sandbox-safe); the reading itself is the
-activity's (:mod:`workflows.fulfillment`).
+activity's (:mod:`bulkorder.workflows.fulfillment`).
 
 v1 (runs started before the ``recorded-fulfillment-outcome`` patch) fails the workflow on
 the first unreadable batch. v2 turns every outcome into an :class:`OrderChange` recorded
@@ -15,10 +15,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.refs import ReportRef
-    from domain.summary import OrderChange
-    from workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, FulfillmentResult, FulfillRequest
-    from workflows.order_rules import FULFILL_RETRY, cause_message
+    from bulkorder.domain.refs import ReportRef
+    from bulkorder.domain.summary import OrderChange
+    from bulkorder.workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, FulfillmentResult, FulfillRequest
+    from bulkorder.workflows.order_rules import FULFILL_RETRY, cause_message
 
 _START_TO_CLOSE = timedelta(hours=6)
 _HEARTBEAT = timedelta(minutes=2)

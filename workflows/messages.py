@@ -6,8 +6,8 @@ serialises. None of them ever holds an item: at most a bounded list of ``BatchRe
 
 from dataclasses import dataclass, field
 
-from domain.refs import BatchRef, ReportRef
-from domain.summary import OrderStatus, OrderSummary, Rejection
+from bulkorder.domain.refs import BatchRef, ReportRef
+from bulkorder.domain.summary import OrderStatus, OrderSummary, Rejection
 
 # Names of the workflow's handlers and of the activities, shared by worker and clients.
 RECORD_ACTIVITY = "record_order_change"

@@ -1,6 +1,6 @@
 """The order's book inside its workflow: what handlers accept, refuse and count.
 
-The bookkeeping half of :class:`~workflows.order_workflow.OrderWorkflow` (its base class),
+The bookkeeping half of :class:`~bulkorder.workflows.order_workflow.OrderWorkflow` (its base class),
 kept apart so the workflow module reads as the order's lifecycle and its handlers. Workflow
 code: deterministic, sandbox-safe, no I/O. It works on the workflow's state
 (``self._state``: pending refs, rejections, status, the counters last recorded) and the
@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
-    from domain.summary import (
+    from bulkorder.domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
+    from bulkorder.domain.summary import (
         REJECTED_INVALID_REF,
         REJECTED_ORDER_CLOSED,
         REJECTED_ORDER_LIMIT,
@@ -24,8 +24,8 @@ with workflow.unsafe.imports_passed_through():
         OrderSummary,
         Rejection,
     )
-    from workflows.messages import OrderState
-    from workflows.order_rules import INVALID_ORDER, ORDER_CLOSED, ORDER_IS_DB_FIRST, ClaimedCounters
+    from bulkorder.workflows.messages import OrderState
+    from bulkorder.workflows.order_rules import INVALID_ORDER, ORDER_CLOSED, ORDER_IS_DB_FIRST, ClaimedCounters
 
 #: Patch: a signalled batch that would pass the order bounds is rejected (``order_limit``).
 PATCH_ORDER_LIMITS = "order-limits"
@@ -95,7 +95,7 @@ class OrderBook:
             # relay forwards the changes here; an update could race the store's own state.
             raise ApplicationError(
                 f"order {self._state.order_id!r} is recorded DB-first: {action} through the outbox "
-                "(workflows.outbox.OrderOutbox), not the workflow",
+                "(bulkorder.workflows.outbox.OrderOutbox), not the workflow",
                 type=ORDER_IS_DB_FIRST,
             )
         if self._state.status != OrderStatus.OPEN:

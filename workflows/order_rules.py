@@ -1,6 +1,6 @@
 """What the order workflow refuses, and how it retries its activities.
 
-Kept apart from :mod:`workflows.order_workflow` (which re-exports the error types) and
+Kept apart from :mod:`bulkorder.workflows.order_workflow` (which re-exports the error types) and
 sandbox-safe like it: the error types callers match on, the activities' retry policies
 and timeouts, and the check of refs every handler applies.
 """
@@ -12,8 +12,8 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from domain.refs import BatchRef, InvalidRefError, check_batch_ref, totals_over_limit
-from workflows.messages import MAX_REFS_PER_CALL
+from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_ref, totals_over_limit
+from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 # Error types a caller can match on (ApplicationError.type).
 ORDER_EXISTS = "OrderAlreadyExists"
@@ -23,10 +23,10 @@ ORDER_CLOSED = "OrderClosed"
 CREATE_REFUSED = "CreateRefused"
 FULFILLMENT_FAILED = "FulfillmentFailed"
 ORDER_IS_DB_FIRST = "OrderIsDbFirst"
-#: A batch would take the order's quantity or a total past the bounds in domain.limits.
+#: A batch would take the order's quantity or a total past the bounds in bulkorder.domain.limits.
 ORDER_LIMIT = "OrderLimitExceeded"
 
-# Errors from the event store that retrying cannot fix (see workflows.activities).
+# Errors from the event store that retrying cannot fix (see bulkorder.workflows.activities).
 PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
 
 RECORD_RETRY = RetryPolicy(

@@ -18,9 +18,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
-    from domain.refs import BatchRef
-    from domain.summary import (
+    from bulkorder.domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
+    from bulkorder.domain.refs import BatchRef
+    from bulkorder.domain.summary import (
         REJECTED_UNRECORDABLE,
         OrderChange,
         OrderStatus,
@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
         RecordOutcome,
         Rejection,
     )
-    from workflows.fulfillment_steps import fulfill_v1, fulfill_v2
-    from workflows.messages import (
+    from bulkorder.workflows.fulfillment_steps import fulfill_v1, fulfill_v2
+    from bulkorder.workflows.messages import (
         RECORD_ACTIVITY,
         RETRY_FULFILLMENT,
         SUBMIT,
@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         OrderStats,
     )
-    from workflows.order_book import PATCH_ORDER_LIMITS, OrderBook
-    from workflows.order_rules import (
+    from bulkorder.workflows.order_book import PATCH_ORDER_LIMITS, OrderBook
+    from bulkorder.workflows.order_rules import (
         CREATE_REFUSED,
         FULFILLMENT_FAILED,
         INVALID_ORDER,

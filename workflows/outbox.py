@@ -3,35 +3,35 @@
 A service that must write its database synchronously records ``Created``, ``ItemsAdded``,
 ``Submitted`` and ``Cancelled`` itself, in the event store, in the transaction of its
 choice. The event store's notification log is the outbox: each of those events is marked
-``via_outbox`` and the relay (:mod:`workflows.relay`) forwards them to the order's
+``via_outbox`` and the relay (:mod:`bulkorder.workflows.relay`) forwards them to the order's
 workflow, which then records nothing new (every batch is already there) and runs
 fulfillment. Nothing here talks to Temporal.
 
 Every call is idempotent, like the orders application under it: repeating a create with
 the same customer, a batch ID, a submit or a cancel records nothing the second time. What
 the store refuses (another customer's order, a closed order, an empty submit) raises a
-typed :class:`~domain.errors.OrderError` and records nothing.
+typed :class:`~bulkorder.domain.errors.OrderError` and records nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from domain.application import Orders
-from domain.errors import EmptyOrderError
-from domain.identifiers import check_customer_id, check_order_id
-from domain.items import validate_item_dicts
-from domain.refs import BatchRef, InvalidRefError, check_batch_refs
-from domain.summary import OrderChange, OrderSummary, RecordOutcome
-from storage.batches import BatchStore
-from storage.ref_proof import RefProver
-from workflows.messages import MAX_REFS_PER_CALL
+from bulkorder.domain.application import Orders
+from bulkorder.domain.errors import EmptyOrderError
+from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_refs
+from bulkorder.domain.summary import OrderChange, OrderSummary, RecordOutcome
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.ref_proof import RefProver
+from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 
 class OrderOutbox:
     """Records order changes DB-first. ``batches`` is needed by :meth:`add_items`, and to
     prove refs: with it, a ref's claims are believed only when sealed by this deployment
-    or borne out by its blob (``storage.ref_proof``), else the call is refused and records
+    or borne out by its blob (``bulkorder.storage.ref_proof``), else the call is refused and records
     nothing. Without it, the service vouches for the refs it passes."""
 
     def __init__(self, orders: Orders, batches: BatchStore | None = None) -> None:

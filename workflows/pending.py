@@ -23,8 +23,8 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.converter import DataConverter
 
-from domain.summary import OrderSummary
-from workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
 
 #: The readable name of each activity type (a step of the order), as users see it.
 STEP_NAMES = {

@@ -1,6 +1,6 @@
 """The relay: follows the event store's notification log and drives DB-first orders.
 
-What a DB-first service records through :class:`~workflows.outbox.OrderOutbox` is marked
+What a DB-first service records through :class:`~bulkorder.workflows.outbox.OrderOutbox` is marked
 ``via_outbox``; the relay reads those events in log order, a page at a time, and forwards
 each order's to its workflow, then writes its position (a tracking record in the same
 database as the events). Crash anywhere and restart: the relay re-reads from the last
@@ -30,22 +30,23 @@ from typing import Any, Callable
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError, Tracking, TrackingRecorder
-from eventsourcing.utils import get_topic
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from domain.order import Order
-from workflows.messages import ADD_BATCHES, CANCEL, MAX_REFS_PER_CALL, SUBMIT, OrderInput, OrderLimits
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.domain.order import Order
+from bulkorder.domain.topics import stored_topics
+from bulkorder.workflows.messages import ADD_BATCHES, CANCEL, MAX_REFS_PER_CALL, SUBMIT, OrderInput, OrderLimits
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 logger = logging.getLogger(__name__)
 
-#: The events a DB-first service records; the relay asks the store for these topics only.
-RELAYED_TOPICS = tuple(get_topic(cls) for cls in (Order.Created, Order.ItemsAdded, Order.Submitted, Order.Cancelled))
+#: The events a DB-first service records; the relay asks the store for these topics only,
+#: under 0.1.0's names too (the store compares the strings it holds: domain/topics.py).
+RELAYED_TOPICS = stored_topics(Order.Created, Order.ItemsAdded, Order.Submitted, Order.Cancelled)
 
 # Named crash points, in the order a page passes them.
 MID_DELIVERY = "mid-delivery"  # one order's workflow signalled, the page's others not yet

@@ -18,12 +18,12 @@ from typing import Any, AsyncIterator
 from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
-from domain.errors import OrderNotFoundError
-from domain.identifiers import InvalidIdentifierError, order_id_from_workflow_id
-from domain.summary import OrderStatus
-from workflows.client import OrderClient
-from workflows.order_workflow import OrderWorkflow
-from workflows.pending import PendingStep, safe_error_text
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.identifiers import InvalidIdentifierError, order_id_from_workflow_id
+from bulkorder.domain.summary import OrderStatus
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.pending import PendingStep, safe_error_text
 
 #: Open workflows read per visibility page (and looked at before the next page is read).
 PAGE_SIZE = 100

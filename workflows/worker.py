@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain.application import Orders
-from storage.batches import BatchStore
-from workflows.activities import OrderActivities
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.domain.application import Orders
+from bulkorder.storage.batches import BatchStore
+from bulkorder.workflows.activities import OrderActivities
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 DEFAULT_TASK_QUEUE = "bulkorder"
 

@@ -62,7 +62,7 @@ def duration(text: str) -> float:
 
 def reason_text(text: str) -> str:
     """A cancel or retry reason: at most 1,000 characters (it is recorded)."""
-    from workflows.client import MAX_REASON_CHARS
+    from bulkorder.workflows.client import MAX_REASON_CHARS
 
     if len(text) > MAX_REASON_CHARS:
         raise argparse.ArgumentTypeError(f"a reason may hold at most {MAX_REASON_CHARS:,} characters, got {len(text):,}")

@@ -18,10 +18,10 @@ from typing import Any
 from bulkorder.commands.output import money, positive_int, print_json
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
-from domain.items import validate_item_dicts
-from domain.refs import BatchRef
-from domain.sample_items import generate_items
-from workflows.client import OrderClient
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.workflows.client import OrderClient
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

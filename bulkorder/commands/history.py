@@ -15,9 +15,9 @@ from bulkorder.commands.arguments import positive_int
 from bulkorder.commands.output import money, print_json
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
-from domain.history import parse_instant
-from domain.identifiers import check_order_id
-from storage.item_stream import FORMATS
+from bulkorder.domain.history import parse_instant
+from bulkorder.domain.identifiers import check_order_id
+from bulkorder.storage.item_stream import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -19,12 +19,12 @@ from bulkorder.commands.output import print_json
 from bulkorder.commands.waiting import TIMED_OUT
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
-from domain.errors import OrderNotFoundError
-from domain.identifiers import check_customer_id, check_order_id
-from workflows.client import OrderClient
-from workflows.pending import OrderProgress, safe_error_text
-from workflows.importer import FORMATS, ImportOptions, ImportSummary, import_file
-from workflows.importer.progress import PlainLines, ProgressView, TerminalBar
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.pending import OrderProgress, safe_error_text
+from bulkorder.workflows.importer import FORMATS, ImportOptions, ImportSummary, import_file
+from bulkorder.workflows.importer.progress import PlainLines, ProgressView, TerminalBar
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

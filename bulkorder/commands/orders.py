@@ -19,10 +19,10 @@ from bulkorder.commands.waiting import report_outcome, wait_for_outcome
 from bulkorder.item_files import read_item_file
 from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
 from bulkorder.settings import Settings
-from domain.errors import OrderNotFoundError
-from domain.identifiers import check_customer_id, check_order_id
-from domain.summary import OrderSummary
-from workflows.pending import PendingStep, failing_step
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.workflows.pending import PendingStep, failing_step
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -83,7 +83,7 @@ async def run_add(args: argparse.Namespace, settings: Settings) -> int:
         # Fail before uploading if the order cannot take items.
         current = await client.summary(args.order_id)
         if current.status != "open":
-            from workflows.errors import OrderRefusedError
+            from bulkorder.workflows.errors import OrderRefusedError
 
             raise OrderRefusedError(
                 f"order {args.order_id!r} is {current.status}: cannot add items", type="OrderClosed", order_id=args.order_id

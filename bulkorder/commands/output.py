@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from domain.summary import OrderSummary
+from bulkorder.domain.summary import OrderSummary
 
 
 def _default(value: Any) -> Any:

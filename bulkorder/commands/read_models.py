@@ -11,7 +11,7 @@ from bulkorder.analysis import Analyst, Report
 from bulkorder.commands.arguments import non_negative_int, positive_seconds
 from bulkorder.commands.output import money, print_json
 from bulkorder.settings import Settings
-from storage.projections import RunResult
+from bulkorder.storage.projections import RunResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

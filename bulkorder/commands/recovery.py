@@ -15,8 +15,8 @@ from bulkorder.commands.orders import add_wait_arguments, wait_and_report
 from bulkorder.commands.output import print_summary
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
-from domain.identifiers import check_order_id
-from domain.summary import OrderStatus
+from bulkorder.domain.identifiers import check_order_id
+from bulkorder.domain.summary import OrderStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -11,9 +11,9 @@ from bulkorder.commands.arguments import positive_seconds
 from bulkorder.commands.output import positive_int, print_json
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings, SettingsError
-from workflows.relay import OrderRelay, crash_at
+from bulkorder.workflows.relay import OrderRelay, crash_at
 
-#: Fault injection for tests only: ``<crash point>[:<nth time>]`` (see workflows.relay).
+#: Fault injection for tests only: ``<crash point>[:<nth time>]`` (see bulkorder.workflows.relay).
 CRASH_VARIABLE = "BULKORDER_RELAY_CRASH_AT"
 
 

@@ -16,7 +16,7 @@ import sys
 from bulkorder.commands.output import positive_int, print_json
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
-from workflows.stuck import CONCURRENCY, StuckOrder, find_stuck, open_orders_query
+from bulkorder.workflows.stuck import CONCURRENCY, StuckOrder, find_stuck, open_orders_query
 
 SOME_STUCK = 1
 

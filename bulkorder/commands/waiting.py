@@ -18,9 +18,9 @@ from typing import Any, Awaitable, Callable
 
 from bulkorder.commands.output import print_json, print_summary
 from bulkorder.commands.progress import WaitView
-from domain.summary import OrderStatus, OrderSummary
-from workflows.client import OrderClient
-from workflows.pending import OrderProgress, PendingStep, safe_error_text
+from bulkorder.domain.summary import OrderStatus, OrderSummary
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.pending import OrderProgress, PendingStep, safe_error_text
 
 #: Exit code of a wait whose ``--timeout`` passed before the order ended.
 TIMED_OUT = 3

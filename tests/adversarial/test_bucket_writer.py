@@ -23,22 +23,22 @@ import boto3
 import pytest
 import zstandard
 
-from domain.application import Orders
-from domain.refs import BatchRef
-from domain.summary import OrderChange
-from storage.batch_codec import COMPRESSION_ZSTD, MAGIC, MAX_EXPANSION_RATIO
-from storage.batches import BatchStore
-from storage.blob_store import content_key, sha256_hex
-from storage.claim_check import KEY_PREFIX, ClaimCheck
-from storage.errors import BlobIntegrityError, InvalidBlobKeyError
-from storage.folder_store import FolderBlobStore
-from storage.item_stream import ItemStreamer
-from storage.s3_store import S3BlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.summary import OrderChange
+from bulkorder.storage.batch_codec import COMPRESSION_ZSTD, MAGIC, MAX_EXPANSION_RATIO
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.blob_store import content_key, sha256_hex
+from bulkorder.storage.claim_check import KEY_PREFIX, ClaimCheck
+from bulkorder.storage.errors import BlobIntegrityError, InvalidBlobKeyError
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.item_stream import ItemStreamer
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
 from tests.fixtures.orders import sqlite_env
 from tests.storage.items import make_item
-from workflows.fulfillment import fulfill
-from workflows.messages import FulfillRequest
+from bulkorder.workflows.fulfillment import fulfill
+from bulkorder.workflows.messages import FulfillRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 2**30
@@ -93,9 +93,9 @@ def attack_in_child(setup: str, attack: str, env: dict[str, str] | None = None) 
 
 def batch_read_setup(root: Path, ref: BatchRef) -> str:
     return (
-        "from domain.refs import BatchRef\n"
-        "from storage.batches import BatchStore\n"
-        "from storage.folder_store import FolderBlobStore\n"
+        "from bulkorder.domain.refs import BatchRef\n"
+        "from bulkorder.storage.batches import BatchStore\n"
+        "from bulkorder.storage.folder_store import FolderBlobStore\n"
         f"ref = BatchRef(**json.loads({json.dumps(json.dumps(dataclasses.asdict(ref)))}))\n"
         f"store = BatchStore(FolderBlobStore({str(root)!r}))\n"
     )
@@ -203,8 +203,8 @@ def test_a_claim_check_bomb_is_refused_with_bounded_memory(tmp_path: Path, varia
     reference = ClaimCheck(content_key(sha, KEY_PREFIX), sha, len(frame), original_size, "zstd").to_payload()
     setup = (
         "from temporalio.api.common.v1 import Payload\n"
-        "from storage.claim_check import ClaimCheckCodec\n"
-        "from storage.folder_store import FolderBlobStore\n"
+        "from bulkorder.storage.claim_check import ClaimCheckCodec\n"
+        "from bulkorder.storage.folder_store import FolderBlobStore\n"
         f"reference = Payload.FromString({reference.SerializeToString()!r})\n"
         f"codec = ClaimCheckCodec(FolderBlobStore({str(tmp_path)!r}))\n"
     )
@@ -231,9 +231,9 @@ def test_a_huge_s3_object_is_refused_without_reading_it(s3_endpoint: str, s3_buc
         str(huge), s3_bucket, blobs.object_key(ref.key)
     )
     setup = (
-        "from domain.refs import BatchRef\n"
-        "from storage.batches import BatchStore\n"
-        "from storage.s3_store import S3BlobStore\n"
+        "from bulkorder.domain.refs import BatchRef\n"
+        "from bulkorder.storage.batches import BatchStore\n"
+        "from bulkorder.storage.s3_store import S3BlobStore\n"
         f"ref = BatchRef(**json.loads({json.dumps(json.dumps(dataclasses.asdict(ref)))}))\n"
         f"store = BatchStore(S3BlobStore({s3_bucket!r}, endpoint_url={s3_endpoint!r}, region_name='us-east-1'))\n"
     )

@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from domain.sample_items import generate_items
+from bulkorder.domain.sample_items import generate_items
 from tests.adversarial.report import AttackLine, report
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.cli.test_stack_commands import start, stop, wait_for_line

@@ -27,14 +27,14 @@ from typing import Any, Mapping
 
 import pytest
 
-from domain.identifiers import InvalidIdentifierError, check_order_id
-from domain.items import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL, ItemValidationError, validate_item_dict, validate_item_dicts
-from domain.sample_items import generate_items
+from bulkorder.domain.identifiers import InvalidIdentifierError, check_order_id
+from bulkorder.domain.items import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL, ItemValidationError, validate_item_dict, validate_item_dicts
+from bulkorder.domain.sample_items import generate_items
 from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
 from tests.cli.helpers import CliResult, cli_env
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
-from workflows.importer import fast_items
+from bulkorder.workflows.importer import fast_items
 
 BULKORDER = str(Path(sys.executable).parent / "bulkorder")
 

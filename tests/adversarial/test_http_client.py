@@ -19,8 +19,8 @@ from typing import Iterator
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from storage.claim_check import ClaimCheck, ClaimCheckCodec
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.claim_check import ClaimCheck, ClaimCheckCodec
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
 from tests.cli.helpers import cli_env
 

@@ -13,19 +13,19 @@ import uuid
 
 import pytest
 
-from domain.items import validate_item_dicts
-from domain.limits import MAX_ORDER_TOTAL
-from domain.refs import BatchRef
-from domain.sample_items import generate_items
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.limits import MAX_ORDER_TOTAL
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.adversarial.report import AttackLine, report
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import store_generated, totals_of
 from temporalio.client import WorkflowUpdateFailedError
 
-from workflows.errors import OrderRefusedError, refusal_from
-from workflows.fulfillment import decode_report
-from workflows.messages import AddBatchesResult
+from bulkorder.workflows.errors import OrderRefusedError, refusal_from
+from bulkorder.workflows.fulfillment import decode_report
+from bulkorder.workflows.messages import AddBatchesResult
 
 ATTACKER = "temporal client"
 

@@ -21,7 +21,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 
 from bulkorder.embedded import free_port
-from domain.items import ITEM_DICTS
+from bulkorder.domain.items import ITEM_DICTS
 from tests.benchmarks.baseline_worker import external_storage_converter
 from tests.benchmarks.baseline_workflows import CountingItemsWorkflow, InlineItemsWorkflow
 from tests.benchmarks.measure import Result, run_histories, stop_process, wait_for_line

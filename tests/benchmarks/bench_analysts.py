@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bulkorder.analysis import Analyst
-from domain.identifiers import aggregate_id_for
-from domain.refs import BatchRef
-from domain.sample_items import generate_items
-from domain.summary import OrderChange
-from storage.batches import BatchStore
-from storage.config import EventStoreConfig
-from storage.event_log import EventLog
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.domain.summary import OrderChange
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.config import EventStoreConfig
+from bulkorder.storage.event_log import EventLog
+from bulkorder.storage.folder_store import FolderBlobStore
 
 
 def machine() -> str:

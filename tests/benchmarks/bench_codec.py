@@ -3,7 +3,7 @@
     python -m tests.benchmarks.bench_codec [--sizes 1,8,32] [--repeat 3]
 
 One run, one moto S3 server (HTTP, in a process of its own), the same payloads for
-every system: a list of realistic order items (``domain.sample_items``) as the JSON
+every system: a list of realistic order items (``bulkorder.domain.sample_items``) as the JSON
 payload Temporal's default converter makes of it, 1, 8 and 32 MiB. Each system gets its
 own bucket, so "bytes stored" is what it left there. Every system goes through a Temporal
 ``DataConverter`` (``RawValue`` passes the payload in and out unconverted):
@@ -48,9 +48,9 @@ from temporalio.common import RawValue
 from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClient
 from temporalio.converter import DataConverter, ExternalStorage
 
-from domain.sample_items import generate_items
-from storage.claim_check import ClaimCheckCodec
-from storage.s3_store import S3BlobStore
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.s3_store import S3BlobStore
 
 MiB = 1024 * 1024
 REGION = "us-east-1"

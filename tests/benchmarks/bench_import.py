@@ -12,7 +12,7 @@
    moto's S3 server (a separate process), 2,000 items per signal.
 
 Both baselines read the same NDJSON file and validate each item with the same domain
-rules (``domain.items.ITEM_DICTS``) in their client before sending it.
+rules (``bulkorder.domain.items.ITEM_DICTS``) in their client before sending it.
 """
 
 from __future__ import annotations

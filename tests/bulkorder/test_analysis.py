@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from domain.application import SNAPSHOT_INTERVAL
-from domain.errors import OrderNotFoundError
-from domain.history import BeforeCreationError, VersionOutOfRangeError
-from domain.summary import OrderChange, Rejection
+from bulkorder.domain.application import SNAPSHOT_INTERVAL
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.history import BeforeCreationError, VersionOutOfRangeError
+from bulkorder.domain.summary import OrderChange, Rejection
 from tests.fixtures.analysts import AnalystStore, items_digest, write_order
 
 # More batches than the snapshot interval, so replays start from a snapshot part of the time.

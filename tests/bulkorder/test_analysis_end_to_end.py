@@ -9,8 +9,8 @@ import uuid
 from typing import Mapping
 
 from bulkorder.analysis import Analyst
-from domain.sample_items import generate_items
-from storage.config import EventStoreConfig
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.config import EventStoreConfig
 from tests.fixtures.analysts import items_digest
 from tests.fixtures.orders import OrderStack
 

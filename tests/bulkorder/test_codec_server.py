@@ -23,8 +23,8 @@ from bulkorder.codec_protocol import HostPolicy, normalise_host
 from bulkorder.codec_server import CodecServer, CodecServerError, is_loopback
 from bulkorder.runtime import claim_check_codec, open_runtime
 from bulkorder.settings import Settings
-from storage.claim_check import REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.claim_check import REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.bulkorder.large_payloads import EchoWorkflow, echo
 from tests.fixtures.temporal import temporal_cli_path
 

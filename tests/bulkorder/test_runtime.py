@@ -12,7 +12,7 @@ from temporalio.worker import Worker
 
 from bulkorder.runtime import claim_check_codec, data_converter, open_runtime
 from bulkorder.settings import Settings
-from storage.claim_check import is_reference
+from bulkorder.storage.claim_check import is_reference
 from tests.bulkorder.large_payloads import LargePayloadWorkflow, iter_payloads, reverse
 
 MB = 1_000_000

@@ -10,7 +10,7 @@ import pytest
 
 from bulkorder.seals import SealSecretError, SealSettings
 from bulkorder.settings import Settings, SettingsError
-from domain.refs import BatchRef, batch_key
+from bulkorder.domain.refs import BatchRef, batch_key
 
 
 def ref() -> BatchRef:

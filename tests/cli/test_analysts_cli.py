@@ -15,8 +15,8 @@ import pytest
 
 from bulkorder.cli import main
 from bulkorder.settings import Settings
-from domain.summary import OrderChange
-from storage.batches import BatchStore
+from bulkorder.domain.summary import OrderChange
+from bulkorder.storage.batches import BatchStore
 from tests.fixtures.analysts import AnalystStore, items_digest, write_order
 
 

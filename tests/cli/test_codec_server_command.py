@@ -13,8 +13,8 @@ from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
 
-from storage.claim_check import ClaimCheckCodec
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.cli.helpers import cli_env
 
 BULKORDER = [sys.executable, "-m", "bulkorder.cli"]

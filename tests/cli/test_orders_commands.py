@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.sample_items import generate_items
+from bulkorder.domain.sample_items import generate_items
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.fixtures.orders import OrderStack
 

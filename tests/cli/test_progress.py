@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from bulkorder.commands.progress import Progress, WaitView, state_line
-from domain.summary import OrderSummary
-from workflows.pending import OrderProgress, PendingStep
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.workflows.pending import OrderProgress, PendingStep
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ELAPSED = re.compile(r"\(\d[\d,]* s\)")  # the wait's seconds so far

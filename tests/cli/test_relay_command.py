@@ -7,14 +7,14 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.cli.helpers import cli_env, run_cli
 from tests.fixtures.orders import sqlite_env
 from tests.workflows.helpers import store_generated
-from workflows.outbox import OrderOutbox
+from bulkorder.workflows.outbox import OrderOutbox
 
 
 async def test_status_then_once_relays_the_outbox_and_catches_up(

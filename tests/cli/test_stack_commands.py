@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from domain.sample_items import generate_items
+from bulkorder.domain.sample_items import generate_items
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.fixtures.s3 import free_port
 

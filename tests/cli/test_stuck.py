@@ -22,17 +22,17 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.s3_store import S3BlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.faults.harness import wait_until
 from tests.fixtures.orders import TEST_SEALER, OrderStack, sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
-from workflows.failures import BoundedFailureConverter
-from workflows.worker import build_worker
+from bulkorder.workflows.failures import BoundedFailureConverter
+from bulkorder.workflows.worker import build_worker
 
 
 def new_order_id() -> str:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from domain.application import SNAPSHOT_INTERVAL, Orders
-from domain.errors import OrderConflictError, OrderNotFoundError
-from domain.identifiers import aggregate_id_for
-from domain.summary import OrderChange, Rejection
+from bulkorder.domain.application import SNAPSHOT_INTERVAL, Orders
+from bulkorder.domain.errors import OrderConflictError, OrderNotFoundError
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.summary import OrderChange, Rejection
 from tests.domain.test_order import ref, report
 from tests.fixtures.orders import sqlite_env
 

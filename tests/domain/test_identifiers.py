@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.identifiers import (
+from bulkorder.domain.identifiers import (
     InvalidIdentifierError,
     aggregate_id_for,
     check_batch_id,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from domain.items import (
+from bulkorder.domain.items import (
     MAX_LINE_TOTAL,
     MAX_ORDER_QUANTITY,
     MAX_ORDER_TOTAL,
@@ -24,7 +24,7 @@ from domain.items import (
     validate_item_dict,
     validate_item_dicts,
 )
-from domain.sample_items import generate_items
+from bulkorder.domain.sample_items import generate_items
 
 
 def item(**changes: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.json_text import MAX_DEPTH, JsonTextError, loads, nesting_depth
+from bulkorder.domain.json_text import MAX_DEPTH, JsonTextError, loads, nesting_depth
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-from domain.errors import OrderClosedError, OrderConflictError
-from domain.identifiers import InvalidIdentifierError
-from domain.order import Order
-from domain.refs import BatchRef, InvalidRefError, ReportRef
+from bulkorder.domain.errors import OrderClosedError, OrderConflictError
+from bulkorder.domain.identifiers import InvalidIdentifierError
+from bulkorder.domain.order import Order
+from bulkorder.domain.refs import BatchRef, InvalidRefError, ReportRef
 
 
 def ref(batch_id: str, items: int = 10, totals: dict[str, int] | None = None) -> BatchRef:
@@ -143,8 +143,8 @@ def test_a_failed_order_is_retried_or_cancelled_by_an_operator() -> None:
 
 
 def test_a_batch_past_the_order_bounds_is_refused_and_counters_stay_exact() -> None:
-    from domain.errors import OrderLimitError
-    from domain.limits import MAX_ORDER_TOTAL
+    from bulkorder.domain.errors import OrderLimitError
+    from bulkorder.domain.limits import MAX_ORDER_TOTAL
 
     order = Order.create("o-1", "c-1")
     assert order.add_batch(ref("b1", 10, {"EUR": MAX_ORDER_TOTAL - 5}))

@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from domain.identifiers import aggregate_id_for
-from domain.order import REJECTED_INVALID_REF, REJECTED_ORDER_CLOSED, Order, rejection_code
-from domain.summary import OrderChange, Rejection
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.order import REJECTED_INVALID_REF, REJECTED_ORDER_CLOSED, Order, rejection_code
+from bulkorder.domain.summary import OrderChange, Rejection
 from tests.fixtures.analysts import AnalystStore, write_order
 
 

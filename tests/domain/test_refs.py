@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from domain.refs import BatchRef, InvalidRefError, check_batch_ref, check_batch_refs
+from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_ref, check_batch_refs
 
 
 def ref(**changes: object) -> BatchRef:

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from domain.refs import BatchRef, batch_key
-from domain.seal import RefSealer, SealKeyError, key_id
+from bulkorder.domain.refs import BatchRef, batch_key
+from bulkorder.domain.seal import RefSealer, SealKeyError, key_id
 
 
 def ref(**changes: object) -> BatchRef:

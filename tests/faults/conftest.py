@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from domain.items import validate_item_dicts
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import REPORTED, SCALE, EncodedBatch
 from tests.faults.importing import ItemsFile
 

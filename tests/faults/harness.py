@@ -25,12 +25,12 @@ from temporalio.worker import Replayer
 
 from bulkorder.runtime import data_converter
 from bulkorder.settings import Settings
-from domain.application import Orders
-from domain.refs import BatchRef
-from domain.summary import OrderSummary
-from storage.errors import TransientStoreError
-from workflows.client import OrderClient
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.domain.application import Orders
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.storage.errors import TransientStoreError
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import (
     SCALE,
     Agreement,
@@ -31,7 +31,7 @@ from tests.faults.harness import (
     stack_env,
     worker_process,
 )
-from workflows.client import OrderClient
+from bulkorder.workflows.client import OrderClient
 
 #: Bytes written to the importer's stdin at a time.
 CHUNK = 1 << 20

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from domain.items import validate_item_dicts
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
     refs_expectation,
     deployment_client,
@@ -32,8 +32,8 @@ from tests.faults.harness import (
     worker_process,
 )
 from tests.fixtures.orders import sqlite_env
-from workflows.client import OrderClient
-from workflows.messages import OrderLimits
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.messages import OrderLimits
 
 ITEMS_PER_BATCH = 10
 #: Temporal admits 10 in-flight updates per workflow; the clients split that budget.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
     refs_expectation,
     deployment_client,
@@ -27,9 +27,9 @@ from tests.faults.harness import (
     worker_process,
 )
 from tests.fixtures.orders import sqlite_env
-from workflows.client import OrderClient
-from workflows.messages import OrderLimits
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.messages import OrderLimits
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 async def test_duplicated_signal_and_replayed_update(

@@ -22,12 +22,12 @@ from typing import Iterator, Mapping
 
 import pytest
 
-from domain.identifiers import workflow_id_for
+from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.postgres import _connect as postgres_admin
-from workflows.messages import RECORD_ACTIVITY
+from bulkorder.workflows.messages import RECORD_ACTIVITY
 
 
 class EventStoreOutage:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
-from domain.refs import BatchRef
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.domain.refs import BatchRef
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
     refs_expectation,
     deployment_client,
@@ -33,9 +33,9 @@ from tests.faults.harness import (
     worker_process,
 )
 from tests.fixtures.orders import sqlite_env
-from workflows.client import OrderClient
-from workflows.outbox import OrderOutbox
-from workflows.relay import AFTER_DELIVERY, AFTER_TRACKING, CRASH_EXIT_CODE, MID_DELIVERY, OrderRelay
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.outbox import OrderOutbox
+from bulkorder.workflows.relay import AFTER_DELIVERY, AFTER_TRACKING, CRASH_EXIT_CODE, MID_DELIVERY, OrderRelay
 
 PAGE_SIZE = 10  # small pages: many chances to crash mid-stream
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from domain.identifiers import workflow_id_for
+from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
 from tests.fixtures.orders import sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
-from workflows.messages import FULFILL_CHECKED_ACTIVITY
+from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY
 
 
 async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str, tmp_path: Path, items_file: ItemsFile) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from domain.identifiers import workflow_id_for
+from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
 from tests.fixtures.orders import sqlite_env
-from workflows.messages import RECORD_ACTIVITY
+from bulkorder.workflows.messages import RECORD_ACTIVITY
 
 
 async def test_worker_killed_during_import(temporal_address: str, task_queue: str, tmp_path: Path, items_file: ItemsFile) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
-from domain.refs import BatchRef, InvalidRefError, batch_key, check_batch_ref
-from domain.seal import RefSealer
-from workflows.order_rules import ClaimedCounters
+from bulkorder.domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
+from bulkorder.domain.refs import BatchRef, InvalidRefError, batch_key, check_batch_ref
+from bulkorder.domain.seal import RefSealer
+from bulkorder.workflows.order_rules import ClaimedCounters
 
 SEALER = RefSealer(b"fuzzing the ref seal, 32 bytes..")
 SHA = hashlib.sha256(b"fuzz").hexdigest()

@@ -22,10 +22,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 
-from storage.blob_store import content_key, sha256_hex
-from storage.claim_check import KEY_PREFIX, REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
-from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.blob_store import content_key, sha256_hex
+from bulkorder.storage.claim_check import KEY_PREFIX, REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
+from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError
+from bulkorder.storage.folder_store import FolderBlobStore
 
 DOCUMENTED = (ClaimCheckError, BlobNotFoundError, BlobIntegrityError)
 

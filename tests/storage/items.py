@@ -1,4 +1,4 @@
-"""Item dicts for storage tests (already in the validated shape of ``domain.items``)."""
+"""Item dicts for storage tests (already in the validated shape of ``bulkorder.domain.items``)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import zstandard
 
-from storage.batch_codec import (
+from bulkorder.storage.batch_codec import (
     COMPRESSION_NONE,
     COMPRESSION_ZSTD,
     HEADER_SIZE,
@@ -24,7 +24,7 @@ from storage.batch_codec import (
     encode_batch,
     read_header,
 )
-from storage.errors import BatchFormatError
+from bulkorder.storage.errors import BatchFormatError
 from tests.storage.items import make_item, make_items
 
 WHERE = "batch 'b-1' (batches/ab/abcd)"

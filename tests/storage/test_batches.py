@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from domain.identifiers import InvalidIdentifierError
-from domain.items import Item, validate_item_dicts
-from domain.refs import BatchRef, InvalidRefError, check_batch_ref
-from storage.batch_codec import decode_batch, read_header
-from storage.batches import BatchStore, batch_counters
-from storage.blob_store import sha256_hex
-from storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.identifiers import InvalidIdentifierError
+from bulkorder.domain.items import Item, validate_item_dicts
+from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_ref
+from bulkorder.storage.batch_codec import decode_batch, read_header
+from bulkorder.storage.batches import BatchStore, batch_counters
+from bulkorder.storage.blob_store import sha256_hex
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.storage.items import make_item, make_items
 
 MIXED = [
@@ -181,7 +181,7 @@ def test_every_batch_lives_under_its_content_key_at_any_level(blobs: FolderBlobS
 
 
 def test_a_sealing_store_seals_what_it_writes(blobs: FolderBlobStore) -> None:
-    from domain.seal import RefSealer
+    from bulkorder.domain.seal import RefSealer
 
     sealer = RefSealer(b"the deployment's secret, 32 byte")
     ref = BatchStore(blobs, sealer=sealer).write(MIXED)
@@ -190,7 +190,7 @@ def test_a_sealing_store_seals_what_it_writes(blobs: FolderBlobStore) -> None:
 
 
 def test_a_batch_whose_sums_pass_the_order_bounds_is_refused_naming_it(batches: BatchStore) -> None:
-    from domain.items import ItemValidationError
+    from bulkorder.domain.items import ItemValidationError
 
     line = {"sku": "S", "quantity": 1_000, "unit_price": {"amount": 10**15, "currency": "EUR"}, "name": "n"}
     with pytest.raises(ItemValidationError, match=r"batch b-big: unit_price.amount: the EUR total 2,000,000,000,000,000,000 exceeds the limit MAX_ORDER_TOTAL"):

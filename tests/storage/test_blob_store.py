@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from storage.blob_store import content_key, expected_sha256, sha256_hex, validate_key, verify
-from storage.errors import (
+from bulkorder.storage.blob_store import content_key, expected_sha256, sha256_hex, validate_key, verify
+from bulkorder.storage.errors import (
     BatchFormatError,
     BlobIntegrityError,
     BlobNotFoundError,

@@ -7,7 +7,7 @@ import resource
 import pytest
 import zstandard
 
-from storage.bounded_zstd import STREAM_STEP, declared_size, decompress_bounded
+from bulkorder.storage.bounded_zstd import STREAM_STEP, declared_size, decompress_bounded
 
 MiB = 2**20
 

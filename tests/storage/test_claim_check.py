@@ -18,8 +18,8 @@ import pytest
 import zstandard
 from temporalio.api.common.v1 import Payload
 
-from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.claim_check import (
+from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.claim_check import (
     DEFAULT_THRESHOLD,
     KEY_PREFIX,
     MAX_EXPANSION_RATIO,
@@ -29,9 +29,9 @@ from storage.claim_check import (
     ClaimCheckCodec,
     is_reference,
 )
-from storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, TransientStoreError
-from storage.folder_store import FolderBlobStore
-from storage.s3_store import S3BlobStore
+from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, TransientStoreError
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.s3 import free_port
 
 MiB = 1024 * 1024
@@ -388,7 +388,7 @@ async def test_cache_serves_repeat_decodes_without_the_store(s3_store: S3BlobSto
     [encoded] = await ClaimCheckCodec(s3_store).encode([original])
     codec = ClaimCheckCodec(s3_store)
     codec.stats_log_interval = 0.0
-    with caplog.at_level(logging.INFO, logger="storage.claim_check"):
+    with caplog.at_level(logging.INFO, logger="bulkorder.storage.claim_check"):
         [first] = await codec.decode([encoded])
         s3_store.delete(ClaimCheck.from_payload(encoded).key)  # a second download would fail
         [second] = await codec.decode([encoded])

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from eventsourcing.cryptography import AESCipher
 
-from domain.summary import OrderChange
-from storage.batches import BatchStore
-from storage.config import BlobStoreConfig, EventStoreConfig
-from storage.folder_store import FolderBlobStore
-from storage.s3_store import S3BlobStore
+from bulkorder.domain.summary import OrderChange
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.storage.items import make_items
 
 # --- blob stores

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.errors import (
+from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
     BlobTooLargeError,
     InvalidBlobKeyError,
     StorageError,
 )
-from storage.folder_store import FolderBlobStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.storage.test_blob_store import BAD_KEYS
 
 

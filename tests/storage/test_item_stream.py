@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.errors import BatchFormatError, BlobIntegrityError
-from storage.folder_store import FolderBlobStore
-from storage.item_stream import CSV_COLUMNS, ItemStreamer
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.item_stream import CSV_COLUMNS, ItemStreamer
 from tests.fixtures.analysts import items_digest
 
 SIZES = [1, 999, 2500, 17, 1200, 3000, 5]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.payload_cache import PayloadCache
+from bulkorder.storage.payload_cache import PayloadCache
 
 
 def test_least_recently_used_is_evicted_first() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from storage.payload_wire import payload_is_larger_than, serialized_parts
+from bulkorder.storage.payload_wire import payload_is_larger_than, serialized_parts
 
 PAYLOADS = {
     "empty": Payload(),

@@ -8,15 +8,15 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from domain.refs import batch_key
-from domain.sample_items import generate_items
-from domain.seal import RefSealer
-from domain.items import validate_item_dicts
-from storage.batch_codec import frame_batch
-from storage.batches import BatchStore
-from storage.blob_store import sha256_hex
-from storage.folder_store import FolderBlobStore
-from storage.ref_proof import RefProver
+from bulkorder.domain.refs import batch_key
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.domain.seal import RefSealer
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.storage.batch_codec import frame_batch
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.blob_store import sha256_hex
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.ref_proof import RefProver
 
 SEALER = RefSealer(b"a deployment secret for tests")
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator
 import boto3
 import pytest
 
-from storage.blob_store import BlobStore, content_key, sha256_hex
-from storage.errors import (
+from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.errors import (
     BlobIntegrityError,
     BlobNotFoundError,
     BlobTooLargeError,
@@ -25,7 +25,7 @@ from storage.errors import (
     StorageError,
     TransientStoreError,
 )
-from storage.s3_store import S3BlobStore
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from tests.storage.test_blob_store import BAD_KEYS
 

@@ -23,20 +23,20 @@ from pathlib import Path
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.application import Orders
-from domain.identifiers import workflow_id_for
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import workflow_id_for
 from tests.fixtures.orders import TEST_SEALER, sqlite_env
 from tests.fixtures.temporal import temporal_cli_path
 from tests.workflows.helpers import store_generated
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
-from workflows.client import OrderClient
-from workflows.errors import OrderRefusedError
-from workflows.messages import OrderLimits
-from workflows.order_workflow import OrderWorkflow
-from workflows.outbox import OrderOutbox
-from workflows.relay import OrderRelay
-from workflows.worker import build_worker
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.messages import OrderLimits
+from bulkorder.workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.outbox import OrderOutbox
+from bulkorder.workflows.relay import OrderRelay
+from bulkorder.workflows.worker import build_worker
 
 
 async def scenarios(client: OrderClient, batches: BatchStore, orders: Orders) -> list[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from domain.application import Orders
-from domain.items import validate_item_dicts
-from domain.refs import BatchRef
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
 
 
 def store_generated(batches: BatchStore, count: int, batch_size: int, *, prefix: str, start: int = 0) -> list[BatchRef]:
@@ -32,7 +32,7 @@ def recorded_batch_ids(orders: Orders, order_id: str) -> Counter[str]:
 
 
 def event_types(orders: Orders, order_id: str) -> list[str]:
-    from domain.identifiers import aggregate_id_for
+    from bulkorder.domain.identifiers import aggregate_id_for
 
     return [type(event).__name__ for event in orders.events.get(aggregate_id_for(order_id))]
 

@@ -8,16 +8,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from domain.application import Orders
-from domain.identifiers import aggregate_id_for
-from domain.summary import OrderChange
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.summary import OrderChange
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import sqlite_env
 from tests.workflows.helpers import store_generated
-from workflows.activities import OrderActivities
-from workflows.fulfillment import read_report
-from workflows.messages import FulfillRequest
+from bulkorder.workflows.activities import OrderActivities
+from bulkorder.workflows.fulfillment import read_report
+from bulkorder.workflows.messages import FulfillRequest
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -14,16 +14,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.items import ItemValidationError
-from domain.summary import OrderChange, RecordOutcome
-from storage.errors import BatchFormatError, TransientStoreError
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.summary import OrderChange, RecordOutcome
+from bulkorder.storage.errors import BatchFormatError, TransientStoreError
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import event_types, store_generated
-from workflows.activities import OrderActivities
-from workflows.activity_errors import UNEXPECTED_ATTEMPTS, classified_failures, classify
-from workflows.errors import OrderRefusedError
-from workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY, FulfillmentResult, FulfillRequest
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.activities import OrderActivities
+from bulkorder.workflows.activity_errors import UNEXPECTED_ATTEMPTS, classified_failures, classify
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY, FulfillmentResult, FulfillRequest
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 @pytest.mark.parametrize(

@@ -21,19 +21,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.client import Client
 
-from domain.application import Orders
-from domain.history import describe_events
-from domain.identifiers import aggregate_id_for
-from domain.items import MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError
-from domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
-from domain.read_model import project_summary
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.history import describe_events
+from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.items import MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError
+from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
+from bulkorder.domain.read_model import project_summary
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import TEST_SEALER, sqlite_env
-from workflows.client import OrderClient
-from workflows.errors import OrderRefusedError
-from workflows.fulfillment import decode_report
-from workflows.worker import build_worker
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.fulfillment import decode_report
+from bulkorder.workflows.worker import build_worker
 
 QUANTITIES = st.sampled_from([1, 2, 999, MAX_QUANTITY - 1, MAX_QUANTITY]) | st.integers(1, MAX_QUANTITY)
 AMOUNTS = st.sampled_from([0, 1, 10**9, MAX_UNIT_AMOUNT - 1, MAX_UNIT_AMOUNT]) | st.integers(0, MAX_UNIT_AMOUNT)

@@ -10,14 +10,14 @@ from typing import Any, Iterator
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from domain.errors import OrderNotFoundError
-from domain.items import ItemValidationError
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
-from workflows.client import MAX_REASON_CHARS, STORE_WINDOW, OrderClient
-from workflows.errors import OrderRefusedError
+from bulkorder.workflows.client import MAX_REASON_CHARS, STORE_WINDOW, OrderClient
+from bulkorder.workflows.errors import OrderRefusedError
 
 
 def stored_batches(blobs: FolderBlobStore) -> int:

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from domain.items import validate_item_dicts
-from domain.sample_items import generate_items
+from bulkorder.domain.items import validate_item_dicts
+from bulkorder.domain.sample_items import generate_items
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import recorded_batch_ids, store_generated, totals_of
-from workflows.messages import OrderLimits
+from bulkorder.workflows.messages import OrderLimits
 
 TEMPORAL_SUGGESTED_EVENTS = 4_096
 TEMPORAL_SUGGESTED_BYTES = 4 * 1024 * 1024

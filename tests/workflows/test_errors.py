@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import bulkorder
-from domain.errors import (
+from bulkorder.domain.errors import (
     BulkorderError,
     EmptyOrderError,
     FulfillmentFailedError,
@@ -19,12 +19,12 @@ from domain.errors import (
     OrderLimitError,
     OrderNotFoundError,
 )
-from domain.refs import InvalidRefError
+from bulkorder.domain.refs import InvalidRefError
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import store_generated
-from workflows.errors import OrderRefusedError
-from workflows.order_rules import FULFILLMENT_FAILED, INVALID_REF, ORDER_CLOSED, ORDER_EXISTS, ORDER_LIMIT
-from workflows.outbox import OrderOutbox
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, INVALID_REF, ORDER_CLOSED, ORDER_EXISTS, ORDER_LIMIT
+from bulkorder.workflows.outbox import OrderOutbox
 
 REASONS = [
     (ORDER_CLOSED, OrderClosedError),

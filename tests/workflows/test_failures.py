@@ -1,4 +1,4 @@
-"""``workflows.failures``: a failure with deep causes and long traces shrinks under the
+"""``bulkorder.workflows.failures``: a failure with deep causes and long traces shrinks under the
 budget Temporal keeps for a retried activity, with its type, message and flag intact."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
-from workflows.failures import MAX_FAILURE_BYTES, BoundedFailureConverter, bound_failure
+from bulkorder.workflows.failures import MAX_FAILURE_BYTES, BoundedFailureConverter, bound_failure
 
 
 def test_bounded_failures_keep_type_message_and_flag_under_the_budget() -> None:

@@ -12,12 +12,12 @@ from typing import Mapping
 
 import pytest
 
-from domain.refs import BatchRef
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.refs import BatchRef
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import event_types, store_generated
-from workflows.errors import OrderRefusedError
-from workflows.fulfillment import read_report
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.fulfillment import read_report
 
 
 def new_order_id() -> str:

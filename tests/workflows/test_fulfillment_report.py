@@ -9,12 +9,12 @@ import msgpack
 import pytest
 import zstandard
 
-from domain.refs import ReportRef
-from domain.sample_items import generate_items
-from storage.blob_store import content_key, sha256_hex
-from storage.errors import BlobIntegrityError, BlobTooLargeError
-from storage.folder_store import FolderBlobStore
-from workflows.fulfillment import (
+from bulkorder.domain.refs import ReportRef
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.blob_store import content_key, sha256_hex
+from bulkorder.storage.errors import BlobIntegrityError, BlobTooLargeError
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.workflows.fulfillment import (
     MAX_REPORT_RAW_SIZE,
     REPORT_PREFIX,
     ReportFormatError,

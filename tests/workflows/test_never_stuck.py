@@ -18,18 +18,18 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.refs import BatchRef
-from domain.summary import OrderSummary
-from storage.batch_codec import HEADER, MAGIC
-from storage.blob_store import sha256_hex
+from bulkorder.domain.refs import BatchRef
+from bulkorder.domain.summary import OrderSummary
+from bulkorder.storage.batch_codec import HEADER, MAGIC
+from bulkorder.storage.blob_store import sha256_hex
 from tests.cli.helpers import cli_env, run_cli
 from tests.fixtures.orders import TEST_SEALER, OrderStack
 from tests.workflows.helpers import store_generated
-from workflows.activities import OrderActivities
-from workflows.activity_errors import classified_failures
-from workflows.client import OrderClient
-from workflows.messages import FULFILL_CHECKED_ACTIVITY, FulfillmentResult, FulfillRequest
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.activities import OrderActivities
+from bulkorder.workflows.activity_errors import classified_failures
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, FulfillmentResult, FulfillRequest
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 def new_order_id() -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.orders import OrderStack, sqlite_env
 from tests.workflows.helpers import event_types, expected_per_sku, recorded_batch_ids, store_generated, totals_of
-from workflows.fulfillment import read_report
+from bulkorder.workflows.fulfillment import read_report
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,15 +7,15 @@ from typing import Iterator
 
 import pytest
 
-from domain.application import Orders
-from domain.errors import EmptyOrderError, OrderClosedError, OrderConflictError
-from domain.items import ItemValidationError
-from domain.sample_items import generate_items
-from storage.batches import BatchStore
-from storage.folder_store import FolderBlobStore
+from bulkorder.domain.application import Orders
+from bulkorder.domain.errors import EmptyOrderError, OrderClosedError, OrderConflictError
+from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import sqlite_env
 from tests.workflows.helpers import event_types, recorded_batch_ids, store_generated
-from workflows.outbox import OrderOutbox
+from bulkorder.workflows.outbox import OrderOutbox
 
 
 @pytest.fixture

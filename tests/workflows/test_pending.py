@@ -1,4 +1,4 @@
-"""``workflows.pending``: Temporal's pending-activity information read into steps people can
+"""``bulkorder.workflows.pending``: Temporal's pending-activity information read into steps people can
 read, and the server's text treated as hostile (first line, bounded, no secrets, no escapes)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.converter import DataConverter
 
-from workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
-from workflows.pending import MAX_ERROR_CHARS, failing_step, read_pending_steps, safe_error_text
+from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
+from bulkorder.workflows.pending import MAX_ERROR_CHARS, failing_step, read_pending_steps, safe_error_text
 
 AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

@@ -9,14 +9,14 @@ import pytest
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from domain.errors import OrderNotFoundError
-from domain.identifiers import InvalidIdentifierError, workflow_id_for
-from domain.refs import InvalidRefError
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.identifiers import InvalidIdentifierError, workflow_id_for
+from bulkorder.domain.refs import InvalidRefError
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import event_types, store_generated
-from workflows.errors import OrderRefusedError
-from workflows.messages import CreateRequest, OrderInput
-from workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.messages import CreateRequest, OrderInput
+from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 def new_order_id() -> str:

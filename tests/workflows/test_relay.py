@@ -8,13 +8,13 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from domain.identifiers import workflow_id_for
-from domain.summary import OrderSummary
+from bulkorder.domain.identifiers import workflow_id_for
+from bulkorder.domain.summary import OrderSummary
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import recorded_batch_ids, store_generated
-from workflows.errors import OrderRefusedError
-from workflows.outbox import OrderOutbox
-from workflows.relay import OrderRelay, crash_at
+from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.outbox import OrderOutbox
+from bulkorder.workflows.relay import OrderRelay, crash_at
 
 
 def new_order_id(label: str) -> str:
@@ -167,7 +167,7 @@ def test_the_relay_retries_what_may_pass_and_stops_on_what_cannot() -> None:
     from eventsourcing.persistence import DataError, OperationalError
     from temporalio.service import RPCError, RPCStatusCode
 
-    from workflows.relay import is_transient
+    from bulkorder.workflows.relay import is_transient
 
     assert is_transient(RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b""))
     assert is_transient(RPCError("deadline", RPCStatusCode.DEADLINE_EXCEEDED, b""))

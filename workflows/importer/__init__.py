@@ -16,29 +16,29 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "ImportIncompleteError": "workflows.importer.errors",
-    "ImportInputError": "workflows.importer.errors",
-    "ImportRefusedError": "workflows.importer.errors",
-    "DEFAULT_BATCH_SIZE": "workflows.importer.importer",
-    "ImportOptions": "workflows.importer.importer",
-    "ImportSummary": "workflows.importer.importer",
-    "import_file": "workflows.importer.importer",
-    "CSV": "workflows.importer.sources",
-    "FORMATS": "workflows.importer.sources",
-    "JSON": "workflows.importer.sources",
-    "NDJSON": "workflows.importer.sources",
+    "ImportIncompleteError": "bulkorder.workflows.importer.errors",
+    "ImportInputError": "bulkorder.workflows.importer.errors",
+    "ImportRefusedError": "bulkorder.workflows.importer.errors",
+    "DEFAULT_BATCH_SIZE": "bulkorder.workflows.importer.importer",
+    "ImportOptions": "bulkorder.workflows.importer.importer",
+    "ImportSummary": "bulkorder.workflows.importer.importer",
+    "import_file": "bulkorder.workflows.importer.importer",
+    "CSV": "bulkorder.workflows.importer.sources",
+    "FORMATS": "bulkorder.workflows.importer.sources",
+    "JSON": "bulkorder.workflows.importer.sources",
+    "NDJSON": "bulkorder.workflows.importer.sources",
 }
 
 if TYPE_CHECKING:
-    from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-    from workflows.importer.importer import DEFAULT_BATCH_SIZE, ImportOptions, ImportSummary, import_file
-    from workflows.importer.sources import CSV, FORMATS, JSON, NDJSON
+    from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+    from bulkorder.workflows.importer.importer import DEFAULT_BATCH_SIZE, ImportOptions, ImportSummary, import_file
+    from bulkorder.workflows.importer.sources import CSV, FORMATS, JSON, NDJSON
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'workflows.importer' has no attribute {name!r}")
+        raise AttributeError(f"module 'bulkorder.workflows.importer' has no attribute {name!r}")
     return getattr(import_module(module), name)
 
 

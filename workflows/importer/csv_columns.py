@@ -7,7 +7,7 @@ The header names the columns, in any order::
 ``sku``, ``quantity``, ``unit_price_amount``, ``unit_price_currency`` and ``name`` are
 required. Every other column is an attribute, ``attr.<key>`` with an optional type:
 ``:str`` (the default), ``:int``, ``:float``, ``:bool`` (``true``/``false``) or ``:json``
-(any JSON scalar, ``null`` included; parsed strictly by :mod:`domain.json_text`: no
+(any JSON scalar, ``null`` included; parsed strictly by :mod:`bulkorder.domain.json_text`: no
 ``NaN``/``Infinity``, no duplicate keys, bounded nesting). An empty attribute cell means "no such attribute";
 to store an empty string use ``:json`` and ``""``. Unknown columns are an error, not
 silently dropped.
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from domain import json_text
+from bulkorder.domain import json_text
 
 REQUIRED_COLUMNS = ("sku", "quantity", "unit_price_amount", "unit_price_currency", "name")
 ATTRIBUTE_PREFIX = "attr."

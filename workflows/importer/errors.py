@@ -3,7 +3,7 @@ says what was imported before the problem, so the user knows how to go on."""
 
 from __future__ import annotations
 
-from domain.errors import BulkorderError
+from bulkorder.domain.errors import BulkorderError
 
 
 class ImportInputError(BulkorderError, ValueError):

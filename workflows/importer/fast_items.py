@@ -1,12 +1,12 @@
 """The importer's fast path: the domain's item rules compiled for msgspec.
 
-Validating millions of items is the importer's main cost. pydantic (``domain.items``)
+Validating millions of items is the importer's main cost. pydantic (``bulkorder.domain.items``)
 stays the authority on what an item is and on every error message; this module states the
 same rules for msgspec, which parses JSON, checks the rules and packs msgpack in C without
 building a dict per item — measured here about twice as fast as parsing then validating
 with pydantic.
 
-One direction matters: whatever this decoder accepts, ``domain.items`` must accept too
+One direction matters: whatever this decoder accepts, ``bulkorder.domain.items`` must accept too
 (tests/workflows/importer/test_fast_items.py checks it on crafted and random inputs). When
 this decoder refuses a batch, the importer falls back to the pydantic path, which either
 accepts it (msgspec is stricter on some edge, e.g. floats beyond double range) or names the
@@ -20,7 +20,7 @@ checked in :func:`pack`; and duplicate keys, which msgspec resolves last-wins, a
 by counting: every key of an item's JSON is followed by one ``:``, so a record whose
 count of ``:`` bytes equals the keys decoded holds no duplicate. Only a record with more
 ``:`` (a colon inside a string, or a duplicate) is parsed again, strictly
-(:mod:`domain.json_text`), to tell which.
+(:mod:`bulkorder.domain.json_text`), to tell which.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
-from domain import items as rules
-from domain import json_text
+from bulkorder.domain import items as rules
+from bulkorder.domain import json_text
 
 
 def _anchored(pattern: str) -> str:

@@ -1,7 +1,7 @@
 """``import_file``: a file of items into one order, fast, resumable, with flat memory.
 
 The Python API behind ``bulkorder import``. It checks the order can take items before
-uploading anything, runs the :class:`~workflows.importer.pipeline.Pipeline`, then waits
+uploading anything, runs the :class:`~bulkorder.workflows.importer.pipeline.Pipeline`, then waits
 until the event store has recorded every batch it sent, so that when it returns the
 items are durably in the order.
 """
@@ -13,18 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.application import Orders
-from domain.identifiers import check_customer_id, check_order_id
-from domain.refs import MAX_BATCH_ITEMS
-from workflows.client import OrderClient
-from workflows.importer.encoders import EncoderPool
-from workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-from workflows.importer.pipeline import Pipeline, default_workers
-from workflows.importer.preflight import check_batch_size, prepare_order
-from workflows.importer.progress import ImportProgress, ProgressView
-from workflows.importer.rejects import RejectsFile
-from workflows.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
-from workflows.importer.stage import warm_up
+from bulkorder.domain.application import Orders
+from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.refs import MAX_BATCH_ITEMS
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.importer.encoders import EncoderPool
+from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+from bulkorder.workflows.importer.pipeline import Pipeline, default_workers
+from bulkorder.workflows.importer.preflight import check_batch_size, prepare_order
+from bulkorder.workflows.importer.progress import ImportProgress, ProgressView
+from bulkorder.workflows.importer.rejects import RejectsFile
+from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
+from bulkorder.workflows.importer.stage import warm_up
 
 DEFAULT_BATCH_SIZE = 5_000
 

@@ -21,16 +21,16 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping
 
-from domain.refs import BatchRef
-from storage.batches import BatchStore
-from workflows.client import OrderClient
-from workflows.importer.encoders import EncoderPool
-from workflows.importer.errors import ImportInputError
-from workflows.importer.progress import ImportProgress
-from workflows.importer.rejects import RejectsFile
-from workflows.importer.sources import ItemSource, RawBatch
-from workflows.importer.stage import Problem, StageResult, StageTask, stage_batch
-from workflows.messages import MAX_REFS_PER_CALL
+from bulkorder.domain.refs import BatchRef
+from bulkorder.storage.batches import BatchStore
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.importer.encoders import EncoderPool
+from bulkorder.workflows.importer.errors import ImportInputError
+from bulkorder.workflows.importer.progress import ImportProgress
+from bulkorder.workflows.importer.rejects import RejectsFile
+from bulkorder.workflows.importer.sources import ItemSource, RawBatch
+from bulkorder.workflows.importer.stage import Problem, StageResult, StageTask, stage_batch
+from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 
 @dataclass

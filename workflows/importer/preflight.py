@@ -11,13 +11,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from domain.application import Orders
-from domain.errors import OrderNotFoundError
-from domain.summary import OrderStatus
-from workflows.client import OrderClient
-from workflows.importer.errors import ImportInputError, ImportRefusedError
-from workflows.importer.identity import parse_import_id
-from workflows.importer.sources import ItemSource
+from bulkorder.domain.application import Orders
+from bulkorder.domain.errors import OrderNotFoundError
+from bulkorder.domain.summary import OrderStatus
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.importer.errors import ImportInputError, ImportRefusedError
+from bulkorder.workflows.importer.identity import parse_import_id
+from bulkorder.workflows.importer.sources import ItemSource
 
 
 @dataclass

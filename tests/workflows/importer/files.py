@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from domain.sample_items import generate_items
-from workflows.importer.csv_columns import item_to_row, parse_header
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.workflows.importer.csv_columns import item_to_row, parse_header
 
-#: The CSV header for domain.sample_items' items: every attribute with its type.
+#: The CSV header for bulkorder.domain.sample_items' items: every attribute with its type.
 SAMPLE_CSV_HEADER = [
     "sku", "quantity", "unit_price_amount", "unit_price_currency", "name",
     "attr.color", "attr.size", "attr.material", "attr.brand", "attr.category",

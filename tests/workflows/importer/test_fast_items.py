@@ -1,6 +1,6 @@
 """The importer's msgspec decoder never accepts what the domain's rules refuse.
 
-``domain.items`` (pydantic) is the authority. The fast decoder may be stricter (the
+``bulkorder.domain.items`` (pydantic) is the authority. The fast decoder may be stricter (the
 importer then falls back to pydantic, which decides and names the problem) but must never
 be more lenient, and what it accepts must pack to the same items.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from domain.items import ItemValidationError, validate_item_dict
-from domain.sample_items import generate_items
-from workflows.importer import fast_items
+from bulkorder.domain.items import ItemValidationError, validate_item_dict
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.workflows.importer import fast_items
 
 
 def fast_accepts(item: Any) -> list[dict[str, Any]] | None:

@@ -12,14 +12,14 @@ from typing import Iterator
 
 import pytest
 
-from storage.batches import BatchStore
-from storage.errors import TransientStoreError
-from storage.s3_store import S3BlobStore
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import TransientStoreError
+from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.orders import OrderStack
 from tests.fixtures.s3 import S3_TEST_ENV
 from tests.workflows.importer.files import write_ndjson
-from workflows.client import OrderClient
-from workflows.importer import ImportOptions, import_file
+from bulkorder.workflows.client import OrderClient
+from bulkorder.workflows.importer import ImportOptions, import_file
 
 
 @pytest.fixture

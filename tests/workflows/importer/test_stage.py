@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from domain.sample_items import generate_items
-from storage.batch_codec import decode_batch
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.batch_codec import decode_batch
 from tests.workflows.importer.files import SAMPLE_CSV_HEADER, write_csv
-from workflows.importer.sources import ItemSource
-from workflows.importer.stage import StageResult, StageTask, stage_batch
+from bulkorder.workflows.importer.sources import ItemSource
+from bulkorder.workflows.importer.stage import StageResult, StageTask, stage_batch
 
 
 def stage_file(path: Path, *, skip_invalid: bool = False, format: str | None = None) -> StageResult:
