@@ -9,7 +9,7 @@ import msgpack
 import pytest
 import zstandard
 
-from bulkorder.domain.refs import ReportRef
+from bulkorder.domain.refs import InvalidRefError, ReportRef
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.blob_store import content_key, sha256_hex
 from bulkorder.storage.errors import BlobIntegrityError, BlobTooLargeError
@@ -47,8 +47,13 @@ def test_a_report_swapped_under_a_look_alike_key_is_refused(tmp_path: Path) -> N
     swapped = SkuTotals().encode("o-2")
     look_alike = dataclasses.replace(ref, key="reports/1d/v" + ref.sha256, size=len(swapped))
     blobs.put(look_alike.key, swapped)
-    with pytest.raises(BlobIntegrityError, match="reports/1d/v"):
+    # Refused before any read: a report's key is exactly the content key of its sha-256.
+    with pytest.raises(InvalidRefError, match="is not the content key of its sha256"):
         read_report(blobs, look_alike)
+    # And bytes swapped under the real key fail the ref's hash.
+    blobs.path_for(ref.key).write_bytes(swapped)
+    with pytest.raises(BlobIntegrityError, match=ref.key):
+        read_report(blobs, dataclasses.replace(ref, size=len(swapped)))
     bigger = dataclasses.replace(ref, size=len(real) - 1)
     with pytest.raises(BlobTooLargeError, match=f"larger than the {len(real) - 1} bytes"):
         read_report(blobs, bigger)
