@@ -31,7 +31,7 @@ from bulkorder.domain.identifiers import InvalidIdentifierError, check_order_id
 from bulkorder.domain.items import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL, ItemValidationError, validate_item_dict, validate_item_dicts
 from bulkorder.domain.sample_items import generate_items
 from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
-from tests.cli.helpers import CliResult, cli_env
+from tests.cli.helpers import CliResult, stack_env
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
 from bulkorder.workflows.importer import fast_items
@@ -41,15 +41,8 @@ BULKORDER = str(Path(sys.executable).parent / "bulkorder")
 
 @pytest.fixture
 def env(order_stack: OrderStack, temporal_address: str, tmp_path: Path, event_store_env: Mapping[str, str]) -> dict[str, str]:
-    return cli_env(
-        tmp_path / "home",
-        {
-            **event_store_env,
-            "TEMPORAL_ADDRESS": temporal_address,
-            "BULKORDER_BLOB_DIR": str(tmp_path / "blobs"),
-            "BULKORDER_TASK_QUEUE": order_stack.task_queue,
-        },
-    )
+    """The environment of a CLI process sharing the test's worker, blobs and event store."""
+    return stack_env(order_stack.task_queue, temporal_address, tmp_path, event_store_env)
 
 
 def _run_measured(args: list[str], env: Mapping[str, str], timeout: float) -> tuple[CliResult, int, float]:

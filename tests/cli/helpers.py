@@ -48,3 +48,17 @@ async def run_cli(*args: str, env: Mapping[str, str], timeout: float = 180) -> C
 def write_ndjson(path: Path, items: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(item) + "\n" for item in items))
     return path
+
+
+def stack_env(stack_task_queue: str, temporal_address: str, tmp_path: Path, event_store_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a CLI process sharing a test's worker (its task queue), blobs
+    (``tmp_path/blobs``) and event store."""
+    return cli_env(
+        tmp_path / "home",
+        {
+            **event_store_env,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "BULKORDER_BLOB_DIR": str(tmp_path / "blobs"),
+            "BULKORDER_TASK_QUEUE": stack_task_queue,
+        },
+    )

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable, Mapping
 
 import pytest
 
-from tests.cli.helpers import cli_env, run_cli
+from tests.cli.helpers import run_cli, stack_env
 from tests.fixtures.orders import OrderStack
 from tests.workflows.importer.files import write_ndjson
 
@@ -28,15 +27,7 @@ BULKORDER = [sys.executable, "-m", "bulkorder.cli"]
 @pytest.fixture
 def env(order_stack: OrderStack, temporal_address: str, tmp_path: Path, event_store_env: Mapping[str, str]) -> dict[str, str]:
     """The environment of a CLI process sharing the test's worker, blobs and event store."""
-    return cli_env(
-        tmp_path / "home",
-        {
-            **event_store_env,
-            "TEMPORAL_ADDRESS": temporal_address,
-            "BULKORDER_BLOB_DIR": str(tmp_path / "blobs"),
-            "BULKORDER_TASK_QUEUE": order_stack.task_queue,
-        },
-    )
+    return stack_env(order_stack.task_queue, temporal_address, tmp_path, event_store_env)
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -109,12 +109,17 @@ async def scenarios_v2(client: OrderClient, batches: BatchStore, orders: Orders)
     other = store_generated(batches, 100, 100, prefix="f", start=50_000)
     await client.create("failed", "customer-5", other)
     blobs.path_for(other[0].key).unlink()
-    await client.submit("failed")
+    await _submit_until_failed(client, "failed")
+    return ["dbfirst", "dbfirst-race", "unreadable", "failed"]
+
+
+async def _submit_until_failed(client: OrderClient, order_id: str) -> None:
+    """Submit an order whose fulfillment cannot succeed, and wait until it is failed."""
+    await client.submit(order_id)
     try:
-        await client.wait_closed("failed")
+        await client.wait_closed(order_id)
     except OrderRefusedError:
         pass
-    return ["dbfirst", "dbfirst-race", "unreadable", "failed"]
 
 
 async def _until_version(client: OrderClient, order_id: str, version: int) -> None:
@@ -137,11 +142,7 @@ async def scenarios_v3(client: OrderClient, batches: BatchStore, orders: Orders)
     kept = {ref.key: blobs.path_for(ref.key).read_bytes() for ref in refs}
     for ref in refs:
         blobs.path_for(ref.key).unlink()
-    await client.submit("retried")
-    try:
-        await client.wait_closed("retried")
-    except OrderRefusedError:
-        pass
+    await _submit_until_failed(client, "retried")
     for key, data in kept.items():
         blobs.put(key, data)
     await client.retry_fulfillment("retried", "blobs restored")
@@ -151,11 +152,7 @@ async def scenarios_v3(client: OrderClient, batches: BatchStore, orders: Orders)
     lost = store_generated(batches, 100, 100, prefix="l", start=70_000)
     await client.create("given-up", "customer-8", lost)
     blobs.path_for(lost[0].key).unlink()
-    await client.submit("given-up")
-    try:
-        await client.wait_closed("given-up")
-    except OrderRefusedError:
-        pass
+    await _submit_until_failed(client, "given-up")
     await client.cancel("given-up", "supplier gone")
     await client.wait_closed("given-up")
 

@@ -43,3 +43,18 @@ def totals_of(refs: list[BatchRef]) -> dict[str, Any]:
         for currency, amount in ref.totals.items():
             totals[currency] = totals.get(currency, 0) + amount
     return {"items": sum(r.item_count for r in refs), "quantity": sum(r.quantity for r in refs), "totals": totals}
+
+
+def worker_serving(client: Any, activities: Any, task_queue: str) -> Any:
+    """A worker running ``OrderWorkflow`` with these activities (a test's own, e.g. one that
+    injects a bug) on ``task_queue``, so the fixture's worker never takes its orders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.worker import Worker
+
+    from bulkorder.workflows.order_workflow import OrderWorkflow
+
+    return Worker(
+        client, task_queue=task_queue, workflows=[OrderWorkflow], activities=activities.all(),
+        activity_executor=ThreadPoolExecutor(max_workers=4),
+    )

@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from eventsourcing.persistence import OperationalError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from bulkorder.domain.items import ItemValidationError
 from bulkorder.domain.summary import OrderChange, RecordOutcome
 from bulkorder.storage.errors import BatchFormatError, TransientStoreError
 from tests.fixtures.orders import OrderStack
-from tests.workflows.helpers import event_types, store_generated
+from tests.workflows.helpers import event_types, store_generated, worker_serving
 from bulkorder.workflows.activities import OrderActivities
 from bulkorder.workflows.activity_errors import UNEXPECTED_ATTEMPTS, classified_failures, classify
 from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY, FulfillmentResult, FulfillRequest
-from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 @pytest.mark.parametrize(
@@ -95,16 +92,6 @@ class UnrecordableOnce(OrderActivities):
         return super().record_order_change(change)
 
 
-def worker_with(env: WorkflowEnvironment, stack: OrderStack, activities: OrderActivities, task_queue: str) -> Worker:
-    return Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow],
-        activities=activities.all(),
-        activity_executor=ThreadPoolExecutor(max_workers=4),
-    )
-
-
 async def test_an_unexpected_failure_is_retried_a_few_times_then_recorded_and_recoverable(
     temporal_env: WorkflowEnvironment, order_stack: OrderStack
 ) -> None:
@@ -114,7 +101,7 @@ async def test_an_unexpected_failure_is_retried_a_few_times_then_recorded_and_re
     client = type(order_stack.client)(temporal_env.client, task_queue=task_queue, batches=order_stack.batches)
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    async with worker_with(temporal_env, order_stack, buggy, task_queue):
+    async with worker_serving(temporal_env.client, buggy, task_queue):
         await client.create(order_id, "customer-1", refs)
         await client.submit(order_id)
         with pytest.raises(OrderRefusedError, match="RuntimeError: bug: the report writer tripped") as failed:
@@ -141,7 +128,7 @@ async def test_batches_the_event_store_refuses_for_good_are_recorded_rejected_an
     order_id = new_order_id()
     first = store_generated(order_stack.batches, 200, 100, prefix=order_id)
     later = store_generated(order_stack.batches, 100, 100, prefix=order_id + "-later", start=200)
-    async with worker_with(temporal_env, order_stack, activities, task_queue):
+    async with worker_serving(temporal_env.client, activities, task_queue):
         await client.create(order_id, "customer-1", first)
         await client.add_batches(order_id, later)
         await client.submit(order_id)

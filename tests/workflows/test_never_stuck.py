@@ -10,13 +10,11 @@ process, as an operator runs it.
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderSummary
@@ -24,12 +22,11 @@ from bulkorder.storage.batch_codec import HEADER, MAGIC
 from bulkorder.storage.blob_store import sha256_hex
 from tests.cli.helpers import cli_env, run_cli
 from tests.fixtures.orders import TEST_SEALER, OrderStack
-from tests.workflows.helpers import store_generated
+from tests.workflows.helpers import store_generated, worker_serving
 from bulkorder.workflows.activities import OrderActivities
 from bulkorder.workflows.activity_errors import classified_failures
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, FulfillmentResult, FulfillRequest
-from bulkorder.workflows.order_workflow import OrderWorkflow
 
 
 def new_order_id() -> str:
@@ -103,11 +100,7 @@ async def test_an_unexpected_exception_ends_failed_is_shown_listed_and_retried(
     client = OrderClient(temporal_env.client, task_queue=task_queue, batches=order_stack.batches)
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    worker = Worker(
-        temporal_env.client, task_queue=task_queue, workflows=[OrderWorkflow],
-        activities=BuggyReport(order_stack.orders, order_stack.batches).all(),
-        activity_executor=ThreadPoolExecutor(max_workers=4),
-    )
+    worker = worker_serving(temporal_env.client, BuggyReport(order_stack.orders, order_stack.batches), task_queue)
     async with worker:
         await client.create(order_id, "acme", refs)
         waited = await run_cli("submit", order_id, "--wait", "--timeout", "2m", env=env)
