@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "PlainLines": "bulkorder.workflows.importer.progress",
     # Analysts.
     "Analyst": "bulkorder.analysis",
-    "parse_instant": "bulkorder.domain.history",
+    "parse_instant": "bulkorder.analysis.history",
     # Errors: one family under BulkorderError.
     "BulkorderError": "bulkorder.domain.errors",
     "OrderError": "bulkorder.domain.errors",
@@ -86,9 +86,9 @@ _EXPORTS: dict[str, str] = {
     "ImportInputError": "bulkorder.workflows.importer.errors",
     "ImportRefusedError": "bulkorder.workflows.importer.errors",
     "ImportIncompleteError": "bulkorder.workflows.importer.errors",
-    "VersionOutOfRangeError": "bulkorder.domain.history",
-    "BeforeCreationError": "bulkorder.domain.history",
-    "InvalidInstantError": "bulkorder.domain.history",
+    "VersionOutOfRangeError": "bulkorder.analysis.history",
+    "BeforeCreationError": "bulkorder.analysis.history",
+    "InvalidInstantError": "bulkorder.analysis.history",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -123,7 +123,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         OrderLimitError,
         OrderNotFoundError,
     )
-    from bulkorder.domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError, parse_instant
+    from bulkorder.analysis.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError, parse_instant
     from bulkorder.domain.identifiers import InvalidIdentifierError
     from bulkorder.domain.items import Item, ItemValidationError, Money
     from bulkorder.domain.refs import BatchRef, InvalidRefError, ReportRef

@@ -19,8 +19,7 @@ from bulkorder.settings import SettingsError
 
 # Analysts (docs/analysts.md): a version or instant the order never had is bad input; a
 # database or read-model failure is a failure.
-from bulkorder.domain.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError
-from bulkorder.domain.read_model import ProjectionOrderError
+from bulkorder.analysis import BeforeCreationError, InvalidInstantError, ProjectionOrderError, VersionOutOfRangeError
 from eventsourcing.persistence import PersistenceError
 
 _ANALYSTS_BAD_INPUT = (VersionOutOfRangeError, BeforeCreationError, InvalidInstantError)

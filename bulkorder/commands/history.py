@@ -10,14 +10,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from bulkorder.analysis import Analyst, OrderState
+from bulkorder.analysis import Analyst, OrderState, parse_instant
+from bulkorder.analysis.item_stream import FORMATS
 from bulkorder.commands.arguments import positive_int
 from bulkorder.commands.output import money, print_json
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
-from bulkorder.domain.history import parse_instant
 from bulkorder.domain.identifiers import check_order_id
-from bulkorder.storage.item_stream import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

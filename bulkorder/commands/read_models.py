@@ -7,11 +7,10 @@ import asyncio
 import signal
 import threading
 
-from bulkorder.analysis import Analyst, Report
+from bulkorder.analysis import Analyst, Report, RunResult
 from bulkorder.commands.arguments import non_negative_int, positive_seconds
 from bulkorder.commands.output import money, print_json
 from bulkorder.settings import Settings
-from bulkorder.storage.projections import RunResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -32,7 +32,7 @@ from bulkorder.storage.blob_store import content_key, sha256_hex
 from bulkorder.storage.claim_check import KEY_PREFIX, ClaimCheck
 from bulkorder.storage.errors import BlobIntegrityError, InvalidBlobKeyError
 from bulkorder.storage.folder_store import FolderBlobStore
-from bulkorder.storage.item_stream import ItemStreamer
+from bulkorder.analysis.item_stream import ItemStreamer
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
 from tests.fixtures.orders import sqlite_env

@@ -36,7 +36,7 @@ from bulkorder.domain.sample_items import generate_items
 from bulkorder.domain.summary import OrderChange
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.config import EventStoreConfig
-from bulkorder.storage.event_log import EventLog
+from bulkorder.analysis.event_log import EventLog
 from bulkorder.storage.folder_store import FolderBlobStore
 
 

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from temporalio.client import Client
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.history import describe_events
+from bulkorder.analysis.history import describe_events
 from bulkorder.domain.identifiers import aggregate_id_for
 from bulkorder.domain.items import MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
-from bulkorder.domain.read_model import project_summary
+from bulkorder.analysis.read_model import project_summary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import TEST_SEALER, sqlite_env

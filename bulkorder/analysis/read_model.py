@@ -1,6 +1,6 @@
 """What the analysts' read model holds, and how each ``Order`` event changes it.
 
-Pure functions (no I/O): the projection in :mod:`bulkorder.storage.projections` loads rows, calls
+Pure functions (no I/O): the projection in :mod:`bulkorder.analysis.projections` loads rows, calls
 :func:`project_summary` for each event in order, and saves the rows with its tracking
 record in one transaction. Per-SKU quantities come from the items of each added batch,
 counted by :func:`sku_quantities`.

@@ -1,8 +1,8 @@
 """Projections of the orders' event log into read models, and the loop that runs them.
 
 Each projection is an eventsourcing :class:`~eventsourcing.projection.Projection` over a
-view (:mod:`bulkorder.storage.views`). It processes events a page at a time: loads the rows the page
-touches, applies the page with the pure functions of :mod:`bulkorder.domain.read_model`, and commits
+view (:mod:`bulkorder.analysis.views`). It processes events a page at a time: loads the rows the page
+touches, applies the page with the pure functions of :mod:`bulkorder.analysis.read_model`, and commits
 the rows with the tracking record of the page's last event in one transaction - only if
 the view is still at the position the page started from. A run stopped anywhere (Ctrl-C,
 a crash, a missing blob) leaves the view at the end of its last committed page, and the
@@ -35,12 +35,12 @@ from eventsourcing.projection import Projection
 from bulkorder.domain.application import Orders
 from bulkorder.domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 from bulkorder.domain.order import Order
-from bulkorder.domain.read_model import OrderSummaryRow, project_summary, sku_quantities
 from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.errors import TransientStoreError
-from bulkorder.storage.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
-from bulkorder.storage.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
-from bulkorder.storage.views import ViewMovedError
+from bulkorder.analysis.read_model import OrderSummaryRow, project_summary, sku_quantities
+from bulkorder.analysis.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
+from bulkorder.analysis.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
+from bulkorder.analysis.views import ViewMovedError
 
 _ORDER_EVENTS = (
     Order.Created, Order.ItemsAdded, Order.BatchRejected, Order.Submitted, Order.FulfillmentCompleted, Order.Cancelled,

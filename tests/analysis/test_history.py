@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bulkorder.domain.history import InvalidInstantError, describe_events, event_document, from_micros, parse_instant, to_micros
+from bulkorder.analysis.history import InvalidInstantError, describe_events, event_document, from_micros, parse_instant, to_micros
 from bulkorder.domain.order import Order
-from bulkorder.domain.read_model import ProjectionOrderError, project_summary
+from bulkorder.analysis.read_model import ProjectionOrderError, project_summary
 from bulkorder.domain.refs import BatchRef
 
 UTC = timezone.utc

@@ -11,12 +11,12 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from bulkorder.domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
-from bulkorder.domain.read_model import OrderSummaryRow
+from bulkorder.analysis.read_model import OrderSummaryRow
 from bulkorder.domain.summary import OrderChange, Rejection
-from bulkorder.storage.projections import OrderSummaryProjection, PollingProjectionRunner, TimeIndexProjection
-from bulkorder.storage.summaries import SUMMARY_VIEW, PostgresSummaries, SQLiteSummaries
-from bulkorder.storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex
-from bulkorder.storage.views import ViewMovedError, open_view
+from bulkorder.analysis.projections import OrderSummaryProjection, PollingProjectionRunner, TimeIndexProjection
+from bulkorder.analysis.summaries import SUMMARY_VIEW, PostgresSummaries, SQLiteSummaries
+from bulkorder.analysis.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex
+from bulkorder.analysis.views import ViewMovedError, open_view
 from bulkorder.storage.errors import BlobNotFoundError, TransientStoreError
 from tests.fixtures.analysts import AnalystStore, write_order
 

@@ -11,12 +11,12 @@ from typing import Any
 from uuid import UUID
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.history import event_document
 from bulkorder.domain.order import Order
+from bulkorder.analysis.history import event_document
 
 
 class EventLog:
-    """Pages of the log as JSON-ready documents (:func:`bulkorder.domain.history.event_document`)."""
+    """Pages of the log as JSON-ready documents (:func:`bulkorder.analysis.history.event_document`)."""
 
     def __init__(self, orders: Orders, *, page_size: int = 1_000) -> None:
         self.orders = orders

@@ -11,7 +11,7 @@ import pytest
 
 from bulkorder.domain.application import SNAPSHOT_INTERVAL
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.history import BeforeCreationError, VersionOutOfRangeError
+from bulkorder.analysis.history import BeforeCreationError, VersionOutOfRangeError
 from bulkorder.domain.summary import OrderChange, Rejection
 from tests.fixtures.analysts import AnalystStore, items_digest, write_order
 

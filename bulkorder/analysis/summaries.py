@@ -1,6 +1,6 @@
 """The order summaries read model: one row per order, and per-SKU quantities per order.
 
-Kept by :class:`bulkorder.storage.projections.OrderSummaryProjection`. The per-order SKU table lets
+Kept by :class:`bulkorder.analysis.projections.OrderSummaryProjection`. The per-order SKU table lets
 the report leave cancelled orders out of the per-SKU totals without re-reading any batch.
 The skipped-batches table lists each batch the projection could not count, and why.
 
@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 from eventsourcing.persistence import Tracking
 
-from bulkorder.domain.read_model import OrderSummaryRow, SkuQuantity
 from bulkorder.domain.summary import OrderStatus
-from bulkorder.storage.views import PostgresView, SQLiteView, SqlDialect
+from bulkorder.analysis.read_model import OrderSummaryRow, SkuQuantity
+from bulkorder.analysis.views import PostgresView, SQLiteView, SqlDialect
 
 SUMMARY_VIEW = "OrderSummaries"
 _ORDERS = "bulkorder_order_summaries"

@@ -1,7 +1,7 @@
 """The time index: (order, version, instant) for every event, so "the order as it was at
 time T" is one indexed lookup instead of a scan of the order's events.
 
-Kept by :class:`bulkorder.storage.projections.TimeIndexProjection` (one row per event, committed
+Kept by :class:`bulkorder.analysis.projections.TimeIndexProjection` (one row per event, committed
 with its tracking record); instants are microseconds since the Unix epoch, UTC.
 """
 
@@ -11,8 +11,8 @@ from typing import Any, ClassVar, Sequence
 
 from eventsourcing.persistence import Tracking
 
-from bulkorder.domain.history import to_micros
-from bulkorder.storage.views import PostgresView, SQLiteView, SqlDialect
+from bulkorder.analysis.history import to_micros
+from bulkorder.analysis.views import PostgresView, SQLiteView, SqlDialect
 
 TIME_INDEX_VIEW = "OrderTimeIndex"
 _TABLE = "bulkorder_order_times"

@@ -14,7 +14,7 @@ from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError
 from bulkorder.storage.folder_store import FolderBlobStore
-from bulkorder.storage.item_stream import CSV_COLUMNS, ItemStreamer
+from bulkorder.analysis.item_stream import CSV_COLUMNS, ItemStreamer
 from tests.fixtures.analysts import items_digest
 
 SIZES = [1, 999, 2500, 17, 1200, 3000, 5]

@@ -1,18 +1,7 @@
-"""The analysts' Python API: history, replay, items, export and read models of orders.
+"""The :class:`Analyst`: one order's history, replay and items, the log's export, the read models.
 
-Analysts read the event store and the blob store, never Temporal::
-
-    from bulkorder.analysis import Analyst
-    from bulkorder.settings import Settings
-
-    with Analyst.from_settings(Settings.from_env()) as analyst:
-        for record in analyst.events("order-42"):
-            print(record.version, record.type, record.item_count)
-        state = analyst.state("order-42", at=parse_instant("2024-05-01T12:00Z"))
-        with open("items.ndjson", "wb") as out:
-            analyst.stream_items("order-42", out, version=state.version)
-
-See docs/analysts.md for every operation and its command-line twin.
+Reads the event store and the blob store, never Temporal (the package's docstring has an
+example; docs/analysts.md has every operation and its command-line twin).
 """
 
 from __future__ import annotations
@@ -27,20 +16,20 @@ import msgspec
 from bulkorder.settings import Settings
 from bulkorder.domain.application import Orders
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
 from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
 from bulkorder.domain.order import Order
-from bulkorder.domain.read_model import OrderSummaryRow, SkuQuantity
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.config import EventStoreConfig
-from bulkorder.storage.event_log import EventLog
-from bulkorder.storage.item_stream import ItemStreamer, StreamResult
-from bulkorder.storage.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
-from bulkorder.storage.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
-from bulkorder.storage.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
-from bulkorder.storage.views import OpenedView, open_view
+from bulkorder.analysis.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
+from bulkorder.analysis.read_model import OrderSummaryRow, SkuQuantity
+from bulkorder.analysis.event_log import EventLog
+from bulkorder.analysis.item_stream import ItemStreamer, StreamResult
+from bulkorder.analysis.projections import OrderSummaryProjection, PollingProjectionRunner, RunResult, TimeIndexProjection
+from bulkorder.analysis.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
+from bulkorder.analysis.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
+from bulkorder.analysis.views import OpenedView, open_view
 
 _PAGE = 1_000
 _lines = msgspec.json.Encoder()
@@ -155,7 +144,7 @@ class Analyst:
             after = page[-1].originator_version
 
     def events(self, order_id: str) -> Iterator[EventRecord]:
-        """One :class:`~bulkorder.domain.history.EventRecord` per event, oldest first; items are not read."""
+        """One :class:`~bulkorder.analysis.history.EventRecord` per event, oldest first; items are not read."""
         return describe_events(self._events(order_id))
 
     def latest_version(self, order_id: str) -> int:

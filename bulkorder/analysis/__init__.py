@@ -1,0 +1,86 @@
+"""The analysts' tools: history, replay, items, export and read models of orders.
+
+Analysts read the event store and the blob store, never Temporal::
+
+    from bulkorder.analysis import Analyst, parse_instant
+    from bulkorder.settings import Settings
+
+    with Analyst.from_settings(Settings.from_env()) as analyst:
+        for record in analyst.events("order-42"):
+            print(record.version, record.type, record.item_count)
+        state = analyst.state("order-42", at=parse_instant("2024-05-01T12:00Z"))
+        with open("items.ndjson", "wb") as out:
+            analyst.stream_items("order-42", out, version=state.version)
+
+Everything the analysts use lives in this package, above the layers it reads
+(``bulkorder.storage``, ``bulkorder.domain``), which know nothing of it:
+
+- :mod:`~bulkorder.analysis.analyst`: :class:`Analyst`, the one entry point, and its results.
+- :mod:`~bulkorder.analysis.history`: pure logic over an order's events (records, instants).
+- :mod:`~bulkorder.analysis.event_log`: the whole event log, a page at a time, as documents.
+- :mod:`~bulkorder.analysis.item_stream`: an order's batches streamed back as NDJSON or CSV.
+- :mod:`~bulkorder.analysis.read_model`: pure functions of how events change a summary row.
+- :mod:`~bulkorder.analysis.views`: read-model tables beside the event store, with tracking.
+- :mod:`~bulkorder.analysis.time_index`, :mod:`~bulkorder.analysis.summaries`: the two views.
+- :mod:`~bulkorder.analysis.projections`: the projections that keep the views up to date.
+
+The command line's twins are in :mod:`bulkorder.commands` (``history``, ``event_export``,
+``read_models``). See docs/analysts.md for every operation.
+
+Importing this package is cheap: each name below loads its module on first use (PEP 562),
+so :mod:`bulkorder.errors` can name the analysts' error classes without loading the rest.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+#: Each public name, and the module that defines it (loaded when the name is first used).
+_EXPORTS: dict[str, str] = {
+    "Analyst": "bulkorder.analysis.analyst",
+    "OrderState": "bulkorder.analysis.analyst",
+    "ExportResult": "bulkorder.analysis.analyst",
+    "Report": "bulkorder.analysis.analyst",
+    "EventRecord": "bulkorder.analysis.history",
+    "parse_instant": "bulkorder.analysis.history",
+    "BeforeCreationError": "bulkorder.analysis.history",
+    "InvalidInstantError": "bulkorder.analysis.history",
+    "VersionOutOfRangeError": "bulkorder.analysis.history",
+    "OrderSummaryRow": "bulkorder.analysis.read_model",
+    "SkuQuantity": "bulkorder.analysis.read_model",
+    "ProjectionOrderError": "bulkorder.analysis.read_model",
+    "StreamResult": "bulkorder.analysis.item_stream",
+    "RunResult": "bulkorder.analysis.projections",
+    "SkippedBatch": "bulkorder.analysis.summaries",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ above
+    from bulkorder.analysis.analyst import Analyst, ExportResult, OrderState, Report
+    from bulkorder.analysis.history import (
+        BeforeCreationError,
+        EventRecord,
+        InvalidInstantError,
+        VersionOutOfRangeError,
+        parse_instant,
+    )
+    from bulkorder.analysis.item_stream import StreamResult
+    from bulkorder.analysis.projections import RunResult
+    from bulkorder.analysis.read_model import OrderSummaryRow, ProjectionOrderError, SkuQuantity
+    from bulkorder.analysis.summaries import SkippedBatch
