@@ -54,10 +54,10 @@ _EXPORTS: dict[str, str] = {
     "BlobStoreConfig": "bulkorder.storage.config",
     "EventStoreConfig": "bulkorder.storage.config",
     # Importing files.
-    "import_file": "bulkorder.workflows.importer.importer",
-    "ImportOptions": "bulkorder.workflows.importer.importer",
-    "ImportSummary": "bulkorder.workflows.importer.importer",
-    "PlainLines": "bulkorder.workflows.importer.progress",
+    "import_file": "bulkorder.importer.importer",
+    "ImportOptions": "bulkorder.importer.importer",
+    "ImportSummary": "bulkorder.importer.importer",
+    "PlainLines": "bulkorder.importer.progress",
     # Analysts.
     "Analyst": "bulkorder.analysis",
     "parse_instant": "bulkorder.analysis.history",
@@ -83,9 +83,9 @@ _EXPORTS: dict[str, str] = {
     "BatchFormatError": "bulkorder.storage.errors",
     "ClaimCheckError": "bulkorder.storage.errors",
     "TransientStoreError": "bulkorder.storage.errors",
-    "ImportInputError": "bulkorder.workflows.importer.errors",
-    "ImportRefusedError": "bulkorder.workflows.importer.errors",
-    "ImportIncompleteError": "bulkorder.workflows.importer.errors",
+    "ImportInputError": "bulkorder.importer.errors",
+    "ImportRefusedError": "bulkorder.importer.errors",
+    "ImportIncompleteError": "bulkorder.importer.errors",
     "VersionOutOfRangeError": "bulkorder.analysis.history",
     "BeforeCreationError": "bulkorder.analysis.history",
     "InvalidInstantError": "bulkorder.analysis.history",
@@ -141,9 +141,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from bulkorder.storage.folder_store import FolderBlobStore
     from bulkorder.workflows.client import OrderClient
     from bulkorder.workflows.errors import OrderRefusedError
-    from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-    from bulkorder.workflows.importer.importer import ImportOptions, ImportSummary, import_file
-    from bulkorder.workflows.importer.progress import PlainLines
+    from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+    from bulkorder.importer.importer import ImportOptions, ImportSummary, import_file
+    from bulkorder.importer.progress import PlainLines
     from bulkorder.workflows.messages import OrderLimits
     from bulkorder.workflows.outbox import OrderOutbox
     from bulkorder.workflows.pending import OrderProgress, PendingStep

@@ -9,7 +9,7 @@ from bulkorder.domain.refs import InvalidRefError
 from bulkorder.storage.errors import StorageError
 from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.relay import RelayStoppedError
-from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
 from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from bulkorder.domain import json_text
 from bulkorder.domain.items import first_sum_crossing, items_from_json_lines, validate_item_dict
-from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
+from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES
 
 #: Largest file ``create --items`` and ``add`` read (they hold it whole; ``import`` streams).
 MAX_ITEM_FILE_BYTES = 64 * 1024 * 1024

@@ -19,7 +19,7 @@ from bulkorder.seals import SealSettings
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
-from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES
+from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES
 from bulkorder.workflows.messages import OrderLimits
 from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
 

@@ -31,7 +31,7 @@ from bulkorder.domain.errors import BulkorderError
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
 # The rules, as values: the pydantic types below and the importer's fast decoder
-# (bulkorder.workflows.importer.fast_items) are both built from these.
+# (bulkorder.importer.fast_items) are both built from these.
 MAX_ATTRIBUTES = 500
 MAX_QUANTITY = 1_000_000_000
 MAX_UNIT_AMOUNT = 10**15

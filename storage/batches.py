@@ -44,6 +44,60 @@ def checked_batch_counters(items: Sequence[Mapping[str, Any]], where: str) -> tu
     return quantity, totals
 
 
+def encode_batch_items(
+    items: Sequence[Mapping[str, Any]], batch_id: str | None = None, level: int = DEFAULT_LEVEL
+) -> tuple[BatchRef, bytes]:
+    """Encode ``items`` (already validated) into a batch: its unsealed ref and its bytes.
+
+    Pure CPU, no blob store and no secret, so it runs in a thread or another process (the
+    importer's encoding processes); whoever stores the bytes seals the ref
+    (:meth:`BatchStore.seal`). Raises :class:`ValueError` for an empty batch, an invalid
+    ``batch_id``, or a batch beyond the limits of a ref.
+    """
+    if batch_id is not None:
+        check_batch_id(batch_id)
+    if not items:
+        raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
+    quantity, totals = checked_batch_counters(items, f"batch {batch_id or '(unnamed)'}")
+    return _batch_ref(encode_batch(items, level=level), len(items), quantity, totals, batch_id)
+
+
+def encode_packed_batch(
+    raw: bytes,
+    item_count: int,
+    quantity: int,
+    totals: dict[str, int],
+    batch_id: str | None = None,
+    level: int = DEFAULT_LEVEL,
+) -> tuple[BatchRef, bytes]:
+    """Like :func:`encode_batch_items`, for items already validated and packed as one
+    msgpack array of item maps (with their counters): the importer's fast path."""
+    if batch_id is not None:
+        check_batch_id(batch_id)
+    if item_count <= 0:
+        raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
+    check_batch_sums(quantity, totals, f"batch {batch_id or '(unnamed)'}")
+    return _batch_ref(frame_batch(raw, item_count, level=level), item_count, quantity, totals, batch_id)
+
+
+def _batch_ref(
+    data: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None
+) -> tuple[BatchRef, bytes]:
+    sha256 = sha256_hex(data)
+    ref = BatchRef(
+        batch_id=batch_id if batch_id is not None else CONTENT_BATCH_ID_PREFIX + sha256[:32],
+        key=content_key(sha256, BATCH_KEY_PREFIX),
+        sha256=sha256,
+        size=len(data),
+        item_count=item_count,
+        quantity=quantity,
+        totals=totals,
+        encoding=BATCH_ENCODING,
+        format_version=BATCH_FORMAT_VERSION,
+    )
+    return check_batch_ref(ref), data
+
+
 class BatchStore:
     """Writes item batches as content-addressed blobs and reads them back, checked.
 
@@ -68,47 +122,18 @@ class BatchStore:
         return ref if self.sealer is None else self.sealer.seal(ref)
 
     def encode(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> tuple[BatchRef, bytes]:
-        """Encode ``items`` (already validated) into a batch: its ref and its bytes.
-
-        Pure CPU, no I/O, so callers can run it in a thread or process pool and write
-        the result with :meth:`put_encoded`. Raises :class:`ValueError` for an empty
-        batch, an invalid ``batch_id``, or a batch beyond the limits of a ref.
-        """
-        if batch_id is not None:
-            check_batch_id(batch_id)
-        if not items:
-            raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
-        quantity, totals = checked_batch_counters(items, f"batch {batch_id or '(unnamed)'}")
-        return self._ref(encode_batch(items, level=self.level), len(items), quantity, totals, batch_id)
+        """Encode ``items`` (already validated) into a batch: its ref, sealed when this store
+        seals, and its bytes. See :func:`encode_batch_items`; write the result with
+        :meth:`put_encoded`."""
+        ref, data = encode_batch_items(items, batch_id, self.level)
+        return self.seal(ref), data
 
     def encode_packed(
         self, raw: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None = None
     ) -> tuple[BatchRef, bytes]:
-        """Like :meth:`encode`, for items already validated and packed as one msgpack
-        array of item maps (with their counters): the importer's fast path."""
-        if batch_id is not None:
-            check_batch_id(batch_id)
-        if item_count <= 0:
-            raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
-        check_batch_sums(quantity, totals, f"batch {batch_id or '(unnamed)'}")
-        return self._ref(frame_batch(raw, item_count, level=self.level), item_count, quantity, totals, batch_id)
-
-    def _ref(
-        self, data: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None
-    ) -> tuple[BatchRef, bytes]:
-        sha256 = sha256_hex(data)
-        ref = BatchRef(
-            batch_id=batch_id if batch_id is not None else CONTENT_BATCH_ID_PREFIX + sha256[:32],
-            key=content_key(sha256, BATCH_KEY_PREFIX),
-            sha256=sha256,
-            size=len(data),
-            item_count=item_count,
-            quantity=quantity,
-            totals=totals,
-            encoding=BATCH_ENCODING,
-            format_version=BATCH_FORMAT_VERSION,
-        )
-        return self.seal(check_batch_ref(ref)), data
+        """Like :meth:`encode`, for items already packed: see :func:`encode_packed_batch`."""
+        ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level)
+        return self.seal(ref), data
 
     def put_encoded(self, ref: BatchRef, data: bytes) -> None:
         """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``."""

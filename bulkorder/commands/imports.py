@@ -23,8 +23,8 @@ from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identifiers import check_customer_id, check_order_id
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.pending import OrderProgress, safe_error_text
-from bulkorder.workflows.importer import FORMATS, ImportOptions, ImportSummary, import_file
-from bulkorder.workflows.importer.progress import PlainLines, ProgressView, TerminalBar
+from bulkorder.importer import FORMATS, ImportOptions, ImportSummary, import_file
+from bulkorder.importer.progress import PlainLines, ProgressView, TerminalBar
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,7 +1,7 @@
 """Progress on stderr: a bar redrawn in place on a terminal, a plain line now and then otherwise.
 
 On a terminal, ``rich`` draws (as it does the importer's bar,
-:mod:`bulkorder.workflows.importer.progress`): it knows the terminal's width and cursor, and prints
+:mod:`bulkorder.importer.progress`): it knows the terminal's width and cursor, and prints
 a note above a line it keeps redrawing. Off one, the plain lines below, unchanged, are
 what logs and tests read.
 """

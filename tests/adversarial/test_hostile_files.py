@@ -34,7 +34,7 @@ from tests.adversarial.report import MAX_BOMB_GROWTH_BYTES, AttackLine, report
 from tests.cli.helpers import CliResult, stack_env
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.fixtures.orders import OrderStack
-from bulkorder.workflows.importer import fast_items
+from bulkorder.importer import fast_items
 
 BULKORDER = str(Path(sys.executable).parent / "bulkorder")
 

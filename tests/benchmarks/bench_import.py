@@ -34,7 +34,7 @@ from temporalio.client import Client
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.measure import PeakRss, Result, machine, run_histories, stop_process, wait_for_line
-from tests.workflows.importer.files import write_ndjson
+from tests.importer.files import write_ndjson
 
 BIN = Path(sys.executable).parent
 HISTORY_EVENTS_LIMIT = 4_096

@@ -19,7 +19,7 @@ import pytest
 
 from tests.cli.helpers import run_cli, stack_env
 from tests.fixtures.orders import OrderStack
-from tests.workflows.importer.files import write_ndjson
+from tests.importer.files import write_ndjson
 
 BULKORDER = [sys.executable, "-m", "bulkorder.cli"]
 

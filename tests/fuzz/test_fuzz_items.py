@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bulkorder.domain import items as rules
 from bulkorder.domain.items import ItemValidationError, first_sum_crossing, validate_item_dict, validate_item_dicts
-from bulkorder.workflows.importer import fast_items
+from bulkorder.importer import fast_items
 
 
 def _near(*bounds: int) -> st.SearchStrategy[int]:

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkorder.domain.sample_items import generate_items
-from bulkorder.workflows.importer.errors import ImportInputError
-from bulkorder.workflows.importer.sources import ItemSource
-from bulkorder.workflows.importer.stage import StageTask, stage_batch
+from bulkorder.importer.errors import ImportInputError
+from bulkorder.importer.sources import ItemSource
+from bulkorder.importer.stage import StageTask, stage_batch
 
 MAX_LINE = 4_096
 _WHOLE_FILE = ("the file is empty", "no rows", "cannot tell the format", "must hold a JSON array", "unknown format")

@@ -11,7 +11,7 @@ from bulkorder.domain.identifiers import InvalidIdentifierError
 from bulkorder.domain.items import Item, validate_item_dicts
 from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_ref
 from bulkorder.storage.batch_codec import decode_batch, read_header
-from bulkorder.storage.batches import BatchStore, batch_counters
+from bulkorder.storage.batches import BatchStore, batch_counters, encode_batch_items, encode_packed_batch
 from bulkorder.storage.blob_store import sha256_hex
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError
 from bulkorder.storage.folder_store import FolderBlobStore
@@ -195,3 +195,32 @@ def test_a_batch_whose_sums_pass_the_order_bounds_is_refused_naming_it(batches: 
     line = {"sku": "S", "quantity": 1_000, "unit_price": {"amount": 10**15, "currency": "EUR"}, "name": "n"}
     with pytest.raises(ItemValidationError, match=r"batch b-big: unit_price.amount: the EUR total 2,000,000,000,000,000,000 exceeds the limit MAX_ORDER_TOTAL"):
         batches.encode([line, line], batch_id="b-big")
+
+
+def test_encoding_needs_no_blob_store_and_seals_nothing(blobs: FolderBlobStore) -> None:
+    # The importer's encoding processes call these: no blob store, no secret.
+    from bulkorder.domain.seal import RefSealer
+
+    ref, data = encode_batch_items(MIXED, "b-1", 3)
+    assert ref.seal == "" and ref.sha256 == sha256_hex(data) and ref.item_count == len(MIXED)
+    assert (ref, data) == BatchStore(blobs, level=3).encode(MIXED, "b-1")
+    assert decode_batch(data) == MIXED
+    sealer = RefSealer(b"the deployment's secret, 32 byte")
+    sealed, sealed_data = BatchStore(blobs, level=3, sealer=sealer).encode(MIXED, "b-1")
+    assert sealed_data == data and sealer.check(sealed) is None and sealed == sealer.seal(ref)
+
+
+def test_packed_encoding_matches_the_store_and_reads_back(blobs: FolderBlobStore) -> None:
+    import msgpack
+
+    quantity, totals = batch_counters(MIXED)
+    raw = msgpack.packb(MIXED, use_bin_type=True)
+    ref, data = encode_packed_batch(raw, len(MIXED), quantity, totals, "b-2", 3)
+    assert (ref, data) == BatchStore(blobs, level=3).encode_packed(raw, len(MIXED), quantity, totals, "b-2")
+    assert (ref.quantity, ref.totals, ref.seal) == (quantity, totals, "")
+    BatchStore(blobs).put_encoded(ref, data)
+    assert BatchStore(blobs).read(ref) == MIXED
+    with pytest.raises(ValueError, match=r"batch b-3 is empty: a batch holds at least one item"):
+        encode_packed_batch(b"\x90", 0, 0, {}, "b-3")
+    with pytest.raises(ValueError, match=r"batch \(unnamed\) is empty: a batch holds at least one item"):
+        encode_batch_items([])

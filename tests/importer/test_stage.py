@@ -10,9 +10,9 @@ import pytest
 
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batch_codec import decode_batch
-from tests.workflows.importer.files import SAMPLE_CSV_HEADER, write_csv
-from bulkorder.workflows.importer.sources import ItemSource
-from bulkorder.workflows.importer.stage import StageResult, StageTask, stage_batch
+from tests.importer.files import SAMPLE_CSV_HEADER, write_csv
+from bulkorder.importer.sources import ItemSource
+from bulkorder.importer.stage import StageResult, StageTask, stage_batch
 
 
 def stage_file(path: Path, *, skip_invalid: bool = False, format: str | None = None) -> StageResult:

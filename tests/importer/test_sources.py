@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.importer.files import write_csv, write_json_array, write_ndjson
-from bulkorder.workflows.importer.errors import ImportInputError
-from bulkorder.workflows.importer.identity import parse_import_id
-from bulkorder.workflows.importer.sources import ItemSource
+from tests.importer.files import write_csv, write_json_array, write_ndjson
+from bulkorder.importer.errors import ImportInputError
+from bulkorder.importer.identity import parse_import_id
+from bulkorder.importer.sources import ItemSource
 
 
 def batches(path: Path, batch_size: int = 3, *, format: str | None = None, order_id: str = "o-1") -> list:

@@ -12,8 +12,8 @@ from bulkorder.domain.application import Orders
 from bulkorder.domain.identifiers import aggregate_id_for
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import store_generated
-from tests.workflows.importer.files import Expected, write_csv, write_json_array, write_ndjson
-from bulkorder.workflows.importer import ImportInputError, ImportOptions, ImportRefusedError, import_file
+from tests.importer.files import Expected, write_csv, write_json_array, write_ndjson
+from bulkorder.importer import ImportInputError, ImportOptions, ImportRefusedError, import_file
 
 WRITERS = {"ndjson": write_ndjson, "csv": write_csv, "json": write_json_array}
 

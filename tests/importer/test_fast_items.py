@@ -17,7 +17,7 @@ import pytest
 
 from bulkorder.domain.items import ItemValidationError, validate_item_dict
 from bulkorder.domain.sample_items import generate_items
-from bulkorder.workflows.importer import fast_items
+from bulkorder.importer import fast_items
 
 
 def fast_accepts(item: Any) -> list[dict[str, Any]] | None:

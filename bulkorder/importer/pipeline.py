@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping
 
 from bulkorder.domain.refs import BatchRef
+from bulkorder.importer.encoders import EncoderPool
+from bulkorder.importer.errors import ImportInputError
+from bulkorder.importer.progress import ImportProgress
+from bulkorder.importer.rejects import RejectsFile
+from bulkorder.importer.sources import ItemSource, RawBatch
+from bulkorder.importer.stage import Problem, StageResult, StageTask, stage_batch
 from bulkorder.storage.batches import BatchStore
 from bulkorder.workflows.client import OrderClient
-from bulkorder.workflows.importer.encoders import EncoderPool
-from bulkorder.workflows.importer.errors import ImportInputError
-from bulkorder.workflows.importer.progress import ImportProgress
-from bulkorder.workflows.importer.rejects import RejectsFile
-from bulkorder.workflows.importer.sources import ItemSource, RawBatch
-from bulkorder.workflows.importer.stage import Problem, StageResult, StageTask, stage_batch
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 

@@ -7,7 +7,7 @@ import re
 
 from rich.console import Console
 
-from bulkorder.workflows.importer.progress import ImportProgress, PlainLines, TerminalBar
+from bulkorder.importer.progress import ImportProgress, PlainLines, TerminalBar
 
 
 def progress_half_done() -> ImportProgress:

@@ -7,7 +7,7 @@ building a dict per item — measured here about twice as fast as parsing then v
 with pydantic.
 
 One direction matters: whatever this decoder accepts, ``bulkorder.domain.items`` must accept too
-(tests/workflows/importer/test_fast_items.py checks it on crafted and random inputs). When
+(tests/importer/test_fast_items.py checks it on crafted and random inputs). When
 this decoder refuses a batch, the importer falls back to the pydantic path, which either
 accepts it (msgspec is stricter on some edge, e.g. floats beyond double range) or names the
 line and field that is wrong. Patterns end in ``\\Z``: msgspec matches with ``re.search``,

@@ -17,9 +17,9 @@ from bulkorder.storage.errors import TransientStoreError
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.orders import OrderStack
 from tests.fixtures.s3 import S3_TEST_ENV
-from tests.workflows.importer.files import write_ndjson
+from tests.importer.files import write_ndjson
+from bulkorder.importer import ImportOptions, import_file
 from bulkorder.workflows.client import OrderClient
-from bulkorder.workflows.importer import ImportOptions, import_file
 
 
 @pytest.fixture

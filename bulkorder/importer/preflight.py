@@ -14,10 +14,10 @@ from typing import Callable, Mapping
 from bulkorder.domain.application import Orders
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.summary import OrderStatus
+from bulkorder.importer.errors import ImportInputError, ImportRefusedError
+from bulkorder.importer.identity import parse_import_id
+from bulkorder.importer.sources import ItemSource
 from bulkorder.workflows.client import OrderClient
-from bulkorder.workflows.importer.errors import ImportInputError, ImportRefusedError
-from bulkorder.workflows.importer.identity import parse_import_id
-from bulkorder.workflows.importer.sources import ItemSource
 
 
 @dataclass

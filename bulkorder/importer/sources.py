@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from bulkorder.workflows.importer.csv_columns import CsvColumns, HeaderError, parse_header
-from bulkorder.workflows.importer.errors import ImportInputError
-from bulkorder.workflows.importer.identity import BatchIdentity
+from bulkorder.importer.csv_columns import CsvColumns, HeaderError, parse_header
+from bulkorder.importer.errors import ImportInputError
+from bulkorder.importer.identity import BatchIdentity
 
 NDJSON = "ndjson"
 CSV = "csv"

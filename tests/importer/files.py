@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bulkorder.domain.sample_items import generate_items
-from bulkorder.workflows.importer.csv_columns import item_to_row, parse_header
+from bulkorder.importer.csv_columns import item_to_row, parse_header
 
 #: The CSV header for bulkorder.domain.sample_items' items: every attribute with its type.
 SAMPLE_CSV_HEADER = [

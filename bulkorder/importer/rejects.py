@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from bulkorder.workflows.importer.stage import Problem
+from bulkorder.importer.stage import Problem
 
 
 class RejectsFile:

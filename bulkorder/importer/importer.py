@@ -1,7 +1,7 @@
 """``import_file``: a file of items into one order, fast, resumable, with flat memory.
 
 The Python API behind ``bulkorder import``. It checks the order can take items before
-uploading anything, runs the :class:`~bulkorder.workflows.importer.pipeline.Pipeline`, then waits
+uploading anything, runs the :class:`~bulkorder.importer.pipeline.Pipeline`, then waits
 until the event store has recorded every batch it sent, so that when it returns the
 items are durably in the order.
 """
@@ -16,15 +16,15 @@ from pathlib import Path
 from bulkorder.domain.application import Orders
 from bulkorder.domain.identifiers import check_customer_id, check_order_id
 from bulkorder.domain.refs import MAX_BATCH_ITEMS
+from bulkorder.importer.encoders import EncoderPool
+from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
+from bulkorder.importer.pipeline import Pipeline, default_workers
+from bulkorder.importer.preflight import check_batch_size, prepare_order
+from bulkorder.importer.progress import ImportProgress, ProgressView
+from bulkorder.importer.rejects import RejectsFile
+from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
+from bulkorder.importer.stage import warm_up
 from bulkorder.workflows.client import OrderClient
-from bulkorder.workflows.importer.encoders import EncoderPool
-from bulkorder.workflows.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-from bulkorder.workflows.importer.pipeline import Pipeline, default_workers
-from bulkorder.workflows.importer.preflight import check_batch_size, prepare_order
-from bulkorder.workflows.importer.progress import ImportProgress, ProgressView
-from bulkorder.workflows.importer.rejects import RejectsFile
-from bulkorder.workflows.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
-from bulkorder.workflows.importer.stage import warm_up
 
 DEFAULT_BATCH_SIZE = 5_000
 

@@ -1,7 +1,7 @@
 """The encoding processes: where items are parsed, validated and encoded, one batch each.
 
-A small pool of ``python -m bulkorder.workflows.importer.encoder_process`` children, fed pickled
-:class:`~bulkorder.workflows.importer.stage.StageTask`s over their stdin and answering on stdout.
+A small pool of ``python -m bulkorder.importer.encoder_process`` children, fed pickled
+:class:`~bulkorder.importer.stage.StageTask`s over their stdin and answering on stdout.
 Why not ``multiprocessing``: its ``spawn`` start method re-imports the caller's main
 module in every child (a script without an ``if __name__ == "__main__"`` guard then
 breaks, and the CLI's children would import all of bulkorder), and ``fork`` would copy
@@ -62,7 +62,7 @@ class EncoderPool:
         env["PYTHONPATH"] = os.pathsep.join([path for path in sys.path if path] + [env.get("PYTHONPATH", "")])
         for index in range(workers):
             process = subprocess.Popen(
-                [sys.executable, "-m", "bulkorder.workflows.importer.encoder_process"],
+                [sys.executable, "-m", "bulkorder.importer.encoder_process"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,

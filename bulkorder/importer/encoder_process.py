@@ -1,13 +1,13 @@
-"""An encoding process (``python -m bulkorder.workflows.importer.encoder_process``): reads
+"""An encoding process (``python -m bulkorder.importer.encoder_process``): reads
 ``(function, argument)`` messages on stdin, answers ``(ok, result or error)`` on stdout,
-until stdin closes. See :mod:`bulkorder.workflows.importer.encoders`."""
+until stdin closes. See :mod:`bulkorder.importer.encoders`."""
 
 from __future__ import annotations
 
 import gc
 import sys
 
-from bulkorder.workflows.importer.encoders import _STOP, read_message, write_message
+from bulkorder.importer.encoders import _STOP, read_message, write_message
 
 
 def main() -> None:

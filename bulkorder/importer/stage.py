@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from bulkorder.domain import json_text
 from bulkorder.domain.items import ITEM_DICTS, BatchSums, ItemValidationError, first_sum_crossing, validate_item_dict
 from bulkorder.domain.refs import BatchRef
-from bulkorder.storage.batches import BatchStore
-from bulkorder.workflows.importer import fast_items
-from bulkorder.workflows.importer.csv_columns import CellError, CsvColumns, row_to_item
-from bulkorder.workflows.importer.sources import CSV, NDJSON, RawBatch
+from bulkorder.importer import fast_items
+from bulkorder.importer.csv_columns import CellError, CsvColumns, row_to_item
+from bulkorder.importer.sources import CSV, NDJSON, RawBatch
+from bulkorder.storage.batches import encode_batch_items, encode_packed_batch
 
 #: A rejected record is kept whole up to this many characters (then cut, and marked so).
 MAX_RECORD_SHOWN = 64 * 1024
@@ -73,25 +73,6 @@ class StageResult:
         return self.ref.item_count if self.ref is not None else 0
 
 
-class _EncodeOnly:
-    """Stands in for a blob store: encoding processes never store anything."""
-
-    location = "nowhere (encoding process)"
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"an importer encoding process tried to use the blob store ({name})")
-
-
-_stores: dict[tuple[str, int], BatchStore] = {}
-
-
-def _store(key_prefix: str, level: int) -> BatchStore:
-    store = _stores.get((key_prefix, level))
-    if store is None:
-        store = _stores[(key_prefix, level)] = BatchStore(_EncodeOnly(), level=level)  # type: ignore[arg-type]
-    return store
-
-
 def warm_up(_: object = None) -> bool:
     """Run once per process at start, so the first real batch pays no import cost."""
     ITEM_DICTS.validate_python([])
@@ -108,7 +89,6 @@ def stage_batch(task: StageTask) -> StageResult:
         last_line=batch.last_line,
         nbytes=batch.nbytes,
     )
-    store = _store(task.key_prefix, task.level)
     if task.format == CSV:
         assert task.columns is not None
         items, result.problems = _csv_items(batch, task.columns, task.skip_invalid)
@@ -116,13 +96,15 @@ def stage_batch(task: StageTask) -> StageResult:
         records = _ndjson_records(batch) if task.format == NDJSON else list(zip(batch.record_lines, batch.records))
         fast = _fast_json(records)
         if fast is not None:
-            result.ref, result.data = store.encode_packed(fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id)
+            result.ref, result.data = encode_packed_batch(
+                fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id, task.level
+            )
             return result
         items, result.problems = _json_items(records, task.skip_invalid)
     if result.problems and not task.skip_invalid:
         return result
     if items:
-        result.ref, result.data = store.encode(items, batch.batch_id)
+        result.ref, result.data = encode_batch_items(items, batch.batch_id, task.level)
     return result
 
 
