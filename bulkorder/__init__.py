@@ -24,8 +24,8 @@ client, boto3 or the event store.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from bulkorder.lazy_exports import lazy_exports
+from typing import TYPE_CHECKING
 
 #: Each public name, and the module that defines it (loaded when the name is first used).
 _EXPORTS: dict[str, str] = {
@@ -94,17 +94,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ above
