@@ -22,7 +22,7 @@ from bulkorder.domain.errors import EmptyOrderError
 from bulkorder.domain.identifiers import check_customer_id, check_order_id
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_refs
-from bulkorder.domain.summary import OrderChange, OrderSummary, RecordOutcome
+from bulkorder.domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.ref_proof import RefProver
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
@@ -117,7 +117,7 @@ class OrderOutbox:
     def submit(self, order_id: str) -> RecordOutcome:
         """Record ``Submitted``; the relay then starts fulfillment in the workflow."""
         current = self.orders.summary(check_order_id(order_id))
-        if current.status == "open" and current.item_count == 0:
+        if current.status == OrderStatus.OPEN and current.item_count == 0:
             # Items only grow while the order is open, so this check cannot go stale.
             raise EmptyOrderError(order_id)
         return self.orders.record(OrderChange(order_id=order_id, submit=True, via_outbox=True))

@@ -21,7 +21,7 @@ from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identifiers import check_customer_id, check_order_id
-from bulkorder.domain.summary import OrderSummary
+from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.workflows.pending import PendingStep, failing_step
 
 
@@ -82,7 +82,7 @@ async def run_add(args: argparse.Namespace, settings: Settings) -> int:
         client = runtime.order_client()
         # Fail before uploading if the order cannot take items.
         current = await client.summary(args.order_id)
-        if current.status != "open":
+        if current.status != OrderStatus.OPEN:
             from bulkorder.workflows.errors import OrderRefusedError
 
             raise OrderRefusedError(
@@ -190,7 +190,7 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     print_summary(summary, as_json=False, source=source)
     if closing_reason:
         print(f"reason  {closing_reason}")
-    if summary.status == "failed" and source == "workflow":
+    if summary.status == OrderStatus.FAILED and source == "workflow":
         print(f"waiting for `bulkorder retry {args.order_id}` (after fixing the cause) or `bulkorder cancel {args.order_id}`")
     if failing is not None:
         _print_failing_step(failing)
