@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from bulkorder.domain.items import CURRENCY_PATTERN, MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError, check_batch_sums
 from bulkorder.domain.limits import MAX_LINE_TOTAL
 
-_CURRENCY = re.compile(CURRENCY_PATTERN.rstrip("$").lstrip("^"))
+_CURRENCY = re.compile(CURRENCY_PATTERN)  # used with fullmatch: the whole value, no trailing newline
 
 
 def count_items(items: Sequence[Mapping[str, Any]], where: str = "batch") -> tuple[int, dict[str, int]]:

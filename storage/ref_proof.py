@@ -67,13 +67,17 @@ class RefProver:
                 )
                 continue
             budget -= size
-            out.append(self.refusal(ref))
+            out.append(self._content_refusal(ref))
         return out
 
     def refusal(self, ref: BatchRef) -> str | None:
         """``None`` if ``ref``'s claims are proven, else the reason to reject it."""
         if self.sealer is not None and self.sealer.check(ref) is None:
             return None
+        return self._content_refusal(ref)
+
+    def _content_refusal(self, ref: BatchRef) -> str | None:
+        """The content check alone: the blob read, decoded and counted against the ref."""
         try:
             items = self.batches.read(ref)
             mismatch = claims_mismatch(ref, items)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_ref, totals_over_limit
+from bulkorder.domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref, totals_over_limit
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 # Error types a caller can match on (ApplicationError.type).
@@ -73,8 +73,7 @@ class ClaimedCounters:
             if over is not None:
                 return f"batch {ref.batch_id!r}: {over}"
             quantity += ref.quantity
-            for currency, amount in ref.totals.items():
-                totals[currency] = totals.get(currency, 0) + amount
+            add_totals(totals, ref.totals)
         return None
 
     def add(self, ref: BatchRef, sign: int = 1) -> None:
