@@ -44,37 +44,41 @@ class SealSettings:
         return cls(secret=secret, previous=previous)
 
     def sealer(self, home: Path) -> RefSealer:
-        secret = self.secret.encode() if self.secret else _home_secret(home)
+        secret = self.secret.encode() if self.secret else home_secret(home, SECRET_FILE, "ref-seal secret")
         return RefSealer(secret, [p.encode() for p in self.previous])
 
 
-def _home_secret(home: Path) -> bytes:
-    path = home / SECRET_FILE
+def home_secret(home: Path, file_name: str, what: str, error: type[ValueError] = SealSecretError) -> bytes:
+    """The secret in ``<home>/<file_name>``, created once (32 random bytes as hex, mode
+    0600) if missing. Refused (``error``, naming ``what``) if another user owns it or
+    group or others may read it, or it holds fewer than 16 bytes. Shared by the ref-seal
+    secret and the identity secret (``bulkorder.identity_secret``)."""
+    path = home / file_name
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SealSecretError(f"cannot create {home} for the ref-seal secret: {exc.strerror}") from None
+        raise error(f"cannot create {home} for the {what}: {exc.strerror}") from None
     if not path.exists():
-        _create_secret_file(path)
+        _create_secret_file(path, what, error)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise SealSecretError(f"cannot read the ref-seal secret file {path}: {exc.strerror}") from None
+        raise error(f"cannot read the {what} file {path}: {exc.strerror}") from None
     with os.fdopen(fd) as source:
         info = os.fstat(source.fileno())
-        # A secret anyone else could read or plant seals refs for them: refuse it.
+        # A secret anyone else could read or plant is no secret: refuse it.
         if info.st_uid != os.getuid() or info.st_mode & 0o077:
-            raise SealSecretError(
-                f"the ref-seal secret file {path} must belong to this user and be readable by it alone "
+            raise error(
+                f"the {what} file {path} must belong to this user and be readable by it alone "
                 f"(mode 0600; it is {info.st_mode & 0o777:04o})"
             )
         value = source.read(1024).strip()
     if len(value.encode()) < MIN_SECRET_BYTES:
-        raise SealSecretError(f"the ref-seal secret file {path} holds fewer than {MIN_SECRET_BYTES} bytes")
+        raise error(f"the {what} file {path} holds fewer than {MIN_SECRET_BYTES} bytes")
     return value.encode()
 
 
-def _create_secret_file(path: Path) -> None:
+def _create_secret_file(path: Path, what: str, error: type[ValueError]) -> None:
     """Write a new secret whole under a temporary name, then link it into place: a reader
     never sees a half-written file, and of two processes racing, the first link wins and
     both read its secret."""
@@ -90,6 +94,6 @@ def _create_secret_file(path: Path) -> None:
         except FileExistsError:
             pass  # another process made it first: its secret is the one
     except OSError as exc:
-        raise SealSecretError(f"cannot create the ref-seal secret file {path}: {exc.strerror}") from None
+        raise error(f"cannot create the {what} file {path}: {exc.strerror}") from None
     finally:
         temporary.unlink(missing_ok=True)

@@ -13,8 +13,10 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+from bulkorder.domain.identity import OrderIdentity
+from bulkorder.identity_secret import IdentitySettings
 from bulkorder.seals import SealSettings
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
@@ -22,6 +24,9 @@ from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
 from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES
 from bulkorder.workflows.messages import OrderLimits
 from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
+
+if TYPE_CHECKING:
+    from bulkorder.domain.application import Orders
 
 DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
@@ -109,6 +114,8 @@ class Settings:
     claim_check: ClaimCheckSettings = field(default_factory=ClaimCheckSettings)
     #: The ref-seal secret (bulkorder.seals); never shown.
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
+    #: The identity secret (bulkorder.identity_secret): never shown, never rotated.
+    identity: IdentitySettings = field(default_factory=IdentitySettings, repr=False)
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
@@ -126,8 +133,17 @@ class Settings:
             batch_size=_positive_int(env, "BULKORDER_BATCH_SIZE", 5_000),
             claim_check=_claim_check_settings(env),
             seal=_seal_settings(env),
+            identity=_identity_settings(env),
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
         )
+
+    def order_identity(self) -> OrderIdentity:
+        """The keyed hash that names orders in Temporal and the event store (never rotated)."""
+        return self.identity.identity(self.home)
+
+    def open_orders(self) -> Orders:
+        """The event store, with this deployment's identity secret."""
+        return self.event_store.open_orders(identity=self.order_identity())
 
     def with_limits(self, **changes: int) -> Settings:
         return replace(self, limits=replace(self.limits, **changes))
@@ -225,6 +241,13 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
 def _seal_settings(env: Mapping[str, str]) -> SealSettings:
     try:
         return SealSettings.from_env(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _identity_settings(env: Mapping[str, str]) -> IdentitySettings:
+    try:
+        return IdentitySettings.from_env(env)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
 

@@ -16,8 +16,21 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Transcoding
 from eventsourcing.utils import resolve_topic
 
-from bulkorder.domain.errors import OrderAlreadyExistsError, OrderConflictError, OrderLimitError, OrderNotFoundError
-from bulkorder.domain.identifiers import aggregate_id_for
+from bulkorder.domain.errors import (
+    OrderAlreadyExistsError,
+    OrderConflictError,
+    OrderCreateConflictError,
+    OrderIdentityError,
+    OrderLimitError,
+    OrderNotFoundError,
+)
+from bulkorder.domain.identity import (
+    MIN_IDENTITY_KEY_BYTES,
+    OrderIdentity,
+    OrderName,
+    legacy_aggregate_id,
+    request_difference,
+)
 from bulkorder.domain.order import REJECTED_ORDER_LIMIT, Order
 from bulkorder.domain.refs import BatchRef, ReportRef
 from bulkorder.domain.summary import OrderChange, OrderSummary, RecordOutcome
@@ -57,8 +70,24 @@ class Orders(Application[UUID]):
     name = "Orders"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Order: SNAPSHOT_INTERVAL}
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, identity: OrderIdentity | None = None) -> None:
         super().__init__(env)
+        self._identity = identity
+
+    @property
+    def identity(self) -> OrderIdentity:
+        """The keyed hash that gives names their aggregate IDs: the one given, else
+        ``BULKORDER_IDENTITY_SECRET`` from the environment (``bulkorder.identity_secret``)."""
+        if self._identity is None:
+            secret = self.env.get("BULKORDER_IDENTITY_SECRET") or ""
+            if len(secret.encode()) < MIN_IDENTITY_KEY_BYTES:
+                raise OrderIdentityError(
+                    "the orders application has no identity secret: open it with Settings "
+                    "(settings.event_store.open_orders(identity=settings.order_identity())) or set "
+                    f"BULKORDER_IDENTITY_SECRET (at least {MIN_IDENTITY_KEY_BYTES} bytes)"
+                )
+            self._identity = OrderIdentity(secret.encode())
+        return self._identity
 
     def construct_mapper(self) -> Mapper[UUID]:
         # Events stored by 0.1.0 name the module by its old top-level path: the mapper
@@ -78,6 +107,10 @@ class Orders(Application[UUID]):
         """Apply ``change`` to its order in one transaction; repeats record nothing."""
         for _ in range(_MAX_CONFLICT_RETRIES):
             order = self._load_for_change(change)
+            if change.create and order.version > 0 and not order.pending_events:
+                # The order exists and this create is its retry: it changes nothing (an
+                # idempotency key vouches for the request, so its batches are not added).
+                return RecordOutcome(summary=order.summary(), new_events=0, existing=True)
             outcome = self._apply(order, change)
             if not order.pending_events:
                 return outcome
@@ -91,18 +124,43 @@ class Orders(Application[UUID]):
         raise OrderConflictError(f"order {change.order_id!r}: too many concurrent writers")
 
     def _load_for_change(self, change: OrderChange) -> Order:
-        try:
-            order: Order = self.repository.get(aggregate_id_for(change.order_id))
-        except AggregateNotFoundError:
+        order = self._find(change.order_id)
+        if order is None:
             if not change.create:
-                raise OrderNotFoundError(change.order_id) from None
-            return Order.create(change.order_id, change.customer_id, via_outbox=change.via_outbox)
-        if change.create and order.customer_id != change.customer_id:
+                raise OrderNotFoundError(change.order_id)
+            if "/" not in change.order_id:
+                return Order.create_legacy(change.order_id, change.customer_id, via_outbox=change.via_outbox)
+            name = OrderName.parse(change.order_id)
+            return Order.create(
+                name,
+                aggregate_id=self.identity.aggregate_id(name),
+                via_outbox=change.via_outbox,
+                request_digest=change.request_digest,
+                initial_batch_ids=change.initial_batch_ids,
+                idempotency_key=change.idempotency_key,
+            )
+        if change.create:
+            self._check_same_request(order, change)
+        return order
+
+    @staticmethod
+    def _check_same_request(order: Order, change: OrderChange) -> None:
+        """A create of an existing order is a retry when its request is the same; anything
+        else is refused, naming what differs (nothing is recorded either way)."""
+        if order.customer_id != change.customer_id and "/" not in change.order_id:
             raise OrderAlreadyExistsError(
                 f"order {change.order_id!r} already exists for customer {order.customer_id!r}, "
                 f"not {change.customer_id!r}"
             )
-        return order
+        if order.request_digest == change.request_digest:
+            return  # the same request (or, both empty: a 0.x-style create by the same customer)
+        if not order.request_digest:
+            difference = "it was created before create requests were recorded, so no retry can be matched to it"
+        else:
+            difference = request_difference(
+                order.initial_batch_ids, order.idempotency_key, change.initial_batch_ids, change.idempotency_key
+            )
+        raise OrderCreateConflictError(f"order {str(order.name)!r} already exists with another create request: {difference}")
 
     @staticmethod
     def _apply(order: Order, change: OrderChange) -> RecordOutcome:
@@ -141,24 +199,50 @@ class Orders(Application[UUID]):
 
     # Reading.
 
-    def get_order(self, order_id: str, version: int | None = None) -> Order:
+    def _find(self, order_id: str, version: int | None = None) -> Order | None:
+        """The order named ``order_id`` (``customer/reference``), or ``None``.
+
+        A name is looked up by its v2 aggregate ID, then as a 0.x order whose order ID is
+        the reference and whose customer is the name's. A bare order ID (what a 0.x
+        workflow's state holds) is a 0.x order's."""
+        if "/" not in order_id:
+            return self._get(legacy_aggregate_id(order_id), version)
+        name = OrderName.parse(order_id)
+        order = self._get(self.identity.aggregate_id(name), version)
+        if order is None:
+            legacy = self._get(legacy_aggregate_id(name.reference), version)
+            if legacy is not None and "/" not in legacy.order_id and legacy.customer_id == name.customer:
+                order = legacy
+        return order
+
+    def _get(self, aggregate_id: UUID, version: int | None) -> Order | None:
         try:
-            return self.repository.get(aggregate_id_for(order_id), version=version)
+            order: Order = self.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
-            raise OrderNotFoundError(order_id) from None
+            return None
+        return order
+
+    def aggregate_id(self, order_id: str) -> UUID:
+        """The aggregate ID of the order named ``order_id``; ``OrderNotFoundError`` if none."""
+        order = self._find(order_id)
+        if order is None:
+            raise OrderNotFoundError(order_id)
+        return order.id
+
+    def get_order(self, order_id: str, version: int | None = None) -> Order:
+        order = self._find(order_id, version)
+        if order is None:
+            raise OrderNotFoundError(order_id)
+        return order
 
     def summary(self, order_id: str, version: int | None = None) -> OrderSummary:
         return self.get_order(order_id, version).summary()
 
     def exists(self, order_id: str) -> bool:
-        return aggregate_id_for(order_id) in self.repository
+        return self._find(order_id) is not None
 
     def iter_batch_refs(self, order_id: str, up_to_version: int | None = None) -> Iterator[BatchRef]:
         """Every batch of the order in the order it was added, read from its events."""
-        found = False
-        for domain_event in self.events.get(aggregate_id_for(order_id), lte=up_to_version):
-            found = True
+        for domain_event in self.events.get(self.aggregate_id(order_id), lte=up_to_version):
             if isinstance(domain_event, Order.ItemsAdded):
                 yield domain_event.batch
-        if not found:
-            raise OrderNotFoundError(order_id)

@@ -33,6 +33,17 @@ class OrderAlreadyExistsError(OrderConflictError):
     outbox), or any closed one (``OrderClient.create``: an ID is never reused)."""
 
 
+class OrderCreateConflictError(OrderAlreadyExistsError):
+    """A create for a name that exists with another request (other initial batches, or
+    another idempotency key): the message says what differs. The same request again is
+    a retry and gets the order's summary instead."""
+
+
+class OrderIdentityError(OrderError):
+    """No identity secret to name orders with (``BULKORDER_IDENTITY_SECRET``, or a process
+    opened through ``Settings``)."""
+
+
 class OrderClosedError(OrderError):
     """The order no longer accepts this change (it was submitted, fulfilled or cancelled)."""
 

@@ -15,12 +15,14 @@ the field existed are upcast with ``via_outbox=False``.
 
 from __future__ import annotations
 
+from dataclasses import field
 from datetime import datetime
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
-from bulkorder.domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
+from bulkorder.domain.identity import OrderName, legacy_aggregate_id
 from bulkorder.domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref, totals_over_limit
 from bulkorder.domain.summary import (  # noqa: F401 - the codes are part of this module's API
     REJECTED_INVALID_REF,
@@ -54,13 +56,25 @@ class Order(Aggregate):
     """One order: created, grown by batches, then submitted and fulfilled, or cancelled."""
 
     class Created(Aggregate.Created):
-        """v2 added ``via_outbox``."""
+        """v2 added ``via_outbox``; v3 the create request (``request_digest``, its initial
+        batch IDs and idempotency key: a retry is told from a conflict by them). Since v3
+        ``order_id`` holds the order's name (``customer/reference``); before, the bare
+        order ID of a 0.x order (docs/architecture.md, "Order identity")."""
 
-        class_version = 2
+        class_version = 3
         order_id: str
         customer_id: str
         via_outbox: bool = False
+        request_digest: str = ""
+        initial_batch_ids: list[str] = field(default_factory=list)
+        idempotency_key: str = ""
         upcast_v1_v2 = staticmethod(_not_via_outbox)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, object]) -> None:
+            state["request_digest"] = ""
+            state["initial_batch_ids"] = []
+            state["idempotency_key"] = ""
 
     class ItemsAdded(Aggregate.Event):
         """v2 added ``via_outbox``."""
@@ -171,10 +185,26 @@ class Order(Aggregate):
     rejected_items: int = 0
     failure_reason: str | None = None
     fulfillment_retries: int = 0
+    request_digest: str = ""
+    initial_batch_ids: tuple[str, ...] = ()
+    idempotency_key: str = ""
 
-    def __init__(self, order_id: str, customer_id: str, via_outbox: bool = False) -> None:
+    def __init__(
+        self,
+        order_id: str,
+        customer_id: str,
+        via_outbox: bool = False,
+        request_digest: str = "",
+        initial_batch_ids: list[str] | None = None,
+        idempotency_key: str = "",
+    ) -> None:
+        #: The name (``customer/reference``); a bare order ID for orders from 0.x.
         self.order_id = order_id
         self.customer_id = customer_id
+        #: The create request, to tell a retry from a conflict (empty before v3).
+        self.request_digest = request_digest
+        self.initial_batch_ids = tuple(initial_batch_ids or ())
+        self.idempotency_key = idempotency_key
         #: Recorded DB-first (the service wrote it; the relay drives its workflow).
         self.via_outbox = via_outbox
         self.status: str = OrderStatus.OPEN
@@ -190,14 +220,48 @@ class Order(Aggregate):
         self.report: ReportRef | None = None
 
     @classmethod
-    def create(cls, order_id: str, customer_id: str, *, via_outbox: bool = False) -> Order:
+    def create(
+        cls,
+        name: OrderName,
+        *,
+        aggregate_id: UUID,
+        via_outbox: bool = False,
+        request_digest: str = "",
+        initial_batch_ids: list[str] | None = None,
+        idempotency_key: str = "",
+    ) -> Order:
+        """A new order named ``name``; ``aggregate_id`` is its keyed hash
+        (``OrderIdentity.aggregate_id``), computed by the application that holds the key."""
         return cls._create(
             cls.Created,
-            id=aggregate_id_for(order_id),
-            order_id=check_order_id(order_id),
-            customer_id=check_customer_id(customer_id),
+            id=aggregate_id,
+            order_id=str(name),
+            customer_id=name.customer,
+            via_outbox=via_outbox,
+            request_digest=request_digest,
+            initial_batch_ids=list(initial_batch_ids or ()),
+            idempotency_key=idempotency_key,
+        )
+
+    @classmethod
+    def create_legacy(cls, order_id: str, customer_id: str, *, via_outbox: bool = False) -> Order:
+        """A 0.x-style order (bare order ID, legacy aggregate ID): what a workflow started
+        before identities records when it creates its order after the upgrade."""
+        name = OrderName(customer_id, order_id)  # the same rules (0.x IDs pass them)
+        return cls._create(
+            cls.Created,
+            id=legacy_aggregate_id(name.reference),
+            order_id=name.reference,
+            customer_id=name.customer,
             via_outbox=via_outbox,
         )
+
+    @property
+    def name(self) -> OrderName:
+        """``customer/reference``; for a 0.x order, its order ID is the reference."""
+        if "/" in self.order_id:
+            return OrderName.parse(self.order_id)
+        return OrderName(self.customer_id, self.order_id)
 
     # Commands check invariants, then trigger an event. Repeats are no-ops, not errors,
     # because the activity that calls them may run more than once.
@@ -300,7 +364,7 @@ class Order(Aggregate):
 
     def summary(self) -> OrderSummary:
         return OrderSummary(
-            order_id=self.order_id,
+            order_id=str(self.name),
             customer_id=self.customer_id,
             status=self.status,
             item_count=self.item_count,

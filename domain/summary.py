@@ -106,6 +106,12 @@ class OrderChange:
     retry_fulfillment: str | None = None
     #: Recorded by a DB-first service: the relay forwards these events to the workflow.
     via_outbox: bool = False
+    #: With ``create``: the request (``bulkorder.domain.identity.request_digest``), its initial batch
+    #: IDs and the caller's idempotency key. An order that exists with the same digest is
+    #: this request's retry (nothing recorded); another digest is a conflict.
+    request_digest: str = ""
+    initial_batch_ids: list[str] = field(default_factory=list)
+    idempotency_key: str = ""
 
 
 @dataclass
@@ -118,3 +124,6 @@ class RecordOutcome:
     duplicate_batch_ids: list[str] = field(default_factory=list)
     #: Refs the worker rejected because their claims were not proven (their IDs are free).
     unproven_batch_ids: list[str] = field(default_factory=list)
+    #: A create found the order already recorded with the same request (a retry, e.g.
+    #: after its workflow closed or its history was deleted): nothing was recorded.
+    existing: bool = False

@@ -10,6 +10,7 @@ from bulkorder.analysis.history import InvalidInstantError, describe_events, eve
 from bulkorder.domain.order import Order
 from bulkorder.analysis.read_model import ProjectionOrderError, project_summary
 from bulkorder.domain.refs import BatchRef
+from tests.domain.test_order import new_order
 
 UTC = timezone.utc
 
@@ -40,7 +41,7 @@ def _ref(batch_id: str, items: int) -> BatchRef:
 
 
 def test_records_and_documents_describe_events_without_items() -> None:
-    order = Order.create("hist-1", "cust-1")
+    order = new_order("cust-1/hist-1")
     order.add_batch(_ref("b-1", 10))
     order.reject_batch("b-x", "order is submitted")
     order.add_batch(_ref("b-2", 5))
@@ -70,7 +71,7 @@ def test_records_and_documents_describe_events_without_items() -> None:
 
 
 def test_fulfillment_rejections_and_failures_are_described_and_projected() -> None:
-    order = Order.create("hist-2", "cust-1", via_outbox=True)
+    order = new_order("cust-1/hist-2", via_outbox=True)
     order.add_batch(_ref("b-1", 10), via_outbox=True)
     order.submit(via_outbox=True)
     order.reject_unfulfillable_batch("b-1", "unreadable at fulfillment: blob gone", "k", 10)

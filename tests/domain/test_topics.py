@@ -53,8 +53,13 @@ def test_the_fixture_holds_only_old_topics(old_store: Path) -> None:
 def test_orders_stored_by_0_1_0_read_back_as_0_1_0_read_them(old_store: Path) -> None:
     orders = Orders(env=sqlite_env(old_store))
     for order_id in ("o-fulfilled", "o-cancelled", "o-outbox"):
-        assert orders.summary(order_id).to_dict() == EXPECTED["summaries"][order_id]
-    assert orders.summary("o-fulfilled", version=50).to_dict() == EXPECTED["summaries"]["o-fulfilled@50"]
+        expected = EXPECTED["summaries"][order_id]
+        # Today an order is named customer/reference; a 0.x order ID is its reference.
+        named = {**expected, "order_id": f"{expected['customer_id']}/{order_id}"}
+        assert orders.summary(order_id).to_dict() == named
+        assert orders.summary(named["order_id"]).to_dict() == named
+    at_50 = EXPECTED["summaries"]["o-fulfilled@50"]
+    assert orders.summary("o-fulfilled", version=50).to_dict() == {**at_50, "order_id": f"{at_50['customer_id']}/o-fulfilled"}
     order = orders.get_order("o-fulfilled")  # from the snapshot at version 100, then events
     assert type(order) is Order and order.version == EXPECTED["summaries"]["o-fulfilled"]["version"]
 
