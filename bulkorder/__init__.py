@@ -7,10 +7,10 @@ a runtime from the environment and uses its :class:`~bulkorder.workflows.client.
 
     async with open_runtime(Settings.from_env()) as runtime:
         orders = runtime.order_client()
-        await orders.create("order-1", "acme")
-        await orders.add_items("order-1", items)     # validated, stored, added by reference
-        await orders.submit("order-1")
-        summary = await orders.wait_closed("order-1")
+        await orders.create("acme", "PO-1001")           # customer, the customer's reference
+        await orders.add_items("acme/PO-1001", items)   # validated, stored, added by reference
+        await orders.submit("acme/PO-1001")             # every call names the order so
+        summary = await orders.wait_closed("acme/PO-1001")
 
 Errors are one family under :class:`BulkorderError`; a refusal from the workflow
 (:class:`OrderRefusedError`, with ``.type``) is also the domain's class for its reason, so
@@ -58,6 +58,9 @@ _EXPORTS: dict[str, str] = {
     "ImportOptions": "bulkorder.importer.importer",
     "ImportSummary": "bulkorder.importer.importer",
     "PlainLines": "bulkorder.importer.progress",
+    # Order identity: customer/reference, and the keyed hash Temporal sees.
+    "OrderName": "bulkorder.domain.identity",
+    "OrderIdentity": "bulkorder.domain.identity",
     # Analysts.
     "Analyst": "bulkorder.analysis",
     "parse_instant": "bulkorder.analysis.history",
@@ -67,6 +70,8 @@ _EXPORTS: dict[str, str] = {
     "OrderNotFoundError": "bulkorder.domain.errors",
     "OrderConflictError": "bulkorder.domain.errors",
     "OrderAlreadyExistsError": "bulkorder.domain.errors",
+    "OrderCreateConflictError": "bulkorder.domain.errors",
+    "OrderIdentityError": "bulkorder.domain.errors",
     "OrderClosedError": "bulkorder.domain.errors",
     "EmptyOrderError": "bulkorder.domain.errors",
     "OrderLimitError": "bulkorder.domain.errors",
@@ -109,12 +114,15 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         OrderAlreadyExistsError,
         OrderClosedError,
         OrderConflictError,
+        OrderCreateConflictError,
         OrderError,
+        OrderIdentityError,
         OrderLimitError,
         OrderNotFoundError,
     )
     from bulkorder.analysis.history import BeforeCreationError, InvalidInstantError, VersionOutOfRangeError, parse_instant
     from bulkorder.domain.identifiers import InvalidIdentifierError
+    from bulkorder.domain.identity import OrderIdentity, OrderName
     from bulkorder.domain.items import Item, ItemValidationError, Money
     from bulkorder.domain.refs import BatchRef, InvalidRefError, ReportRef
     from bulkorder.domain.summary import OrderStatus, OrderSummary

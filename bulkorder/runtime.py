@@ -45,12 +45,16 @@ class Runtime:
     def orders(self) -> Orders:
         """The event store (opened on first use: a client-only process never needs it)."""
         if self._orders is None:
-            self._orders = self.settings.event_store.open_orders()
+            self._orders = self.settings.open_orders()
         return self._orders
 
     def order_client(self) -> OrderClient:
         return OrderClient(
-            self.client, task_queue=self.settings.task_queue, batches=self.batches, limits=self.settings.limits
+            self.client,
+            task_queue=self.settings.task_queue,
+            batches=self.batches,
+            limits=self.settings.limits,
+            identity=self.settings.order_identity(),
         )
 
     def worker(self, **options: int) -> Worker:

@@ -117,6 +117,20 @@ def order_name(value: OrderName | str) -> OrderName:
     return OrderName.parse(value)
 
 
+def order_key(value: OrderName | str) -> str:
+    """How the event store is asked for an order: its name, normalised; or, for an order
+    from before identities, its bare 0.x order ID (which finds only such an order)."""
+    if isinstance(value, str) and "/" not in value:
+        return check_order_id(value)
+    return str(order_name(value))
+
+
+def stored_name(order_id: str, customer_id: str) -> str:
+    """The name of an order as a ``Created`` event holds it: the name itself since
+    identities, ``<customer>/<order ID>`` for a 0.x order (its order ID is the reference)."""
+    return order_id if "/" in order_id else f"{customer_id}/{order_id}"
+
+
 def legacy_workflow_id(order_id: str) -> str:
     """Workflow ID of an order created before identities (``order-<order ID>``)."""
     return WORKFLOW_ID_PREFIX + check_order_id(order_id)

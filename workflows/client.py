@@ -28,14 +28,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.identifiers import check_customer_id, check_order_id, workflow_id_for
+from bulkorder.domain.errors import OrderClosedError, OrderNotFoundError
+from bulkorder.domain.identity import OrderIdentity, OrderName, check_idempotency_key, order_name
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, check_batch_refs
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
+from bulkorder.workflows.order_identity import NameResolver, identity_from_env
 from bulkorder.workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
 from bulkorder.workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
 
@@ -75,8 +76,13 @@ class OrderClient:
         batches: BatchStore | None = None,
         limits: OrderLimits | None = None,
         max_concurrent_updates: int = 8,
+        identity: OrderIdentity | None = None,
     ) -> None:
+        """``identity`` names orders in Temporal (``Settings.order_identity()``); without it,
+        ``BULKORDER_IDENTITY_SECRET`` from the environment."""
         self.client = client
+        self.identity = identity or identity_from_env()
+        self._names = NameResolver(client, self.identity)
         self.task_queue = task_queue
         self.batches = batches
         self.limits = limits or OrderLimits()
@@ -84,50 +90,77 @@ class OrderClient:
         # queueing here is cheaper than being refused and retrying with backoff.
         self._update_slots = asyncio.Semaphore(max_concurrent_updates)
 
-    def handle(self, order_id: str, run_id: str | None = None) -> WorkflowHandle[OrderWorkflow, OrderSummary]:
-        return self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id_for(order_id), run_id=run_id)
+    def handle(self, order: OrderName | str, run_id: str | None = None) -> WorkflowHandle[OrderWorkflow, OrderSummary]:
+        """The handle of the order's workflow by its v2 ID (a keyed hash of the name). The
+        client's calls use :meth:`resolve`, which also finds orders from before identities."""
+        workflow_id = self._names.known(order_name(order)) or self.identity.workflow_id(order)
+        return self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id, run_id=run_id)
+
+    async def resolve(self, order: OrderName | str) -> str:
+        """The workflow ID of the order named ``order``: its v2 ID, or, for an order from
+        before identities, ``order-<reference>`` when that workflow's customer is the name's."""
+        return await self._names.workflow_id(order_name(order))
+
+    async def _handle(self, order: OrderName | str, run_id: str | None = None) -> WorkflowHandle[OrderWorkflow, OrderSummary]:
+        workflow_id = await self.resolve(order)
+        return self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id, run_id=run_id)
 
     # ---- commands ----------------------------------------------------------------------
 
-    async def create(self, order_id: str, customer_id: str, refs: Sequence[BatchRef] = ()) -> OrderSummary:
-        """Open an order with Update-With-Start. Returns once the workflow runs and the
-        order is in the event store; raises :class:`OrderRefusedError` otherwise."""
-        check_order_id(order_id)
-        check_customer_id(customer_id)
+    async def create(
+        self,
+        customer: OrderName | str,
+        reference: str | None = None,
+        refs: Sequence[BatchRef] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> OrderSummary:
+        """Open the order ``customer/reference`` (or pass an :class:`OrderName`, or its
+        text, alone) with Update-With-Start. Returns once the workflow runs and the order
+        is in the event store; raises :class:`OrderRefusedError` otherwise.
+
+        Safe to retry: the same request (same first batches, or the same
+        ``idempotency_key``) returns the order's summary, while it is open, after it
+        closed and after its history was deleted; another request for the name is
+        refused as ``OrderConflict``, naming what differs. Only the first
+        ``MAX_REFS_PER_CALL`` refs are part of the request; the rest are added after."""
+        name = order_name(customer) if reference is None else OrderName(str(customer), reference)
+        key = check_idempotency_key(idempotency_key)
         refs = check_batch_refs(refs)
         first, rest = refs[:MAX_REFS_PER_CALL], refs[MAX_REFS_PER_CALL:]
+        label = str(name)
         start = WithStartWorkflowOperation(
             OrderWorkflow.run,
-            OrderInput(order_id=order_id, customer_id=customer_id, limits=self.limits),
-            id=workflow_id_for(order_id),
+            OrderInput(order_id=label, customer_id=name.customer, limits=self.limits),
+            id=self.identity.workflow_id(name),
             task_queue=self.task_queue,
-            # An open order with this ID gets the update, whose validator refuses it.
+            # An open order gets the update; its validator tells a retry from a conflict.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A closed order's ID is never reused; one whose creation failed may be.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            # A closed (or deleted) order's ID starts a new run, whose creation finds the
+            # order in the event store: the same request returns it, another is refused.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
         try:
             summary = await self.client.execute_update_with_start_workflow(
-                OrderWorkflow.create, CreateRequest(refs=first), start_workflow_operation=start
+                OrderWorkflow.create, CreateRequest(refs=first, idempotency_key=key), start_workflow_operation=start
             )
         except WorkflowUpdateFailedError as err:
-            raise refusal_from(err, order_id) from None
+            raise refusal_from(err, label) from None
         except WorkflowAlreadyStartedError:
-            raise OrderRefusedError(
-                f"order {order_id!r} already exists and is closed", type=ORDER_EXISTS, order_id=order_id
-            ) from None
-        if rest:
-            result = await self.add_batches(order_id, rest)
+            raise OrderRefusedError(f"order {label!r} already exists and is closed", type=ORDER_EXISTS, order_id=label) from None
+        if rest and summary.status == OrderStatus.OPEN:
+            result = await self.add_batches(name, rest)
             assert result is not None
             summary = result.summary
         return summary
 
-    async def add_batches(self, order_id: str, refs: Sequence[BatchRef], *, wait: bool = True) -> AddBatchesResult | None:
+    async def add_batches(self, order_id: OrderName | str, refs: Sequence[BatchRef], *, wait: bool = True) -> AddBatchesResult | None:
         """Add refs: with ``wait`` as updates (validated, acknowledged, returns counters),
         otherwise as signals (fire and forget). Splits into calls of at most
         ``MAX_REFS_PER_CALL`` refs."""
         refs = check_batch_refs(refs)
-        handle = self.handle(order_id)
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
         result: AddBatchesResult | None = None
         accepted: list[str] = []
         duplicates: list[str] = []
@@ -190,52 +223,81 @@ class OrderClient:
                 pending.cancel()
         return refs
 
-    async def submit(self, order_id: str) -> OrderSummary:
-        handle = self.handle(order_id)
-        return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.submit))
+    async def submit(self, order_id: OrderName | str) -> OrderSummary:
+        """Close the order to additions and fulfill it. Repeated (the order is submitted,
+        fulfilled or failed already), it returns the current state."""
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
+        try:
+            return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.submit))
+        except OrderClosedError as refused:
+            repeated = (OrderStatus.SUBMITTED, OrderStatus.FULFILLED, OrderStatus.FAILED)
+            return await self._closed_repeat(order_id, repeated, refused)
 
-    async def cancel(self, order_id: str, reason: str) -> OrderSummary:
-        """Cancel an open order, or a failed one waiting for a retry (update ``cancel``)."""
+    async def cancel(self, order_id: OrderName | str, reason: str) -> OrderSummary:
+        """Cancel an open order, or a failed one waiting for a retry (update ``cancel``).
+        Repeated (the order is cancelled already), it returns the current state."""
         reason = check_reason(reason)
-        handle = self.handle(order_id)
-        return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.cancel, reason))
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
+        try:
+            return await self._update(order_id, lambda: handle.execute_update(OrderWorkflow.cancel, reason))
+        except OrderClosedError as refused:
+            return await self._closed_repeat(order_id, (OrderStatus.CANCELLED,), refused)
+
+    async def _closed_repeat(self, order_id: str, repeated: tuple[str, ...], refused: OrderClosedError) -> OrderSummary:
+        """The state of an order whose workflow refused a command as closed: returned when
+        the command is a repeat (the order is in one of ``repeated``), else ``refused``."""
+        handle = await self._handle(order_id)
+        try:
+            summary: OrderSummary = await handle.query(OrderWorkflow.summary, rpc_timeout=READ_TIMEOUT)
+        except (RPCError, WorkflowQueryFailedError):
+            raise refused from None
+        if summary.status in repeated:
+            return summary
+        raise refused
 
     async def retry_fulfillment(self, order_id: str, reason: str) -> OrderSummary:
         """Run fulfillment again for an order whose fulfillment failed (status ``failed``),
         once its cause is fixed. The workflow records the retry with ``reason`` and refuses
         (:class:`OrderRefusedError`) an order in any other status."""
-        check_order_id(order_id)
+        order_id = str(order_name(order_id))
         reason = check_reason(reason)
-        handle = self.handle(order_id)
+        handle = await self._handle(order_id)
         return await self._update(
             order_id, lambda: handle.execute_update(RETRY_FULFILLMENT, reason, result_type=OrderSummary)
         )
 
     # ---- reads -------------------------------------------------------------------------
 
-    async def summary(self, order_id: str) -> OrderSummary:
-        handle = self.handle(order_id)
+    async def summary(self, order_id: OrderName | str) -> OrderSummary:
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
         return await self._call(order_id, lambda: handle.query(OrderWorkflow.summary))
 
-    async def stats(self, order_id: str) -> OrderStats:
-        handle = self.handle(order_id)
+    async def stats(self, order_id: OrderName | str) -> OrderStats:
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
         return await self._call(order_id, lambda: handle.query(OrderWorkflow.stats))
 
-    async def pending_steps(self, order_id: str) -> list[PendingStep]:
+    async def pending_steps(self, order_id: OrderName | str) -> list[PendingStep]:
         """The activities the order's workflow waits on, with attempts and last errors."""
-        description = await self._call(order_id, lambda: self.handle(order_id).describe(rpc_timeout=READ_TIMEOUT))
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
+        description = await self._call(order_id, lambda: handle.describe(rpc_timeout=READ_TIMEOUT))
         return await read_pending_steps(description.raw_description.pending_activities, self.client.data_converter)
 
-    async def failing_step(self, order_id: str, *, min_attempts: int = 2) -> PendingStep | None:
+    async def failing_step(self, order_id: OrderName | str, *, min_attempts: int = 2) -> PendingStep | None:
         """The order's step that keeps failing (retried after a failure), if any."""
         return failing_step(await self.pending_steps(order_id), min_attempts=min_attempts)
 
-    async def progress(self, order_id: str) -> OrderProgress:
+    async def progress(self, order_id: OrderName | str) -> OrderProgress:
         """One look at the order's latest run: execution status, counters, pending steps.
 
         Never waits long: the summary query is bounded by ``READ_TIMEOUT`` (a workflow with
         no worker to answer it is reported with ``error`` set, not waited for)."""
-        handle = self.handle(order_id)
+        order_id = str(order_name(order_id))
+        handle = await self._handle(order_id)
         description = await self._call(order_id, lambda: handle.describe(rpc_timeout=READ_TIMEOUT))
         raw = description.raw_description
         status = _status_name(raw.workflow_execution_info.status)
@@ -256,13 +318,14 @@ class OrderClient:
                 error = str(err)
         return OrderProgress(order_id=order_id, workflow_status=status, summary=summary, steps=steps, error=error)
 
-    async def wait_closed(self, order_id: str, *, poll_seconds: float = 0.5) -> OrderSummary:
+    async def wait_closed(self, order_id: OrderName | str, *, poll_seconds: float = 0.5) -> OrderSummary:
         """Wait until the order is settled: its workflow completed (following
         continue-as-new), or its fulfillment failed. A failed order's workflow stays open,
         waiting for an operator's ``retry_fulfillment`` or ``cancel``: that raises
         :class:`OrderRefusedError` of type ``FulfillmentFailed`` with the reason, as a
         workflow that ended failed does, instead of waiting for it to end."""
-        result = asyncio.ensure_future(self.handle(order_id).result())
+        order_id = str(order_name(order_id))
+        result = asyncio.ensure_future((await self._handle(order_id)).result())
         try:
             while True:
                 done, _ = await asyncio.wait({result}, timeout=poll_seconds)
@@ -282,13 +345,15 @@ class OrderClient:
         finally:
             result.cancel()
 
-    async def run_histories(self, order_id: str) -> list[RunHistory]:
+    async def run_histories(self, order_id: OrderName | str) -> list[RunHistory]:
         """Every run of the order's workflow with its history size, read from Temporal."""
-        latest = await self._call(order_id, lambda: self.handle(order_id).describe())
+        order_id = str(order_name(order_id))
+        latest_handle = await self._handle(order_id)
+        latest = await self._call(order_id, lambda: latest_handle.describe())
         run_id: str | None = latest.raw_description.workflow_execution_info.first_run_id or latest.run_id
         runs: list[RunHistory] = []
         while run_id:
-            handle = self.handle(order_id, run_id=run_id)
+            handle = await self._handle(order_id, run_id=run_id)
             info = (await handle.describe()).raw_description.workflow_execution_info
             runs.append(
                 RunHistory(

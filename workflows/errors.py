@@ -25,6 +25,7 @@ from bulkorder.domain.errors import (
     OrderAlreadyExistsError,
     OrderClosedError,
     OrderConflictError,
+    OrderCreateConflictError,
     OrderLimitError,
     OrderNotFoundError,
 )
@@ -72,6 +73,11 @@ class OrderConflictRefusal(OrderRefusedError, OrderConflictError):
     """The event store found the request contradicts the order (recording failed)."""
 
 
+class OrderCreateConflictRefusal(OrderRefusedError, OrderCreateConflictError):
+    """``OrderConflict``: the name exists with another create request (the message says
+    what differs). Also an ``OrderAlreadyExistsError``."""
+
+
 class InvalidBatchRefRefusal(OrderRefusedError, InvalidRefError):
     """``InvalidBatchRef``: a ref the workflow will not take (shape, claims, proof)."""
 
@@ -97,6 +103,8 @@ _REFUSALS: dict[str, type[OrderRefusedError]] = {
     "OrderAlreadyExists": OrderAlreadyExistsRefusal,
     "OrderAlreadyExistsError": OrderAlreadyExistsRefusal,
     "OrderConflictError": OrderConflictRefusal,
+    "OrderConflict": OrderCreateConflictRefusal,
+    "OrderCreateConflictError": OrderCreateConflictRefusal,
     "InvalidBatchRef": InvalidBatchRefRefusal,
     "InvalidRefError": InvalidBatchRefRefusal,
     "OrderLimitExceeded": OrderLimitRefusal,

@@ -71,11 +71,18 @@ class OrderState:
     via_outbox: bool = False
     #: Refs signalled after recording closed (fulfillment under way, or done): ignored.
     late_refs_ignored: int = 0
+    #: The accepted create request (``bulkorder.domain.identity.request_digest``), to tell a retried
+    #: create from a conflicting one while the run is open. Empty for orders from before.
+    request_digest: str = ""
+    initial_batch_ids: list[str] = field(default_factory=list)
+    idempotency_key: str = ""
 
 
 @dataclass
 class OrderInput:
-    """Workflow input. ``state`` is set only when a run continues as new."""
+    """Workflow input. ``state`` is set only when a run continues as new. ``order_id`` is
+    the order's name (``customer/reference``; a bare order ID for orders from before
+    identities): it travels in payloads only, never in the workflow ID."""
 
     order_id: str
     customer_id: str
@@ -90,9 +97,15 @@ class OrderInput:
 
 @dataclass
 class CreateRequest:
-    """The ``create`` update: opens the order, optionally with its first batches."""
+    """The ``create`` update: opens the order, optionally with its first batches.
+
+    Repeated with the same request (same first batches, or the same ``idempotency_key``),
+    it returns the order's summary; a different request is refused as a conflict."""
 
     refs: list[BatchRef] = field(default_factory=list)
+    #: The caller's key for this request: a retry with the same key is the same request,
+    #: whatever its batches (``""``: the batches' IDs and hashes identify the request).
+    idempotency_key: str = ""
 
 
 @dataclass

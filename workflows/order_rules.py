@@ -17,6 +17,8 @@ from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 # Error types a caller can match on (ApplicationError.type).
 ORDER_EXISTS = "OrderAlreadyExists"
+#: A create for an existing order with another request (``OrderCreateConflictError``).
+ORDER_CONFLICT = "OrderConflict"
 INVALID_ORDER = "InvalidOrder"
 INVALID_REF = "InvalidBatchRef"
 ORDER_CLOSED = "OrderClosed"
@@ -86,6 +88,12 @@ def check_limits(claimed: ClaimedCounters, refs: list[BatchRef]) -> None:
     over = claimed.over_limit(refs)
     if over is not None:
         raise ApplicationError(f"order limit: {over}", type=ORDER_LIMIT)
+
+
+def cause_type(err: ActivityError) -> str:
+    """The type of an activity failure's ``ApplicationError`` (the domain error's class)."""
+    cause = err.cause
+    return (cause.type or "") if isinstance(cause, ApplicationError) else ""
 
 
 def cause_message(err: ActivityError) -> str:

@@ -1,6 +1,7 @@
 """``OrderWorkflow``: the source of truth for an order while it is open.
 
-One workflow per order (workflow ID = ``order-<order ID>``). It holds counters and the
+One workflow per order (workflow ID = ``order-v2-<keyed hash of customer/reference>``,
+``bulkorder.domain.identity``; ``order-<order ID>`` for orders from before identities). It holds counters and the
 refs not yet recorded, never items. Handlers only accept or refuse work and return at
 once; the main loop records accepted work in the event store through an idempotent
 activity, continues-as-new before the run's history grows large, and after ``submit``
@@ -18,7 +19,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from bulkorder.domain.identifiers import InvalidIdentifierError, check_customer_id, check_order_id
     from bulkorder.domain.refs import BatchRef
     from bulkorder.domain.summary import (
         REJECTED_UNRECORDABLE,
@@ -41,12 +41,14 @@ with workflow.unsafe.imports_passed_through():
         OrderStats,
     )
     from bulkorder.workflows.order_book import PATCH_ORDER_LIMITS, OrderBook
+    from bulkorder.workflows.order_creation import PATCH_ORDER_IDENTITY, OrderCreation, input_error
     from bulkorder.workflows.order_rules import (
         CREATE_REFUSED,
         FULFILLMENT_FAILED,
         INVALID_ORDER,
         INVALID_REF,
         ORDER_CLOSED,
+        ORDER_CONFLICT,
         ORDER_EXISTS,
         ORDER_IS_DB_FIRST,
         ORDER_LIMIT,
@@ -54,13 +56,15 @@ with workflow.unsafe.imports_passed_through():
         RECORD_TIMEOUT,
         ClaimedCounters,
         cause_message,
+        cause_type,
         check_limits,
         check_refs,
     )
 
 __all__ = [
-    "CREATE_REFUSED", "FULFILLMENT_FAILED", "INVALID_ORDER", "INVALID_REF", "ORDER_CLOSED", "ORDER_EXISTS",
-    "ORDER_IS_DB_FIRST", "ORDER_LIMIT", "PATCH_FULFILLMENT_RECOVERY", "PATCH_ORDER_LIMITS",
+    "CREATE_REFUSED", "FULFILLMENT_FAILED", "INVALID_ORDER", "INVALID_REF", "ORDER_CLOSED", "ORDER_CONFLICT",
+    "ORDER_EXISTS", "ORDER_IS_DB_FIRST", "ORDER_LIMIT", "PATCH_FULFILLMENT_RECOVERY", "PATCH_ORDER_IDENTITY",
+    "PATCH_ORDER_LIMITS",
     "PATCH_RECORDED_FULFILLMENT", "PATCH_UNRECORDABLE_BATCHES", "OrderWorkflow",
 ]
 
@@ -73,24 +77,24 @@ PATCH_UNRECORDABLE_BATCHES = "unrecordable-batches-rejected"
 #: Patch: a failed fulfillment waits for ``retry_fulfillment`` or ``cancel`` (an
 #: operator's decision) instead of ending the workflow at once.
 PATCH_FULFILLMENT_RECOVERY = "fulfillment-recovery"
+#: A submit repeated in these statuses is answered with the current state, not refused.
+SUBMITTED_ALREADY = frozenset({OrderStatus.SUBMITTED, OrderStatus.FULFILLED, OrderStatus.FAILED})
 
 
 @workflow.defn
-class OrderWorkflow(OrderBook):
+class OrderWorkflow(OrderBook, OrderCreation):
     @workflow.init
     def __init__(self, input: OrderInput) -> None:
         self._limits = input.limits
         self._state = input.state or OrderState(
             order_id=input.order_id, customer_id=input.customer_id, via_outbox=input.via_outbox
         )
-        self._input_error: str | None = None
-        try:
-            check_order_id(input.order_id)
-            check_customer_id(input.customer_id)
-        except InvalidIdentifierError as exc:
-            self._input_error = str(exc)
+        self._input_error = input_error(input.order_id, input.customer_id)
         self._create_accepted = False
         self._create_error: str | None = None
+        self._create_error_type = ORDER_EXISTS
+        # The create found its order recorded by this same request: the run changes nothing.
+        self._existing = False
         # Batch IDs accepted during this run. Duplicates from earlier runs are caught by the
         # event store (the Order aggregate applies a batch ID at most once).
         self._seen: set[str] = {ref.batch_id for ref in self._state.pending}
@@ -115,11 +119,16 @@ class OrderWorkflow(OrderBook):
             if input.create_via_update and not self._create_accepted:
                 # The create update was refused by its validator: record nothing.
                 raise ApplicationError(
-                    f"order {input.order_id!r} was not created: its create request was refused",
+                    "the order was not created: its create request was refused",
                     type=CREATE_REFUSED,
                     non_retryable=True,
                 )
             await self._record_creation()
+            if self._existing:
+                # A retried create after the order's workflow closed (or its history was
+                # deleted): the create update has its summary; nothing else happens here.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self._summary()
 
         while self._state.status == OrderStatus.OPEN or self._has_unrecorded():
             # Also wake when the order closes with nothing left to record: a DB-first
@@ -189,14 +198,23 @@ class OrderWorkflow(OrderBook):
     # ---- recording in the event store -------------------------------------------------
 
     async def _record_creation(self) -> None:
+        change = OrderChange(order_id=self._state.order_id, customer_id=self._state.customer_id, create=True)
+        named = "/" in self._state.order_id and workflow.patched(PATCH_ORDER_IDENTITY)
+        if named:
+            # A DB-first order is in the store already (the service created it): read it.
+            # Otherwise record the create request, so a retry is told from a conflict.
+            change = OrderChange(order_id=self._state.order_id) if self._state.via_outbox else self._creation_change()
         try:
-            await self._record(
-                OrderChange(order_id=self._state.order_id, customer_id=self._state.customer_id, create=True)
-            )
+            outcome = await self._record(change)
         except ActivityError as err:
             self._create_error = cause_message(err)
+            if cause_type(err) == "OrderCreateConflictError":
+                self._create_error_type = ORDER_CONFLICT
             await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(self._create_error, type=ORDER_EXISTS, non_retryable=True) from None
+            raise ApplicationError(self._create_error, type=self._create_error_type, non_retryable=True) from None
+        if named and outcome.existing and self._create_accepted:
+            self._adopt_existing(outcome)
+            self._existing = True
         self._state.created = True
 
     async def _record_next(self) -> None:
@@ -296,14 +314,17 @@ class OrderWorkflow(OrderBook):
 
     @workflow.update
     async def create(self, request: CreateRequest) -> OrderSummary:
-        """Open the order (with Update-With-Start); returns once it is in the event store."""
-        self._create_accepted = True
+        """Open the order (with Update-With-Start); returns once it is in the event store.
+        A retry of the accepted request (let through by the validator) returns the summary."""
         self._updates += 1
-        for ref in request.refs:
-            self._accept(ref)
+        if not self._create_accepted and not self._state.created:
+            self._create_accepted = True
+            self._remember_request(request)
+            for ref in request.refs:
+                self._accept(ref)
         await workflow.wait_condition(lambda: self._state.created or self._create_error is not None)
         if self._create_error is not None:
-            raise ApplicationError(self._create_error, type=ORDER_EXISTS, non_retryable=True)
+            raise ApplicationError(self._create_error, type=self._create_error_type, non_retryable=True)
         return self._summary()
 
     @create.validator
@@ -311,6 +332,8 @@ class OrderWorkflow(OrderBook):
         if self._input_error:
             raise ApplicationError(self._input_error, type=INVALID_ORDER)
         if self._create_accepted or self._state.created:
+            if self._is_retry(request):  # raises OrderConflict for another request
+                return
             raise ApplicationError(
                 f"order {self._state.order_id!r} already exists (status {self._state.status})",
                 type=ORDER_EXISTS,
@@ -344,7 +367,7 @@ class OrderWorkflow(OrderBook):
         if self._recording_closed:
             self._state.late_refs_ignored += len(refs)
             workflow.logger.warning(
-                "order %s is %s: %d signalled refs ignored", self._state.order_id, self._state.status, len(refs)
+                "order %s is %s: %d signalled refs ignored", self._log_id(), self._state.status, len(refs)
             )
             return
         for ref in refs:
@@ -364,7 +387,7 @@ class OrderWorkflow(OrderBook):
         if self._state.status != OrderStatus.OPEN or self._summary().item_count == 0:
             workflow.logger.warning(
                 "order %s is %s with %d items: submit signal ignored",
-                self._state.order_id, self._state.status, self._summary().item_count,
+                self._log_id(), self._state.status, self._summary().item_count,
             )
             return
         self._state.submit_requested = True
@@ -372,14 +395,19 @@ class OrderWorkflow(OrderBook):
 
     @workflow.update
     def submit(self) -> OrderSummary:
-        """Close the order to additions and start fulfillment."""
+        """Close the order to additions and start fulfillment. Repeated, it returns the
+        current state (the validator lets a repeat through)."""
         self._updates += 1
+        if self._state.status != OrderStatus.OPEN:
+            return self._summary()
         self._state.submit_requested = True
         self._state.status = OrderStatus.SUBMITTED
         return self._summary()
 
     @submit.validator
     def _validate_submit(self) -> None:
+        if not self._input_error and not self._state.via_outbox and self._state.status in SUBMITTED_ALREADY:
+            return  # a repeated submit: answered with the current state
         self._check_open("submit")
         if self._summary().item_count == 0:
             raise ApplicationError(f"order {self._state.order_id!r} has no items to submit", type=ORDER_CLOSED)
@@ -387,11 +415,14 @@ class OrderWorkflow(OrderBook):
     @workflow.update(name="cancel")
     def cancel(self, reason: str) -> OrderSummary:
         self._updates += 1
-        self._cancel(reason)
+        if self._state.status != OrderStatus.CANCELLED:
+            self._cancel(reason)
         return self._summary()
 
     @cancel.validator
     def _validate_cancel(self, reason: str) -> None:
+        if not self._input_error and not self._state.via_outbox and self._state.status == OrderStatus.CANCELLED:
+            return  # a repeated cancel: answered with the current state
         if self._awaiting_recovery and self._state.cancel_reason is None and self._retry_reason is None:
             return  # an operator gives up on a failed order
         self._check_open("cancel")
@@ -402,7 +433,7 @@ class OrderWorkflow(OrderBook):
         if self._state.status == OrderStatus.OPEN or (self._awaiting_recovery and self._retry_reason is None):
             self._cancel(reason)
         else:
-            workflow.logger.warning("order %s is %s: cancel signal ignored", self._state.order_id, self._state.status)
+            workflow.logger.warning("order %s is %s: cancel signal ignored", self._log_id(), self._state.status)
 
     @workflow.update(name=RETRY_FULFILLMENT)
     async def retry_fulfillment(self, reason: str) -> OrderSummary:

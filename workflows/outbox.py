@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from bulkorder.domain.application import Orders
 from bulkorder.domain.errors import EmptyOrderError
-from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.identity import OrderName, check_idempotency_key, order_name, request_digest
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_refs
 from bulkorder.domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome
@@ -46,28 +46,45 @@ class OrderOutbox:
                     raise InvalidRefError(f"batch ref #{index}: batch {ref.batch_id}: {reason}")
         return refs
 
-    def create(self, order_id: str, customer_id: str, refs: Sequence[BatchRef] = ()) -> RecordOutcome:
-        """Record ``Created`` (and the first refs, in the same transaction)."""
-        check_order_id(order_id)
-        check_customer_id(customer_id)
+    def create(
+        self,
+        customer: OrderName | str,
+        reference: str | None = None,
+        refs: Sequence[BatchRef] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> RecordOutcome:
+        """Record ``Created`` (and the first refs, in the same transaction) for the order
+        ``customer/reference`` (or an :class:`OrderName` alone). As ``OrderClient.create``:
+        the same request again returns the order (``existing``, nothing recorded); another
+        request for the name raises ``OrderCreateConflictError`` naming what differs."""
+        name = order_name(customer) if reference is None else OrderName(str(customer), reference)
+        key = check_idempotency_key(idempotency_key)
         refs = self._proven(check_batch_refs(refs))
+        first = refs[:MAX_REFS_PER_CALL]
         outcome = self.orders.record(
             OrderChange(
-                order_id=order_id,
-                customer_id=customer_id,
+                order_id=str(name),
+                customer_id=name.customer,
                 create=True,
-                batches=refs[:MAX_REFS_PER_CALL],
+                batches=first,
                 via_outbox=True,
+                request_digest=request_digest(name, [(ref.batch_id, ref.sha256) for ref in first], key),
+                initial_batch_ids=[ref.batch_id for ref in first],
+                idempotency_key=key,
             )
         )
+        order_id = str(name)
+        if outcome.existing:
+            return outcome
         if len(refs) > MAX_REFS_PER_CALL:
             more = self.add_batches(order_id, refs[MAX_REFS_PER_CALL:])
             outcome = _merged(outcome, more)
         return outcome
 
-    def add_batches(self, order_id: str, refs: Sequence[BatchRef]) -> RecordOutcome:
+    def add_batches(self, order_id: OrderName | str, refs: Sequence[BatchRef]) -> RecordOutcome:
         """Record one ``ItemsAdded`` per new batch ID; known batch IDs come back as duplicates."""
-        check_order_id(order_id)
+        order_id = str(order_name(order_id))
         refs = self._proven(check_batch_refs(refs))
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
@@ -94,7 +111,7 @@ class OrderOutbox:
         call are unreferenced (content-addressed, so a corrected retry reuses them)."""
         if self.batches is None:
             raise RuntimeError("OrderOutbox needs a BatchStore to store items")
-        check_order_id(order_id)
+        order_id = str(order_name(order_id))
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         chunks: list[list[Mapping[str, Any]]] = [[]]
@@ -114,21 +131,22 @@ class OrderOutbox:
         ]
         return self.add_batches(order_id, refs)
 
-    def submit(self, order_id: str) -> RecordOutcome:
+    def submit(self, order_id: OrderName | str) -> RecordOutcome:
         """Record ``Submitted``; the relay then starts fulfillment in the workflow."""
-        current = self.orders.summary(check_order_id(order_id))
+        order_id = str(order_name(order_id))
+        current = self.orders.summary(order_id)
         if current.status == OrderStatus.OPEN and current.item_count == 0:
             # Items only grow while the order is open, so this check cannot go stale.
             raise EmptyOrderError(order_id)
         return self.orders.record(OrderChange(order_id=order_id, submit=True, via_outbox=True))
 
-    def cancel(self, order_id: str, reason: str) -> RecordOutcome:
+    def cancel(self, order_id: OrderName | str, reason: str) -> RecordOutcome:
         return self.orders.record(
-            OrderChange(order_id=check_order_id(order_id), cancel_reason=reason or "cancelled", via_outbox=True)
+            OrderChange(order_id=str(order_name(order_id)), cancel_reason=reason or "cancelled", via_outbox=True)
         )
 
-    def summary(self, order_id: str) -> OrderSummary:
-        return self.orders.summary(order_id)
+    def summary(self, order_id: OrderName | str) -> OrderSummary:
+        return self.orders.summary(str(order_name(order_id)))
 
 
 def _merged(first: RecordOutcome, then: RecordOutcome) -> RecordOutcome:

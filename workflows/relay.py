@@ -6,8 +6,9 @@ each order's to its workflow, then writes its position (a tracking record in the
 database as the events). Crash anywhere and restart: the relay re-reads from the last
 position written, so a page is delivered at least once, and every delivery is idempotent:
 
-- each delivery is a signal-with-start (``Created`` alone: a plain start) to workflow ID
-  ``order-<order ID>`` with ``USE_EXISTING``: an open order's workflow gets the signal,
+- each delivery is a signal-with-start (``Created`` alone: a plain start) to the order's
+  workflow ID (``order-v2-<keyed hash of its name>``; ``order-<order ID>`` for orders from
+  before identities) with ``USE_EXISTING``: an open order's workflow gets the signal,
   never a second run, and a missing one is started first;
 - ``REJECT_DUPLICATE`` for closed workflows: an order whose workflow has finished is never
   started again (its final state was built from this same event store);
@@ -36,7 +37,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.domain.order import Order
 from bulkorder.domain.topics import stored_topics
 from bulkorder.workflows.messages import ADD_BATCHES, CANCEL, MAX_REFS_PER_CALL, SUBMIT, OrderInput, OrderLimits
@@ -281,7 +281,8 @@ class OrderRelay:
                 via_outbox=True,
             )
             options: dict[str, Any] = dict(
-                id=workflow_id_for(delivery.order_id),
+                # The name's keyed hash (a bare 0.x order ID: its old ID), never the name.
+                id=self.orders.identity.workflow_id_of_stored(delivery.order_id),
                 task_queue=self.task_queue,
                 # An open order's workflow gets the signal; a second run is never created.
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

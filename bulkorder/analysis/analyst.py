@@ -16,7 +16,7 @@ import msgspec
 from bulkorder.settings import Settings
 from bulkorder.domain.application import Orders
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
+from bulkorder.domain.identity import OrderIdentity, order_key
 from bulkorder.domain.order import Order
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderSummary
@@ -90,15 +90,18 @@ class Analyst:
     up before each lookup.
     """
 
-    def __init__(self, event_store: EventStoreConfig, batches: BatchStore) -> None:
+    def __init__(self, event_store: EventStoreConfig, batches: BatchStore, identity: OrderIdentity | None = None) -> None:
+        """``identity`` finds orders by name (``Settings.order_identity()``); without it, the
+        event store's ``BULKORDER_IDENTITY_SECRET``."""
         self.event_store = event_store
+        self._identity = identity
         self.batches = batches
         self._orders: Orders | None = None
         self._views: dict[str, OpenedView] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyst:
-        return cls(settings.event_store, BatchStore(settings.blob_store.open()))
+        return cls(settings.event_store, BatchStore(settings.blob_store.open()), settings.order_identity())
 
     def __enter__(self) -> Analyst:
         return self
@@ -117,7 +120,7 @@ class Analyst:
     @property
     def orders(self) -> Orders:
         if self._orders is None:
-            self._orders = self.event_store.open_orders()
+            self._orders = self.event_store.open_orders(identity=self._identity)
         return self._orders
 
     def _view(self, name: str) -> Any:
@@ -132,7 +135,7 @@ class Analyst:
 
     def _events(self, order_id: str, up_to_version: int | None = None) -> Iterator[Any]:
         """The order's events in version order, a page at a time (never all in memory)."""
-        aggregate_id = aggregate_id_for(check_order_id(order_id))
+        aggregate_id = self.orders.aggregate_id(order_key(order_id))
         after = 0
         while True:
             page = list(self.orders.events.get(aggregate_id, gt=after, lte=up_to_version, limit=_PAGE))
@@ -148,7 +151,7 @@ class Analyst:
         return describe_events(self._events(order_id))
 
     def latest_version(self, order_id: str) -> int:
-        aggregate_id = aggregate_id_for(check_order_id(order_id))
+        aggregate_id = self.orders.aggregate_id(order_key(order_id))
         last = list(self.orders.recorder.select_events(aggregate_id, desc=True, limit=1))
         if not last:
             raise OrderNotFoundError(order_id)
@@ -159,7 +162,7 @@ class Analyst:
         self.latest_version(order_id)  # the order exists
         index: TimeIndexSql = self._view(TIME_INDEX_VIEW)
         PollingProjectionRunner(self.orders, TimeIndexProjection(index)).run()
-        aggregate_id = aggregate_id_for(order_id).hex
+        aggregate_id = self.orders.aggregate_id(order_key(order_id)).hex
         first = index.first(aggregate_id)
         if first is None:  # pragma: no cover - the catch-up above indexed every event
             raise RuntimeError(f"the time index has no entry for order {order_id!r} after catching up")

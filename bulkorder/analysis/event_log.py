@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from bulkorder.domain.application import Orders
+from bulkorder.domain.identity import stored_name
 from bulkorder.domain.order import Order
 from bulkorder.analysis.history import event_document
 
@@ -41,12 +42,16 @@ class EventLog:
 
     def _order_id(self, event: Any) -> str:
         if isinstance(event, Order.Created):
-            self._order_ids[event.originator_id] = event.order_id
-            return str(event.order_id)
+            name = stored_name(event.order_id, event.customer_id)
+            self._order_ids[event.originator_id] = name
+            return name
         order_id = self._order_ids.get(event.originator_id)
         if order_id is None:
             created = next(iter(self.orders.events.get(event.originator_id, lte=1)), None)
-            order_id = str(getattr(created, "order_id", "")) or str(event.originator_id)
+            if isinstance(created, Order.Created):
+                order_id = stored_name(created.order_id, created.customer_id)
+            else:
+                order_id = str(event.originator_id)
             if len(self._order_ids) > 100_000:  # bounded memory over a long --follow
                 self._order_ids.clear()
             self._order_ids[event.originator_id] = order_id

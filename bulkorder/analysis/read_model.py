@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
+from bulkorder.domain.identity import stored_name
 from bulkorder.domain.order import Order
 from bulkorder.domain.refs import add_totals
 from bulkorder.domain.summary import OrderStatus
@@ -65,7 +66,7 @@ def project_summary(row: OrderSummaryRow | None, event: Any) -> OrderSummaryRow:
     if isinstance(event, Order.Created):
         return OrderSummaryRow(
             aggregate_id=event.originator_id.hex,
-            order_id=event.order_id,
+            order_id=stored_name(event.order_id, event.customer_id),
             customer_id=event.customer_id,
             created_at=event.timestamp,
             version=event.originator_version,

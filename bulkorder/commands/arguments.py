@@ -5,8 +5,24 @@ from __future__ import annotations
 import argparse
 
 from bulkorder.commands.output import positive_int
+from bulkorder.domain.identifiers import InvalidIdentifierError
+from bulkorder.domain.identity import OrderName
 
-__all__ = ["duration", "non_negative_int", "port_number", "positive_int", "positive_seconds", "reason_text"]
+__all__ = [
+    "ORDER_HELP", "duration", "non_negative_int", "order_name_text", "port_number", "positive_int", "positive_seconds",
+    "reason_text",
+]
+
+#: How every command that takes an order names it.
+ORDER_HELP = "the order's name: CUSTOMER/REFERENCE, as `bulkorder show` prints it (e.g. acme/PO-1001)"
+
+
+def order_name_text(text: str) -> str:
+    """An order's name (``customer/reference``), normalised (the customer NFC)."""
+    try:
+        return str(OrderName.parse(text))
+    except InvalidIdentifierError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def non_negative_int(text: str) -> int:

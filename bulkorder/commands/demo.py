@@ -18,10 +18,14 @@ from typing import Any
 from bulkorder.commands.output import money, positive_int, print_json
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
+from bulkorder.domain.identity import OrderName
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.workflows.client import OrderClient
+
+
+DEMO_CUSTOMER = "demo-customer"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--items", type=positive_int, default=200_000, help="number of generated items (default 200,000)")
     demo.add_argument("--batch-size", type=positive_int, default=2_000, help="items per stored batch (default 2,000)")
     demo.add_argument("--max-history-events", type=positive_int, default=None, help="continue-as-new past this many events per run")
-    demo.add_argument("--order-id", default=None, help="order ID (default: demo-<time>)")
+    demo.add_argument(
+        "--order-id", default=None, metavar="REFERENCE",
+        help="the order's reference; it is named demo-customer/REFERENCE (default: demo-<time>)",
+    )
     demo.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     demo.set_defaults(handler=run_demo)
 
@@ -54,7 +61,8 @@ class DemoFigures:
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_history_events is not None:
         settings = settings.with_limits(max_history_events=args.max_history_events)
-    order_id = args.order_id or f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    reference = args.order_id or f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    order_id = str(OrderName(DEMO_CUSTOMER, reference))
     say = (lambda *_: None) if args.json else print
     async with open_runtime(settings, embedded=True) as runtime:
         async with runtime.worker():
@@ -69,7 +77,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(runtime: Runtime, order_id: str, count: int, batch_size: int, say: Any) -> DemoFigures:
     client = runtime.order_client()
     started = time.perf_counter()
-    await client.create(order_id, "demo-customer")
+    await client.create(order_id)
     say(f"created order {order_id}; adding {count:,} items in batches of {batch_size:,}")
     batches = await _add_generated_items(client, runtime, order_id, count, batch_size)
     await client.submit(order_id)
@@ -102,7 +110,7 @@ async def _add_generated_items(client: OrderClient, runtime: Runtime, order_id: 
     def make_batch(index: int) -> BatchRef:
         start = index * batch_size
         items = list(generate_items(min(batch_size, count - start), start=start))
-        return runtime.batches.write(validate_item_dicts(items, f"batch {index}"), batch_id=f"{order_id}-{index:06d}")
+        return runtime.batches.write(validate_item_dicts(items, f"batch {index}"), batch_id=f"{order_id.replace('/', '.')}-{index:06d}")
 
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -12,21 +12,20 @@ from pathlib import Path
 
 from bulkorder.analysis import Analyst, OrderState, parse_instant
 from bulkorder.analysis.item_stream import FORMATS
-from bulkorder.commands.arguments import positive_int
+from bulkorder.commands.arguments import ORDER_HELP, order_name_text, positive_int
 from bulkorder.commands.output import money, print_json
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
-from bulkorder.domain.identifiers import check_order_id
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     events = sub.add_parser("events", help="an order's events in order (from the event store; items are not read)")
-    events.add_argument("order_id")
+    events.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     events.add_argument("--json", action="store_true", help="one JSON object per event (NDJSON)")
     events.set_defaults(handler=run_events)
 
     replay = sub.add_parser("replay", help="an order as it was at a version or an instant; optionally its items")
-    replay.add_argument("order_id")
+    replay.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     when = replay.add_mutually_exclusive_group()
     when.add_argument("--version", type=int, metavar="N", help="the order after its Nth event")
     when.add_argument("--at", metavar="TIMESTAMP", help="ISO 8601 instant, e.g. 2024-05-01T12:30:00Z (no offset = UTC)")
@@ -39,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def run_events(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     return await asyncio.to_thread(_print_events, args, settings)
 
 
@@ -60,7 +58,6 @@ def _print_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     at = parse_instant(args.at) if args.at is not None else None
     return await asyncio.to_thread(_replay, args, settings, at)
 

@@ -14,13 +14,13 @@ from typing import TextIO
 
 from temporalio.service import RPCError
 
-from bulkorder.commands.arguments import duration
+from bulkorder.commands.arguments import ORDER_HELP, order_name_text, duration
 from bulkorder.commands.output import print_json
 from bulkorder.commands.waiting import TIMED_OUT
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.identity import OrderName, check_customer
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.pending import OrderProgress, safe_error_text
 from bulkorder.importer import FORMATS, ImportOptions, ImportSummary, import_file
@@ -32,16 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "import",
         help="import a file of items into an order: streamed, parallel, resumable",
         description=(
-            "Import every item of FILE into the order ORDER_ID. Running the same command again "
+            "Import every item of FILE into the order ORDER (CUSTOMER/REFERENCE). Running the same command again "
             "after a crash or an error resumes: batches already in the order are skipped."
         ),
     )
-    parser.add_argument("order_id", metavar="ORDER_ID")
+    parser.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     parser.add_argument("file", metavar="FILE", help="NDJSON (one item per line), CSV, or a JSON array")
     parser.add_argument("--format", choices=FORMATS, help="the file's format (default: from its name and content)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="items per batch (default 5000)")
     parser.add_argument("--create", action="store_true", help="create the order if it does not exist")
-    parser.add_argument("--customer", metavar="C", help="customer of the order (with --create)")
+    parser.add_argument(
+        "--customer", metavar="C", help="with --create: the order's customer (optional; must be the name's customer)"
+    )
     parser.add_argument(
         "--skip-invalid", metavar="REJECTS", help="write refused lines with their reasons to REJECTS and go on"
     )
@@ -66,12 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
-    if args.create and not args.customer:
-        raise argparse.ArgumentTypeError("--create needs --customer C")
+    customer = OrderName.parse(args.order_id).customer
     if args.customer and not args.create:
         raise argparse.ArgumentTypeError("--customer is only used with --create")
-    if args.customer:
-        check_customer_id(args.customer)
+    if args.customer and check_customer(args.customer) != customer:
+        raise argparse.ArgumentTypeError(f"--customer {args.customer!r} is not the customer of the order {args.order_id!r}")
     if args.workers < 0:
         raise argparse.ArgumentTypeError(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
     if args.max_line_bytes is not None and args.max_line_bytes < 1:
@@ -80,7 +81,7 @@ def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
         max_line_bytes=settings.max_line_bytes if args.max_line_bytes is None else args.max_line_bytes,
         format=args.format,
         batch_size=settings.batch_size if args.batch_size is None else args.batch_size,
-        create_customer=args.customer if args.create else None,
+        create_customer=customer if args.create else None,
         skip_invalid=args.skip_invalid,
         acknowledge=args.acknowledge,
         workers=args.workers,
@@ -88,7 +89,6 @@ def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:
 
 
 async def run_import(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     try:
         options = _options(args, settings)
     except argparse.ArgumentTypeError as exc:

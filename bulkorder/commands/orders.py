@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from temporalio.service import RPCError
 
-from bulkorder.commands.arguments import duration, reason_text
+from bulkorder.commands.arguments import ORDER_HELP, duration, order_name_text, reason_text
 from bulkorder.commands.output import positive_int, print_json, print_summary
 from bulkorder.commands.progress import WaitView
 from bulkorder.commands.waiting import report_outcome, wait_for_outcome
@@ -20,41 +20,48 @@ from bulkorder.item_files import read_item_file
 from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.identity import OrderName, check_idempotency_key
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.workflows.pending import PendingStep, failing_step
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    create = sub.add_parser("create", help="open an order (synchronously accepted or refused)")
-    create.add_argument("order_id")
-    create.add_argument("--customer", required=True, help="customer ID")
+    create = sub.add_parser(
+        "create",
+        help="open an order (synchronously accepted or refused; the same request again prints the order)",
+    )
+    create.add_argument("reference", help="the customer's own reference for the order (e.g. PO-1001)")
+    create.add_argument("--customer", required=True, help="customer ID (an account name, e-mail address...)")
+    create.add_argument(
+        "--idempotency-key", metavar="KEY", default=None,
+        help="your key for this request: a retry with the same key is answered with the order, whatever its items",
+    )
     create.add_argument("--items", metavar="FILE", help="NDJSON or JSON array of the order's first items")
     create.add_argument("--batch-size", type=positive_int, default=None)
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=run_create)
 
     add = sub.add_parser("add", help="add the items of a file (NDJSON or JSON array) to an open order")
-    add.add_argument("order_id")
+    add.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     add.add_argument("file")
     add.add_argument("--batch-size", type=positive_int, default=None)
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=run_add)
 
     submit = sub.add_parser("submit", help="close an order to additions and fulfill it")
-    submit.add_argument("order_id")
+    submit.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     add_wait_arguments(submit)
     submit.add_argument("--json", action="store_true")
     submit.set_defaults(handler=run_submit)
 
     cancel = sub.add_parser("cancel", help="cancel an open order, or one whose fulfillment failed")
-    cancel.add_argument("order_id")
+    cancel.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     cancel.add_argument("--reason", type=reason_text, default="cancelled by user")
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(handler=run_cancel)
 
     show = sub.add_parser("show", help="an order's status and counters")
-    show.add_argument("order_id")
+    show.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=run_show)
 
@@ -64,19 +71,18 @@ def _batch_size(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_create(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
-    check_customer_id(args.customer)
+    name = OrderName(args.customer, args.reference)  # checked before anything is read or stored
+    key = check_idempotency_key(args.idempotency_key)
     items = read_item_file(args.items, max_line_bytes=settings.max_line_bytes) if args.items else []  # all validated before anything is stored
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         refs = await client.store_items(items, batch_size=_batch_size(args, settings)) if items else []
-        summary = await client.create(args.order_id, args.customer, refs)
+        summary = await client.create(name, refs=refs, idempotency_key=key)
     print_summary(summary, as_json=args.json)
     return 0
 
 
 async def run_add(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     items = read_item_file(args.file, max_line_bytes=settings.max_line_bytes)
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
@@ -111,7 +117,6 @@ def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_submit(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         summary = await client.submit(args.order_id)
@@ -159,8 +164,7 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     otherwise the event store's durable record. A DB-first order is always shown from the
     event store: there, the store is the source of truth and the workflow follows it.
     Rejected batches are listed with their reasons, from the event store."""
-    check_order_id(args.order_id)
-    orders = settings.event_store.open_orders()
+    orders = settings.open_orders()
     try:
         order = orders.get_order(args.order_id) if orders.exists(args.order_id) else None
     finally:

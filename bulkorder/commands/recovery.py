@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from bulkorder.commands.arguments import reason_text
+from bulkorder.commands.arguments import ORDER_HELP, order_name_text, reason_text
 from bulkorder.commands.orders import add_wait_arguments, wait_and_report
 from bulkorder.commands.output import print_summary
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
-from bulkorder.domain.identifiers import check_order_id
 from bulkorder.domain.summary import OrderStatus
 
 
@@ -28,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "Fix the cause first (`bulkorder show ORDER` gives the reason). The retry is recorded."
         ),
     )
-    retry.add_argument("order_id", metavar="ORDER")
+    retry.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
     retry.add_argument("--reason", type=reason_text, default="retried by user", help="recorded with the retry")
     add_wait_arguments(retry)
     retry.add_argument("--json", action="store_true")
@@ -36,7 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    check_order_id(args.order_id)
     async with open_runtime(settings) as runtime:
         summary = await runtime.order_client().retry_fulfillment(args.order_id, args.reason)
         if args.wait or args.timeout is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import check_customer_id, check_order_id
+from bulkorder.domain.identity import OrderName, check_customer
 from bulkorder.domain.refs import MAX_BATCH_ITEMS
 from bulkorder.importer.encoders import EncoderPool
 from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
@@ -74,21 +74,22 @@ class ImportSummary:
 async def import_file(
     client: OrderClient,
     orders: Orders,
-    order_id: str,
+    order_id: OrderName | str,
     path: str | Path,
     options: ImportOptions = ImportOptions(),
     *,
     view: ProgressView | None = None,
 ) -> ImportSummary:
-    """Import the items of ``path`` into the order ``order_id``.
+    """Import the items of ``path`` into the order named ``order_id`` (``customer/reference``).
 
     Raises :class:`ImportInputError` (bad input: the file, line and field are named, and
     which lines are in the order), :class:`ImportRefusedError` (the order cannot take
     items), :class:`ImportIncompleteError` (sent but not recorded in time).
     """
-    check_order_id(order_id)
-    if options.create_customer is not None:
-        check_customer_id(options.create_customer)
+    name = OrderName.parse(order_id)
+    order_id = str(name)
+    if options.create_customer is not None and check_customer(options.create_customer) != name.customer:
+        raise ImportInputError(f"create_customer {options.create_customer!r} is not the customer of the order {order_id!r}")
     if client.batches is None:
         raise ValueError("import_file needs an OrderClient with a BatchStore")
     batches = client.batches

@@ -245,7 +245,7 @@ class Pipeline:
         if self.create_customer is not None:
             # Created with its first batches: an import that fails before any valid batch
             # leaves no order behind.
-            await self.client.create(self.order_id, self.create_customer, refs)
+            await self.client.create(self.order_id, refs=refs)  # the name holds the customer
             self.create_customer = None
         else:
             await self.client.add_batches(self.order_id, refs, wait=self.acknowledge)

@@ -40,8 +40,8 @@ async def prepare_order(
     except OrderNotFoundError:
         if create_customer is None:
             raise ImportRefusedError(
-                f"order {order_id!r} does not exist: create it first (bulkorder create {order_id} --customer C) "
-                "or pass --create --customer C"
+                f"order {order_id!r} does not exist: create it first (bulkorder create REFERENCE --customer CUSTOMER) "
+                "or pass --create"
             ) from None
         return OrderStart(create_customer=create_customer)
     if create_customer is not None and order.customer_id != create_customer:

@@ -80,7 +80,7 @@ def test_stopped_and_failed_runs_resume_to_the_same_read_model(analyst_store: An
         stopped_at = summaries.position()
         assert stopped_at == 6
         partial = {row.order_id: row for row in summaries.summaries()}
-        assert partial["proj-a"].item_count == len(written["a"].items) and "proj-b" not in partial
+        assert partial["cust-1/proj-a"].item_count == len(written["a"].items) and "cust-1/proj-b" not in partial
 
         # 3. The blob is back: the next run resumes after the last committed page.
         blob.put(missing.key, data)
@@ -111,12 +111,12 @@ def test_stopped_and_failed_runs_resume_to_the_same_read_model(analyst_store: An
 
     # And the model says what the events say.
     rows = {row["order_id"]: row for row in interrupted["orders"]}
-    assert {name: rows[name]["status"] for name in rows} == {"proj-a": "submitted", "proj-b": "open", "proj-c": "cancelled"}
+    assert {name: rows[name]["status"] for name in rows} == {"cust-1/proj-a": "submitted", "cust-1/proj-b": "open", "cust-1/proj-c": "cancelled"}
     for key in "abc":
-        assert rows[f"proj-{key}"]["item_count"] == len(written[key].items)
-        assert rows[f"proj-{key}"]["batch_count"] == len(written[key].refs)
-    assert rows["proj-a"]["rejected_batches"] == 1 and rows["proj-a"]["submitted_at"] is not None
-    assert rows["proj-c"]["cancelled_at"] is not None
+        assert rows[f"cust-1/proj-{key}"]["item_count"] == len(written[key].items)
+        assert rows[f"cust-1/proj-{key}"]["batch_count"] == len(written[key].refs)
+    assert rows["cust-1/proj-a"]["rejected_batches"] == 1 and rows["cust-1/proj-a"]["submitted_at"] is not None
+    assert rows["cust-1/proj-c"]["cancelled_at"] is not None
     assert len(interrupted["times"]) == end
 
 
@@ -161,7 +161,7 @@ def test_two_runners_at_once_count_every_event_once(analyst_store: AnalystStore)
         for o in opened:
             o.close()
     assert {name: row.item_count for name, row in rows.items()} == {
-        f"proj-{key}": len(written[key].items) for key in "abc"
+        f"cust-1/proj-{key}": len(written[key].items) for key in "abc"
     }
 
 
@@ -183,9 +183,9 @@ def test_a_corrupt_or_lying_batch_is_skipped_counted_and_the_projection_goes_on(
         again = analyst.project()  # nothing left to do: the skipped batches are not retried
     assert report.position == end and first[1].position == end and again[1].processed == 0
     assert {(e.order_id, e.batch_id) for e in report.skipped} == {
-        ("proj-a", corrupt.batch_id), ("proj-b", gone.batch_id), ("proj-b", "proj-b-lying")
+        ("cust-1/proj-a", corrupt.batch_id), ("cust-1/proj-b", gone.batch_id), ("cust-1/proj-b", "proj-b-lying")
     }
-    assert report.skipped_by_order() == {"proj-a": 1, "proj-b": 2}
+    assert report.skipped_by_order() == {"cust-1/proj-a": 1, "cust-1/proj-b": 2}
     reasons = {e.batch_id: e.reason for e in report.skipped}
     assert "BlobIntegrityError" in reasons[corrupt.batch_id] or "BatchFormatError" in reasons[corrupt.batch_id]
     assert "BlobNotFoundError" in reasons[gone.batch_id]
@@ -211,7 +211,7 @@ def test_counters_past_the_order_bounds_are_skipped_not_stored(analyst_store: An
     with analyst_store.analyst() as analyst:
         analyst.project()
         report = analyst.report()
-    (row,) = [row for row in report.orders if row.order_id == "proj-big"]
+    (row,) = [row for row in report.orders if row.order_id == "cust-1/proj-big"]
     assert row.quantity <= MAX_ORDER_QUANTITY and all(total <= MAX_ORDER_TOTAL for total in row.totals.values())
     assert report.position == report.log_position
 

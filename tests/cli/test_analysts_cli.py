@@ -94,7 +94,7 @@ def test_project_and_report(store: AnalystStore, capsys) -> None:
     code, out, _ = _run(capsys, "report", "--json", "--top", "0")
     report = json.loads(out)
     assert report["position"] == report["log_position"] == 3
-    assert [(o["order_id"], o["item_count"], o["batch_count"]) for o in report["orders"]] == [("cli-3", 30, 2)]
+    assert [(o["order_id"], o["item_count"], o["batch_count"]) for o in report["orders"]] == [("cust-1/cli-3", 30, 2)]
     assert sum(s["lines"] for s in report["skus"]) == 30
     code, out, _ = _run(capsys, "project", "--rebuild")
     assert code == 0 and "OrderTimeIndex: processed 3 events" in out
@@ -136,4 +136,4 @@ def test_followed_export_stops_on_a_signal_and_resumes_where_it_said(store: Anal
     )
     exported = _wait_for_lines(out_file, 6)
     assert [e["position"] for e in exported] == [1, 2, 3, 4, 5, 6]
-    assert [e["order_id"] for e in exported] == ["follow-1"] * 4 + ["follow-2"] * 2
+    assert [e["order_id"] for e in exported] == ["cust-1/follow-1"] * 4 + ["cust-1/follow-2"] * 2
