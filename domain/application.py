@@ -160,7 +160,8 @@ class Orders(Application[UUID]):
             difference = request_difference(
                 order.initial_batch_ids, order.idempotency_key, change.initial_batch_ids, change.idempotency_key
             )
-        raise OrderCreateConflictError(f"order {str(order.name)!r} already exists with another create request: {difference}")
+        # The message names no customer or reference: it may end up in a workflow's history.
+        raise OrderCreateConflictError(f"this order already exists with another create request: {difference}")
 
     @staticmethod
     def _apply(order: Order, change: OrderChange) -> RecordOutcome:

@@ -32,9 +32,7 @@ def recorded_batch_ids(orders: Orders, order_id: str) -> Counter[str]:
 
 
 def event_types(orders: Orders, order_id: str) -> list[str]:
-    from bulkorder.domain.identifiers import aggregate_id_for
-
-    return [type(event).__name__ for event in orders.events.get(aggregate_id_for(order_id))]
+    return [type(event).__name__ for event in orders.events.get(orders.aggregate_id(order_id))]
 
 
 def totals_of(refs: list[BatchRef]) -> dict[str, Any]:
