@@ -101,6 +101,11 @@ class OrderClient:
         before identities, ``order-<reference>`` when that workflow's customer is the name's."""
         return await self._names.workflow_id(order_name(order))
 
+    async def name_of(self, workflow_id: str) -> str | None:
+        """The name of the order run by workflow ``workflow_id`` (from its input); None if
+        it is no order's workflow. For tools that list workflows (``bulkorder stuck``)."""
+        return await self._names.name_of(workflow_id)
+
     async def _handle(self, order: OrderName | str, run_id: str | None = None) -> WorkflowHandle[OrderWorkflow, OrderSummary]:
         workflow_id = await self.resolve(order)
         return self.client.get_workflow_handle_for(OrderWorkflow.run, workflow_id, run_id=run_id)

@@ -18,7 +18,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from bulkorder.domain.errors import OrderIdentityError
-from bulkorder.domain.identity import MIN_IDENTITY_KEY_BYTES, OrderIdentity, OrderName, legacy_workflow_id
+from bulkorder.domain.identifiers import WORKFLOW_ID_PREFIX, InvalidIdentifierError
+from bulkorder.domain.identity import MIN_IDENTITY_KEY_BYTES, OrderIdentity, OrderName, legacy_workflow_id, stored_name
 from bulkorder.workflows.messages import OrderInput
 
 IDENTITY_SECRET_VARIABLE = "BULKORDER_IDENTITY_SECRET"
@@ -74,8 +75,27 @@ class NameResolver:
             raise
         return True
 
+    async def name_of(self, workflow_id: str) -> str | None:
+        """The name of the order whose workflow is ``workflow_id`` (read from its input, a
+        payload: no worker needed); None if it is no order's workflow."""
+        if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+            return None
+        start = await self._input_of(workflow_id)
+        if start is None:
+            return None
+        try:
+            name = OrderName.parse(stored_name(start.order_id, start.customer_id))
+        except InvalidIdentifierError:
+            return None
+        self._remember(name, workflow_id)
+        return str(name)
+
     async def _customer_of(self, workflow_id: str) -> str | None:
         """The customer in the input of the workflow's latest run; None if there is none."""
+        start = await self._input_of(workflow_id)
+        return None if start is None else start.customer_id
+
+    async def _input_of(self, workflow_id: str) -> OrderInput | None:
         try:
             async for event in self._client.get_workflow_handle(workflow_id).fetch_history_events():
                 if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
@@ -83,7 +103,7 @@ class NameResolver:
                 payloads = event.workflow_execution_started_event_attributes.input.payloads
                 decoded = await self._client.data_converter.decode(list(payloads)[:1], [OrderInput])
                 start = decoded[0] if decoded else None
-                return start.customer_id if isinstance(start, OrderInput) else None
+                return start if isinstance(start, OrderInput) else None
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
 from bulkorder.domain.errors import OrderNotFoundError
-from bulkorder.domain.identifiers import InvalidIdentifierError, order_id_from_workflow_id
+from bulkorder.domain.identifiers import WORKFLOW_ID_PREFIX
 from bulkorder.domain.summary import OrderStatus
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.order_workflow import OrderWorkflow
@@ -81,27 +81,28 @@ async def find_stuck(
     slots = asyncio.Semaphore(concurrency)
     stuck: list[StuckOrder] = []
 
-    async def look(order_id: str) -> None:
+    async def look(workflow_id: str) -> None:
         async with slots:
-            found = await _look(client, order_id, min_attempts)
+            # The workflow ID is a keyed hash: the order's name is read from its input.
+            order_id = await client.name_of(workflow_id)
+            found = None if order_id is None else await _look(client, order_id, min_attempts)
         if found is not None:
             stuck.append(found)
 
     async for page in _pages(client, page_size):
-        await asyncio.gather(*(look(order_id) for order_id in page))
+        await asyncio.gather(*(look(workflow_id) for workflow_id in page))
     return sorted(stuck, key=lambda order: order.order_id)
 
 
 async def _pages(client: OrderClient, page_size: int) -> AsyncIterator[list[str]]:
-    """Order IDs of the running order workflows, a page at a time (IDs that are not an
+    """Workflow IDs of the running order workflows, a page at a time (IDs that are not an
     order's are skipped: the task queue may be shared)."""
     page: list[str] = []
     execution: WorkflowExecution
     async for execution in client.client.list_workflows(open_orders_query(client.task_queue), page_size=page_size):
-        try:
-            page.append(order_id_from_workflow_id(execution.id))
-        except InvalidIdentifierError:
+        if not execution.id.startswith(WORKFLOW_ID_PREFIX):
             continue
+        page.append(execution.id)
         if len(page) >= page_size:
             yield page
             page = []

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bulkorder.analysis import Analyst
-from bulkorder.domain.identifiers import aggregate_id_for
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.domain.summary import OrderChange

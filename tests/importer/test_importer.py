@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import aggregate_id_for
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import store_generated
 from tests.importer.files import Expected, write_csv, write_json_array, write_ndjson
@@ -23,7 +22,7 @@ def new_order_id() -> str:
 
 
 def event_count(orders: Orders, order_id: str) -> int:
-    return len(list(orders.events.get(aggregate_id_for(order_id))))
+    return len(list(orders.events.get(orders.aggregate_id(order_id))))
 
 
 def assert_order_holds(orders: Orders, order_id: str, expected: Expected) -> None:

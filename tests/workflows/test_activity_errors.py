@@ -102,7 +102,8 @@ async def test_an_unexpected_failure_is_retried_a_few_times_then_recorded_and_re
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
     async with worker_serving(temporal_env.client, buggy, task_queue):
-        await client.create(order_id, "customer-1", refs)
+        order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+        await client.create(order_id, refs=refs)
         await client.submit(order_id)
         with pytest.raises(OrderRefusedError, match="RuntimeError: bug: the report writer tripped") as failed:
             await client.wait_closed(order_id)
@@ -129,7 +130,8 @@ async def test_batches_the_event_store_refuses_for_good_are_recorded_rejected_an
     first = store_generated(order_stack.batches, 200, 100, prefix=order_id)
     later = store_generated(order_stack.batches, 100, 100, prefix=order_id + "-later", start=200)
     async with worker_serving(temporal_env.client, activities, task_queue):
-        await client.create(order_id, "customer-1", first)
+        order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+        await client.create(order_id, refs=first)
         await client.add_batches(order_id, later)
         await client.submit(order_id)
         final = await client.wait_closed(order_id)

@@ -23,7 +23,6 @@ from temporalio.client import Client
 
 from bulkorder.domain.application import Orders
 from bulkorder.analysis.history import describe_events
-from bulkorder.domain.identifiers import aggregate_id_for
 from bulkorder.domain.items import MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 from bulkorder.analysis.read_model import project_summary
@@ -81,7 +80,8 @@ async def run_case(address: str, drawn: list[dict[str, Any]], folder: Path) -> N
     limit, totals, quantity = expected(drawn)
     try:
         async with worker:
-            await orders_client.create(order_id, "customer-1")
+            order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+            await orders_client.create(order_id)
             if limit is not None:
                 with pytest.raises(ItemValidationError, match=f"exceeds the limit {limit} = ") as refused:
                     await orders_client.add_items(order_id, drawn, batch_size=5)
@@ -106,7 +106,7 @@ async def run_case(address: str, drawn: list[dict[str, Any]], folder: Path) -> N
         recorded = orders.summary(order_id)
         assert (recorded.status, recorded.totals, recorded.quantity) == ("fulfilled", totals, quantity)
         # The analysts' projection and history count the same, in 64-bit-safe values.
-        events = list(orders.events.get(aggregate_id_for(order_id)))
+        events = list(orders.events.get(orders.aggregate_id(order_id)))
         row = None
         for event in events:
             row = project_summary(row, event)
@@ -136,7 +136,8 @@ async def test_the_issue_case_3000_items_up_to_the_bounds_is_refused_at_add_time
         for n in range(3_000)
     ]
     order_id = f"big-{uuid.uuid4().hex[:10]}"
-    await order_stack.client.create(order_id, "customer-1")
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id)
     with pytest.raises(ItemValidationError, match=r"item\[0\]: quantity: the line total .* exceeds the limit MAX_LINE_TOTAL = 1,000,000,000,000,000,000"):
         await order_stack.client.add_items(order_id, drawn)
     assert order_stack.orders.summary(order_id).item_count == 0

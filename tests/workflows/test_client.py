@@ -61,39 +61,39 @@ async def test_store_items_stops_at_the_first_invalid_batch_naming_it(
 
 async def test_progress_of_an_open_order_has_its_summary_and_no_failing_step(order_stack: OrderStack) -> None:
     client = order_stack.client
-    await client.create("progress-open", "acme")
-    await client.add_items("progress-open", generate_items(50))
-    progress = await client.progress("progress-open")
+    await client.create("acme/progress-open")
+    await client.add_items("acme/progress-open", generate_items(50))
+    progress = await client.progress("acme/progress-open")
     assert progress.running and progress.workflow_status == "running"
     assert progress.status == "open" and progress.summary is not None and progress.summary.item_count == 50
-    assert progress.failing_step() is None and await client.failing_step("progress-open") is None
+    assert progress.failing_step() is None and await client.failing_step("acme/progress-open") is None
 
-    await client.submit("progress-open")
-    summary = await client.wait_closed("progress-open")
-    closed = await client.progress("progress-open")
+    await client.submit("acme/progress-open")
+    summary = await client.wait_closed("acme/progress-open")
+    closed = await client.progress("acme/progress-open")
     assert not closed.running and closed.workflow_status == "completed"
     assert closed.summary == summary and closed.status == "fulfilled" and closed.steps == []
 
 
 async def test_progress_of_an_unknown_order_is_not_found(order_stack: OrderStack) -> None:
     with pytest.raises(OrderNotFoundError):
-        await order_stack.client.progress("never-created-progress")
+        await order_stack.client.progress("acme/never-created-progress")
 
 
 async def test_retry_of_an_order_that_has_not_failed_is_refused_by_the_workflow(order_stack: OrderStack) -> None:
     client = order_stack.client
-    await client.create("retry-open", "acme")
+    await client.create("acme/retry-open")
     with pytest.raises(OrderRefusedError) as refused:
-        await client.retry_fulfillment("retry-open", "why not")
-    assert refused.value.order_id == "retry-open"
-    assert (await client.summary("retry-open")).status == "open"  # nothing changed
+        await client.retry_fulfillment("acme/retry-open", "why not")
+    assert refused.value.order_id == "acme/retry-open"
+    assert (await client.summary("acme/retry-open")).status == "open"  # nothing changed
 
 
 async def test_reasons_are_bounded_before_anything_is_sent(order_stack: OrderStack) -> None:
     client = order_stack.client
-    await client.create("reason-bound", "acme")
+    await client.create("acme/reason-bound")
     with pytest.raises(ValueError, match=f"at most {MAX_REASON_CHARS:,} characters"):
-        await client.cancel("reason-bound", "x" * (MAX_REASON_CHARS + 1))
+        await client.cancel("acme/reason-bound", "x" * (MAX_REASON_CHARS + 1))
     with pytest.raises(ValueError, match="at most"):
-        await client.retry_fulfillment("reason-bound", "x" * (MAX_REASON_CHARS + 1))
-    assert (await client.summary("reason-bound")).status == "open"
+        await client.retry_fulfillment("acme/reason-bound", "x" * (MAX_REASON_CHARS + 1))
+    assert (await client.summary("acme/reason-bound")).status == "open"

@@ -30,7 +30,8 @@ async def test_5000_concurrent_add_batches_race_continue_as_new(order_stack: Ord
     # One stored blob of 2 items; 5,000 distinct batch IDs referencing it.
     base = order_stack.batches.write(validate_item_dicts(list(generate_items(2))), batch_id="base")
     refs = [dataclasses.replace(base, batch_id=f"{order_id}-{i:05d}") for i in range(5_000)]
-    await order_stack.client.create(order_id, "customer-1")
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id)
 
     rng = random.Random(1)
 
@@ -66,7 +67,8 @@ async def test_million_item_order_by_reference_keeps_every_run_small(order_stack
     refs = await asyncio.to_thread(store_generated, order_stack.batches, count, batch_size, prefix=order_id)
     client = order_stack.client
 
-    await client.create(order_id, "customer-1", refs[:10])
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await client.create(order_id, refs=refs[:10])
     for index in range(10, len(refs), 2):  # many small calls: the history grows per call
         await client.add_batches(order_id, refs[index : index + 2])
     await client.submit(order_id)

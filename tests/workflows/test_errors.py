@@ -23,7 +23,7 @@ from bulkorder.domain.refs import InvalidRefError
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import store_generated
 from bulkorder.workflows.errors import OrderRefusedError
-from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, INVALID_REF, ORDER_CLOSED, ORDER_EXISTS, ORDER_LIMIT
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, INVALID_REF, ORDER_CLOSED, ORDER_CONFLICT, ORDER_EXISTS, ORDER_LIMIT
 from bulkorder.workflows.outbox import OrderOutbox
 
 REASONS = [
@@ -74,9 +74,10 @@ def test_every_error_of_the_family_is_exported_by_the_facade() -> None:
 
 
 async def test_except_order_closed_error_catches_the_client_and_the_outbox(order_stack: OrderStack) -> None:
-    order_id = f"t-{uuid.uuid4().hex[:12]}"
-    refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    await order_stack.client.create(order_id, "customer-1", refs[:1])
+    reference = f"t-{uuid.uuid4().hex[:12]}"
+    order_id = f"customer-1/{reference}"
+    refs = store_generated(order_stack.batches, 300, 100, prefix=reference)
+    await order_stack.client.create("customer-1", reference, refs[:1])
     await order_stack.client.submit(order_id)
     await order_stack.client.wait_closed(order_id)
 
@@ -92,14 +93,16 @@ async def test_except_order_closed_error_catches_the_client_and_the_outbox(order
 
 
 async def test_except_order_already_exists_error_catches_the_client_and_the_outbox(order_stack: OrderStack) -> None:
-    order_id = f"t-{uuid.uuid4().hex[:12]}"
-    await order_stack.client.create(order_id, "customer-1")
+    reference = f"t-{uuid.uuid4().hex[:12]}"
+    order_id = f"customer-1/{reference}"
+    await order_stack.client.create("customer-1", reference)
 
+    # Another request for the name: a conflict, which is also an OrderAlreadyExistsError.
     with pytest.raises(OrderAlreadyExistsError) as from_client:
-        await order_stack.client.create(order_id, "customer-2")
-    assert from_client.value.type == ORDER_EXISTS
+        await order_stack.client.create(order_id, idempotency_key="other")
+    assert from_client.value.type == ORDER_CONFLICT
 
     outbox = OrderOutbox(order_stack.orders, order_stack.batches)
-    with pytest.raises(OrderAlreadyExistsError, match="already exists for customer 'customer-1'"):
-        outbox.create(order_id, "customer-2")
+    with pytest.raises(OrderAlreadyExistsError, match="already exists with another create request"):
+        outbox.create(order_id, idempotency_key="other")
     assert order_stack.orders.summary(order_id).customer_id == "customer-1"

@@ -53,7 +53,8 @@ async def test_unreadable_batches_are_recorded_and_the_rest_is_fulfilled(
 ) -> None:
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 2_500, 500, prefix=order_id)
-    await order_stack.client.create(order_id, "customer-1", refs)
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id, refs=refs)
     blob_path(order_stack, refs[1]).unlink()  # gone
     blob_path(order_stack, refs[3]).write_bytes(b"not the bytes that were written")  # corrupt
 
@@ -81,7 +82,8 @@ async def test_a_fulfillment_that_cannot_succeed_is_recorded_then_retried_once_f
 ) -> None:
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 400, 200, prefix=order_id)
-    await order_stack.client.create(order_id, "customer-1", refs)
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id, refs=refs)
     kept = {ref.key: blob_path(order_stack, ref).read_bytes() for ref in refs}
     for ref in refs:
         blob_path(order_stack, ref).unlink()
@@ -113,7 +115,8 @@ async def test_a_fulfillment_that_cannot_succeed_is_recorded_then_retried_once_f
 async def test_a_failed_order_an_operator_gives_up_on_is_cancelled(order_stack: OrderStack) -> None:
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 200, 200, prefix=order_id)
-    await order_stack.client.create(order_id, "customer-1", refs)
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id, refs=refs)
     blob_path(order_stack, refs[0]).unlink()
     await order_stack.client.submit(order_id)
     with pytest.raises(OrderRefusedError, match="could be read"):

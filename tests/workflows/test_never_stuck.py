@@ -63,7 +63,8 @@ async def test_a_poison_batch_at_fulfilment_is_recorded_and_the_rest_fulfilled(
     order_id = new_order_id()
     good = store_generated(order_stack.batches, 400, 200, prefix=order_id)
     poison = poison_ref(order_stack, f"{order_id}-poison")
-    await order_stack.client.create(order_id, "acme", [*good, poison])
+    order_id = f"acme/{order_id}"  # the order's name: customer/reference
+    await order_stack.client.create(order_id, refs=[*good, poison])
     waited = await run_cli("submit", order_id, "--wait", "--timeout", "2m", "--json", env=env)
     assert waited.code == 0, (waited.stdout, waited.stderr)
     assert waited.json()["status"] == "fulfilled" and waited.json()["report"]["item_count"] == 400
@@ -102,7 +103,8 @@ async def test_an_unexpected_exception_ends_failed_is_shown_listed_and_retried(
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
     worker = worker_serving(temporal_env.client, BuggyReport(order_stack.orders, order_stack.batches), task_queue)
     async with worker:
-        await client.create(order_id, "acme", refs)
+        order_id = f"acme/{order_id}"  # the order's name: customer/reference
+        await client.create(order_id, refs=refs)
         waited = await run_cli("submit", order_id, "--wait", "--timeout", "2m", env=env)
         assert waited.code == 1, (waited.stdout, waited.stderr)  # ends, well before the timeout
         assert "RuntimeError: report writer: unsupported value" in waited.stderr

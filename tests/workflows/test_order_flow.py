@@ -30,7 +30,8 @@ async def test_order_created_grown_submitted_and_fulfilled(order_stack: OrderSta
     refs = store_generated(order_stack.batches, 10_000, 1_000, prefix=order_id)
     client = order_stack.client
 
-    created = await client.create(order_id, "customer-1", refs[:2])
+    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    created = await client.create(order_id, refs=refs[:2])
     assert (created.status, created.item_count, created.batch_count) == ("open", 2_000, 2)
     assert created.version >= 1  # returned only once Created is in the event store
 

@@ -8,9 +8,8 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.domain.summary import OrderSummary
-from tests.fixtures.orders import OrderStack
+from tests.fixtures.orders import TEST_IDENTITY, OrderStack
 from tests.workflows.helpers import recorded_batch_ids, store_generated
 from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.outbox import OrderOutbox
@@ -39,7 +38,7 @@ def same_record(workflow: OrderSummary, store: OrderSummary) -> None:
 
 
 async def run_count(stack: OrderStack, order_id: str) -> int:
-    runs = [w async for w in stack.client.client.list_workflows(f'WorkflowId = "{workflow_id_for(order_id)}"')]
+    runs = [w async for w in stack.client.client.list_workflows(f'WorkflowId = "{TEST_IDENTITY.workflow_id(order_id)}"')]
     return len(runs)
 
 
@@ -47,14 +46,18 @@ async def test_relay_brings_db_first_orders_to_what_the_store_records(order_stac
     outbox = OrderOutbox(order_stack.orders, order_stack.batches)
     full, cancelled, growing = new_order_id("full"), new_order_id("cancelled"), new_order_id("growing")
     refs = store_generated(order_stack.batches, 4_000, 500, prefix=full)
-    outbox.create(full, "c1", refs[:2])
+    full = f"c1/{full}"  # the order's name: customer/reference
+    outbox.create(full, refs=refs[:2])
     outbox.add_batches(full, refs[2:])
     outbox.submit(full)
-    outbox.create(cancelled, "c2", refs[:1])
+    cancelled = f"c2/{cancelled}"  # the order's name: customer/reference
+    outbox.create(cancelled, refs=refs[:1])
     outbox.cancel(cancelled, "out of stock")
-    outbox.create(growing, "c3", refs[:3])
+    growing = f"c3/{growing}"  # the order's name: customer/reference
+    outbox.create(growing, refs=refs[:3])
     workflow_first = new_order_id("wf")
-    await order_stack.client.create(workflow_first, "c4", refs[:1])  # same store, not relayed
+    workflow_first = f"c4/{workflow_first}"  # the order's name: customer/reference
+    await order_stack.client.create(workflow_first, refs=refs[:1])  # same store, not relayed
 
     relay = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue)
     stats = await relay.drain()
@@ -88,9 +91,11 @@ async def test_relaying_the_whole_log_again_starts_no_second_workflow(order_stac
     outbox = OrderOutbox(order_stack.orders, order_stack.batches)
     done, still_open = new_order_id("done"), new_order_id("open")
     refs = store_generated(order_stack.batches, 1_000, 250, prefix=done)
-    outbox.create(done, "c1", refs)
+    done = f"c1/{done}"  # the order's name: customer/reference
+    outbox.create(done, refs=refs)
     outbox.submit(done)
-    outbox.create(still_open, "c2", refs[:2])
+    still_open = f"c2/{still_open}"  # the order's name: customer/reference
+    outbox.create(still_open, refs=refs[:2])
     first = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue)
     await first.drain()
     await order_stack.client.wait_closed(done)
@@ -115,7 +120,8 @@ async def test_a_db_first_order_refuses_changes_through_the_workflow(order_stack
     outbox = OrderOutbox(order_stack.orders, order_stack.batches)
     order_id = new_order_id("db")
     refs = store_generated(order_stack.batches, 200, 100, prefix=order_id)
-    outbox.create(order_id, "c1", refs[:1])
+    order_id = f"c1/{order_id}"  # the order's name: customer/reference
+    outbox.create(order_id, refs=refs[:1])
     await OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue).drain()
     for call in (
         order_stack.client.add_batches(order_id, refs[1:]),
@@ -143,7 +149,8 @@ async def test_a_submit_already_recorded_when_its_signal_arrives_still_fulfills(
     outbox = OrderOutbox(order_stack.orders, order_stack.batches)
     order_id = new_order_id("race")
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    outbox.create(order_id, "c1", refs[:1])
+    order_id = f"c1/{order_id}"  # the order's name: customer/reference
+    outbox.create(order_id, refs=refs[:1])
     relay = OrderRelay(order_stack.client.client, order_stack.orders, task_queue=order_stack.task_queue, page_size=1)
     await relay.drain()
     outbox.add_batches(order_id, refs[1:])
