@@ -1,7 +1,6 @@
 """What the order workflow refuses, and how it retries its activities.
 
-Kept apart from :mod:`bulkorder.workflows.order_workflow` (which re-exports the error types) and
-sandbox-safe like it: the error types callers match on, the activities' retry policies
+Kept apart from :mod:`bulkorder.workflows.order_workflow` and sandbox-safe like it: the error types callers match on, the activities' retry policies
 and timeouts, and the check of refs every handler applies.
 """
 
