@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from typing import Any, Awaitable, Callable
 
 from bulkorder.commands.output import positive_int
-from bulkorder.domain.identifiers import InvalidIdentifierError
 from bulkorder.domain.identity import OrderName
 
+Handler = Callable[[argparse.Namespace, Any], Awaitable[int]]
+
 __all__ = [
-    "ORDER_HELP", "duration", "non_negative_int", "order_name_text", "port_number", "positive_int", "positive_seconds",
+    "ORDER_HELP", "add_order_argument", "duration", "named_order", "non_negative_int", "port_number", "positive_int", "positive_seconds",
     "reason_text",
 ]
 
@@ -17,12 +20,22 @@ __all__ = [
 ORDER_HELP = "the order's name: CUSTOMER/REFERENCE, as `bulkorder show` prints it (e.g. acme/PO-1001)"
 
 
-def order_name_text(text: str) -> str:
-    """An order's name (``customer/reference``), normalised (the customer NFC)."""
-    try:
-        return str(OrderName.parse(text))
-    except InvalidIdentifierError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def add_order_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``ORDER`` argument (``args.order_id``): checked and normalised (the customer
+    NFC) by :func:`named_order` before the command runs, so a bad name is reported like
+    every other bad input (``bulkorder CMD: error: ...``, exit 2)."""
+    parser.add_argument("order_id", metavar="ORDER", help=ORDER_HELP)
+
+
+def named_order(handler: Handler) -> Handler:
+    """``handler`` with ``args.order_id`` checked and normalised to the order's name."""
+
+    @functools.wraps(handler)
+    async def run(args: argparse.Namespace, settings: Any) -> int:
+        args.order_id = str(OrderName.parse(args.order_id))
+        return await handler(args, settings)
+
+    return run
 
 
 def non_negative_int(text: str) -> int:

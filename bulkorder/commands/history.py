@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bulkorder.analysis import Analyst, OrderState, parse_instant
 from bulkorder.analysis.item_stream import FORMATS
-from bulkorder.commands.arguments import ORDER_HELP, order_name_text, positive_int
+from bulkorder.commands.arguments import add_order_argument, named_order, positive_int
 from bulkorder.commands.output import money, print_json
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
@@ -20,12 +20,12 @@ from bulkorder.settings import Settings
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     events = sub.add_parser("events", help="an order's events in order (from the event store; items are not read)")
-    events.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(events)
     events.add_argument("--json", action="store_true", help="one JSON object per event (NDJSON)")
-    events.set_defaults(handler=run_events)
+    events.set_defaults(handler=named_order(run_events))
 
     replay = sub.add_parser("replay", help="an order as it was at a version or an instant; optionally its items")
-    replay.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(replay)
     when = replay.add_mutually_exclusive_group()
     when.add_argument("--version", type=int, metavar="N", help="the order after its Nth event")
     when.add_argument("--at", metavar="TIMESTAMP", help="ISO 8601 instant, e.g. 2024-05-01T12:30:00Z (no offset = UTC)")
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     replay.add_argument("--workers", type=positive_int, default=2, help="batches decoded in parallel (default 2)")
     replay.add_argument("--processes", action="store_true", help="decode in worker processes (uses several cores)")
     replay.add_argument("--json", action="store_true", help="print the state as one JSON object")
-    replay.set_defaults(handler=run_replay)
+    replay.set_defaults(handler=named_order(run_replay))
 
 
 async def run_events(args: argparse.Namespace, settings: Settings) -> int:

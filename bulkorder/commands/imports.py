@@ -14,7 +14,7 @@ from typing import TextIO
 
 from temporalio.service import RPCError
 
-from bulkorder.commands.arguments import ORDER_HELP, order_name_text, duration
+from bulkorder.commands.arguments import add_order_argument, named_order, duration
 from bulkorder.commands.output import print_json
 from bulkorder.commands.waiting import TIMED_OUT
 from bulkorder.runtime import Runtime, open_runtime
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "after a crash or an error resumes: batches already in the order are skipped."
         ),
     )
-    parser.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(parser)
     parser.add_argument("file", metavar="FILE", help="NDJSON (one item per line), CSV, or a JSON array")
     parser.add_argument("--format", choices=FORMATS, help="the file's format (default: from its name and content)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="items per batch (default 5000)")
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    parser.set_defaults(handler=run_import)
+    parser.set_defaults(handler=named_order(run_import))
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> ImportOptions:

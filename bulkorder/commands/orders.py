@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from temporalio.service import RPCError
 
-from bulkorder.commands.arguments import ORDER_HELP, duration, order_name_text, reason_text
+from bulkorder.commands.arguments import add_order_argument, duration, named_order, reason_text
 from bulkorder.commands.output import positive_int, print_json, print_summary
 from bulkorder.commands.progress import WaitView
 from bulkorder.commands.waiting import report_outcome, wait_for_outcome
@@ -42,28 +42,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create.set_defaults(handler=run_create)
 
     add = sub.add_parser("add", help="add the items of a file (NDJSON or JSON array) to an open order")
-    add.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(add)
     add.add_argument("file")
     add.add_argument("--batch-size", type=positive_int, default=None)
     add.add_argument("--json", action="store_true")
-    add.set_defaults(handler=run_add)
+    add.set_defaults(handler=named_order(run_add))
 
     submit = sub.add_parser("submit", help="close an order to additions and fulfill it")
-    submit.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(submit)
     add_wait_arguments(submit)
     submit.add_argument("--json", action="store_true")
-    submit.set_defaults(handler=run_submit)
+    submit.set_defaults(handler=named_order(run_submit))
 
     cancel = sub.add_parser("cancel", help="cancel an open order, or one whose fulfillment failed")
-    cancel.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(cancel)
     cancel.add_argument("--reason", type=reason_text, default="cancelled by user")
     cancel.add_argument("--json", action="store_true")
-    cancel.set_defaults(handler=run_cancel)
+    cancel.set_defaults(handler=named_order(run_cancel))
 
     show = sub.add_parser("show", help="an order's status and counters")
-    show.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(show)
     show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=run_show)
+    show.set_defaults(handler=named_order(run_show))
 
 
 def _batch_size(args: argparse.Namespace, settings: Settings) -> int:

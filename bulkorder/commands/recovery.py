@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from bulkorder.commands.arguments import ORDER_HELP, order_name_text, reason_text
+from bulkorder.commands.arguments import add_order_argument, named_order, reason_text
 from bulkorder.commands.orders import add_wait_arguments, wait_and_report
 from bulkorder.commands.output import print_summary
 from bulkorder.runtime import open_runtime
@@ -27,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "Fix the cause first (`bulkorder show ORDER` gives the reason). The retry is recorded."
         ),
     )
-    retry.add_argument("order_id", metavar="ORDER", type=order_name_text, help=ORDER_HELP)
+    add_order_argument(retry)
     retry.add_argument("--reason", type=reason_text, default="retried by user", help="recorded with the retry")
     add_wait_arguments(retry)
     retry.add_argument("--json", action="store_true")
-    retry.set_defaults(handler=run_retry)
+    retry.set_defaults(handler=named_order(run_retry))
 
 
 async def run_retry(args: argparse.Namespace, settings: Settings) -> int:

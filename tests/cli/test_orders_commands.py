@@ -21,19 +21,21 @@ def env(order_stack: OrderStack, temporal_address: str, tmp_path: Path) -> dict[
     return cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": order_stack.task_queue})
 
 
-def new_order_id() -> str:
+def new_reference() -> str:
     return f"cli-{uuid.uuid4().hex[:10]}"
 
 
 async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order_stack: OrderStack) -> None:
-    order_id = new_order_id()
+    reference = new_reference()
+    order_id = f"acme/{reference}"
     first = write_ndjson(tmp_path / "first.ndjson", list(generate_items(3_000)))
     more = tmp_path / "more.json"
     more.write_text(json.dumps(list(generate_items(2_000, start=3_000))))
 
-    created = await run_cli("create", order_id, "--customer", "acme", "--items", str(first), "--batch-size", "1000", "--json", env=env)
+    created = await run_cli("create", reference, "--customer", "acme", "--items", str(first), "--batch-size", "1000", "--json", env=env)
     assert created.code == 0, created.stderr
     assert created.json()["item_count"] == 3_000 and created.json()["status"] == "open"
+    assert created.json()["order_id"] == order_id  # the name every other command takes
 
     added = await run_cli("add", order_id, str(more), "--json", env=env)
     assert added.code == 0, added.stderr
@@ -50,8 +52,8 @@ async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order
     assert f"order {order_id}: " in submitted.stderr and "failing" not in submitted.stderr
     assert all(line.startswith(f"order {order_id}: ") for line in submitted.stderr.splitlines())
 
-    closed = await run_cli("submit", order_id, "--wait", "--timeout", "10s", env=env)
-    assert closed.code == 1 and "is closed" in closed.stderr  # a closed order is not waited on
+    again = await run_cli("submit", order_id, "--wait", "--timeout", "10s", "--json", env=env)
+    assert again.code == 0 and again.json()["status"] == "fulfilled"  # a repeat: the current state
 
     after = await run_cli("show", order_id, env=env)
     assert after.code == 0 and "fulfilled" in after.stdout and "event store" in after.stdout
@@ -59,16 +61,17 @@ async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order
 
 
 async def test_invalid_item_names_file_line_and_field_and_records_nothing(env: dict[str, str], tmp_path: Path, order_stack: OrderStack) -> None:
-    order_id = new_order_id()
+    reference = new_reference()
+    order_id = f"acme/{reference}"
     items = list(generate_items(10))
     items[6]["quantity"] = 0
     bad = write_ndjson(tmp_path / "bad.ndjson", items)
-    result = await run_cli("create", order_id, "--customer", "acme", "--items", str(bad), env=env)
+    result = await run_cli("create", reference, "--customer", "acme", "--items", str(bad), env=env)
     assert result.code == 2
     assert f"{bad} line 7: quantity: Input should be greater than or equal to 1" in result.stderr
     assert not order_stack.orders.exists(order_id)
 
-    created = await run_cli("create", order_id, "--customer", "acme", env=env)
+    created = await run_cli("create", reference, "--customer", "acme", env=env)
     assert created.code == 0
     (tmp_path / "broken.ndjson").write_text('{"sku": "A"\n')
     result = await run_cli("add", order_id, str(tmp_path / "broken.ndjson"), env=env)
@@ -79,11 +82,14 @@ async def test_invalid_item_names_file_line_and_field_and_records_nothing(env: d
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["create", "bad id!", "--customer", "acme"], 2, "order ID 'bad id!' is invalid"),
-        (["create", "ok-id", "--customer", "bad customer"], 2, "customer ID 'bad customer' is invalid"),
-        (["add", "ok-id", "/nonexistent/items.ndjson"], 2, "/nonexistent/items.ndjson: no such file"),
-        (["show", "never-created-order"], 1, "order 'never-created-order' does not exist"),
-        (["submit", "never-created-order"], 1, "order 'never-created-order' does not exist"),
+        (["create", "bad id!", "--customer", "acme"], 2, "order reference 'bad id!' is invalid"),
+        (["create", "ok-id", "--customer", "bad customer"], 2, "customer ID 'bad customer' is invalid: use 1-128 Unicode"),
+        (["create", "ok-id", "--customer", "zero\u200bwidth"], 2, "no spaces, control, format or invisible"),
+        (["create", "ok-id", "--customer", "acme", "--idempotency-key", "a b"], 2, "idempotency key 'a b' is invalid"),
+        (["add", "acme/ok-id", "/nonexistent/items.ndjson"], 2, "/nonexistent/items.ndjson: no such file"),
+        (["show", "never-created-order"], 2, "order name 'never-created-order' has no customer"),
+        (["show", "acme/never-created-order"], 1, "order 'acme/never-created-order' does not exist"),
+        (["submit", "acme/never-created-order"], 1, "order 'acme/never-created-order' does not exist"),
     ],
 )
 async def test_bad_input_and_unknown_orders(env: dict[str, str], args: list[str], code: int, message: str) -> None:
@@ -95,28 +101,38 @@ async def test_bad_input_and_unknown_orders(env: dict[str, str], args: list[str]
 
 async def test_empty_file_is_refused(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "empty.ndjson").write_text("\n")
-    result = await run_cli("create", new_order_id(), "--customer", "acme", "--items", str(tmp_path / "empty.ndjson"), env=env)
+    result = await run_cli("create", new_reference(), "--customer", "acme", "--items", str(tmp_path / "empty.ndjson"), env=env)
     assert result.code == 2 and "the file is empty" in result.stderr
 
 
-async def test_duplicate_create_and_closed_order(env: dict[str, str], tmp_path: Path) -> None:
-    order_id = new_order_id()
+async def test_retried_and_conflicting_creates_and_a_closed_order(env: dict[str, str], tmp_path: Path) -> None:
+    reference = new_reference()
+    order_id = f"acme/{reference}"
     items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(100)))
-    assert (await run_cli("create", order_id, "--customer", "acme", "--items", str(items), env=env)).code == 0
-    again = await run_cli("create", order_id, "--customer", "acme", env=env)
-    assert again.code == 1 and f"order '{order_id}' already exists" in again.stderr
+    create = ["create", reference, "--customer", "acme", "--idempotency-key", "req-1", "--json"]
+    first = await run_cli(*create, "--items", str(items), env=env)
+    assert first.code == 0, first.stderr
+    again = await run_cli(*create, env=env)  # a retry (same key): exit 0 with the order
+    assert again.code == 0 and again.json()["order_id"] == order_id and again.json()["item_count"] == 100
+    other = await run_cli("create", reference, "--customer", "acme", env=env)
+    assert other.code == 1 and "already exists with another create request" in other.stderr
+    assert "idempotency key; this request carries none" in other.stderr
 
     cancelled = await run_cli("cancel", order_id, "--reason", "test", "--json", env=env)
     assert cancelled.code == 0 and cancelled.json()["status"] == "cancelled"
+    repeated = await run_cli("cancel", order_id, "--reason", "test", "--json", env=env)
+    assert repeated.code == 0 and repeated.json()["status"] == "cancelled"
     late = await run_cli("add", order_id, str(items), env=env)
     assert late.code == 1 and "cancelled" in late.stderr
+    after_close = await run_cli(*create, env=env)
+    assert after_close.code == 0 and after_close.json()["status"] == "cancelled"
 
 
 async def test_bad_setting_names_the_variable(env: dict[str, str]) -> None:
-    result = await run_cli("show", "x", env={**env, "BULKORDER_BATCH_SIZE": "lots"})
+    result = await run_cli("show", "acme/x", env={**env, "BULKORDER_BATCH_SIZE": "lots"})
     assert result.code == 2 and "BULKORDER_BATCH_SIZE='lots' is not a whole number" in result.stderr
 
 
 async def test_without_temporal_the_error_says_what_to_do(tmp_path: Path) -> None:
-    result = await run_cli("create", new_order_id(), "--customer", "acme", env=cli_env(tmp_path / "empty-home"))
+    result = await run_cli("create", new_reference(), "--customer", "acme", env=cli_env(tmp_path / "empty-home"))
     assert result.code == 1 and "set TEMPORAL_ADDRESS, or run `bulkorder dev`" in result.stderr
