@@ -167,6 +167,7 @@ def event_document(event: Any, position: int, order_id: str) -> dict[str, Any]:
         "class_version": getattr(type(event), "class_version", 1),
     }
     for name, value in vars(event).items():
-        if name not in ("originator_id", "originator_version", "originator_topic"):
+        # ``order_id`` stays the name given (a 0.x ``Created`` holds a bare order ID).
+        if name not in ("originator_id", "originator_version", "originator_topic", "order_id"):
             document[name] = _plain(value)
     return document

@@ -32,7 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def store(home: Path) -> AnalystStore:
     settings = Settings.from_env()
-    orders = settings.event_store.open_orders()
+    orders = settings.open_orders()
     yield AnalystStore(settings.event_store, BatchStore(settings.blob_store.open()), orders)
     orders.close()
 
@@ -47,37 +47,37 @@ def test_events_replay_and_items_file(store: AnalystStore, capsys, tmp_path: Pat
     written = write_order(store, "cli-1", [40, 25, 35])
     store.orders.record(OrderChange(order_id="cli-1", submit=True))
 
-    code, out, _ = _run(capsys, "events", "cli-1", "--json")
+    code, out, _ = _run(capsys, "events", "cust-1/cli-1", "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [e["type"] for e in events] == ["Created", "ItemsAdded", "ItemsAdded", "ItemsAdded", "Submitted"]
     assert [e["item_count"] for e in events] == [0, 40, 65, 100, 100]
 
-    code, out, _ = _run(capsys, "events", "cli-1")
+    code, out, _ = _run(capsys, "events", "cust-1/cli-1")
     assert code == 0 and "ItemsAdded" in out and "cli-1-00001" in out
 
     items_file = tmp_path / "out" / "items.ndjson"
     items_file.parent.mkdir()
-    code, out, err = _run(capsys, "replay", "cli-1", "--version", "3", "--items-out", str(items_file), "--json")
+    code, out, err = _run(capsys, "replay", "cust-1/cli-1", "--version", "3", "--items-out", str(items_file), "--json")
     state = json.loads(out.splitlines()[-1])
     assert code == 0 and (state["version"], state["item_count"], state["status"]) == (3, 65, "open")
-    assert "items of cli-1 v3" in err  # progress goes to stderr
+    assert "items of cust-1/cli-1 v3" in err  # progress goes to stderr
     streamed = [json.loads(line) for line in items_file.read_text().splitlines()]
     assert items_digest(streamed) == items_digest(written.items[:65])
     assert os.listdir(items_file.parent) == ["items.ndjson"]  # no partial file left behind
 
-    code, out, _ = _run(capsys, "replay", "cli-1", "--at", events[-1]["timestamp"])
+    code, out, _ = _run(capsys, "replay", "cust-1/cli-1", "--at", events[-1]["timestamp"])
     assert code == 0 and "submitted" in out and "100" in out
 
 
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["replay", "nobody"], 1, "order 'nobody' does not exist"),
-        (["events", "nobody"], 1, "order 'nobody' does not exist"),
-        (["replay", "cli-2", "--version", "9"], 2, "order 'cli-2' has versions 1 to 2: there is no version 9"),
-        (["replay", "cli-2", "--at", "2000-01-01T00:00:00Z"], 2, "order 'cli-2' did not exist at 2000-01-01T00:00:00+00:00"),
-        (["replay", "cli-2", "--at", "last tuesday"], 2, "'last tuesday' is not an ISO 8601 date or date-time"),
-        (["replay", "bad id!"], 2, "order ID 'bad id!' is invalid"),
+        (["replay", "cust-1/nobody"], 1, "order 'cust-1/nobody' does not exist"),
+        (["events", "cust-1/nobody"], 1, "order 'cust-1/nobody' does not exist"),
+        (["replay", "cust-1/cli-2", "--version", "9"], 2, "order 'cust-1/cli-2' has versions 1 to 2: there is no version 9"),
+        (["replay", "cust-1/cli-2", "--at", "2000-01-01T00:00:00Z"], 2, "order 'cust-1/cli-2' did not exist at 2000-01-01T00:00:00+00:00"),
+        (["replay", "cust-1/cli-2", "--at", "last tuesday"], 2, "'last tuesday' is not an ISO 8601 date or date-time"),
+        (["replay", "cust-1/bad id!"], 2, "order reference 'bad id!' is invalid"),
     ],
 )
 def test_errors_exit_with_a_clear_message(store: AnalystStore, capsys, argv: list[str], code: int, message: str) -> None:

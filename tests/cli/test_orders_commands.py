@@ -136,3 +136,40 @@ async def test_bad_setting_names_the_variable(env: dict[str, str]) -> None:
 async def test_without_temporal_the_error_says_what_to_do(tmp_path: Path) -> None:
     result = await run_cli("create", new_reference(), "--customer", "acme", env=cli_env(tmp_path / "empty-home"))
     assert result.code == 1 and "set TEMPORAL_ADDRESS, or run `bulkorder dev`" in result.stderr
+
+
+async def test_unicode_and_e_mail_customers_round_trip_through_every_command_and_export(
+    env: dict[str, str], tmp_path: Path, order_stack: OrderStack
+) -> None:
+    reference = new_reference()
+    customer = "jürgen.müller+orders@example.com"
+    order_id = f"{customer}/{reference}"
+    decomposed = f"ju\u0308rgen.mu\u0308ller+orders@example.com/{reference}"  # NFD: the same customer
+    items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(300)))
+    created = await run_cli("create", reference, "--customer", customer, "--items", str(items), "--json", env=env)
+    assert created.code == 0, created.stderr
+    assert (created.json()["order_id"], created.json()["customer_id"]) == (order_id, customer)
+    shown = await run_cli("show", decomposed, env=env)
+    assert shown.code == 0 and order_id in shown.stdout
+    more = write_ndjson(tmp_path / "more.ndjson", list(generate_items(200, start=300)))
+    assert (await run_cli("add", order_id, str(more), env=env)).code == 0
+    submitted = await run_cli("submit", order_id, "--wait", "--json", env=env)
+    assert submitted.code == 0 and submitted.json()["order_id"] == order_id and submitted.json()["item_count"] == 500
+    events = await run_cli("events", order_id, "--json", env=env)
+    assert events.code == 0 and json.loads(events.stdout.splitlines()[0])["type"] == "Created"
+    replayed = await run_cli("replay", order_id, "--json", env=env)
+    assert replayed.code == 0 and json.loads(replayed.stdout)["order_id"] == order_id
+    exported = await run_cli("export", "--out", str(tmp_path / "log.ndjson"), env=env)
+    assert exported.code == 0, exported.stderr
+    lines = [json.loads(line) for line in (tmp_path / "log.ndjson").read_text(encoding="utf-8").splitlines()]
+    assert {line["order_id"] for line in lines} == {order_id}
+    assert (await run_cli("project", env=env)).code == 0
+    report = await run_cli("report", "--json", env=env)
+    assert [row["order_id"] for row in report.json()["orders"]] == [order_id]
+
+    # Another customer's order with the same reference, cancelled: only its own name answers.
+    other = f"Müller-GmbH/{reference}"
+    assert (await run_cli("create", reference, "--customer", "Müller-GmbH", env=env)).code == 0
+    cancelled = await run_cli("cancel", other, "--json", env=env)
+    assert cancelled.code == 0 and (cancelled.json()["order_id"], cancelled.json()["status"]) == (other, "cancelled")
+    assert (await run_cli("show", order_id, "--json", env=env)).json()["status"] == "fulfilled"
