@@ -46,7 +46,7 @@ async def test_killed_mid_import_then_run_again_records_every_item_once(
     # mid-file, when its first batches are in the event store. Then it is killed.
     fifo = tmp_path / "feed.ndjson"
     os.mkfifo(fifo)
-    order_id = f"cli-{uuid.uuid4().hex[:10]}"
+    order_id = f"c-1/cli-{uuid.uuid4().hex[:10]}"
     importer = await asyncio.create_subprocess_exec(
         *BULKORDER, "import", order_id, str(fifo), "--create", "--customer", "c-1", "--batch-size", "1000",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -82,7 +82,7 @@ async def test_bad_input_exits_2_naming_file_line_and_field(order_stack: OrderSt
     item["quantity"] = str(item["quantity"])  # line 22: a quantity written as a string
     lines[21] = json.dumps(item) + "\n"
     path.write_text("".join(lines))
-    order_id = f"cli-{uuid.uuid4().hex[:10]}"
+    order_id = f"c-1/cli-{uuid.uuid4().hex[:10]}"
 
     result = await run_cli("import", order_id, str(path), "--create", "--customer", "c-1", "--batch-size", "10", env=env)
 
@@ -102,7 +102,7 @@ async def test_unknown_order_exits_1_and_json_summary_on_success(
 ) -> None:
     path = tmp_path / "items.csv"
     path.write_text("sku,quantity,unit_price_amount,unit_price_currency,name,attr.color\nA-1,2,150,EUR,Widget,red\n")
-    order_id = f"cli-{uuid.uuid4().hex[:10]}"
+    order_id = f"c-1/cli-{uuid.uuid4().hex[:10]}"
 
     refused = await run_cli("import", order_id, str(path), env=env)
     assert refused.code == 1

@@ -8,11 +8,10 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.cli.helpers import cli_env, run_cli
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from tests.workflows.helpers import store_generated
 from bulkorder.workflows.outbox import OrderOutbox
 
@@ -24,10 +23,10 @@ async def test_status_then_once_relays_the_outbox_and_catches_up(
     orders = Orders(env=store_env)
     batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
     outbox = OrderOutbox(orders, batches)
-    order_ids = [f"cli-relay-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    order_ids = [f"customer-1/cli-relay-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     refs = store_generated(batches, 200, 100, prefix="cli")
     for order_id in order_ids:
-        outbox.create(order_id, "customer-1", refs)
+        outbox.create(order_id, refs=refs)
     env = cli_env(tmp_path, {
         **store_env, "TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": task_queue,
         "BULKORDER_BLOB_DIR": str(tmp_path / "blobs"),
@@ -42,7 +41,7 @@ async def test_status_then_once_relays_the_outbox_and_catches_up(
     figures = once.json()
     assert (figures["deliveries"], figures["closed"], figures["position"]) == (2, 0, 6)
     for order_id in order_ids:
-        description = await temporal_env.client.get_workflow_handle(workflow_id_for(order_id)).describe()
+        description = await temporal_env.client.get_workflow_handle(TEST_IDENTITY.workflow_id(order_id)).describe()
         assert description.status is not None and description.status.name == "RUNNING"
 
     after = await run_cli("relay", "--status", env=env)

@@ -64,8 +64,9 @@ async def test_dev_stack_serves_the_other_commands(tmp_path: Path) -> None:
 
         # No TEMPORAL_ADDRESS: the commands find the running dev stack through dev.json.
         items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(2_500)))
-        order_id = f"dev-{uuid.uuid4().hex[:8]}"
-        created = await run_cli("create", order_id, "--customer", "acme", "--items", str(items), "--json", env=env)
+        reference = f"dev-{uuid.uuid4().hex[:8]}"
+        order_id = f"acme/{reference}"
+        created = await run_cli("create", reference, "--customer", "acme", "--items", str(items), "--json", env=env)
         assert created.code == 0, created.stderr
         done = await run_cli("submit", order_id, "--wait", "--json", env=env)
         assert done.code == 0, done.stderr
@@ -75,12 +76,15 @@ async def test_dev_stack_serves_the_other_commands(tmp_path: Path) -> None:
     assert not (home / "dev.json").exists()
 
     # Temporal kept its state on disk: a new dev stack on the same home still knows the
-    # closed workflow, so the order ID cannot be reused.
+    # closed workflow, and the event store the order: its name is never reused by another
+    # request, and the same request is answered with the order.
     dev = await start(["dev", "--port", str(free_port())], env)
     try:
         await wait_for_line(dev, "ready")
-        again = await run_cli("create", order_id, "--customer", "acme", env=env)
-        assert again.code == 1 and "already exists and is closed" in again.stderr
+        again = await run_cli("create", reference, "--customer", "acme", env=env)
+        assert again.code == 1 and "already exists with another create request" in again.stderr
+        retried = await run_cli("create", reference, "--customer", "acme", "--items", str(items), "--json", env=env)
+        assert retried.code == 0 and retried.json()["status"] == "fulfilled"
         shown = await run_cli("show", order_id, "--json", env=env)
         assert shown.code == 0 and shown.json()["status"] == "fulfilled"
     finally:
@@ -93,8 +97,9 @@ async def test_worker_command_runs_orders(temporal_address: str, tmp_path: Path)
     try:
         await wait_for_line(worker, "worker polling task queue")
         items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(1_000)))
-        order_id = f"w-{uuid.uuid4().hex[:8]}"
-        assert (await run_cli("create", order_id, "--customer", "acme", "--items", str(items), env=env)).code == 0
+        reference = f"w-{uuid.uuid4().hex[:8]}"
+        order_id = f"acme/{reference}"
+        assert (await run_cli("create", reference, "--customer", "acme", "--items", str(items), env=env)).code == 0
         done = await run_cli("submit", order_id, "--wait", "--json", env=env)
         assert done.code == 0 and done.json()["report"]["item_count"] == 1_000
     finally:

@@ -23,20 +23,20 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.faults.harness import wait_until
-from tests.fixtures.orders import TEST_SEALER, OrderStack, sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, TEST_SEALER, OrderStack, sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from bulkorder.workflows.failures import BoundedFailureConverter
 from bulkorder.workflows.worker import build_worker
 
 
 def new_order_id() -> str:
-    return f"stuck-{uuid.uuid4().hex[:10]}"
+    """A new order's name (customer/reference)."""
+    return f"acme/stuck-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
@@ -79,8 +79,9 @@ async def dead_store_stack(
 
 
 async def create_order(order_id: str, tmp_path: Path, env: dict[str, str], items: int = 300) -> None:
-    path = write_ndjson(tmp_path / f"{order_id}.ndjson", list(generate_items(items)))
-    created = await run_cli("create", order_id, "--customer", "acme", "--items", str(path), env=env)
+    customer, _, reference = order_id.rpartition("/")
+    path = write_ndjson(tmp_path / f"{reference}.ndjson", list(generate_items(items)))
+    created = await run_cli("create", reference, "--customer", customer, "--items", str(path), env=env)
     assert created.code == 0, created.stderr
 
 
@@ -260,4 +261,4 @@ async def test_import_timeout_exits_3_with_the_orders_state(temporal_env: Workfl
     assert f"bulkorder import: error: timed out after 3 s: order {order_id}: " in result.stderr
     assert "running the same import again resumes" in result.stderr
     assert loop.time() - started < 60
-    await temporal_env.client.get_workflow_handle(workflow_id_for(order_id)).terminate("test over")
+    await temporal_env.client.get_workflow_handle(TEST_IDENTITY.workflow_id(order_id)).terminate("test over")
