@@ -78,7 +78,13 @@ async def cli_measured(*args: str, env: Mapping[str, str], timeout: float = 180)
 
 
 def new_order_id() -> str:
-    return f"adv-{uuid.uuid4().hex[:10]}"
+    """A new order's name (customer/reference)."""
+    return f"c-1/adv-{uuid.uuid4().hex[:10]}"
+
+
+def ref_of(order_id: str) -> str:
+    """The reference part of a name (``bulkorder create REFERENCE --customer C``)."""
+    return order_id.rpartition("/")[2]
 
 
 def item_json(index: int = 0, **changes: Any) -> str:
@@ -153,7 +159,7 @@ async def test_ten_thousand_levels_of_nesting_are_that_lines_problem(
     array.write_text("[" + item_json(0) + ",\n" + deep + "]")
     in_array = await cli("import", new_order_id(), str(array), "--create", "--customer", "c-1", "--quiet", env=env)
     assert in_array.code == 2 and "line 2: not valid JSON: nested 10,000 levels deep" in in_array.stderr
-    for command in (["create", new_order_id(), "--customer", "c-1", "--items", str(path)],):
+    for command in (["create", ref_of(new_order_id()), "--customer", "c-1", "--items", str(path)],):
         created = await cli(*command, env=env)
         assert created.code == 2 and "line 2: not valid JSON: nested 10,000 levels deep" in created.stderr
         assert not order_stack.orders.exists(command[1])
@@ -183,10 +189,10 @@ async def test_nan_and_infinity_are_refused_on_every_path(
     from_float = await cli("import", order_id, str(float_column), "--create", "--customer", "c-1", "--quiet", env=env)
     assert from_float.code == 2 and "attributes.ratio" in from_float.stderr
 
-    created = await cli("create", order_id, "--customer", "c-1", "--items", str(path), env=env)
+    created = await cli("create", ref_of(order_id), "--customer", "c-1", "--items", str(path), env=env)
     assert created.code == 2 and f"{path} line 2: not valid JSON" in created.stderr
     assert not order_stack.orders.exists(order_id)
-    assert (await cli("create", order_id, "--customer", "c-1", env=env)).code == 0
+    assert (await cli("create", ref_of(order_id), "--customer", "c-1", env=env)).code == 0
     added = await cli("add", order_id, str(path), env=env)
     assert added.code == 2 and "line 2: not valid JSON" in added.stderr
     assert order_stack.orders.get_order(order_id).item_count == 0
@@ -211,7 +217,7 @@ async def test_a_duplicate_key_is_refused_not_last_wins(env: dict[str, str], ord
     order_id = new_order_id()
     imported = await cli("import", order_id, str(path), "--create", "--customer", "c-1", "--quiet", env=env)
     assert imported.code == 2 and f"{path} line 2: not valid JSON: the key 'amount' appears twice in one object" in imported.stderr
-    created = await cli("create", order_id, "--customer", "c-1", "--items", str(path), env=env)
+    created = await cli("create", ref_of(order_id), "--customer", "c-1", "--items", str(path), env=env)
     assert created.code == 2 and "line 2: not valid JSON: the key 'amount' appears twice" in created.stderr
     array = tmp_path / "dup.json"
     array.write_text("[" + item_json(0) + ",\n" + line + "]")
@@ -224,12 +230,12 @@ async def test_a_duplicate_key_is_refused_not_last_wins(env: dict[str, str], ord
 
 async def test_an_order_id_with_a_trailing_newline_is_refused(env: dict[str, str], order_stack: OrderStack, tmp_path: Path) -> None:
     result = await cli("create", "o-nl\n", "--customer", "c-1", env=env)
-    assert result.code == 2 and "order ID 'o-nl\\n' is invalid" in result.stderr
-    customer = await cli("create", new_order_id(), "--customer", "c-1\n", env=env)
+    assert result.code == 2 and "order reference 'o-nl\\n' is invalid" in result.stderr
+    customer = await cli("create", ref_of(new_order_id()), "--customer", "c-1\n", env=env)
     assert customer.code == 2 and "customer ID 'c-1\\n' is invalid" in customer.stderr
     with pytest.raises(InvalidIdentifierError):
         check_order_id("o-nl\n")
-    assert not order_stack.orders.exists("o-nl")
+    assert not order_stack.orders.exists("c-1/o-nl")
     sku = item_json(0).replace('"sku": "', '"sku": "X\\n', 1)
     path = write_lines(tmp_path / "sku.ndjson", [sku])
     imported = await cli("import", new_order_id(), str(path), "--create", "--customer", "c-1", "--quiet", env=env)
@@ -266,7 +272,7 @@ async def test_quantities_and_prices_at_the_domains_bounds_are_refused_at_add_ti
     assert "exceeds the limit MAX_LINE_TOTAL = 1,000,000,000,000,000,000" in result.stderr
     assert time.monotonic() - started < 60
     assert not order_stack.orders.exists(order_id)
-    created = await cli("create", order_id, "--customer", "c-1", "--items", str(path), env=env)
+    created = await cli("create", ref_of(order_id), "--customer", "c-1", "--items", str(path), env=env)
     assert created.code == 2 and "MAX_LINE_TOTAL" in created.stderr and not order_stack.orders.exists(order_id)
     report(AttackLine("hostile file", "3,000 items, quantity <= 10^9 x amount <= 10^15", refused(result)))
 

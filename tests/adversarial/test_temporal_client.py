@@ -31,7 +31,7 @@ ATTACKER = "temporal client"
 
 
 def new_order_id() -> str:
-    return f"adv-{uuid.uuid4().hex[:12]}"
+    return f"acme/adv-{uuid.uuid4().hex[:12]}"
 
 
 def usd_items(count: int, amount: int, quantity: int = 1, start: int = 0) -> list[dict]:
@@ -69,7 +69,7 @@ async def wait_recorded(stack: OrderStack, order_id: str) -> None:
 async def test_a_key_that_merely_ends_with_the_hash_is_refused(order_stack: OrderStack) -> None:
     order_id = new_order_id()
     good = order_stack.batches.write(usd_items(4, 100), batch_id=f"{order_id}-good")
-    await order_stack.client.create(order_id, "acme", [good])
+    await order_stack.client.create(order_id, refs=[good])
     evil = dataclasses.replace(good, batch_id=f"{order_id}-evil", key=f"batches/1d/v{good.sha256}")
     with pytest.raises(OrderRefusedError, match="is not the content key of its sha256") as refused:
         await hostile_add(order_stack, order_id, [evil])
@@ -87,7 +87,7 @@ async def test_a_key_that_merely_ends_with_the_hash_is_refused(order_stack: Orde
 async def test_inflated_claims_are_rejected_never_recorded_as_claimed(order_stack: OrderStack) -> None:
     order_id = new_order_id()
     good = order_stack.batches.write(usd_items(4, 100), batch_id=f"{order_id}-good")
-    await order_stack.client.create(order_id, "acme", [good])
+    await order_stack.client.create(order_id, refs=[good])
     # Real bytes under their real key, claims inflated; unsealed, and with a forged seal.
     unsealed = dataclasses.replace(good, batch_id=f"{order_id}-inflated", totals={"USD": 1_620_100}, seal="")
     forged = dataclasses.replace(good, batch_id=f"{order_id}-forged", quantity=40, seal=good.seal)
@@ -107,7 +107,7 @@ async def test_inflated_claims_are_rejected_never_recorded_as_claimed(order_stac
 async def test_claims_past_the_counter_bounds_are_refused(order_stack: OrderStack) -> None:
     order_id = new_order_id()
     good = order_stack.batches.write(usd_items(4, 100), batch_id=f"{order_id}-good")
-    await order_stack.client.create(order_id, "acme", [good])
+    await order_stack.client.create(order_id, refs=[good])
     huge = [dataclasses.replace(good, batch_id=f"{order_id}-huge-{n}", quantity=2**62) for n in range(2)]
     with pytest.raises(OrderRefusedError, match="quantity must be an integer from 4 to 1000000000000000000"):
         await hostile_add(order_stack, order_id, huge)
@@ -125,7 +125,7 @@ async def test_sealed_batches_that_would_pass_the_order_total_are_refused(order_
     big = 600 * 10**15  # one line, within MAX_LINE_TOTAL; two of them pass MAX_ORDER_TOTAL
     first = order_stack.batches.write(usd_items(1, 10**15, quantity=600), batch_id=f"{order_id}-1")
     second = order_stack.batches.write(usd_items(1, 10**15, quantity=600, start=1), batch_id=f"{order_id}-2")
-    await order_stack.client.create(order_id, "acme", [first])
+    await order_stack.client.create(order_id, refs=[first])
     with pytest.raises(OrderRefusedError, match="order limit: batch .* USD total would be 1200000000000000000") as refused:
         await hostile_add(order_stack, order_id, [second])
     assert refused.value.type == "OrderLimitExceeded"
@@ -144,7 +144,7 @@ async def test_bytes_swapped_after_acceptance_are_never_fulfilled(order_stack: O
     order_id = new_order_id()
     small = order_stack.batches.write(usd_items(4, 100), batch_id=f"{order_id}-small")
     other = store_generated(order_stack.batches, 50, 50, prefix=f"{order_id}-x")
-    await order_stack.client.create(order_id, "acme", [small, *other])
+    await order_stack.client.create(order_id, refs=[small, *other])
     await order_stack.client.submit(order_id)
     # A bucket writer swaps the small batch's bytes for a costly batch's.
     costly: BatchRef = order_stack.batches.write(usd_items(4, 405_025), batch_id=f"{order_id}-costly")

@@ -9,6 +9,8 @@ does, whatever the machine's speed.
 
 from __future__ import annotations
 
+from tests.fixtures.orders import TEST_IDENTITY
+
 import asyncio
 import contextlib
 import uuid
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Mapping
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import (
     SCALE,
     Agreement,
@@ -188,7 +189,7 @@ class ImportCase:
         extra: Mapping[str, str] | None = None,
         orders_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.order_id = f"{label}-{uuid.uuid4().hex[:10]}"
+        self.order_id = f"customer-1/{label}-{uuid.uuid4().hex[:10]}"
         self.items = items
         self.task_queue = task_queue
         self.env = stack_env(
@@ -241,7 +242,7 @@ class ImportCase:
         agreement = check_agreement(
             self.orders, self.order_id, final, expected_items=self.items.items, expected_batches=self.batches
         )
-        runs = await check_replays(client.client, [workflow_id_for(self.order_id)])
+        runs = await check_replays(client.client, [TEST_IDENTITY.workflow_id(self.order_id)])
         return agreement, runs
 
     async def stop(self) -> None:

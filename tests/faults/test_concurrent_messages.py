@@ -12,7 +12,6 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batches import BatchStore
@@ -31,7 +30,7 @@ from tests.faults.harness import (
     stack_env,
     worker_process,
 )
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.messages import OrderLimits
 
@@ -49,7 +48,7 @@ def limits_for_scale() -> OrderLimits:
 async def test_concurrent_signals_and_updates_across_continue_as_new(
     temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path
 ) -> None:
-    order_id = f"storm-{uuid.uuid4().hex[:10]}"
+    order_id = f"customer-1/storm-{uuid.uuid4().hex[:10]}"
     store_env = sqlite_env(tmp_path / "events.sqlite")
     orders = Orders(env=store_env)
     batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
@@ -78,13 +77,13 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
     signals = sum(1 for _, _, as_update in plan if not as_update)
     await worker.start()
     try:
-        await clients[0].create(order_id, "customer-1")
+        await clients[0].create(order_id)
         await asyncio.gather(*(client.add_batches(order_id, [ref], wait=as_update) for client, ref, as_update in plan))
         await clients[1].submit(order_id)
         final = await closed(clients[2], order_id)
         runs = await clients[0].run_histories(order_id)
         agreement = check_agreement(orders, order_id, final, **refs_expectation(refs))
-        replayed = await check_replays(clients[0].client, [workflow_id_for(order_id)])
+        replayed = await check_replays(clients[0].client, [TEST_IDENTITY.workflow_id(order_id)])
     finally:
         await worker.stop()
         orders.close()

@@ -9,7 +9,6 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
     refs_expectation,
@@ -26,7 +25,7 @@ from tests.faults.harness import (
     wait_until,
     worker_process,
 )
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.messages import OrderLimits
 from bulkorder.workflows.order_workflow import OrderWorkflow
@@ -36,7 +35,7 @@ async def test_duplicated_signal_and_replayed_update(
     temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path,
     encoded_batches: list[EncodedBatch],
 ) -> None:
-    order_id = f"dup-{uuid.uuid4().hex[:10]}"
+    order_id = f"customer-1/dup-{uuid.uuid4().hex[:10]}"
     store_env = sqlite_env(tmp_path / "events.sqlite")
     blobs = FolderBlobStore(tmp_path / "blobs")
     refs = order_refs(order_id, encoded_batches[:40])
@@ -54,7 +53,7 @@ async def test_duplicated_signal_and_replayed_update(
     watch = Stopwatch()
     await worker.start()
     try:
-        await client.create(order_id, "customer-1")
+        await client.create(order_id)
         # The same signal delivered twice (a sender that retried after a lost ack).
         await handle.signal(OrderWorkflow.add_batches_signal, signalled)
         await handle.signal(OrderWorkflow.add_batches_signal, signalled)
@@ -78,7 +77,7 @@ async def test_duplicated_signal_and_replayed_update(
         final = await closed(client, order_id)
         stats = await client.stats(order_id)
         agreement = check_agreement(orders, order_id, final, **refs_expectation(refs))  # ...and records them once
-        runs = await check_replays(client.client, [workflow_id_for(order_id)])
+        runs = await check_replays(client.client, [TEST_IDENTITY.workflow_id(order_id)])
     finally:
         await worker.stop()
         orders.close()

@@ -22,10 +22,9 @@ from typing import Iterator, Mapping
 
 import pytest
 
-from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from tests.fixtures.postgres import _connect as postgres_admin
 from bulkorder.workflows.messages import RECORD_ACTIVITY
 
@@ -130,7 +129,7 @@ async def test_event_store_unavailable_while_recording(
         agreement, runs = await case.finish()
         # Proof that the outage hit the record activity: Temporal retried it.
         client = await case.client()
-        attempts, failure = await failed_attempts(client.client, workflow_id_for(case.order_id), RECORD_ACTIVITY)
+        attempts, failure = await failed_attempts(client.client, TEST_IDENTITY.workflow_id(case.order_id), RECORD_ACTIVITY)
         assert attempts > 0, "no record attempt failed during the outage"
     finally:
         await case.stop()

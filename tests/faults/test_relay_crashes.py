@@ -12,7 +12,6 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.folder_store import FolderBlobStore
@@ -32,7 +31,7 @@ from tests.faults.harness import (
     stack_env,
     worker_process,
 )
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.outbox import OrderOutbox
 from bulkorder.workflows.relay import AFTER_DELIVERY, AFTER_TRACKING, CRASH_EXIT_CODE, MID_DELIVERY, OrderRelay
@@ -45,7 +44,7 @@ def write_orders(outbox: OrderOutbox, orders: list[str], refs: dict[str, list[Ba
     (every sixth is cancelled instead). Returns the status each order must end in."""
     outcome = {}
     for index, order_id in enumerate(orders):
-        outbox.create(order_id, f"customer-{index}", refs[order_id][:1])
+        outbox.create(order_id, refs=refs[order_id][:1])
         for ref in refs[order_id][1:]:
             outbox.add_batches(order_id, [ref])
         if index % 6 == 5:
@@ -65,7 +64,7 @@ async def test_relay_killed_at_every_crash_point_converges(
     blobs = FolderBlobStore(tmp_path / "blobs")
     orders = Orders(env=store_env)
     outbox = OrderOutbox(orders, BatchStore(blobs))
-    order_ids = [f"relay-{index:03d}-{uuid.uuid4().hex[:8]}" for index in range(SCALE.relay_orders)]
+    order_ids = [f"customer-{index}/relay-{index:03d}-{uuid.uuid4().hex[:8]}" for index in range(SCALE.relay_orders)]
     chosen = encoded_batches[: SCALE.relay_batches_per_order]
     refs = {order_id: order_refs(order_id, chosen) for order_id in order_ids}
     for batch in chosen:
@@ -122,9 +121,9 @@ async def test_relay_killed_at_every_crash_point_converges(
             recorded_items += agreement.recorded_items
             duplicates += agreement.duplicates
             chain = await client.run_histories(order_id)
-            listed = [w async for w in client.client.list_workflows(f'WorkflowId = "{workflow_id_for(order_id)}"')]
+            listed = [w async for w in client.client.list_workflows(f'WorkflowId = "{TEST_IDENTITY.workflow_id(order_id)}"')]
             assert len(listed) == len(chain), f"{order_id}: {len(listed)} workflow runs, one chain of {len(chain)}"
-        runs = await check_replays(client.client, [workflow_id_for(order_id) for order_id in order_ids])
+        runs = await check_replays(client.client, [TEST_IDENTITY.workflow_id(order_id) for order_id in order_ids])
     finally:
         await worker.stop()
         orders.close()

@@ -10,10 +10,9 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
 from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY
 
@@ -65,7 +64,7 @@ async def test_s3_unavailable_mid_import(temporal_address: str, task_queue: str,
         await importing
         # Fulfillment reads every batch back from S3.
         agreement, runs = await case.finish(submit=not submitted_during_outage)
-        failed_reads, _ = await failed_attempts(client.client, workflow_id_for(case.order_id), FULFILL_CHECKED_ACTIVITY)
+        failed_reads, _ = await failed_attempts(client.client, TEST_IDENTITY.workflow_id(case.order_id), FULFILL_CHECKED_ACTIVITY)
         assert case.importer.reruns + failed_reads > 0, "nothing met the outage"
     finally:
         await case.stop()

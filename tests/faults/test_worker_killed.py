@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bulkorder.domain.identifiers import workflow_id_for
 from tests.faults.harness import SCALE, FaultLine, failed_attempts, recorded_batches, report, wait_until
 from tests.faults.importing import ImportCase, ItemsFile
-from tests.fixtures.orders import sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, sqlite_env
 from bulkorder.workflows.messages import RECORD_ACTIVITY
 
 
@@ -38,7 +37,7 @@ async def test_worker_killed_during_import(temporal_address: str, task_queue: st
         await importing
         agreement, runs = await case.finish()
         client = await case.client()
-        attempts, _ = await failed_attempts(client.client, workflow_id_for(case.order_id), RECORD_ACTIVITY)
+        attempts, _ = await failed_attempts(client.client, TEST_IDENTITY.workflow_id(case.order_id), RECORD_ACTIVITY)
     finally:
         await case.stop()
     assert case.worker.starts == kills + 1

@@ -18,7 +18,7 @@ WRITERS = {"ndjson": write_ndjson, "csv": write_csv, "json": write_json_array}
 
 
 def new_order_id() -> str:
-    return f"imp-{uuid.uuid4().hex[:12]}"
+    return f"customer-1/imp-{uuid.uuid4().hex[:12]}"
 
 
 def event_count(orders: Orders, order_id: str) -> int:
@@ -67,7 +67,7 @@ async def test_an_invalid_line_stops_before_its_batch_and_fixing_it_resumes(orde
     lines[1233] = json.dumps(item) + "\n"  # line 1234, in the third batch of 500
     path.write_text("".join(lines))
     order_id = new_order_id()
-    await order_stack.client.create(order_id, "customer-1")
+    await order_stack.client.create(order_id)
     options = ImportOptions(batch_size=500)
 
     with pytest.raises(ImportInputError) as caught:
@@ -118,7 +118,7 @@ async def test_unknown_and_closed_orders_are_refused_before_any_upload(order_sta
     assert blob_count(order_stack) == 0
 
     closed = new_order_id()
-    await order_stack.client.create(closed, "customer-1", store_generated(order_stack.batches, 10, 10, prefix=closed))
+    await order_stack.client.create(closed, refs=store_generated(order_stack.batches, 10, 10, prefix=closed))
     await order_stack.client.submit(closed)
     blobs = blob_count(order_stack)
     with pytest.raises(ImportRefusedError, match=f"order '{closed}' is (submitted|fulfilled): it takes no more items"):
@@ -148,7 +148,7 @@ async def test_create_with_an_invalid_first_batch_creates_no_order(order_stack: 
 
 async def test_empty_file_and_wrong_format_record_nothing(order_stack: OrderStack, tmp_path: Path) -> None:
     order_id = new_order_id()
-    await order_stack.client.create(order_id, "customer-1")
+    await order_stack.client.create(order_id)
     version = order_stack.orders.get_order(order_id).version
     empty = tmp_path / "empty.ndjson"
     empty.write_text("")
@@ -222,7 +222,7 @@ async def test_acknowledged_updates_instead_of_signals(order_stack: OrderStack, 
     path = tmp_path / "items.ndjson"
     expected = write_ndjson(path, 3_000)
     order_id = new_order_id()
-    await order_stack.client.create(order_id, "customer-1")
+    await order_stack.client.create(order_id)
     summary = await import_file(
         order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250, acknowledge=True)
     )
