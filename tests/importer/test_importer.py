@@ -18,7 +18,7 @@ WRITERS = {"ndjson": write_ndjson, "csv": write_csv, "json": write_json_array}
 
 
 def new_order_id() -> str:
-    return f"customer-1/imp-{uuid.uuid4().hex[:12]}"
+    return f"c-1/imp-{uuid.uuid4().hex[:12]}"
 
 
 def event_count(orders: Orders, order_id: str) -> int:
@@ -42,7 +42,7 @@ async def test_200000_items_from_each_format_and_a_second_run_records_nothing(
     path = tmp_path / f"items.{format}"
     expected = WRITERS[format](path, 200_000)
     order_id = new_order_id()
-    options = ImportOptions(create_customer="customer-1")
+    options = ImportOptions(create_customer="c-1")
 
     summary = await import_file(order_stack.client, order_stack.orders, order_id, path, options)
 
@@ -113,7 +113,7 @@ async def test_unknown_and_closed_orders_are_refused_before_any_upload(order_sta
     path = tmp_path / "items.ndjson"
     write_ndjson(path, 100)
     unknown = new_order_id()
-    with pytest.raises(ImportRefusedError, match=f"order '{unknown}' does not exist: .* or pass --create --customer C"):
+    with pytest.raises(ImportRefusedError, match=f"order '{unknown}' does not exist: .* or pass --create"):
         await import_file(order_stack.client, order_stack.orders, unknown, path)
     assert blob_count(order_stack) == 0
 
@@ -126,7 +126,7 @@ async def test_unknown_and_closed_orders_are_refused_before_any_upload(order_sta
     await order_stack.client.wait_closed(closed)
     with pytest.raises(ImportRefusedError, match=f"order '{closed}' is fulfilled: it takes no more items"):
         await import_file(order_stack.client, order_stack.orders, closed, path)
-    with pytest.raises(ImportRefusedError, match="exists for customer 'customer-1', not 'someone-else'"):
+    with pytest.raises(ImportInputError, match="create_customer 'someone-else' is not the customer of the order"):
         await import_file(
             order_stack.client, order_stack.orders, closed, path, ImportOptions(create_customer="someone-else")
         )

@@ -64,5 +64,5 @@ async def test_a_failed_upload_stops_the_import_while_the_reader_is_still_readin
     # Before the fix the reader, cancelled while its queue was full, waited forever.
     with pytest.raises(TransientStoreError, match="did not answer"):
         await asyncio.wait_for(
-            import_file(client, order_stack.orders, f"imp-{uuid.uuid4().hex[:8]}", path, options), timeout=60
+            import_file(client, order_stack.orders, f"customer-1/imp-{uuid.uuid4().hex[:8]}", path, options), timeout=60
         )
