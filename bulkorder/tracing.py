@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from bulkorder.domain.errors import BulkorderError
+from bulkorder.extras import MissingExtraError
 
 if TYPE_CHECKING:
     from bulkorder.settings import Settings
@@ -33,8 +33,11 @@ _ON = {"1", "on", "true", "yes"}
 _OFF = {"0", "off", "false", "no"}
 
 
-class TracingUnavailableError(BulkorderError, RuntimeError):
+class TracingUnavailableError(MissingExtraError):
     """Tracing is configured but OpenTelemetry is not installed (the ``tracing`` extra)."""
+
+    def __init__(self, missing: str) -> None:
+        super().__init__("tracing (BULKORDER_TRACING or an OTLP endpoint)", TRACING_EXTRA, missing)
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,7 @@ def _opentelemetry() -> Any:
         import opentelemetry.trace as trace
         from temporalio.contrib.opentelemetry import TracingInterceptor  # noqa: F401 - needs opentelemetry too
     except ImportError as exc:
-        raise TracingUnavailableError(
-            f"tracing is configured (BULKORDER_TRACING / an OTLP endpoint) but OpenTelemetry is not installed "
-            f"({exc.name}): install the extra, `pip install 'bulkorder[{TRACING_EXTRA}]'`"
-        ) from None
+        raise TracingUnavailableError(exc.name or "opentelemetry") from None
     return trace
 
 
@@ -94,10 +94,7 @@ def _install_otlp_exporter(tracing: TracingSettings) -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
-        raise TracingUnavailableError(
-            f"an OTLP endpoint is configured but {exc.name} is missing: "
-            f"install the extra, `pip install 'bulkorder[{TRACING_EXTRA}]'`"
-        ) from None
+        raise TracingUnavailableError(exc.name or "opentelemetry-sdk") from None
     exporter = (
         OTLPSpanExporter(endpoint=tracing.otlp_endpoint.rstrip("/") + "/v1/traces")
         if tracing.otlp_endpoint
