@@ -70,7 +70,7 @@ class TracingSettings:
 
 
 _active = False
-_exporting = False
+_exporting: Any = None  # the tracer provider this module installed, if any
 
 
 def _opentelemetry() -> Any:
@@ -85,7 +85,7 @@ def _opentelemetry() -> Any:
 def _install_otlp_exporter(tracing: TracingSettings) -> None:
     """Once per process: a tracer provider exporting to the configured OTLP endpoint."""
     global _exporting
-    if _exporting or not (tracing.otlp_endpoint or tracing.otel_env):
+    if _exporting is not None or not (tracing.otlp_endpoint or tracing.otel_env):
         return
     trace = _opentelemetry()
     try:
@@ -101,9 +101,15 @@ def _install_otlp_exporter(tracing: TracingSettings) -> None:
         else OTLPSpanExporter()
     )
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))  # flushed at exit by the provider
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    _exporting = True
+    _exporting = provider
+
+
+def flush_traces(timeout_millis: int = 10_000) -> None:
+    """Send the spans still buffered (the CLI leaves with ``os._exit``, skipping atexit)."""
+    if _exporting is not None:
+        _exporting.force_flush(timeout_millis)
 
 
 def tracing_interceptors(settings: Settings) -> list[Any]:

@@ -116,7 +116,7 @@ async def _import(args: argparse.Namespace, settings: Settings, options: ImportO
         client = runtime.order_client()
         watcher = asyncio.create_task(_show_failing_steps(client, args.order_id, sys.stderr))
         importing = asyncio.create_task(
-            _traced_import(client, runtime, args.order_id, args.file, options, view)
+            import_traced(client, runtime, args.order_id, args.file, options, view)
         )
         try:
             done, _ = await asyncio.wait({importing}, timeout=args.timeout)
@@ -139,7 +139,7 @@ async def _import(args: argparse.Namespace, settings: Settings, options: ImportO
     return 0
 
 
-async def _traced_import(
+async def import_traced(
     client: OrderClient, runtime: Runtime, order_id: str, file: str, options: ImportOptions, view: ProgressView | None
 ) -> ImportSummary:
     # The root of the import's trace (when tracing is on): the importer's stages, the
