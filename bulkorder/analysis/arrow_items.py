@@ -18,8 +18,10 @@ and pandas read JSON text as it is.
 
 Each batch of the order becomes one record batch: a batch is read (checked against its
 ref's sha-256 and size), decoded with msgspec into plain structs, and its columns built
-in C where it counts (the attributes of a whole batch are encoded as JSON in one call
-and split into an Arrow string array). Memory holds a bounded window of batches.
+in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
+bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
+into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
+it over cores.
 """
 
 from __future__ import annotations
@@ -138,14 +140,12 @@ def batch_to_record_batch(
 
 
 def _json_column(values: list[Any]) -> pa.Array:
-    """JSON texts of ``values`` as one Arrow string array: one C encoding call for the
-    whole list, split on its line ends (msgspec escapes every newline inside a value)."""
+    """JSON texts of ``values`` as one Arrow string array. msgspec writes valid UTF-8, so
+    the bytes are taken as strings without a second check (measured: faster than one
+    ``encode_lines`` split by Arrow, 834,000 against 707,000 per CPU-second)."""
     pa = pyarrow()
-    import pyarrow.compute as pc
-
-    lines = _json.encode_lines(values)
-    parts = pc.split_pattern(pa.array([lines[:-1].decode()], pa.string()), pattern="\n")
-    return parts.flatten()
+    encode = _json.encode
+    return pa.array([encode(value) for value in values], pa.binary()).view(pa.string())
 
 
 def items_record_batch(items: Sequence[_Item], provenance: Mapping[str, Any] | None = None) -> pa.RecordBatch:

@@ -221,3 +221,21 @@ def _unreachable(base: str) -> bool:
     except (urllib.error.URLError, OSError):
         return True
     return False
+
+
+async def test_the_dev_stack_serves_the_same_endpoints(tmp_path: Path) -> None:
+    from tests.cli.helpers import cli_env
+    from tests.cli.test_stack_commands import stop
+    from tests.fixtures.s3 import free_port
+
+    dev = await start(["dev", "--port", str(free_port()), "--metrics-port", "0"], cli_env(tmp_path / "home"))
+    try:
+        line = await wait_for_line(dev, "/metrics (health")
+        base = re.search(r"(http://[\d.]+:\d+)/metrics", line)
+        assert base, line
+        await wait_for_line(dev, "ready")
+        status, page = await get(f"{base.group(1)}/metrics")
+        assert status == 200 and "bulkorder_items_recorded_total" in page and "temporal_" in page
+        assert (await until(lambda: _ready(base.group(1), 200), "the dev stack ready"))["status"] == "ready"
+    finally:
+        assert await stop(dev) == 0
