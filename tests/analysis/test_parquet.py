@@ -46,7 +46,9 @@ def test_item_batches_are_typed_and_exact(analyst_store: AnalystStore) -> None:
     written = write_order(analyst_store, "arrow-1", [300, 200, 500])
     with analyst_store.analyst() as analyst:
         batches = list(analyst.item_batches("arrow-1"))
+        in_processes = list(analyst.item_batches("arrow-1", processes=True))
         table = analyst.item_table("arrow-1", version=3)  # Created, then two batches
+    assert [batch.to_pylist() for batch in in_processes] == [batch.to_pylist() for batch in batches]
     assert [batch.num_rows for batch in batches] == [300, 200, 500]
     assert batches[0].schema == item_schema()
     assert table.schema.field("quantity").type == pa.int64()
@@ -179,3 +181,17 @@ def test_without_pyarrow_the_message_names_the_extra(home: Path, tmp_path: Path)
         assert done.returncode == 1, done.stderr
         assert "pip install 'bulkorder[analysis]'" in done.stderr and "pyarrow" in done.stderr
         assert not (tmp_path / "x.parquet").exists()
+
+
+def test_an_unreadable_batch_stops_the_export_and_leaves_nothing(analyst_store: AnalystStore, tmp_path: Path) -> None:
+    from bulkorder.storage.errors import BlobNotFoundError
+
+    written = write_order(analyst_store, "gone-1", [20, 20])
+    analyst_store.batches.blobs.delete(written.refs[1].key)
+    out = tmp_path / "export"
+    with analyst_store.analyst() as analyst, pytest.raises(BlobNotFoundError, match=written.refs[1].key):
+        analyst.export_parquet(out)
+    assert [p for p in out.rglob("*") if p.is_file()] == [], "no part, no partial file"
+    with analyst_store.analyst() as analyst:
+        events_only = analyst.export_parquet(out, items=False)
+    assert events_only.events == 3 and events_only.items_file is None
