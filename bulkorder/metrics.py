@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bulkorder.domain.summary import OrderChange, RecordOutcome
+from bulkorder.domain.summary import REJECTED_ORDER_LIMIT, OrderChange, RecordOutcome
 from bulkorder.storage.blob_store import BlobStore
 from bulkorder.storage.payload_cache import CacheStats
 
@@ -67,6 +67,8 @@ def record_observed(change: OrderChange, outcome: RecordOutcome, seconds: float)
 
     Items and batches count only the batches the event store applied now
     (``applied_batch_ids``), so a retried activity or a duplicate ref counts once.
+    Rejections count each time a record call carries them (a rejection retried after a
+    lost reply counts twice: an alert on ``increase() > 0`` does not mind).
     """
     RECORD_SECONDS.observe(seconds)
     applied = set(outcome.applied_batch_ids)
@@ -78,8 +80,6 @@ def record_observed(change: OrderChange, outcome: RecordOutcome, seconds: float)
     # Batches the aggregate refused for the order's limits were neither applied nor duplicates.
     refused = len(change.batches) - len(applied) - len(outcome.duplicate_batch_ids)
     if refused > 0:
-        from bulkorder.domain.order import REJECTED_ORDER_LIMIT
-
         BATCHES_REJECTED.labels(REJECTED_ORDER_LIMIT).inc(refused)
 
 
