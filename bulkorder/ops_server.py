@@ -11,14 +11,20 @@ answers 503 naming each check that failed.
 from __future__ import annotations
 
 import json
+import socket
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from bulkorder.domain.errors import BulkorderError
 from bulkorder.health import Readiness
 
 _SDK_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+class OpsServerError(BulkorderError):
+    """The operations port cannot listen (address in use, no such interface)."""
 
 
 class OpsServer:
@@ -44,13 +50,19 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        # Our own socket: its port is known when 0 asked for a free one.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OpsServerError(f"the metrics port cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        self.port = int(sock.getsockname()[1])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
         return self
 
     async def stop(self) -> None:

@@ -239,3 +239,18 @@ async def test_the_dev_stack_serves_the_same_endpoints(tmp_path: Path) -> None:
         assert (await until(lambda: _ready(base.group(1), 200), "the dev stack ready"))["status"] == "ready"
     finally:
         assert await stop(dev) == 0
+
+
+async def test_a_metrics_port_in_use_is_a_clear_error(
+    temporal_address: str, task_queue: str, tmp_path: Path, event_store_env: Mapping[str, str]
+) -> None:
+    import socket
+
+    env = stack_env(task_queue, temporal_address, tmp_path, event_store_env)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await run_cli("worker", "--metrics-port", str(port), env=env, timeout=120)
+    assert done.code == 1, done.stderr
+    assert f"the metrics port cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
