@@ -106,7 +106,9 @@ class OrderWorkflow(OrderBook, OrderCreation):
     @workflow.run
     async def run(self, input: OrderInput) -> OrderSummary:
         if self._input_error:
-            raise ApplicationError(self._input_error, type=INVALID_ORDER, non_retryable=True)
+            # The history keeps this message in clear: it names no value (the create call's
+            # validator told the caller which one is invalid).
+            raise ApplicationError("the order's input names no valid order", type=INVALID_ORDER, non_retryable=True)
         if not self._state.created:
             if input.create_via_update and not self._create_accepted:
                 # The create update was refused by its validator: record nothing.
