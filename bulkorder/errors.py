@@ -18,6 +18,7 @@ from bulkorder.ops_server import OpsServerError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
+from bulkorder.identity_secret import IdentitySecretError
 
 # Analysts (docs/analysts.md): a version or instant the order never had is bad input; a
 # database or read-model failure is a failure.
@@ -30,7 +31,9 @@ _ANALYSTS_FAILED = (PersistenceError, ProjectionOrderError)
 BAD_INPUT = 2
 FAILED = 1
 
-_BAD_INPUT = (ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError) + _ANALYSTS_BAD_INPUT
+_BAD_INPUT = (
+    ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError, IdentitySecretError
+) + _ANALYSTS_BAD_INPUT
 _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
 # The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
 _FAILED += (CodecServerError,)
