@@ -67,7 +67,7 @@ def test_event_batches(analyst_store: AnalystStore) -> None:
     rows = table.to_pylist()
     assert [row["type"] for row in rows] == ["Created", "ItemsAdded", "ItemsAdded", "Submitted"]
     assert [row["items"] for row in rows] == [0, 10, 20, 0]
-    assert rows[1]["batch_id"] == "arrow-2-00000" and rows[0]["order_id"] == "arrow-2"
+    assert rows[1]["batch_id"] == "arrow-2-00000" and rows[0]["order_id"] == "cust-1/arrow-2"
     assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert json.loads(rows[3]["data"])["type"] == "Submitted"
 
@@ -125,8 +125,8 @@ def test_export_folder_resumes_by_position_and_duckdb_reads_it_whole(analyst_sto
         f"select order_id, count(*), sum(quantity) from read_parquet('{out}/items/*.parquet') group by order_id order by 1"
     ).fetchall()
     assert rows == [
-        ("exp-1", 250, sum(i["quantity"] for i in first.items)),
-        ("exp-2", 50, sum(i["quantity"] for i in second.items)),
+        ("cust-1/exp-1", 250, sum(i["quantity"] for i in first.items)),
+        ("cust-2/exp-2", 50, sum(i["quantity"] for i in second.items)),
     ]
     events = con.execute(f"select count(*), max(position) from read_parquet('{out}/events/*.parquet')").fetchone()
     assert events == (5, two.last_position)
@@ -152,7 +152,7 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     finally:
         orders.close()
     items = tmp_path / "items.parquet"
-    assert main(["replay", "cmd-1", "--version", "2", "--items-out", str(items)]) == 0
+    assert main(["replay", "cust-1/cmd-1", "--version", "2", "--items-out", str(items)]) == 0
     assert items_digest(_item_dicts(pq.read_table(items))) == items_digest(_stored(written.items[:40]))
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir")]) == 0
     out = capsys.readouterr().out
@@ -174,7 +174,7 @@ def test_without_pyarrow_the_message_names_the_extra(home: Path, tmp_path: Path)
     (hidden / "pyarrow.py").write_text("raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n")
     env = cli_env(home, {"PYTHONPATH": os.pathsep.join([str(hidden), os.getcwd()])})
     for argv in (
-        ["replay", "noarrow", "--items-out", str(tmp_path / "x.parquet")],
+        ["replay", "cust-1/noarrow", "--items-out", str(tmp_path / "x.parquet")],
         ["export", "--format", "parquet", "--out", str(tmp_path / "x")],
     ):
         done = subprocess.run([sys.executable, "-m", "bulkorder.cli", *argv], env=env, capture_output=True, text=True, timeout=120)

@@ -8,6 +8,8 @@ reports one line (see :func:`report`).
 
 from __future__ import annotations
 
+from tests.fixtures.orders import TEST_IDENTITY_SECRET
+
 import asyncio
 import dataclasses
 import os
@@ -193,6 +195,8 @@ def stack_env(
         PYTHONUNBUFFERED="1",
         # A hung child can be asked for every thread's stack: kill -ABRT <pid> (into its log).
         PYTHONFAULTHANDLER="1",
+        # The tests' identity secret: the child names orders as this process does.
+        BULKORDER_IDENTITY_SECRET=TEST_IDENTITY_SECRET,
     )
     env.update(event_store_env)
     env.update(blob_env)
