@@ -1,4 +1,10 @@
-"""Rules for the identifiers users choose: order IDs, customer IDs, batch IDs, SKUs.
+"""Rules for the identifiers users choose: batch IDs, and the 0.x order and customer IDs.
+
+An order is identified by its name, ``customer/reference`` (:mod:`bulkorder.domain.identity`):
+a reference follows :func:`check_order_id`'s rules, and the customer the wider rules there.
+The order-ID functions below (``workflow_id_for``, ``aggregate_id_for``, the customer check
+of 0.x) remain for orders created before identities: their workflows and aggregates keep
+these IDs, and replaying them checks their input by these rules.
 
 Pure standard library, so that workflow code (Temporal's sandbox) can use the same rules
 as the CLI and the domain model.
@@ -58,7 +64,8 @@ def check_batch_id(batch_id: object) -> str:
 
 
 def workflow_id_for(order_id: str) -> str:
-    """The Temporal workflow ID of an order: one open workflow per order ID."""
+    """The Temporal workflow ID of a 0.x order (``order-<order ID>``); orders since
+    identities use ``OrderIdentity.workflow_id``."""
     return WORKFLOW_ID_PREFIX + check_order_id(order_id)
 
 
@@ -69,5 +76,6 @@ def order_id_from_workflow_id(workflow_id: str) -> str:
 
 
 def aggregate_id_for(order_id: str) -> uuid.UUID:
-    """The event-store aggregate ID of an order (deterministic, so retries find it)."""
+    """The event-store aggregate ID of a 0.x order; orders since identities use
+    ``OrderIdentity.aggregate_id``."""
     return uuid.uuid5(ORDER_ID_NAMESPACE, check_order_id(order_id))
