@@ -48,7 +48,7 @@ def test_no_blob_store_configured() -> None:
 # --- event store
 
 
-def _record_and_read_back(config: EventStoreConfig, tmp_path: Path, order_id: str = "order-1") -> Any:
+def _record_and_read_back(config: EventStoreConfig, tmp_path: Path, order_id: str = "cust-1/order-1") -> Any:
     """Record an order with one batch through one app, read it through a fresh one."""
     ref = BatchStore(FolderBlobStore(tmp_path / "blobs")).write(make_items(3))
     app = config.open_orders()
@@ -157,8 +157,9 @@ def test_sqlite_with_compression_and_encryption(tmp_path: Path) -> None:
         "CIPHER_KEY": AESCipher.create_key(32),
     }
     config = EventStoreConfig.from_env(environ, path)
-    module, summary, _ = _record_and_read_back(config, tmp_path, order_id="very-private-order")
-    assert module == "eventsourcing.sqlite" and summary.order_id == "very-private-order"
+    module, summary, _ = _record_and_read_back(config, tmp_path, order_id="private.person@example.com/very-private-order")
+    assert module == "eventsourcing.sqlite" and summary.order_id == "private.person@example.com/very-private-order"
+    assert b"private.person" not in path.read_bytes()
     assert b"very-private-order" not in path.read_bytes()
     assert environ["CIPHER_KEY"] not in repr(config)
 
