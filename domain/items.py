@@ -1,16 +1,25 @@
 """One order line, validated once at the edge of the system.
 
-``Item`` is the pydantic model users build and read. Bulk paths (batch encoding, the
-importer) work on plain dicts that went through :data:`ITEM_DICTS`, the same rules
-compiled for lists of dicts: validating into dicts skips building a model object per item
-and is what lets validation keep up with millions of items.
+The one item schema: :data:`ITEM_FIELDS` names every field in stored order with its
+:class:`FieldRule` (type and bounds). Everything that reads or checks items is built from
+it: the pydantic model ``Item`` users build and read, its dict form :data:`ITEM_DICTS`,
+the msgspec structs of the importer and the item stream (``bulkorder.storage.item_structs``)
+and the check of counted fields on items read back (``bulkorder.domain.counters``).
+pydantic's wording is the one every decoder reports (the fast ones hand a refused item to
+it for the message).
+
+Bulk paths (batch encoding, the importer) work on plain dicts that went through
+:data:`ITEM_DICTS`: validating into dicts skips building a model object per item and is
+what lets validation keep up with millions of items.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Iterable, Mapping, TypeAlias
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Iterable, Mapping, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +30,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    create_model,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -30,14 +40,13 @@ from bulkorder.domain import json_text
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
-# The rules, as values: the pydantic types below and the importer's fast decoder
-# (bulkorder.importer.fast_items) are both built from these.
+# The bounds, as values: the field rules below are made of these.
 MAX_ATTRIBUTES = 500
 MAX_QUANTITY = 1_000_000_000
 MAX_UNIT_AMOUNT = 10**15
 # Patterns match the whole value: pydantic-core's (Rust) regex reads ``$`` as the end of
 # the text. Python's ``re`` does not (``$`` also matches before a final newline), so Python
-# code checks with SKU_REGEX/CURRENCY_REGEX.fullmatch, and the fast decoder ends them in ``\Z``.
+# code checks with fullmatch (FieldRule.accepts, SKU_REGEX), and msgspec's patterns end in ``\Z``.
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 SKU_MAX_LENGTH = 64
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -50,12 +59,92 @@ ATTRIBUTE_TEXT_MAX_LENGTH = 4096
 ATTRIBUTE_INT_MIN = -(2**63)
 ATTRIBUTE_INT_MAX = 2**63 - 1
 
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
-Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-Amount = Annotated[int, Field(ge=0, le=MAX_UNIT_AMOUNT)]
-ItemName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH)]
-AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH)]
+
+@dataclass(frozen=True)
+class FieldRule:
+    """One field of an item: its type and bounds. Every decoder of items is built from these
+    (the pydantic models below, the msgspec structs of ``bulkorder.storage.item_structs``,
+    the counted-field check of ``bulkorder.domain.counters``), so a bound changes here once."""
+
+    type: type  # int or str
+    ge: int | None = None
+    le: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    #: Matches the whole value (``^...$``, as pydantic-core reads it).
+    pattern: str | None = None
+
+    def __post_init__(self) -> None:
+        # Python's ``$`` also matches before a final newline: checks here use fullmatch.
+        regex = re.compile(self.pattern[1:-1]) if self.pattern is not None else None
+        object.__setattr__(self, "_regex", regex)
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` keeps this rule (strictly: ``True`` is no whole number)."""
+        if type(value) is not self.type:
+            return False
+        if self.type is int:
+            return (self.ge is None or value >= self.ge) and (self.le is None or value <= self.le)  # type: ignore[operator]
+        text: str = value  # type: ignore[assignment]
+        if (self.min_length is not None and len(text) < self.min_length) or (
+            self.max_length is not None and len(text) > self.max_length
+        ):
+            return False
+        regex: re.Pattern[str] | None = self._regex  # type: ignore[attr-defined]
+        return regex is None or regex.fullmatch(text) is not None
+
+    def pydantic_type(self) -> Any:
+        if self.type is str:
+            return Annotated[
+                str, StringConstraints(min_length=self.min_length, max_length=self.max_length, pattern=self.pattern)
+            ]
+        return Annotated[int, Field(ge=self.ge, le=self.le)]
+
+
+@dataclass(frozen=True)
+class AttributesRule:
+    """The free-form ``attributes`` map: bounded keys, and values that are bounded text, a
+    64-bit whole number, a finite number, a boolean or null."""
+
+    key: FieldRule
+    text: FieldRule
+    whole: FieldRule
+    max_length: int
+
+
+SKU = FieldRule(str, min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)
+QUANTITY = FieldRule(int, ge=1, le=MAX_QUANTITY)
+AMOUNT = FieldRule(int, ge=0, le=MAX_UNIT_AMOUNT)
+CURRENCY = FieldRule(str, pattern=CURRENCY_PATTERN)
+NAME = FieldRule(str, min_length=1, max_length=NAME_MAX_LENGTH)
+ATTRIBUTES = AttributesRule(
+    key=FieldRule(str, min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH),
+    text=FieldRule(str, max_length=ATTRIBUTE_TEXT_MAX_LENGTH),
+    whole=FieldRule(int, ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX),
+    max_length=MAX_ATTRIBUTES,
+)
+
+FieldShape: TypeAlias = "FieldRule | AttributesRule | Mapping[str, FieldRule]"
+#: The price's fields, in stored order.
+MONEY_FIELDS: Mapping[str, FieldRule] = MappingProxyType({"amount": AMOUNT, "currency": CURRENCY})
+#: The item's fields in stored order (the order of an encoded item's map): a rule, the
+#: attributes map, or the nested price. Adding a field to items starts here.
+ITEM_FIELDS: Mapping[str, FieldShape] = MappingProxyType(
+    {"sku": SKU, "quantity": QUANTITY, "unit_price": MONEY_FIELDS, "name": NAME, "attributes": ATTRIBUTES}
+)
+#: Fields an item may leave out (stored items omit an empty ``attributes``).
+OPTIONAL_FIELDS = frozenset({"attributes"})
+#: Where each rule applies, by dotted path: the fields that money and the report count on.
+COUNTED_FIELDS: Mapping[str, FieldRule] = MappingProxyType(
+    {"sku": SKU, "quantity": QUANTITY, "unit_price.amount": AMOUNT, "unit_price.currency": CURRENCY}
+)
+
+Sku = SKU.pydantic_type()
+Currency = CURRENCY.pydantic_type()
+Quantity = QUANTITY.pydantic_type()
+Amount = AMOUNT.pydantic_type()
+ItemName = NAME.pydantic_type()
+AttributeKey = ATTRIBUTES.key.pydantic_type()
 
 
 def _not_a_whole_number(value: object) -> object:
@@ -69,24 +158,16 @@ def _not_a_whole_number(value: object) -> object:
     return value
 
 
-AttributeValue: TypeAlias = (
-    Annotated[str, StringConstraints(max_length=ATTRIBUTE_TEXT_MAX_LENGTH)]
-    | Annotated[int, Field(ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX)]
-    | Annotated[float, BeforeValidator(_not_a_whole_number)]
-    | bool
-    | None
-)
-Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+AttributeValue: TypeAlias = Union[  # noqa: UP007 - built at run time from the rules
+    ATTRIBUTES.text.pydantic_type(),
+    ATTRIBUTES.whole.pydantic_type(),
+    Annotated[float, BeforeValidator(_not_a_whole_number)],
+    bool,
+    None,
+]
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=ATTRIBUTES.max_length)]  # type: ignore[valid-type]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class Money(BaseModel):
-    """A price in integer minor units (cents) of an ISO 4217 currency."""
-
-    model_config = _STRICT
-    amount: Amount
-    currency: Currency
 
 
 def line_total_problem(quantity: int, amount: int) -> str | None:
@@ -105,43 +186,70 @@ def _line_total_error(quantity: int, amount: int) -> PydanticCustomError | None:
     return PydanticCustomError("line_total_too_large", problem) if problem else None
 
 
-class Item(BaseModel):
-    """One order line: what is ordered, how many, at what unit price."""
+def _pydantic_fields(fields: Mapping[str, FieldShape], nested: Any) -> dict[str, Any]:
+    """``create_model`` / ``TypedDict`` field types for ``fields``; ``nested`` is the price's type."""
+    types: dict[str, Any] = {}
+    for name, shape in fields.items():
+        if isinstance(shape, FieldRule):
+            types[name] = shape.pydantic_type()
+        elif isinstance(shape, AttributesRule):
+            types[name] = Attributes
+        else:
+            types[name] = nested
+    return types
 
+
+class _StrictModel(BaseModel):
     model_config = _STRICT
-    sku: Sku
-    quantity: Quantity
-    unit_price: Money
-    name: ItemName
-    attributes: Attributes = Field(default_factory=dict)
+
+
+class _ItemModel(_StrictModel):
+    """What an item adds to its fields: the line total, bounded."""
 
     @model_validator(mode="after")
-    def _line_total_in_bounds(self) -> Item:
-        error = _line_total_error(self.quantity, self.unit_price.amount)
+    def _line_total_in_bounds(self) -> Any:
+        error = _line_total_error(self.quantity, self.unit_price.amount)  # type: ignore[attr-defined]
         if error is not None:
             raise error
         return self
 
     @property
     def line_total(self) -> int:
-        return self.quantity * self.unit_price.amount
+        return self.quantity * self.unit_price.amount  # type: ignore[attr-defined,no-any-return]
 
 
-class MoneyDict(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-    amount: Amount
-    currency: Currency
+# The models users build and read, made from the field table (``ITEM_FIELDS``): a field
+# added there is a field of ``Item``, of its dict form and of the fast decoders.
+Money = create_model(
+    "Money",
+    __base__=_StrictModel,
+    __module__=__name__,
+    __doc__="A price in integer minor units (cents) of an ISO 4217 currency.",
+    **{name: (kind, ...) for name, kind in _pydantic_fields(MONEY_FIELDS, None).items()},
+)
+Item = create_model(
+    "Item",
+    __base__=_ItemModel,
+    __module__=__name__,
+    __doc__="One order line: what is ordered, how many, at what unit price.",
+    **{
+        name: (kind, Field(default_factory=dict) if name in OPTIONAL_FIELDS else ...)
+        for name, kind in _pydantic_fields(ITEM_FIELDS, Money).items()
+    },
+)
 
-
-class ItemDict(TypedDict):
-    """The dict form of :class:`Item` (``attributes`` optional, as on the model)."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-    sku: Sku
-    quantity: Quantity
-    unit_price: MoneyDict
-    name: ItemName
-    attributes: NotRequired[Attributes]
+_DICT_CONFIG = ConfigDict(strict=True, extra="forbid")
+#: The dict forms of :class:`Money` and :class:`Item` (``attributes`` optional, as on the model).
+MoneyDict = TypedDict("MoneyDict", _pydantic_fields(MONEY_FIELDS, None))  # type: ignore[misc]
+MoneyDict.__pydantic_config__ = _DICT_CONFIG  # type: ignore[attr-defined]
+ItemDict = TypedDict(  # type: ignore[misc]
+    "ItemDict",
+    {
+        name: NotRequired[kind] if name in OPTIONAL_FIELDS else kind
+        for name, kind in _pydantic_fields(ITEM_FIELDS, MoneyDict).items()
+    },
+)
+ItemDict.__pydantic_config__ = _DICT_CONFIG  # type: ignore[attr-defined]
 
 
 def _check_line_total(item: ItemDict) -> ItemDict:
@@ -250,6 +358,32 @@ def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[di
         problems = [(f"{where}[{loc[0]}]", _field_path(loc[1:]), message) for loc, message in _errors(exc, 1)]
         raise ItemValidationError(problems) from None
     return values
+
+
+def field_problem(item: object, fields: Mapping[str, FieldRule]) -> list[tuple[str, str]]:
+    """``(field, message)`` for each of ``fields`` (dotted paths) that ``item`` breaks, in
+    the model's words: how a fast check that refused an item says why, as pydantic would."""
+    try:
+        ITEM_DICT.validate_python(item)
+    except ValidationError as exc:
+        found = [
+            (path, message)
+            for path, message in ((_field_path(loc), message) for loc, message in _errors(exc))
+            if path in fields or not path or any(name.startswith(path + ".") for name in fields)
+        ]
+    else:
+        found = []
+    if found:
+        return found
+    # The model accepts what a rule refused: a disagreement the tests keep from happening.
+    return [(path, "breaks its rule") for path, rule in fields.items() if not rule.accepts(_at(item, path))]
+
+
+def _at(item: object, path: str) -> object:
+    value = item
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def item_from_dict(item: Mapping[str, Any]) -> Item:
