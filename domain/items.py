@@ -1,12 +1,9 @@
 """One order line, validated once at the edge of the system.
 
-The one item schema: :data:`ITEM_FIELDS` names every field in stored order with its
-:class:`FieldRule` (type and bounds). Everything that reads or checks items is built from
-it: the pydantic model ``Item`` users build and read, its dict form :data:`ITEM_DICTS`,
-the msgspec structs of the importer and the item stream (``bulkorder.storage.item_structs``)
-and the check of counted fields on items read back (``bulkorder.domain.counters``).
-pydantic's wording is the one every decoder reports (the fast ones hand a refused item to
-it for the message).
+The fields, their types and bounds are the item schema's (:mod:`bulkorder.domain.item_schema`,
+re-exported here); this module builds from it the pydantic model ``Item`` users build and
+read and its dict form :data:`ITEM_DICTS`, and holds their messages: pydantic's wording is
+the one every decoder reports (the fast ones hand a refused item to it for the message).
 
 Bulk paths (batch encoding, the importer) work on plain dicts that went through
 :data:`ITEM_DICTS`: validating into dicts skips building a model object per item and is
@@ -16,9 +13,6 @@ what lets validation keep up with millions of items.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Annotated, Any, Iterable, Mapping, TypeAlias, Union
 
 from pydantic import (
@@ -38,113 +32,52 @@ from typing_extensions import NotRequired, TypedDict
 
 from bulkorder.domain import json_text
 from bulkorder.domain.errors import BulkorderError
+# The schema (fields, types, bounds) is bulkorder.domain.item_schema's; these names stay
+# importable from here, where the rules have always been.
+from bulkorder.domain.item_schema import (  # noqa: F401 - re-exported
+    AMOUNT,
+    ATTRIBUTE_INT_MAX,
+    ATTRIBUTE_INT_MIN,
+    ATTRIBUTE_KEY_MAX_LENGTH,
+    ATTRIBUTE_TEXT_MAX_LENGTH,
+    ATTRIBUTES,
+    COUNTED_FIELDS,
+    CURRENCY,
+    CURRENCY_PATTERN,
+    CURRENCY_REGEX,
+    ITEM_FIELDS,
+    MAX_ATTRIBUTES,
+    MAX_QUANTITY,
+    MAX_UNIT_AMOUNT,
+    MONEY_FIELDS,
+    NAME,
+    NAME_MAX_LENGTH,
+    OPTIONAL_FIELDS,
+    QUANTITY,
+    SKU,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+    SKU_REGEX,
+    AttributesRule,
+    FieldRule,
+    FieldShape,
+)
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
-# The bounds, as values: the field rules below are made of these.
-MAX_ATTRIBUTES = 500
-MAX_QUANTITY = 1_000_000_000
-MAX_UNIT_AMOUNT = 10**15
-# Patterns match the whole value: pydantic-core's (Rust) regex reads ``$`` as the end of
-# the text. Python's ``re`` does not (``$`` also matches before a final newline), so Python
-# code checks with fullmatch (FieldRule.accepts, SKU_REGEX), and msgspec's patterns end in ``\Z``.
-SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
-SKU_MAX_LENGTH = 64
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-SKU_REGEX = re.compile(SKU_PATTERN[1:-1])
-CURRENCY_REGEX = re.compile(CURRENCY_PATTERN[1:-1])
-NAME_MAX_LENGTH = 500
-ATTRIBUTE_KEY_MAX_LENGTH = 128
-ATTRIBUTE_TEXT_MAX_LENGTH = 4096
-#: Whole-number attributes are 64-bit: what batches (msgpack) and most consumers can hold.
-ATTRIBUTE_INT_MIN = -(2**63)
-ATTRIBUTE_INT_MAX = 2**63 - 1
+
+def pydantic_type(rule: FieldRule) -> Any:
+    """The pydantic type that keeps ``rule``."""
+    if rule.type is str:
+        return Annotated[str, StringConstraints(min_length=rule.min_length, max_length=rule.max_length, pattern=rule.pattern)]
+    return Annotated[int, Field(ge=rule.ge, le=rule.le)]
 
 
-@dataclass(frozen=True)
-class FieldRule:
-    """One field of an item: its type and bounds. Every decoder of items is built from these
-    (the pydantic models below, the msgspec structs of ``bulkorder.storage.item_structs``,
-    the counted-field check of ``bulkorder.domain.counters``), so a bound changes here once."""
-
-    type: type  # int or str
-    ge: int | None = None
-    le: int | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-    #: Matches the whole value (``^...$``, as pydantic-core reads it).
-    pattern: str | None = None
-
-    def __post_init__(self) -> None:
-        # Python's ``$`` also matches before a final newline: checks here use fullmatch.
-        regex = re.compile(self.pattern[1:-1]) if self.pattern is not None else None
-        object.__setattr__(self, "_regex", regex)
-
-    def accepts(self, value: object) -> bool:
-        """Whether ``value`` keeps this rule (strictly: ``True`` is no whole number)."""
-        if type(value) is not self.type:
-            return False
-        if self.type is int:
-            return (self.ge is None or value >= self.ge) and (self.le is None or value <= self.le)  # type: ignore[operator]
-        text: str = value  # type: ignore[assignment]
-        if (self.min_length is not None and len(text) < self.min_length) or (
-            self.max_length is not None and len(text) > self.max_length
-        ):
-            return False
-        regex: re.Pattern[str] | None = self._regex  # type: ignore[attr-defined]
-        return regex is None or regex.fullmatch(text) is not None
-
-    def pydantic_type(self) -> Any:
-        if self.type is str:
-            return Annotated[
-                str, StringConstraints(min_length=self.min_length, max_length=self.max_length, pattern=self.pattern)
-            ]
-        return Annotated[int, Field(ge=self.ge, le=self.le)]
-
-
-@dataclass(frozen=True)
-class AttributesRule:
-    """The free-form ``attributes`` map: bounded keys, and values that are bounded text, a
-    64-bit whole number, a finite number, a boolean or null."""
-
-    key: FieldRule
-    text: FieldRule
-    whole: FieldRule
-    max_length: int
-
-
-SKU = FieldRule(str, min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)
-QUANTITY = FieldRule(int, ge=1, le=MAX_QUANTITY)
-AMOUNT = FieldRule(int, ge=0, le=MAX_UNIT_AMOUNT)
-CURRENCY = FieldRule(str, pattern=CURRENCY_PATTERN)
-NAME = FieldRule(str, min_length=1, max_length=NAME_MAX_LENGTH)
-ATTRIBUTES = AttributesRule(
-    key=FieldRule(str, min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH),
-    text=FieldRule(str, max_length=ATTRIBUTE_TEXT_MAX_LENGTH),
-    whole=FieldRule(int, ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX),
-    max_length=MAX_ATTRIBUTES,
-)
-
-FieldShape: TypeAlias = "FieldRule | AttributesRule | Mapping[str, FieldRule]"
-#: The price's fields, in stored order.
-MONEY_FIELDS: Mapping[str, FieldRule] = MappingProxyType({"amount": AMOUNT, "currency": CURRENCY})
-#: The item's fields in stored order (the order of an encoded item's map): a rule, the
-#: attributes map, or the nested price. Adding a field to items starts here.
-ITEM_FIELDS: Mapping[str, FieldShape] = MappingProxyType(
-    {"sku": SKU, "quantity": QUANTITY, "unit_price": MONEY_FIELDS, "name": NAME, "attributes": ATTRIBUTES}
-)
-#: Fields an item may leave out (stored items omit an empty ``attributes``).
-OPTIONAL_FIELDS = frozenset({"attributes"})
-#: Where each rule applies, by dotted path: the fields that money and the report count on.
-COUNTED_FIELDS: Mapping[str, FieldRule] = MappingProxyType(
-    {"sku": SKU, "quantity": QUANTITY, "unit_price.amount": AMOUNT, "unit_price.currency": CURRENCY}
-)
-
-Sku = SKU.pydantic_type()
-Currency = CURRENCY.pydantic_type()
-Quantity = QUANTITY.pydantic_type()
-Amount = AMOUNT.pydantic_type()
-ItemName = NAME.pydantic_type()
-AttributeKey = ATTRIBUTES.key.pydantic_type()
+Sku = pydantic_type(SKU)
+Currency = pydantic_type(CURRENCY)
+Quantity = pydantic_type(QUANTITY)
+Amount = pydantic_type(AMOUNT)
+ItemName = pydantic_type(NAME)
+AttributeKey = pydantic_type(ATTRIBUTES.key)
 
 
 def _not_a_whole_number(value: object) -> object:
@@ -159,8 +92,8 @@ def _not_a_whole_number(value: object) -> object:
 
 
 AttributeValue: TypeAlias = Union[  # noqa: UP007 - built at run time from the rules
-    ATTRIBUTES.text.pydantic_type(),
-    ATTRIBUTES.whole.pydantic_type(),
+    pydantic_type(ATTRIBUTES.text),
+    pydantic_type(ATTRIBUTES.whole),
     Annotated[float, BeforeValidator(_not_a_whole_number)],
     bool,
     None,
@@ -191,7 +124,7 @@ def _pydantic_fields(fields: Mapping[str, FieldShape], nested: Any) -> dict[str,
     types: dict[str, Any] = {}
     for name, shape in fields.items():
         if isinstance(shape, FieldRule):
-            types[name] = shape.pydantic_type()
+            types[name] = pydantic_type(shape)
         elif isinstance(shape, AttributesRule):
             types[name] = Attributes
         else:
@@ -419,60 +352,3 @@ def items_from_json_lines(lines: Iterable[str], source: str = "input", *, max_pr
     if problems:
         raise ItemValidationError(problems)
     return out
-
-
-class BatchSumError(ItemValidationError):
-    """A batch's quantity or a currency's total passes what an order may hold."""
-
-
-def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
-    """Refuse sums past :data:`MAX_ORDER_QUANTITY` or :data:`MAX_ORDER_TOTAL` (a batch's,
-    or an order's with a batch added), naming ``where``; raises :class:`BatchSumError`."""
-    if quantity > MAX_ORDER_QUANTITY:
-        raise BatchSumError(
-            [(where, "quantity", f"the quantity sum {quantity:,} exceeds the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}")]
-        )
-    for currency, total in totals.items():
-        if total > MAX_ORDER_TOTAL:
-            raise BatchSumError(
-                [(where, "unit_price.amount", f"the {currency} total {total:,} exceeds the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}")]
-            )
-
-
-class BatchSums:
-    """Running sums of a batch's items, kept within the order bounds: :meth:`add` takes an
-    item only if the sums stay within them, else says which field crossed and why."""
-
-    def __init__(self) -> None:
-        self.quantity = 0
-        self.totals: dict[str, int] = {}
-
-    def add(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
-        price = item["unit_price"]
-        currency = price["currency"]
-        quantity = self.quantity + item["quantity"]
-        total = self.totals.get(currency, 0) + item["quantity"] * price["amount"]
-        if quantity > MAX_ORDER_QUANTITY:
-            return "quantity", (
-                f"the batch's quantity sum would reach {quantity:,} with this item, "
-                f"past the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
-            )
-        if total > MAX_ORDER_TOTAL:
-            return "unit_price.amount", (
-                f"the batch's {currency} total would reach {total:,} with this item, "
-                f"past the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}"
-            )
-        self.quantity = quantity
-        self.totals[currency] = total
-        return None
-
-
-def first_sum_crossing(items: Iterable[Mapping[str, Any]]) -> tuple[int, str, str] | None:
-    """``(index, field, reason)`` of the first item at which the batch's running quantity
-    or a currency's running total passes the order bounds, else ``None``."""
-    sums = BatchSums()
-    for index, item in enumerate(items):
-        crossed = sums.add(item)
-        if crossed is not None:
-            return index, crossed[0], crossed[1]
-    return None

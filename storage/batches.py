@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from bulkorder.domain.identifiers import check_batch_id
 from bulkorder.domain.items import Item, item_from_dict
-from bulkorder.domain.items import check_batch_sums
+from bulkorder.domain.counters import check_batch_sums
 from bulkorder.domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
 from bulkorder.domain.seal import RefSealer
 from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch

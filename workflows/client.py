@@ -36,9 +36,16 @@ from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
-from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_EXISTS
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_CLOSED, ORDER_EXISTS
 from bulkorder.workflows.order_workflow import OrderWorkflow
-from bulkorder.workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
+from bulkorder.workflows.pending import (
+    WORKFLOW_COMPLETED,
+    WORKFLOW_RUNNING,
+    OrderProgress,
+    PendingStep,
+    failing_step,
+    read_pending_steps,
+)
 
 T = TypeVar("T")
 
@@ -243,12 +250,12 @@ class OrderClient:
         steps = await read_pending_steps(raw.pending_activities, self.client.data_converter)
         summary: OrderSummary | None = None
         error: str | None = None
-        if status == "running":
+        if status == WORKFLOW_RUNNING:
             try:
                 summary = await handle.query(OrderWorkflow.summary, rpc_timeout=READ_TIMEOUT)
             except (RPCError, WorkflowQueryFailedError) as err:
                 error = f"the workflow did not answer its summary query (is a worker running?): {err}"
-        elif status == "completed":
+        elif status == WORKFLOW_COMPLETED:
             summary = await self.wait_closed(order_id)
         else:
             try:
@@ -335,7 +342,7 @@ def _is_momentary(err: RPCError) -> bool:
 def _translated(err: RPCError, order_id: str) -> Exception:
     # Checked first: Temporal answers NOT_FOUND for an update to a workflow that ended.
     if "already completed" in str(err) or "already closed" in str(err):
-        return OrderRefusedError(f"order {order_id!r} is closed: {err.message}", type="OrderClosed", order_id=order_id)
+        return OrderRefusedError(f"order {order_id!r} is closed: {err.message}", type=ORDER_CLOSED, order_id=order_id)
     if err.status == RPCStatusCode.NOT_FOUND:
         return OrderNotFoundError(order_id)
     return err

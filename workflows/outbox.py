@@ -71,13 +71,11 @@ class OrderOutbox:
         refs = self._proven(check_batch_refs(refs))
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
-        outcome: RecordOutcome | None = None
         # One transaction per chunk: each stays small, and a retry repeats only what failed.
-        for start in range(0, len(refs), MAX_REFS_PER_CALL):
-            chunk = refs[start : start + MAX_REFS_PER_CALL]
-            recorded = self.orders.record(OrderChange(order_id=order_id, batches=chunk, via_outbox=True))
-            outcome = recorded if outcome is None else _merged(outcome, recorded)
-        assert outcome is not None
+        chunks = [refs[start : start + MAX_REFS_PER_CALL] for start in range(0, len(refs), MAX_REFS_PER_CALL)]
+        outcome = self.orders.record(OrderChange(order_id=order_id, batches=chunks[0], via_outbox=True))
+        for chunk in chunks[1:]:
+            outcome = _merged(outcome, self.orders.record(OrderChange(order_id=order_id, batches=chunk, via_outbox=True)))
         return outcome
 
     def add_items(

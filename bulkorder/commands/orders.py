@@ -84,9 +84,10 @@ async def run_add(args: argparse.Namespace, settings: Settings) -> int:
         current = await client.summary(args.order_id)
         if current.status != OrderStatus.OPEN:
             from bulkorder.workflows.errors import OrderRefusedError
+            from bulkorder.workflows.order_rules import ORDER_CLOSED
 
             raise OrderRefusedError(
-                f"order {args.order_id!r} is {current.status}: cannot add items", type="OrderClosed", order_id=args.order_id
+                f"order {args.order_id!r} is {current.status}: cannot add items", type=ORDER_CLOSED, order_id=args.order_id
             )
         result = await client.add_items(args.order_id, items, batch_size=_batch_size(args, settings))
     assert result is not None

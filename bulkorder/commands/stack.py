@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from bulkorder.codec_server import CodecServer
 from bulkorder.commands.arguments import non_negative_int, port_number
 from bulkorder.commands.codec_server import configured_codec_server
+from bulkorder.commands.interrupts import stop_on_signals, until_interrupted
 from bulkorder.embedded import (
     EmbeddedTemporal,
     claim_port,
@@ -50,18 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker = sub.add_parser("worker", help="run a worker for order workflows against the configured Temporal")
     worker.add_argument("--max-concurrent-activities", type=int, default=16)
     worker.set_defaults(handler=run_worker)
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def _until_interrupted() -> None:
-    await _stop_on_signals().wait()
 
 
 async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,7 +96,7 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
 async def _supervise(server: EmbeddedTemporal, settings: Settings, max_restarts: int) -> int:
     """Until Ctrl-C: 0. A Temporal server that dies is restarted (its state is on disk, the
     worker reconnects) at most ``max_restarts`` times; then 1, never a half-dead stack."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     restarts = 0
     while True:
         stopped = asyncio.create_task(stop.wait())
@@ -149,5 +137,5 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         async with runtime.worker(max_concurrent_activities=getattr(args, "max_concurrent_activities", 16)):
             print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C stops", flush=True)
-            await _until_interrupted()
+            await until_interrupted()
     return 0

@@ -149,7 +149,6 @@ class Pipeline:
                     batch=batch,
                     columns=columns,
                     skip_invalid=self.skip_invalid is not None,
-                    key_prefix=self.batches.key_prefix,
                     level=self.batches.level,
                 )
                 await self._encoded.put(_Entry(batch, future=asyncio.wrap_future(self.encoders.submit(stage_batch, task))))
