@@ -9,6 +9,8 @@ either side.
 
 from __future__ import annotations
 
+from bulkorder.domain.status import OrderStatus
+
 
 class BulkorderError(Exception):
     """Base class of every error bulkorder raises on purpose (``except BulkorderError``)."""
@@ -50,7 +52,7 @@ class EmptyOrderError(OrderClosedError):
 
     def __init__(self, order_id: str):
         self.order_id = order_id
-        self.status = "open"
+        self.status = OrderStatus.OPEN
         OrderError.__init__(self, f"order {order_id!r} has no items to submit")
 
 
