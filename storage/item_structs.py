@@ -65,7 +65,8 @@ def _struct(
         if isinstance(shape, FieldRule):
             kind: Any = checked_type(shape) if checked else Any
         elif isinstance(shape, AttributesRule):
-            kind = _checked_attributes(shape) if checked else dict[str, Any]
+            # Stored attributes keep their bound on size (a hostile blob's map stops there).
+            kind = _checked_attributes(shape) if checked else Annotated[dict[str, Any], msgspec.Meta(max_length=shape.max_length)]
         else:
             kind = nested
         if field in OPTIONAL_FIELDS:
