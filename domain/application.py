@@ -140,14 +140,14 @@ class Orders(Application[UUID]):
             duplicate_batch_ids=duplicates,
         )
 
-    def purge_items(self, order_id: str, reason: str, blobs_deleted: int) -> bool:
+    def purge_items(self, order_id: str, reason: str) -> bool:
         """Record ``ItemsPurged`` (retention deleted the order's items); ``False`` if the
         order was purged already. Idempotent, safe against concurrent writers."""
-        return self._command(order_id, lambda order: order.purge_items(reason, blobs_deleted))
+        return self._command(order_id, lambda order: order.purge_items(reason))
 
-    def erase(self, order_id: str, *, by: str, reason: str, blobs_deleted: int, key_destroyed: bool) -> bool:
+    def erase(self, order_id: str, *, by: str, reason: str, key_destroyed: bool) -> bool:
         """Record ``OrderErased``; ``False`` if the order was erased already."""
-        return self._command(order_id, lambda order: order.erase(by, reason, blobs_deleted, key_destroyed))
+        return self._command(order_id, lambda order: order.erase(by, reason, key_destroyed))
 
     def _command(self, order_id: str, command: Callable[[Order], bool]) -> bool:
         for _ in range(_MAX_CONFLICT_RETRIES):

@@ -166,13 +166,14 @@ class Order(Aggregate):
             order.closed_at = self.timestamp
 
     class ItemsPurged(Aggregate.Event):
-        """Retention deleted the order's items (its batch blobs and report); its events
-        and counters stay. ``blobs_deleted`` counts the blobs this purge removed (blobs
-        another order still references are kept, and not counted)."""
+        """Retention deletes the order's items (its batch blobs and report); its events
+        and counters stay. Recorded before the blobs are deleted, so a reader never meets
+        a missing blob without being told why; ``batches`` is how many the order had
+        (blobs another order still references are kept)."""
 
         class_version = 1
         reason: str
-        blobs_deleted: int
+        batches: int
 
         def apply(self, order: Order) -> None:
             order.items_purged_at = self.timestamp
@@ -185,7 +186,7 @@ class Order(Aggregate):
         class_version = 1
         by: str
         reason: str
-        blobs_deleted: int
+        batches: int
         #: Whether the order's data key was destroyed (crypto-shredding) at erasure.
         key_destroyed: bool
 
@@ -329,7 +330,7 @@ class Order(Aggregate):
         self.trigger_event(self.Cancelled, reason=reason[:2000], via_outbox=via_outbox)
         return True
 
-    def purge_items(self, reason: str, blobs_deleted: int) -> bool:
+    def purge_items(self, reason: str) -> bool:
         """Record that retention deleted this closed order's items; ``False`` if already
         purged. Only a fulfilled or cancelled order's items are purged."""
         self.refuse_if_erased("purge items")
@@ -337,10 +338,10 @@ class Order(Aggregate):
             return False
         if self.status not in (OrderStatus.FULFILLED, OrderStatus.CANCELLED):
             raise OrderClosedError(self.order_id, self.status, "purge items (only a fulfilled or cancelled order's)")
-        self.trigger_event(self.ItemsPurged, reason=reason[:2000], blobs_deleted=blobs_deleted)
+        self.trigger_event(self.ItemsPurged, reason=reason[:2000], batches=self.batch_count)
         return True
 
-    def erase(self, by: str, reason: str, blobs_deleted: int, key_destroyed: bool) -> bool:
+    def erase(self, by: str, reason: str, key_destroyed: bool) -> bool:
         """Record the order's erasure; ``False`` if already erased. Refused while the
         order can still change (open, submitted, failed): cancel it first."""
         if self.erased_at is not None:
@@ -350,7 +351,7 @@ class Order(Aggregate):
                 self.order_id, self.status, "erase it while it can still change (cancel it first)"
             )
         self.trigger_event(
-            self.OrderErased, by=by[:200], reason=reason[:2000], blobs_deleted=blobs_deleted, key_destroyed=key_destroyed
+            self.OrderErased, by=by[:200], reason=reason[:2000], batches=self.batch_count, key_destroyed=key_destroyed
         )
         return True
 

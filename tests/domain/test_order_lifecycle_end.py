@@ -38,8 +38,8 @@ def event_types(orders: Orders, order_id: str) -> list[str]:
 def test_purging_is_recorded_once_and_keeps_the_counters(orders: Orders) -> None:
     fulfilled(orders, "o-1")
     before = orders.summary("o-1")
-    assert orders.purge_items("o-1", "retention: closed before 30d", 2) is True
-    assert orders.purge_items("o-1", "retention again", 2) is False
+    assert orders.purge_items("o-1", "retention: closed before 30d") is True
+    assert orders.purge_items("o-1", "retention again") is False
     order = orders.get_order("o-1")
     assert event_types(orders, "o-1")[-1] == "ItemsPurged" and event_types(orders, "o-1").count("ItemsPurged") == 1
     assert order.items_purged_at is not None and order.erased_at is None
@@ -50,17 +50,17 @@ def test_purging_is_recorded_once_and_keeps_the_counters(orders: Orders) -> None
 def test_an_order_still_being_fulfilled_is_never_purged(orders: Orders) -> None:
     orders.record(OrderChange("o-2", "c-1", create=True, batches=[ref("b1")], submit=True))
     with pytest.raises(OrderClosedError, match="submitted: cannot purge items"):
-        orders.purge_items("o-2", "retention", 1)
+        orders.purge_items("o-2", "retention")
     assert "ItemsPurged" not in event_types(orders, "o-2")
 
 
 def test_erasure_records_who_why_when_and_refuses_everything_after(orders: Orders) -> None:
     fulfilled(orders, "o-3")
-    assert orders.erase("o-3", by="dpo", reason="GDPR art. 17 request 42", blobs_deleted=2, key_destroyed=False)
-    assert not orders.erase("o-3", by="dpo", reason="again", blobs_deleted=0, key_destroyed=False)
+    assert orders.erase("o-3", by="dpo", reason="GDPR art. 17 request 42", key_destroyed=False)
+    assert not orders.erase("o-3", by="dpo", reason="again", key_destroyed=False)
     erased = [e for e in orders.events.get(aggregate_id_for("o-3")) if isinstance(e, Order.OrderErased)]
     assert len(erased) == 1
-    assert (erased[0].by, erased[0].reason, erased[0].blobs_deleted, erased[0].key_destroyed) == (
+    assert (erased[0].by, erased[0].reason, erased[0].batches, erased[0].key_destroyed) == (
         "dpo", "GDPR art. 17 request 42", 2, False
     )
     order = orders.get_order("o-3")
@@ -68,7 +68,7 @@ def test_erasure_records_who_why_when_and_refuses_everything_after(orders: Order
     with pytest.raises(OrderErasedError, match="'o-3' was erased at .*: cannot record a change"):
         orders.record(OrderChange("o-3", batches=[ref("b9")]))
     with pytest.raises(OrderErasedError, match="cannot purge items"):
-        orders.purge_items("o-3", "retention", 0)
+        orders.purge_items("o-3", "retention")
 
 
 @pytest.mark.parametrize("status_change", ["open", "submitted", "failed"])
@@ -79,13 +79,13 @@ def test_an_order_that_can_still_change_is_not_erased(orders: Orders, status_cha
     if status_change == "failed":
         orders.record(OrderChange("o-4", fulfillment_failure="disk on fire"))
     with pytest.raises(OrderClosedError, match="cancel it first"):
-        orders.erase("o-4", by="dpo", reason="r", blobs_deleted=0, key_destroyed=False)
+        orders.erase("o-4", by="dpo", reason="r", key_destroyed=False)
     assert "OrderErased" not in event_types(orders, "o-4")
 
 
 def test_a_cancelled_order_can_be_erased(orders: Orders) -> None:
     orders.record(OrderChange("o-5", "c-1", create=True, batches=[ref("b1")], cancel_reason="changed my mind"))
-    assert orders.erase("o-5", by="ops", reason="request", blobs_deleted=1, key_destroyed=True)
+    assert orders.erase("o-5", by="ops", reason="request", key_destroyed=True)
     assert orders.get_order("o-5").erased_by == "ops"
 
 
@@ -100,10 +100,10 @@ def test_old_event_streams_know_nothing_of_purges_and_still_read(tmp_path: Path)
         order = orders.get_order(order_id)
         assert order.items_purged_at is None and order.erased_at is None and order.erased_by is None
     # A purge recorded on an old, closed order applies over its old events.
-    assert orders.purge_items("o-fulfilled", "retention", 0)
+    assert orders.purge_items("o-fulfilled", "retention")
     assert orders.get_order("o-fulfilled").items_purged_at is not None
     with pytest.raises(OrderClosedError):
-        orders.purge_items("o-outbox", "retention", 0)  # still submitted
+        orders.purge_items("o-outbox", "retention")  # still submitted
 
 
 def _created_events(orders: Orders) -> list[Order.Created]:
