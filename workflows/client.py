@@ -34,6 +34,7 @@ from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, check_batch_refs
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
 from bulkorder.workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
@@ -152,9 +153,21 @@ class OrderClient:
         batch_id_prefix: str | None = None,
         wait: bool = True,
     ) -> AddBatchesResult | None:
-        """Validate items, store them as batches, and add the refs to the order."""
-        refs = await self.store_items(items, batch_size=batch_size, batch_id_prefix=batch_id_prefix)
-        return await self.add_batches(order_id, refs, wait=wait)
+        """Validate items, store them as batches, and add the refs to the order.
+
+        Each batch's blob is written under a write lease, released once the workflow
+        holds its ref (the update returned; for signals, a query answered after them), so
+        garbage collection never takes a batch in flight, whatever its grace period."""
+        if self.batches is None:
+            raise RuntimeError("OrderClient needs a BatchStore to store items")
+        leases = WriteLeases(self.batches.blobs)
+        lease_keys: list[str] = []
+        refs = await self._store_items(items, batch_size, batch_id_prefix, leases, lease_keys)
+        result = await self.add_batches(order_id, refs, wait=wait)
+        if not wait:
+            await self.summary(order_id)  # answered after the signals: the workflow holds the refs
+        await asyncio.to_thread(leases.release, lease_keys)
+        return result
 
     async def store_items(
         self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 5_000, batch_id_prefix: str | None = None
@@ -165,16 +178,34 @@ class OrderClient:
         ``STORE_WINDOW`` at a time: a generator of millions of items is read as it goes,
         never held whole. The first invalid batch stops it (its error names the batch and
         the item); batches already written stay unreferenced, harmless blobs.
+
+        No write lease protects these blobs until the caller adds their refs: only the
+        garbage collector's grace period does (``add_items`` holds leases).
         """
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
+        return await self._store_items(items, batch_size, batch_id_prefix, None, [])
+
+    async def _store_items(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        batch_size: int,
+        batch_id_prefix: str | None,
+        leases: WriteLeases | None,
+        lease_keys: list[str],
+    ) -> list[BatchRef]:
+        assert self.batches is not None
         batches = self.batches
 
         def store(part: list[Mapping[str, Any]], index: int) -> BatchRef:
             where = f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item"
             valid = validate_item_dicts(part, where)
             batch_id = None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}"
-            return batches.write(valid, batch_id=batch_id)
+            if leases is None:
+                return batches.write(valid, batch_id=batch_id)
+            ref, data = batches.encode(valid, batch_id)
+            lease_keys.append(batches.put_leased(ref, data, leases))
+            return ref
 
         refs: list[BatchRef] = []
         in_flight: deque[asyncio.Future[BatchRef]] = deque()
