@@ -28,7 +28,7 @@ from uuid import UUID
 from temporalio.client import Client
 
 from bulkorder.domain.application import Orders
-from bulkorder.domain.errors import OrderClosedError, OrderNotFoundError
+from bulkorder.domain.errors import BulkorderError, OrderClosedError, OrderNotFoundError
 from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
 from bulkorder.domain.summary import OrderStatus
 from bulkorder.storage.blob_store import BlobInfo, BlobStore
@@ -50,6 +50,11 @@ def destroy_order_key(order_id: str) -> bool:
     (per-order data keys, issue 12's encryption half). Until then there is no per-order
     key to destroy: erasure deletes the order's blobs and records ``key_destroyed=False``."""
     return False
+
+
+class DataLifecycleInputError(BulkorderError, ValueError):
+    """Bad input to gc, retention or erasure (a status retention does not purge, an empty
+    reason): nothing was recorded or deleted."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ async def purge_closed_orders(
     statuses = tuple(statuses)
     bad = [status for status in statuses if status not in PURGEABLE_STATUSES]
     if bad or not statuses:
-        raise ValueError(f"retention purges only {', '.join(PURGEABLE_STATUSES)} orders, not {', '.join(bad) or 'none'}")
+        raise DataLifecycleInputError(f"retention purges only {', '.join(PURGEABLE_STATUSES)} orders, not {', '.join(bad) or 'none'}")
     cutoff = (now or datetime.now(timezone.utc)) - closed_before
     result = RetentionResult(closed_before=cutoff, statuses=statuses)
     index = index_orders(orders)
@@ -205,7 +210,7 @@ async def erase_order(
 ) -> ErasureResult:
     check_order_id(order_id)
     if not reason.strip():
-        raise ValueError("an erasure needs a reason (it is recorded)")
+        raise DataLifecycleInputError("an erasure needs a reason (it is recorded)")
     order = orders.get_order(order_id)  # OrderNotFoundError
     newly = order.erased_at is None
     if newly:
@@ -233,6 +238,6 @@ async def erase_order(
 
 
 __all__ = [
-    "DEFAULT_GRACE", "PURGEABLE_STATUSES", "ErasureResult", "RetentionResult", "SweepOptions", "collect_garbage",
+    "DEFAULT_GRACE", "PURGEABLE_STATUSES", "DataLifecycleInputError", "ErasureResult", "RetentionResult", "SweepOptions", "collect_garbage",
     "default_eraser", "destroy_order_key", "erase_order", "purge_closed_orders",
 ]

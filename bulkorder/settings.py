@@ -111,6 +111,10 @@ class Settings:
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: ``bulkorder gc``'s default grace period, seconds (BULKORDER_GC_GRACE_SECONDS).
+    gc_grace_seconds: int = 24 * 3600
+    #: A write lease older than this protects nothing (BULKORDER_GC_LEASE_TTL_SECONDS).
+    gc_lease_ttl_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +131,8 @@ class Settings:
             claim_check=_claim_check_settings(env),
             seal=_seal_settings(env),
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+            gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
+            gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
         )
 
     def with_limits(self, **changes: int) -> Settings:
