@@ -20,6 +20,7 @@ from uuid import UUID
 
 from bulkorder.domain.application import Orders
 from bulkorder.domain.order import Order
+from bulkorder.domain.order_counters import STATUS_AFTER
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderStatus
 from bulkorder.storage.blob_store import expected_sha256
@@ -82,13 +83,6 @@ def _events(orders: Orders, after: int = 0) -> Iterator[tuple[int, object]]:
         position = page[-1].id
 
 
-_STATUS_OF = {
-    Order.Submitted: OrderStatus.SUBMITTED,
-    Order.FulfillmentRetried: OrderStatus.SUBMITTED,
-    Order.FulfillmentCompleted: OrderStatus.FULFILLED,
-    Order.FulfillmentFailed: OrderStatus.FAILED,
-    Order.Cancelled: OrderStatus.CANCELLED,
-}
 _CLOSING = (Order.FulfillmentCompleted, Order.FulfillmentFailed, Order.Cancelled)
 
 
@@ -104,7 +98,7 @@ def index_orders(orders: Orders) -> OrderIndex:
         record = index.orders.get(aggregate)
         if record is None:
             continue  # not an order's event
-        status = _STATUS_OF.get(type(event))
+        status = STATUS_AFTER.get(type(event).__name__)  # the domain's one rule
         if status is not None:
             record.status = status
             record.closed_at = event.timestamp if isinstance(event, _CLOSING) else None  # type: ignore[attr-defined]

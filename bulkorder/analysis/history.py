@@ -14,6 +14,7 @@ from uuid import UUID
 
 from bulkorder.domain.errors import BulkorderError, OrderError
 from bulkorder.domain.order import Order
+from bulkorder.domain.order_counters import RunningCounts, count_event
 from bulkorder.domain.refs import BatchRef, ReportRef
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -110,7 +111,9 @@ class EventRecord:
 
 def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[EventRecord]:
     """An :class:`EventRecord` per event; ``item_count`` is the count before the first one."""
+    counts = RunningCounts(item_count=item_count)
     for event in events:
+        count_event(counts, event)
         batch_id: str | None = None
         items = 0
         detail = ""
@@ -132,14 +135,13 @@ def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[Even
         elif isinstance(event, Order.OrderErased):
             shredded = "data key destroyed" if event.key_destroyed else "no data key to destroy"
             detail = f"erased by {event.by} ({shredded}): {event.reason}"
-        item_count += items
         yield EventRecord(
             version=event.originator_version,
             type=event_type(event),
             timestamp=event.timestamp,
             batch_id=batch_id,
             items=items,
-            item_count=item_count,
+            item_count=counts.item_count,
             detail=detail,
         )
 
