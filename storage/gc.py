@@ -187,7 +187,7 @@ class Sweep:
             await asyncio.to_thread(self._decide_and_delete, spill, leased, pending, recorded, run, report)
             if not self.dry_run:
                 report.expired_leases_deleted = self._delete_all(leases.expired)
-                report.stale_gc_runs_deleted = self._delete_stale_runs(run.key, now)
+                report.stale_gc_runs_deleted = self._delete_stale_runs(run.run_id, now)
         report.seconds = time.monotonic() - started
         return report
 
@@ -255,10 +255,11 @@ class Sweep:
             self.blobs.delete_many(keys)
         return len(keys)
 
-    def _delete_stale_runs(self, own: str, now: float) -> int:
+    def _delete_stale_runs(self, own_run: str, now: float) -> int:
+        """Markers of crashed runs (older than the TTL; a live run's are renewed)."""
         stale = [
             info.key
             for info in self.blobs.iter_blob_infos(GC_RUN_PREFIX + "/")
-            if info.key != own and now - info.modified > self.gc_run_ttl
+            if not info.key.rsplit("/", 1)[-1].startswith(own_run) and now - info.modified > self.gc_run_ttl
         ]
         return self._delete_all(stale)

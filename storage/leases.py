@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,9 +38,9 @@ LEASE_PREFIX = "leases"
 GC_RUN_PREFIX = "gc-runs"
 #: A lease older than this no longer protects its keys (its writer is taken for dead).
 DEFAULT_LEASE_TTL = 3600.0
-#: A gc run marker older than this is taken for a crashed run; a live run stops deleting
-#: before its marker gets this old (``GcRun.check_alive``).
-DEFAULT_GC_RUN_TTL = 3600.0
+#: A gc run whose newest marker is older than this is taken for crashed (a live run renews
+#: its marker every fifth of that, and stops deleting if it could not for half of it).
+DEFAULT_GC_RUN_TTL = 300.0
 #: Most keys one lease lists, and the most bytes gc reads of one.
 MAX_LEASE_KEYS = 1_000
 MAX_LEASE_BYTES = 1024 * 1024
@@ -171,44 +172,84 @@ class WriteLeases:
             self.rewritten += 1
         return False
 
-    def wait_for_gc_runs(self) -> None:
-        """Until every gc run whose marker is there now has ended (or its marker expired)."""
-        runs = {key: modified for key, modified in _store_listing(self.blobs, GC_RUN_PREFIX)}
-        deadline = time.monotonic() + self.gc_run_ttl + 60
+    def wait_for_gc_runs(self, max_wait: float = 6 * 3600.0) -> None:
+        """Until every gc run live now has ended (or stopped renewing its marker)."""
+        runs = live_gc_runs(self.blobs, ttl=self.gc_run_ttl)
+        deadline = time.monotonic() + max_wait
         while runs:
-            now = time.time()
-            runs = {key: m for key, m in runs.items() if now - m <= self.gc_run_ttl and self.blobs.exists(key)}
+            runs &= live_gc_runs(self.blobs, ttl=self.gc_run_ttl)
             if not runs:
                 return
             if time.monotonic() > deadline:
-                raise LeaseError(f"gc runs {sorted(runs)} in {self.blobs.location} did not end in time")
+                raise LeaseError(f"gc runs {sorted(runs)} in {self.blobs.location} did not end in {max_wait:.0f}s")
             time.sleep(self.poll_seconds)
 
 
 class GcRun:
-    """A collector's marker (``gc-runs/<id>``), written before it lists anything and
-    deleted when it ends; writers that reuse a stored blob wait for it to end."""
+    """A collector's marker, written before it lists anything and deleted when it ends;
+    writers that reuse a stored blob wait for it to end.
 
-    def __init__(self, blobs: BlobStore, *, ttl: float = DEFAULT_GC_RUN_TTL) -> None:
+    The marker is renewed by a thread every ``heartbeat_seconds`` (a new object
+    ``gc-runs/<run>-<n>``, then the old one deleted): a run whose newest marker is older
+    than ``ttl`` is taken for crashed, so a killed gc holds writers up for ``ttl`` at most.
+    Before each delete, :meth:`check_alive` refuses to go on if the last renewal is more
+    than half the TTL old (the store unreachable, the thread stalled): a writer may soon
+    take the run for dead.
+    """
+
+    def __init__(self, blobs: BlobStore, *, ttl: float = DEFAULT_GC_RUN_TTL, heartbeat_seconds: float | None = None) -> None:
         self.blobs = blobs
         self.ttl = ttl
-        self.key = f"{GC_RUN_PREFIX}/{uuid.uuid4().hex}"
-        self._started = time.monotonic()
+        self.heartbeat_seconds = heartbeat_seconds if heartbeat_seconds is not None else ttl / 5
+        self.run_id = uuid.uuid4().hex
+        self.key = ""
+        self._count = 0
+        self._renewed = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write_marker(self) -> None:
+        self._count += 1
+        key = f"{GC_RUN_PREFIX}/{self.run_id}-{self._count:06d}"
+        document = {"format": "bulkorder-gc-run", "run": self.run_id, "written_at": _now_text(), "host": _writer_name()}
+        self.blobs.put(key, json.dumps(document).encode())
+        old, self.key = self.key, key
+        self._renewed = time.monotonic()
+        if old:
+            self.blobs.delete(old)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                self._write_marker()
+            except StorageError:
+                continue  # check_alive stops the run's deletes if this goes on
 
     def __enter__(self) -> GcRun:
-        document = {"format": "bulkorder-gc-run", "started_at": _now_text(), "host": _writer_name()}
-        self.blobs.put(self.key, json.dumps(document).encode())
-        self._started = time.monotonic()
+        self._write_marker()
+        self._thread = threading.Thread(target=self._heartbeat, name="bulkorder-gc-heartbeat", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self.blobs.delete(self.key)
 
     def check_alive(self) -> None:
-        """Refuse to delete once the marker could be taken for a crashed run's (with a
-        margin of a tenth of the TTL for clocks and the delete request itself)."""
-        if time.monotonic() - self._started > self.ttl * 0.9:
+        if time.monotonic() - self._renewed > self.ttl / 2:
             raise LeaseError(
-                f"gc run {self.key} has run for over {self.ttl * 0.9:.0f}s, close to its marker's TTL: "
-                "stopping before writers may take it for a crashed run (raise BULKORDER_GC_RUN_TTL)"
+                f"gc run {self.run_id}: its marker in {self.blobs.location} was last renewed over "
+                f"{self.ttl / 2:.0f}s ago; stopping before writers take the run for a crashed one"
             )
+
+
+def live_gc_runs(blobs: BlobStore, *, ttl: float = DEFAULT_GC_RUN_TTL, now: float | None = None) -> set[str]:
+    """The IDs of the gc runs whose newest marker is younger than ``ttl``."""
+    now = time.time() if now is None else now
+    newest: dict[str, float] = {}
+    for key, modified in _store_listing(blobs, GC_RUN_PREFIX):
+        run = key.rsplit("/", 1)[-1].rsplit("-", 1)[0]
+        newest[run] = max(newest.get(run, 0.0), modified)
+    return {run for run, modified in newest.items() if now - modified <= ttl}

@@ -240,3 +240,37 @@ def test_listing_streams_every_page(blobs: BlobStore) -> None:
     assert {info.key for info in listed} == written
     blobs.delete_many(sorted(written)[:10])  # type: ignore[attr-defined]
     assert keys(blobs, "batches/") == set(sorted(written)[10:])
+
+
+def test_a_live_run_renews_its_marker_and_a_crashed_one_holds_nobody(tmp_path: Path) -> None:
+    from bulkorder.storage.leases import live_gc_runs
+
+    blobs = FolderBlobStore(tmp_path / "blobs", fsync=False)
+    with GcRun(blobs, ttl=60, heartbeat_seconds=0.05) as run:
+        first = run.key
+        deadline = time.monotonic() + 10
+        while run.key == first and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert run.key != first and live_gc_runs(blobs) == {run.run_id}
+        assert len(keys(blobs, GC_RUN_PREFIX + "/")) <= 2  # the old one is deleted after the new one
+        run.check_alive()
+    assert live_gc_runs(blobs) == set() and not keys(blobs, GC_RUN_PREFIX + "/")
+
+    crashed = GcRun(blobs, ttl=60)
+    crashed._write_marker()  # written, never renewed, never removed: the process died
+    old = time.time() - 120
+    os.utime(blobs.path_for(crashed.key), (old, old))
+    assert live_gc_runs(blobs, ttl=60) == set()
+    ref, data = BatchStore(blobs).encode(make_items(2))
+    blobs.put(ref.key, data)
+    writer = WriteLeases(blobs, gc_run_ttl=60)
+    assert writer.put_fenced(ref.key, data) is False and writer.fenced == 1 and writer.rewritten == 0
+
+
+def test_a_run_that_could_not_renew_its_marker_stops_deleting(tmp_path: Path) -> None:
+    blobs = FolderBlobStore(tmp_path / "blobs", fsync=False)
+    run = GcRun(blobs, ttl=60)
+    run._write_marker()
+    run._renewed -= 31  # the last renewal, over half the TTL ago
+    with pytest.raises(LeaseError, match="last renewed over 30s ago"):
+        run.check_alive()
