@@ -4,8 +4,9 @@ lost, and the orphans do go.
 ``bulkorder gc``'s sweep runs in a loop with ``grace=0`` while an import (signals, a batch
 per write lease), continue-as-new (small history limits) and fulfilment run. Before the
 import, the same file was imported into another order whose items were then purged: every
-one of its blobs is an orphan with exactly the bytes the new import writes, so the sweep
-races the import for the same keys (the content-addressed case the gc run fence covers).
+one of its blobs is an orphan with exactly the bytes the new import writes, and a thread
+keeps putting them back while the sweeps delete them, so the sweeps race the import for
+the same keys all along (the content-addressed case the gc run fence covers).
 Garbage planted before and during the import must be deleted, or the test proves nothing.
 
 ``make test`` runs it at 20,000 items; ``BULKORDER_FAULT_SCALE=full`` (``make faults``) at
@@ -25,6 +26,7 @@ from bulkorder.data_lifecycle import collect_garbage
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.importer.importer import ImportOptions, import_file
 from bulkorder.storage.gc import SweepReport
+from bulkorder.storage.leases import read_leases
 from bulkorder.workflows.messages import OrderLimits
 from tests.faults.harness import SCALE
 from tests.fixtures.orders import OrderStack
@@ -58,6 +60,7 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     await stack.client.wait_closed("race-abandoned")
     assert stack.orders.purge_items("race-abandoned", "test: its blobs are orphans now")
     reused = set(stack.batches.blobs.iter_keys("batches/"))
+    copies = {key: stack.batches.blobs.get(key) for key in reused}
     planted = garbage(stack, 10_000_000, 30)
 
     sweeps: list[SweepReport] = []
@@ -67,7 +70,22 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
         while importing:
             sweeps.append(await collect_garbage(stack.batches.blobs, stack.orders, stack.client.client, grace=0.0))
 
+    replanted = 0
+
+    def replant() -> None:
+        """Another failed import, retried over and over: the orphans keep coming back (until
+        the new import leases each: healing its losses would hide them), so the new import
+        keeps finding its batches already stored while sweeps delete them."""
+        nonlocal replanted
+        taken: set[str] = set()  # keys the new import has leased: from then on, its own
+        while importing:
+            taken |= read_leases(stack.batches.blobs).keys & copies.keys()
+            for key, data in copies.items():
+                if key not in taken:
+                    replanted += stack.batches.blobs.put(key, data)
+
     sweeper = asyncio.create_task(sweep_forever())
+    replanter = asyncio.create_task(asyncio.to_thread(replant))
     started = time.monotonic()
     try:
         summary = await import_file(stack.client, stack.orders, "race-live", path, options)
@@ -77,6 +95,7 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     finally:
         importing = False
         await sweeper
+        await replanter
     last = await collect_garbage(stack.batches.blobs, stack.orders, stack.client.client, grace=0.0)
     sweeps.append(last)
 
@@ -92,7 +111,8 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     assert not planted & left
     assert sum(report.deleted.blobs for report in sweeps) >= len(planted)
     assert reused <= left  # the live order references them all again
+    assert replanted > 0
     print(
-        f"GC RACE {ITEMS:,} items, {len(reused)} batches reused from purged orphans, {len(runs)} runs, "
+        f"GC RACE {ITEMS:,} items, {len(reused)} batches reused from purged orphans ({replanted} replanted), {len(runs)} runs, "
         f"{len(sweeps)} sweeps deleting {sum(r.deleted.blobs for r in sweeps)} blobs in {time.monotonic() - started:.1f}s"
     )
