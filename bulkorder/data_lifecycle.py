@@ -30,6 +30,7 @@ from temporalio.client import Client
 from bulkorder.domain.application import Orders
 from bulkorder.domain.errors import BulkorderError, OrderClosedError, OrderNotFoundError
 from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
+from bulkorder.domain.order import Order
 from bulkorder.domain.summary import OrderStatus
 from bulkorder.storage.blob_store import BlobInfo, BlobStore
 from bulkorder.storage.gc import DEFAULT_GRACE, RootSource, Sweep, SweepReport, listed_blobs
@@ -220,7 +221,7 @@ async def erase_order(
         key_destroyed = bool(destroy_key(order_id))
         orders.erase(order_id, by=by, reason=reason, key_destroyed=key_destroyed)
         order = orders.get_order(order_id)
-    erased = [e for e in orders.events.get(aggregate_id_for(order_id)) if type(e).__name__ == "OrderErased"]
+    erased = [e for e in orders.events.get(aggregate_id_for(order_id)) if isinstance(e, Order.OrderErased)]
     if not erased:
         raise OrderNotFoundError(order_id)
     event = erased[0]
