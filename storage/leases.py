@@ -137,6 +137,8 @@ class WriteLeases:
         self.fenced = 0
         #: Of those, the ones a gc run had deleted meanwhile and that were written again.
         self.rewritten = 0
+        #: Leases taken and not yet released (:meth:`release_all`).
+        self.held: list[str] = []
 
     def take(self, keys: Sequence[str]) -> str:
         """Write a lease on ``keys`` (before writing them); returns the lease's key."""
@@ -152,12 +154,19 @@ class WriteLeases:
             "taken_at": _now_text(),
         }
         self.blobs.put(lease_key, json.dumps(document, separators=(",", ":")).encode())
+        self.held.append(lease_key)
         return lease_key
 
     def release(self, lease_keys: Iterable[str]) -> None:
-        """Delete leases whose refs the workflow has acknowledged."""
+        """Delete leases whose refs the workflow has acknowledged (or recorded)."""
+        released = set()
         for lease_key in lease_keys:
             self.blobs.delete(lease_key)
+            released.add(lease_key)
+        self.held = [key for key in self.held if key not in released]
+
+    def release_all(self) -> None:
+        self.release(list(self.held))
 
     def put_fenced(self, key: str, data: bytes) -> bool:
         """``blobs.put(key, data)`` for a key under a lease taken before. If the blob was

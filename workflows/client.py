@@ -171,7 +171,12 @@ class OrderClient:
         return result
 
     async def store_items(
-        self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 5_000, batch_id_prefix: str | None = None
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 5_000,
+        batch_id_prefix: str | None = None,
+        leases: WriteLeases | None = None,
     ) -> list[BatchRef]:
         """Validate and store items as batches; return their refs (nothing sent to Temporal).
 
@@ -180,12 +185,14 @@ class OrderClient:
         never held whole. The first invalid batch stops it (its error names the batch and
         the item); batches already written stay unreferenced, harmless blobs.
 
-        No write lease protects these blobs until the caller adds their refs: only the
-        garbage collector's grace period does (``add_items`` holds leases).
+        With ``leases``, each blob is written under a write lease (``leases.held``), which
+        the caller releases (``leases.release_all()``) once the workflow holds the refs;
+        without, only the garbage collector's grace period protects these blobs until
+        their refs are added (``add_items`` holds leases itself).
         """
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
-        return await self._store_items(items, batch_size, batch_id_prefix, None, [])
+        return await self._store_items(items, batch_size, batch_id_prefix, leases, [])
 
     async def _store_items(
         self,
