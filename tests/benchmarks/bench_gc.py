@@ -3,9 +3,9 @@
 Builds N tiny blobs (``batches/xx/<sha-256>``, 64 bytes each: listing cost is per blob,
 not per byte) straight into a folder store (and, with ``--s3 N``, into a moto S3 server
 through the store's own ``put``), plus an event store whose orders reference ``--referenced``
-of them. Then, in a fresh child process (so its peak RSS is the sweep's alone), one sweep
-with no grace deletes the rest. Prints blobs/s scanned (listing, leases, roots, decide and
-delete: the whole sweep) and the sweep process's peak RSS, at N and N/10, so memory
+of them. Then, in a fresh child process (so its peak RSS is the sweep's alone), a dry-run
+sweep (list, leases, roots, decide: blobs/s scanned), then a real one with no grace, which
+deletes the rest. Prints both rates and the child's peak RSS, at N and N/10, so memory
 flatness is seen side by side.
 
     .venv/bin/python -m tests.benchmarks.bench_gc [--blobs 1000000] [--referenced 10000] [--s3 20000]
@@ -81,7 +81,7 @@ def build_events(db: Path, referenced: int) -> None:
 
 def sweep_child(kind: str, location: str, db: str) -> None:
     """In its own process: one sweep, then its figures as JSON on stdout."""
-    from bulkorder.data_lifecycle import collect_garbage
+    from bulkorder.data_lifecycle import SweepOptions, collect_garbage
     from bulkorder.domain.application import Orders
     from bulkorder.storage.folder_store import FolderBlobStore
     from bulkorder.storage.s3_store import S3BlobStore
@@ -92,11 +92,26 @@ def sweep_child(kind: str, location: str, db: str) -> None:
         endpoint, bucket = location.split("|")
         blobs = S3BlobStore(bucket, endpoint_url=endpoint, region_name="us-east-1")
     orders = Orders(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db})
-    started = time.monotonic()
-    report = asyncio.run(collect_garbage(blobs, orders, None, grace=0.0))  # type: ignore[arg-type]
-    seconds = time.monotonic() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_kib / 1024, "report": report.to_json()}))
+    figures: dict[str, object] = {}
+    for dry_run in (True, False):  # scan and decide only, then the real sweep
+        started = time.monotonic()
+        report = asyncio.run(
+            collect_garbage(blobs, orders, None, grace=0.0, options=SweepOptions(dry_run=dry_run))  # type: ignore[arg-type]
+        )
+        figures["dry_seconds" if dry_run else "seconds"] = time.monotonic() - started
+        figures["report"] = report.to_json()
+    figures["peak_rss_mib"] = _peak_rss_kib() / 1024
+    print(json.dumps(figures))
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS since its exec (VmHWM; ``ru_maxrss`` would count the
+    parent's pages the child had before its exec, moto's objects included)."""
+    with open("/proc/self/status") as status:
+        for text in status:
+            if text.startswith("VmHWM:"):
+                return int(text.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_sweep(kind: str, location: str, db: Path) -> dict[str, object]:
@@ -110,10 +125,11 @@ def run_sweep(kind: str, location: str, db: Path) -> dict[str, object]:
 def line(kind: str, blobs: int, figures: dict[str, object]) -> str:
     report = figures["report"]
     assert isinstance(report, dict)
+    dry = float(figures["dry_seconds"])  # type: ignore[arg-type]
     seconds = float(figures["seconds"])  # type: ignore[arg-type]
     return (
-        f"| {kind} | {blobs:,} | {report['deleted']['blobs']:,} | {seconds:.1f} | {blobs / seconds:,.0f} | "
-        f"{float(figures['peak_rss_mib']):.0f} |"  # type: ignore[arg-type]
+        f"| {kind} | {blobs:,} | {dry:.1f} | {blobs / dry:,.0f} | {report['deleted']['blobs']:,} | {seconds:.1f} | "
+        f"{blobs / seconds:,.0f} | {float(figures['peak_rss_mib']):.0f} |"  # type: ignore[arg-type]
     )
 
 
@@ -129,8 +145,8 @@ def main() -> None:
         return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")
-    print("| store | blobs | deleted | seconds | blobs/s scanned | sweep peak RSS MiB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| store | blobs | dry run s | blobs/s scanned (dry run) | deleted | sweep s | blobs/s (sweep with deletes) | peak RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="bench-gc-") as work:
         for count in (args.blobs // 10, args.blobs):
             root = Path(work) / f"folder-{count}"
