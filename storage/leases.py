@@ -133,6 +133,7 @@ class WriteLeases:
         self.poll_seconds = poll_seconds
         self._session = uuid.uuid4().hex
         self._count = 0
+        self._lock = threading.Lock()
         #: Blobs found already stored and checked after the gc runs then under way.
         self.fenced = 0
         #: Of those, the ones a gc run had deleted meanwhile and that were written again.
@@ -144,8 +145,9 @@ class WriteLeases:
         """Write a lease on ``keys`` (before writing them); returns the lease's key."""
         if not keys or len(keys) > MAX_LEASE_KEYS:
             raise ValueError(f"a lease holds 1 to {MAX_LEASE_KEYS} keys, not {len(keys)}")
-        self._count += 1
-        lease_key = f"{LEASE_PREFIX}/{self._session}-{self._count:09d}"
+        with self._lock:  # upload threads take leases at once: one number each
+            self._count += 1
+            lease_key = f"{LEASE_PREFIX}/{self._session}-{self._count:09d}"
         document = {
             "format": LEASE_FORMAT,
             "version": 1,
@@ -153,7 +155,8 @@ class WriteLeases:
             "writer": self.writer,
             "taken_at": _now_text(),
         }
-        self.blobs.put(lease_key, json.dumps(document, separators=(",", ":")).encode())
+        if not self.blobs.put(lease_key, json.dumps(document, separators=(",", ":")).encode()):
+            raise LeaseError(f"lease {lease_key!r} already exists in {self.blobs.location}: not taken")
         self.held.append(lease_key)
         return lease_key
 
