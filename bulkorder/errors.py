@@ -13,6 +13,8 @@ from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, I
 
 from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
+from bulkorder.extras import MissingExtraError
+from bulkorder.ops_server import OpsServerError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
@@ -40,6 +42,10 @@ from bulkorder.data_lifecycle import DataLifecycleInputError  # noqa: E402
 _BAD_INPUT += (DataLifecycleInputError,)
 # The relay met an error no retry fixes (docs/consistency.md): it stops, naming it.
 _FAILED += (RelayStoppedError,)
+# An optional extra (tracing, analysis) is not installed: the message names it.
+_FAILED += (MissingExtraError,)
+# The worker's metrics port cannot listen.
+_FAILED += (OpsServerError,)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

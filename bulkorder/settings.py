@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bulkorder.seals import SealSettings
+from bulkorder.tracing import TracingSettings
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
@@ -25,6 +26,8 @@ from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
 
 DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
+#: Long enough for a record activity (one transaction) or a few batches of fulfillment.
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 class SettingsError(BulkorderError, ValueError):
@@ -111,6 +114,10 @@ class Settings:
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: OpenTelemetry tracing (bulkorder.tracing): off unless configured.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    #: Seconds a stopping worker gives in-flight activities (BULKORDER_GRACEFUL_SHUTDOWN_SECONDS).
+    graceful_shutdown_seconds: int = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
     #: ``bulkorder gc``'s default grace period, seconds (BULKORDER_GC_GRACE_SECONDS).
     gc_grace_seconds: int = 24 * 3600
     #: A write lease older than this protects nothing (BULKORDER_GC_LEASE_TTL_SECONDS).
@@ -131,6 +138,10 @@ class Settings:
             claim_check=_claim_check_settings(env),
             seal=_seal_settings(env),
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+            tracing=TracingSettings.from_env(env),
+            graceful_shutdown_seconds=_non_negative_int(
+                env, "BULKORDER_GRACEFUL_SHUTDOWN_SECONDS", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
+            ),
             gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
             gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
         )
@@ -146,6 +157,7 @@ class Settings:
             "task queue": self.task_queue,
             "blob store": self.blob_store.describe(),
             "event store": self.event_store.describe(),
+            "tracing": self.tracing.describe(),
             "claim check": f"payloads over {self.claim_check.threshold:,} bytes go to the blob store "
             f"(cache {self.claim_check.cache_bytes / 2**20:,.0f} MiB)",
         }
