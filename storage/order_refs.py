@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Iterator
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from bulkorder.domain.application import Orders
 from bulkorder.domain.order import Order
 from bulkorder.domain.order_counters import STATUS_AFTER
@@ -137,6 +139,22 @@ def recorded_roots(orders: Orders, purged: set[UUID]) -> RecordedRoots:
         if key is not None and event.originator_id not in purged:  # type: ignore[attr-defined]
             found.roots.add(root_id(key))
     return found
+
+
+def purged_orders(orders: Orders) -> set[UUID]:
+    """The orders whose items were purged or erased: only those events are read (the
+    notification log filtered by topic), so it is cheap whatever the log's size."""
+    topics = [get_topic(Order.ItemsPurged), get_topic(Order.OrderErased)]
+    purged: set[UUID] = set()
+    position = 0
+    while True:
+        page = orders.recorder.select_notifications(
+            start=position, limit=PAGE_SIZE, topics=topics, inclusive_of_start=False
+        )
+        if not page:
+            return purged
+        purged.update(notification.originator_id for notification in page)
+        position = page[-1].id
 
 
 def order_keys(orders: Orders, aggregate: UUID) -> Iterator[tuple[str, int]]:

@@ -263,9 +263,11 @@ class Analyst:
         processes: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """The order's items at ``version`` or instant ``at`` (else now) as Arrow record
-        batches, one per batch of the order, in order (columns: docs/analysts.md)."""
+        batches, one per batch of the order, in order (columns: docs/analysts.md).
+        :class:`~bulkorder.domain.errors.ItemsPurgedError` if its items were purged or erased."""
         from bulkorder.analysis.arrow_items import item_record_batches
 
+        self.check_items_readable(order_id)
         refs = self.batch_refs(order_id, self._version(order_id, version, at))
         return item_record_batches(self.batches, refs, workers=workers, processes=processes)
 
