@@ -24,6 +24,7 @@ from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.config import EventStoreConfig
+from bulkorder.storage.order_refs import purged_orders
 from bulkorder.analysis.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
 from bulkorder.analysis.read_model import OrderSummaryRow, SkuQuantity
 from bulkorder.analysis.event_log import EventLog
@@ -385,7 +386,9 @@ class Analyst:
             for name in (TIME_INDEX_VIEW, SUMMARY_VIEW):
                 self._view(name).reset()
         index = TimeIndexProjection(self._view(TIME_INDEX_VIEW))
-        summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), ItemStreamer(self.batches).read_items)
+        summaries = OrderSummaryProjection(
+            self._view(SUMMARY_VIEW), ItemStreamer(self.batches).read_items, purged=lambda: purged_orders(self.orders)
+        )
         runners = [
             PollingProjectionRunner(self.orders, projection, interval=interval) for projection in (index, summaries)
         ]

@@ -47,3 +47,16 @@ def test_an_export_of_the_log_leaves_purged_items_out(analyst_store: AnalystStor
         state = analyst.state("pur-2")
     assert (result.items, result.purged_batches) == (25, 1)
     assert state.erased_by == "dpo" and state.erasure_reason == "request"
+
+
+def test_the_summaries_read_model_says_a_purged_orders_batches_were_purged(analyst_store: AnalystStore) -> None:
+    write_order(analyst_store, "pur-3", [10, 10])
+    close(analyst_store, "pur-3")
+    asyncio.run(purge_closed_orders(analyst_store.batches.blobs, analyst_store.orders, None, closed_before=timedelta(0)))
+    with analyst_store.analyst() as analyst:
+        analyst.project()
+        report = analyst.report()
+    reasons = {entry.reason for entry in report.skipped}
+    assert reasons == {"items purged (retention or erasure): not counted"} and len(report.skipped) == 2
+    row = next(row for row in report.orders if row.order_id == "pur-3")
+    assert row.item_count == 20  # the counters come from the events, as before
