@@ -16,6 +16,7 @@ order, and fixing line ``N`` then running the same command again resumes there.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class _Crash:
 
 
 _END = object()
+logger = logging.getLogger(__name__)
 
 #: Seconds the sender waits for more refs before a call that would carry only one.
 SEND_LINGER = 0.1
@@ -261,7 +263,14 @@ class Pipeline:
         after the signals sent before it) says the workflow holds their refs."""
         if not self._signalled_leases:
             return
-        await self.client.summary(self.order_id)
+        try:
+            await self.client.summary(self.order_id)
+        except Exception as exc:  # noqa: BLE001 - the import is done; the leases just expire
+            logger.warning(
+                "order %s: no answer after the signals (%s): %d write leases left to expire",
+                self.order_id, exc, len(self._signalled_leases),
+            )
+            return
         await asyncio.to_thread(self.leases.release, self._signalled_leases)
         self._signalled_leases = []
 
