@@ -31,6 +31,11 @@ STATUS_AFTER: dict[str, str] = {
 }
 
 
+#: Events that change neither a counter nor the status: the end of an order's data
+#: (retention purged its items; it was erased). Its counters stay what they were.
+COUNTERS_UNCHANGED: frozenset[str] = frozenset({"ItemsPurged", "OrderErased"})
+
+
 class BatchClaims(Protocol):
     """What a batch adds to: the counters its ref claims (the aggregate counts batches by ID)."""
 

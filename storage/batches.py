@@ -18,6 +18,7 @@ from bulkorder.domain.seal import RefSealer
 from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
 from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
+from bulkorder.storage.leases import WriteLeases
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
 CONTENT_BATCH_ID_PREFIX = "sha256-"
@@ -140,8 +141,10 @@ class BatchStore:
         ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level)
         return self.seal(ref), data
 
-    def put_encoded(self, ref: BatchRef, data: bytes) -> None:
-        """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``."""
+    def put_encoded(self, ref: BatchRef, data: bytes, *, leases: WriteLeases | None = None) -> None:
+        """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``.
+        With ``leases`` (a lease on ``ref.key`` taken before), a blob found already stored
+        is made sure of after the gc runs under way (``WriteLeases.put_fenced``)."""
         check_batch_ref(ref)
         if len(data) != ref.size:
             raise BatchFormatError(
@@ -150,7 +153,17 @@ class BatchStore:
         actual = sha256_hex(data)
         if actual != ref.sha256:
             raise BlobIntegrityError(ref.key, ref.sha256, actual, context=f"batch {ref.batch_id!r}")
-        self.blobs.put(ref.key, data)
+        if leases is not None:
+            leases.put_fenced(ref.key, data)
+        else:
+            self.blobs.put(ref.key, data)
+
+    def put_leased(self, ref: BatchRef, data: bytes, leases: WriteLeases) -> str:
+        """Take a lease on ``ref.key``, then store the bytes (:meth:`put_encoded`); returns
+        the lease's key, to release once the workflow has acknowledged the ref."""
+        lease = leases.take([ref.key])
+        self.put_encoded(ref, data, leases=leases)
+        return lease
 
     def write(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> BatchRef:
         """Encode and store ``items``; returns the ref to hand to the workflow."""

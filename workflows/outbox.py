@@ -24,6 +24,7 @@ from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_refs
 from bulkorder.domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.storage.ref_proof import RefProver
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
@@ -106,11 +107,17 @@ class OrderOutbox:
             validate_item_dicts(chunk, f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item")
             for index, chunk in enumerate(chunks)
         ]
-        refs = [
-            self.batches.write(chunk, batch_id=None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}")
-            for index, chunk in enumerate(valid)
-        ]
-        return self.add_batches(order_id, refs)
+        # Each blob under a write lease until its ref is recorded: garbage collection
+        # keeps it, whatever its grace period.
+        leases = WriteLeases(self.batches.blobs)
+        refs = []
+        for index, chunk in enumerate(valid):
+            ref, data = self.batches.encode(chunk, None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}")
+            self.batches.put_leased(ref, data, leases)
+            refs.append(ref)
+        outcome = self.add_batches(order_id, refs)
+        leases.release_all()
+        return outcome
 
     def submit(self, order_id: str) -> RecordOutcome:
         """Record ``Submitted``; the relay then starts fulfillment in the workflow."""
