@@ -125,6 +125,10 @@ class Settings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
     #: Seconds a stopping worker gives in-flight activities (BULKORDER_GRACEFUL_SHUTDOWN_SECONDS).
     graceful_shutdown_seconds: int = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
+    #: ``bulkorder gc``'s default grace period, seconds (BULKORDER_GC_GRACE_SECONDS).
+    gc_grace_seconds: int = 24 * 3600
+    #: A write lease older than this protects nothing (BULKORDER_GC_LEASE_TTL_SECONDS).
+    gc_lease_ttl_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -146,6 +150,8 @@ class Settings:
             graceful_shutdown_seconds=_non_negative_int(
                 env, "BULKORDER_GRACEFUL_SHUTDOWN_SECONDS", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
             ),
+            gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
+            gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
         )
 
     def order_identity(self) -> OrderIdentity:

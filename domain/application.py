@@ -9,7 +9,7 @@ optimistic concurrency (aggregate versions) catches two writers racing.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -139,6 +139,7 @@ class Orders(Application[UUID]):
                 initial_batch_ids=change.initial_batch_ids,
                 idempotency_key=change.idempotency_key,
             )
+        order.refuse_if_erased("record a change")
         if change.create:
             self._check_same_request(order, change)
         return order
@@ -197,6 +198,28 @@ class Orders(Application[UUID]):
             applied_batch_ids=applied,
             duplicate_batch_ids=duplicates,
         )
+
+    def purge_items(self, order_id: str, reason: str) -> bool:
+        """Record ``ItemsPurged`` (retention deleted the order's items); ``False`` if the
+        order was purged already. Idempotent, safe against concurrent writers."""
+        return self._command(order_id, lambda order: order.purge_items(reason))
+
+    def erase(self, order_id: str, *, by: str, reason: str, key_destroyed: bool) -> bool:
+        """Record ``OrderErased``; ``False`` if the order was erased already."""
+        return self._command(order_id, lambda order: order.erase(by, reason, key_destroyed))
+
+    def _command(self, order_id: str, command: Callable[[Order], bool]) -> bool:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            order = self.get_order(order_id)
+            changed = command(order)
+            if not order.pending_events:
+                return changed
+            try:
+                self.save(order)
+            except IntegrityError:
+                continue  # another writer saved first: reload and decide again
+            return changed
+        raise OrderConflictError(f"order {order_id!r}: too many concurrent writers")
 
     # Reading.
 
