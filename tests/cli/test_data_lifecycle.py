@@ -113,9 +113,7 @@ async def test_erase_refuses_an_open_order_then_erases_it_once_cancelled(env: di
 
 
 def _types(stack: OrderStack, order_id: str) -> list[str]:
-    from bulkorder.domain.identifiers import aggregate_id_for
-
-    return [type(e).__name__ for e in stack.orders.events.get(aggregate_id_for(order_id))]
+    return [type(e).__name__ for e in stack.orders.events.get(stack.orders.aggregate_id(order_id))]
 
 
 @pytest.mark.parametrize(
