@@ -89,8 +89,9 @@ async def test_a_killed_temporal_server_is_restarted_and_orders_still_run(tmp_pa
 
         # The restarted server and the worker that stayed up still run an order end to end.
         items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(500)))
-        order_id = f"restart-{uuid.uuid4().hex[:8]}"
-        created = await run_cli("create", order_id, "--customer", "acme", "--items", str(items), env=env)
+        reference = f"restart-{uuid.uuid4().hex[:8]}"
+        order_id = f"acme/{reference}"
+        created = await run_cli("create", reference, "--customer", "acme", "--items", str(items), env=env)
         assert created.code == 0, created.stderr
         done = await run_cli("submit", order_id, "--wait", "--json", env=env)
         assert done.code == 0, done.stderr
