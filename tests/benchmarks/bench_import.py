@@ -39,6 +39,7 @@ import boto3
 from temporalio.client import Client
 
 from bulkorder.embedded import EmbeddedTemporal
+from bulkorder.identity_secret import IdentitySettings
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.bench_codec import moto_server
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -76,8 +77,8 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
     wait_for_line(worker, "worker polling")
     worker_rss = PeakRss(worker.pid)
-    order_id = f"bench-{uuid.uuid4().hex[:8]}"
-    command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create", "--customer", "bench"]
+    order_id = f"bench/bench-{uuid.uuid4().hex[:8]}"  # the order's name: customer/reference
+    command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create"]
     command += ["--batch-size", str(batch_size), "--json", "--quiet"]
     started = time.perf_counter()
     importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -99,7 +100,8 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
 
     async def histories() -> list[tuple[int, int, str]]:
         client = await Client.connect(address)
-        return await run_histories(client, f"order-{order_id}")
+        # The workflow ID is the name's keyed hash, with the secret the processes made in home.
+        return await run_histories(client, IdentitySettings().identity(home).workflow_id(order_id))
 
     runs = asyncio.run(histories())
     worker_own, _ = worker_rss.stop()
