@@ -45,7 +45,7 @@ class Runtime:
     def orders(self) -> Orders:
         """The event store (opened on first use: a client-only process never needs it)."""
         if self._orders is None:
-            self._orders = self.settings.event_store.open_orders()
+            self._orders = self.settings.open_orders()
         return self._orders
 
     def order_client(self) -> OrderClient:
@@ -117,7 +117,7 @@ async def open_runtime(settings: Settings, *, embedded: bool = False) -> AsyncIt
     try:
         client = await connect(settings, address)
         blobs = settings.blob_store.open()
-        batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home))
+        batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home), protection=settings.blob_protection())
         runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=batches)
         try:
             yield runtime

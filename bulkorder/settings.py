@@ -15,6 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from bulkorder.domain.application import Orders
+from bulkorder.encryption import EncryptionSettings, blob_protection, event_protection
+from bulkorder.storage.encryption.protection import BlobProtection
+from bulkorder.keyring_file import KEYRING_FILE
 from bulkorder.seals import SealSettings
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
@@ -111,6 +115,25 @@ class Settings:
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
+    encryption: EncryptionSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.encryption is None:
+            object.__setattr__(self, "encryption", EncryptionSettings(keyring_path=self.home / KEYRING_FILE))
+
+    @property
+    def encryption_settings(self) -> EncryptionSettings:
+        assert self.encryption is not None  # set in __post_init__
+        return self.encryption
+
+    def blob_protection(self) -> BlobProtection:
+        """How this deployment seals blobs (one cache of data keys per process)."""
+        return blob_protection(self.encryption_settings, self.blob_store)
+
+    def open_orders(self) -> Orders:
+        """The event store, its events encrypted at rest (close it when done)."""
+        return self.event_store.open_orders(event_protection(self.encryption_settings, self.blob_store))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +150,7 @@ class Settings:
             claim_check=_claim_check_settings(env),
             seal=_seal_settings(env),
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+            encryption=_encryption_settings(env, home),
         )
 
     def with_limits(self, **changes: int) -> Settings:
@@ -140,6 +164,7 @@ class Settings:
             "task queue": self.task_queue,
             "blob store": self.blob_store.describe(),
             "event store": self.event_store.describe(),
+            "encryption": self.encryption_settings.describe(),
             "claim check": f"payloads over {self.claim_check.threshold:,} bytes go to the blob store "
             f"(cache {self.claim_check.cache_bytes / 2**20:,.0f} MiB)",
         }
@@ -220,6 +245,13 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
             env, "BULKORDER_CODEC_SERVER_MAX_CONCURRENCY", DEFAULT_CODEC_SERVER_MAX_CONCURRENCY
         ),
     )
+
+
+def _encryption_settings(env: Mapping[str, str], home: Path) -> EncryptionSettings:
+    try:
+        return EncryptionSettings.from_env(env, home)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _seal_settings(env: Mapping[str, str]) -> SealSettings:

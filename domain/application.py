@@ -9,7 +9,7 @@ optimistic concurrency (aggregate versions) catches two writers racing.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -50,14 +50,23 @@ class ReportRefAsDict(Transcoding):
         return ReportRef(**data)
 
 
+class EventProtection(Protocol):
+    """Encryption at rest for the event store (``bulkorder.storage.encryption.events``):
+    wraps the application's mapper in one that seals what it stores."""
+
+    def protect(self, mapper: Mapper[UUID]) -> Mapper[UUID]: ...
+
+
 class Orders(Application[UUID]):
     """Event-sourced orders. Persistence comes from eventsourcing's own environment
-    variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``)."""
+    variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``); ``protection``
+    encrypts events at rest (settings-built stores always pass one)."""
 
     name = "Orders"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Order: SNAPSHOT_INTERVAL}
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, protection: EventProtection | None = None) -> None:
+        self._protection = protection  # read by construct_mapper, during super().__init__
         super().__init__(env)
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -65,7 +74,8 @@ class Orders(Application[UUID]):
         # reads them as today's classes (see domain/topics.py).
         configured = self.factory.env.get(self.factory.MAPPER_TOPIC)
         mapper_class = renamed_topics_mapper_class(resolve_topic(configured) if configured else None)
-        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=mapper_class)
+        mapper = self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=mapper_class)
+        return mapper if self._protection is None else self._protection.protect(mapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

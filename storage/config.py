@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 from bulkorder.storage.blob_store import BlobStore
 
 if TYPE_CHECKING:
-    from bulkorder.domain.application import Orders
+    from bulkorder.domain.application import EventProtection, Orders
 
 #: eventsourcing reads ``ORDERS_X`` before ``X`` for the ``Orders`` application.
 APP_PREFIX = "ORDERS_"
@@ -170,7 +170,7 @@ class EventStoreConfig:
             or "eventsourcing.popo"
         )
 
-    def open_orders(self) -> Orders:
+    def open_orders(self, protection: EventProtection | None = None) -> Orders:
         """Open the orders application on these settings (close it when done).
 
         eventsourcing merges the process environment under the variables given; every
@@ -186,7 +186,7 @@ class EventStoreConfig:
         dbname = self.get("SQLITE_DBNAME")
         if self.persistence_module == SQLITE_MODULE and dbname and not _is_special_sqlite_name(dbname):
             Path(dbname).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return Orders(env=env)
+        return Orders(env=env, protection=protection)
 
     def describe(self) -> str:
         """One line for logs and the CLI; never shows passwords or keys."""

@@ -153,13 +153,19 @@ class OrderClient:
         wait: bool = True,
     ) -> AddBatchesResult | None:
         """Validate items, store them as batches, and add the refs to the order."""
-        refs = await self.store_items(items, batch_size=batch_size, batch_id_prefix=batch_id_prefix)
+        refs = await self.store_items(items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, order_id=order_id)
         return await self.add_batches(order_id, refs, wait=wait)
 
     async def store_items(
-        self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 5_000, batch_id_prefix: str | None = None
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 5_000,
+        batch_id_prefix: str | None = None,
+        order_id: str | None = None,
     ) -> list[BatchRef]:
-        """Validate and store items as batches; return their refs (nothing sent to Temporal).
+        """Validate and store items as batches of ``order_id`` (sealed with its data key when
+        the batch store encrypts); return their refs (nothing sent to Temporal).
 
         Batches are validated, encoded and written in threads, at most
         ``STORE_WINDOW`` at a time: a generator of millions of items is read as it goes,
@@ -174,7 +180,7 @@ class OrderClient:
             where = f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item"
             valid = validate_item_dicts(part, where)
             batch_id = None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}"
-            return batches.write(valid, batch_id=batch_id)
+            return batches.write(valid, batch_id=batch_id, order_id=order_id)
 
         refs: list[BatchRef] = []
         in_flight: deque[asyncio.Future[BatchRef]] = deque()

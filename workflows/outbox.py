@@ -109,7 +109,9 @@ class OrderOutbox:
             for index, chunk in enumerate(chunks)
         ]
         refs = [
-            self.batches.write(chunk, batch_id=None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}")
+            self.batches.write(
+                chunk, batch_id=None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}", order_id=order_id
+            )
             for index, chunk in enumerate(valid)
         ]
         return self.add_batches(order_id, refs)

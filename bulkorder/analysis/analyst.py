@@ -13,8 +13,9 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import msgspec
 
+from bulkorder.encryption import event_protection
 from bulkorder.settings import Settings
-from bulkorder.domain.application import Orders
+from bulkorder.domain.application import EventProtection, Orders
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
 from bulkorder.domain.order import Order
@@ -90,15 +91,23 @@ class Analyst:
     up before each lookup.
     """
 
-    def __init__(self, event_store: EventStoreConfig, batches: BatchStore) -> None:
+    def __init__(
+        self, event_store: EventStoreConfig, batches: BatchStore, *, protection: EventProtection | None = None
+    ) -> None:
         self.event_store = event_store
         self.batches = batches
+        #: Encryption of the event store (settings-built analysts pass the deployment's).
+        self.protection = protection
         self._orders: Orders | None = None
         self._views: dict[str, OpenedView] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyst:
-        return cls(settings.event_store, BatchStore(settings.blob_store.open()))
+        return cls(
+            settings.event_store,
+            BatchStore(settings.blob_store.open(), protection=settings.blob_protection()),
+            protection=event_protection(settings.encryption_settings, settings.blob_store),
+        )
 
     def __enter__(self) -> Analyst:
         return self
@@ -117,7 +126,7 @@ class Analyst:
     @property
     def orders(self) -> Orders:
         if self._orders is None:
-            self._orders = self.event_store.open_orders()
+            self._orders = self.event_store.open_orders(self.protection)
         return self._orders
 
     def _view(self, name: str) -> Any:

@@ -160,7 +160,7 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     event store: there, the store is the source of truth and the workflow follows it.
     Rejected batches are listed with their reasons, from the event store."""
     check_order_id(args.order_id)
-    orders = settings.event_store.open_orders()
+    orders = settings.open_orders()
     try:
         order = orders.get_order(args.order_id) if orders.exists(args.order_id) else None
     finally:
