@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.keyring_file import KEYRING_FILE, load_keyring_file
-from bulkorder.storage.config import BlobStoreConfig
+from bulkorder.storage.config import BlobStoreConfig, redact_url
 from bulkorder.storage.encryption.data_keys import DataKeys
 from bulkorder.storage.encryption.keyring import Keyring, KmsKeyring
 from bulkorder.storage.encryption.events import EventProtection
@@ -30,7 +30,7 @@ class EncryptionSettingsError(BulkorderError, ValueError):
     """An encryption setting is malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EncryptionSettings:
     keyring_path: Path
     enabled: bool = True
@@ -54,6 +54,13 @@ class EncryptionSettings:
             ),
             kms_endpoint_url=env.get("BULKORDER_KMS_ENDPOINT_URL") or env.get("BULKORDER_S3_ENDPOINT_URL") or None,
             kms_region=env.get("BULKORDER_S3_REGION") or None,
+        )
+
+    def __repr__(self) -> str:
+        endpoint = redact_url(self.kms_endpoint_url) if self.kms_endpoint_url else None
+        return (
+            f"EncryptionSettings(keyring_path={str(self.keyring_path)!r}, enabled={self.enabled}, "
+            f"kms_key_id={self.kms_key_id!r}, kms_endpoint_url={endpoint!r}, kms_region={self.kms_region!r})"
         )
 
     def keyring(self) -> Keyring:

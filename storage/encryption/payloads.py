@@ -1,0 +1,141 @@
+"""Every Temporal payload encrypted: Temporal's encryption-codec pattern, with per-order keys.
+
+:class:`EncryptionCodec` seals each payload (small ones and ``BatchRef``s included) whole,
+metadata and data, into a payload of encoding :data:`ENCRYPTED_ENCODING` whose metadata
+names the data key (``encryption-key-id``); the envelope's header names it again, inside
+the authenticated data. Temporal's database, and its UI without the codec server, hold
+nothing readable.
+
+Which key: temporalio (≥1.2x) gives a codec the *serialization context* of each call
+(``WithSerializationContext``): the workflow ID of the workflow whose input, result,
+signal, update, query, memo or activity a payload is. For an order's workflow
+(``order-<order ID>``) the payload is sealed with that order's data key, so erasing the
+order makes its workflows' payloads, and the claim-check blobs holding them, unreadable;
+any other payload (no context, another workflow) uses the deployment's ``payloads`` key.
+
+:class:`ProtectedPayloadCodec` is what the data converter holds: encryption first, then
+the claim check (:class:`~bulkorder.storage.claim_check.ClaimCheckCodec`), so a claim-check
+blob holds a sealed payload and the reference left in Temporal shows only a key and a
+hash. Decoding runs the other way. Payloads without encryption (histories from before,
+saved test histories) decode as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Sequence
+
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
+
+from bulkorder.domain.identifiers import InvalidIdentifierError, order_id_from_workflow_id
+from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.encryption.data_keys import PAYLOADS_KEY_ID, DataKeys
+from bulkorder.storage.encryption.envelope import PURPOSE_PAYLOAD, DataKey, open_sealed, read_header, seal
+from bulkorder.storage.encryption.errors import EnvelopeFormatError
+
+ENCRYPTED_ENCODING = b"binary/bulkorder-encrypted"
+KEY_ID_METADATA = "encryption-key-id"
+#: Payloads over this many bytes are sealed in a thread, off Temporal's event loop.
+_INLINE_BYTES = 256 * 1024
+
+
+def _workflow_id(context: SerializationContext | None) -> str | None:
+    if isinstance(context, (WorkflowSerializationContext, ActivitySerializationContext)):
+        return context.workflow_id
+    return None
+
+
+def order_of_workflow(workflow_id: str | None) -> str | None:
+    """The order whose workflow this is, or ``None``."""
+    if not workflow_id:
+        return None
+    try:
+        return order_id_from_workflow_id(workflow_id)
+    except InvalidIdentifierError:
+        return None
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """Seals every payload; ``keys`` opens the deployment's data keys on first use."""
+
+    def __init__(
+        self,
+        keys: Callable[[], DataKeys],
+        *,
+        encrypt: bool = True,
+        context: SerializationContext | None = None,
+    ) -> None:
+        self._keys = keys
+        self.encrypt = encrypt
+        self.context = context
+        self.order_id = order_of_workflow(_workflow_id(context))
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        return EncryptionCodec(self._keys, encrypt=self.encrypt, context=context)
+
+    def _key(self) -> DataKey:
+        keys = self._keys()
+        return keys.for_order(self.order_id) if self.order_id is not None else keys.get_or_create(PAYLOADS_KEY_ID)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not self.encrypt or not payloads:
+            return list(payloads)
+        key = await asyncio.to_thread(self._key)  # blob I/O on the order's first use only
+        if sum(p.ByteSize() for p in payloads) <= _INLINE_BYTES:
+            return [_seal(key, p) for p in payloads]
+        return await asyncio.to_thread(lambda: [_seal(key, p) for p in payloads])
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not any(p.metadata.get("encoding") == ENCRYPTED_ENCODING for p in payloads):
+            return list(payloads)
+        return await asyncio.to_thread(lambda: [self._open(p) for p in payloads])
+
+    def _open(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCRYPTED_ENCODING:
+            return payload
+        named = payload.metadata.get(KEY_ID_METADATA, b"").decode("ascii", "replace")
+        where = f"encrypted payload (data key {named})"
+        head = read_header(payload.data, where=where)
+        if head.key_id != named:
+            raise EnvelopeFormatError(f"{where}: its envelope names data key {head.key_id}", head.key_id)
+        plain = open_sealed(self._keys().get(head.key_id), payload.data, where=where, purpose=PURPOSE_PAYLOAD)
+        original = Payload()
+        try:
+            original.ParseFromString(plain)
+        except DecodeError as exc:
+            raise EnvelopeFormatError(f"{where}: does not hold a payload: {exc}", head.key_id) from None
+        return original
+
+
+def _seal(key: DataKey, payload: Payload) -> Payload:
+    if payload.metadata.get("encoding") == ENCRYPTED_ENCODING:
+        return payload  # never sealed twice
+    return Payload(
+        metadata={"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key.key_id.encode("ascii")},
+        data=seal(key, PURPOSE_PAYLOAD, payload.SerializeToString(deterministic=True)),
+    )
+
+
+class ProtectedPayloadCodec(PayloadCodec, WithSerializationContext):
+    """Encryption, then the claim check (the data converter's codec)."""
+
+    def __init__(self, encryption: EncryptionCodec, claim_check: ClaimCheckCodec) -> None:
+        self.encryption = encryption
+        self.claim_check = claim_check
+
+    def with_context(self, context: SerializationContext) -> ProtectedPayloadCodec:
+        return ProtectedPayloadCodec(self.encryption.with_context(context), self.claim_check)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self.claim_check.encode(await self.encryption.encode(payloads))
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self.encryption.decode(await self.claim_check.decode(payloads))
