@@ -21,7 +21,8 @@ from eventsourcing.domain import Aggregate
 
 from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
 from bulkorder.domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
-from bulkorder.domain.refs import BatchRef, ReportRef, add_totals, check_batch_ref, check_report_ref, totals_over_limit
+from bulkorder.domain.order_counters import add_batch_claims, rejected_items, status_after
+from bulkorder.domain.refs import BatchRef, ReportRef, check_batch_ref, check_report_ref, totals_over_limit
 from bulkorder.domain.summary import (  # noqa: F401 - the codes are part of this module's API
     REJECTED_INVALID_REF,
     REJECTED_ORDER_CLOSED,
@@ -71,10 +72,9 @@ class Order(Aggregate):
         upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
+            # Batches are counted by ID (``batch_count``): applied at most once.
             order.batch_ids[self.batch.batch_id] = len(order.batch_ids)
-            order.item_count += self.batch.item_count
-            order.quantity += self.batch.quantity
-            add_totals(order.totals, self.batch.totals)
+            add_batch_claims(order, self.batch)
 
     class BatchRejected(Aggregate.Event):
         """v2 added ``code`` (v1 events get it from their reason, as new ones do); v3 added
@@ -101,8 +101,7 @@ class Order(Aggregate):
 
         def apply(self, order: Order) -> None:
             order.rejected_batch_ids[self.batch_id] = self.reason
-            if self.at_fulfillment:
-                order.rejected_items += self.item_count
+            order.rejected_items += rejected_items(self)
 
     class Submitted(Aggregate.Event):
         """v2 added ``via_outbox``."""
@@ -112,7 +111,7 @@ class Order(Aggregate):
         upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
-            order.status = OrderStatus.SUBMITTED
+            order.status = status_after(self)
             order.submitted_at = self.timestamp
 
     class FulfillmentCompleted(Aggregate.Event):
@@ -120,7 +119,7 @@ class Order(Aggregate):
         report: ReportRef
 
         def apply(self, order: Order) -> None:
-            order.status = OrderStatus.FULFILLED
+            order.status = status_after(self)
             order.report = self.report
             order.closed_at = self.timestamp
 
@@ -132,7 +131,7 @@ class Order(Aggregate):
         reason: str
 
         def apply(self, order: Order) -> None:
-            order.status = OrderStatus.FAILED
+            order.status = status_after(self)
             order.failure_reason = self.reason
             order.closed_at = self.timestamp
 
@@ -144,7 +143,7 @@ class Order(Aggregate):
         reason: str
 
         def apply(self, order: Order) -> None:
-            order.status = OrderStatus.SUBMITTED
+            order.status = status_after(self)
             order.failure_reason = None
             order.closed_at = None
             order.fulfillment_retries += 1
@@ -161,7 +160,7 @@ class Order(Aggregate):
         upcast_v1_v2 = staticmethod(_not_via_outbox)
 
         def apply(self, order: Order) -> None:
-            order.status = OrderStatus.CANCELLED
+            order.status = status_after(self)
             order.cancel_reason = self.reason
             order.closed_at = self.timestamp
 

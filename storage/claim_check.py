@@ -9,9 +9,13 @@ payload whose serialized size is over the threshold is
 1. serialized, metadata and data, so it comes back byte for byte (in two parts, so a
    large one is not copied whole: :mod:`bulkorder.storage.payload_wire`),
 2. compressed with zstd (kept raw if that does not make it smaller),
-3. written to the blob store under ``payloads/<sha[:2]>/<sha>``, the sha-256 of the
+3. (if it is not kept inline, see 4) written to the blob store under ``payloads/<sha[:2]>/<sha>``, the sha-256 of the
    stored bytes (identical payloads share one blob; a reader can check what it got),
-4. replaced by a reference payload of ~250 bytes: encoding ``binary/bulkorder-claim-check``
+4. kept inline, compressed, if that makes it no larger than the threshold (encoding
+   ``binary/bulkorder-zstd``, its original size in the metadata): Temporal then carries
+   no more than it carries for a payload at the threshold, and no blob-store request is
+   made at all (a 1 MiB list of items compresses ~10x). Otherwise it is
+5. replaced by a reference payload of ~250 bytes: encoding ``binary/bulkorder-claim-check``
    and a small JSON body (:class:`ClaimCheck`: key, sha-256, stored and original size,
    compression; the reference and the checks on it live in :mod:`bulkorder.storage.claim_check_ref`).
 
@@ -58,11 +62,15 @@ from bulkorder.storage.bounded_zstd import decompress_bounded
 from bulkorder.storage.claim_check_ref import (
     COMPRESSION_NONE,
     COMPRESSION_ZSTD,
+    INLINE_ENCODING,
+    INLINE_SIZE_KEY,
     KEY_PREFIX,
     MAX_EXPANSION_RATIO,
     MAX_REFERENCE_BYTES,
     REFERENCE_ENCODING,
     ClaimCheck,
+    inline_original_size,
+    is_inline,
     is_reference,
 )
 from bulkorder.storage.errors import (
@@ -134,6 +142,7 @@ class ClaimCheckCodec(PayloadCodec):
         max_attempts: int = DEFAULT_ATTEMPTS,
         retry_delay: float = 0.2,
         max_workers: int = 8,
+        inline: bool = True,
     ) -> None:
         if threshold < MIN_THRESHOLD:
             raise ValueError(f"claim-check threshold must be at least {MIN_THRESHOLD} bytes, not {threshold}")
@@ -145,6 +154,9 @@ class ClaimCheckCodec(PayloadCodec):
         else:
             self._store, self._open_store = None, store
         self.threshold = threshold
+        #: Keep payloads that compress to the threshold or less inline (readers of
+        #: bulkorder before 0.2 cannot decode them: turn off while such readers remain).
+        self.inline = inline
         self.zstd_level = zstd_level
         self.prefix = prefix
         self.max_attempts = max_attempts
@@ -184,12 +196,12 @@ class ClaimCheckCodec(PayloadCodec):
         return await self._each(payloads, self._needs_encoding, self._encode_one)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        decoded = await self._each(payloads, is_reference, self._decode_one)
+        decoded = await self._each(payloads, _is_encoded, self._decode_one)
         self._maybe_log_stats()
         return decoded
 
     def _needs_encoding(self, payload: Payload) -> bool:
-        return not is_reference(payload) and payload_is_larger_than(payload, self.threshold)
+        return not _is_encoded(payload) and payload_is_larger_than(payload, self.threshold)
 
     async def _each(
         self, payloads: Sequence[Payload], selected: Callable[[Payload], bool], work: Callable[[Payload], Payload]
@@ -224,6 +236,10 @@ class ClaimCheckCodec(PayloadCodec):
         compressed = _compress((head, data), self.zstd_level)
         # A payload that compresses past what readers accept is stored as it is.
         if len(compressed) < size and size <= MAX_EXPANSION_RATIO * len(compressed):
+            if self.inline and len(compressed) <= self.threshold:
+                return Payload(
+                    metadata={"encoding": INLINE_ENCODING, INLINE_SIZE_KEY: str(size).encode()}, data=compressed
+                )
             stored, compression = compressed, COMPRESSION_ZSTD
         else:
             stored, compression = head + data, COMPRESSION_NONE
@@ -239,17 +255,26 @@ class ClaimCheckCodec(PayloadCodec):
         )
         return claim.to_payload()
 
-    def _decode_one(self, reference: Payload) -> Payload:
-        claim = ClaimCheck.from_payload(reference, prefix=self.prefix)
-        raw = self.cache.get(claim.key)
-        if raw is None:
-            raw = self._fetch(claim)
-            self.cache.put(claim.key, raw)
+    def _decode_one(self, encoded: Payload) -> Payload:
+        if is_inline(encoded):
+            where = f"inline compressed payload ({len(encoded.data)} bytes)"
+            raw = decompress_bounded(
+                encoded.data, inline_original_size(encoded), where=where, error=ClaimCheckError, exact=True,
+                bound="its metadata's original size is",
+            )
+        else:
+            claim = ClaimCheck.from_payload(encoded, prefix=self.prefix)
+            where = f"claim-check blob {claim.key!r}"
+            cached = self.cache.get(claim.key)
+            if cached is None:
+                cached = self._fetch(claim)
+                self.cache.put(claim.key, cached)
+            raw = cached
         payload = Payload()
         try:
             payload.ParseFromString(raw)
         except DecodeError as exc:
-            raise ClaimCheckError(f"claim-check blob {claim.key!r} does not hold a payload: {exc}") from None
+            raise ClaimCheckError(f"{where} does not hold a payload: {exc}") from None
         return payload
 
     def _fetch(self, claim: ClaimCheck) -> bytes:
@@ -308,6 +333,10 @@ class ClaimCheckCodec(PayloadCodec):
         logger.info("claim-check cache: %s", stats.describe())
 
 
+def _is_encoded(payload: Payload) -> bool:
+    return is_reference(payload) or is_inline(payload)
+
+
 async def _gather_cancel_on_error(futures: Sequence[asyncio.Future[_T] | Coroutine[Any, Any, _T]]) -> list[_T]:
     """All results, or the first error (the others are cancelled; no ExceptionGroup)."""
     tasks = [asyncio.ensure_future(future) for future in futures]
@@ -329,10 +358,12 @@ __all__ = [
     "MAX_EXPANSION_RATIO",
     "MAX_REFERENCE_BYTES",
     "MIN_THRESHOLD",
+    "INLINE_ENCODING",
     "REFERENCE_ENCODING",
     "CacheStats",
     "ClaimCheck",
     "ClaimCheckCodec",
     "PayloadCache",
+    "is_inline",
     "is_reference",
 ]

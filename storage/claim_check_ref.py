@@ -109,6 +109,34 @@ class ClaimCheck:
         return cls(key, sha, stored, original, compression)
 
 
+#: The ``encoding`` of a payload kept inline, compressed: over the threshold as it was, at
+#: or under it once compressed, so it costs Temporal no more than an uncompressed payload
+#: at the threshold and makes no blob-store request at all.
+INLINE_ENCODING = b"binary/bulkorder-zstd"
+#: Metadata of an inline payload: its serialized size before compression, in ASCII digits.
+INLINE_SIZE_KEY = "bulkorder-original-size"
+
+
+def inline_original_size(payload: Payload) -> int:
+    """The size an inline compressed payload claims to restore to, checked like a
+    reference's: digits only, within protobuf's limit and :data:`MAX_EXPANSION_RATIO`."""
+    text = payload.metadata.get(INLINE_SIZE_KEY, b"")
+    where = f"inline compressed payload ({len(payload.data)} bytes)"
+    if not (0 < len(text) <= 10 and text.isdigit()):
+        raise ClaimCheckError(f"{where}: {INLINE_SIZE_KEY} {text[:20]!r} is not a size in bytes")
+    size = int(text)
+    if size > MAX_ORIGINAL_SIZE or size > MAX_EXPANSION_RATIO * len(payload.data):
+        raise ClaimCheckError(
+            f"{where}: promises {size} bytes, above the limit of {MAX_EXPANSION_RATIO}x its size or {MAX_ORIGINAL_SIZE}"
+        )
+    return size
+
+
+def is_inline(payload: Payload) -> bool:
+    """True if ``payload`` is kept inline, compressed, by the claim-check codec."""
+    return payload.metadata.get("encoding") == INLINE_ENCODING
+
+
 def is_reference(payload: Payload) -> bool:
     """True if ``payload`` is a claim-check reference (it must never be wrapped again)."""
     return payload.metadata.get("encoding") == REFERENCE_ENCODING

@@ -36,7 +36,8 @@ from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
-from bulkorder.workflows.order_workflow import FULFILLMENT_FAILED, ORDER_EXISTS, OrderWorkflow
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_EXISTS
+from bulkorder.workflows.order_workflow import OrderWorkflow
 from bulkorder.workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
 
 T = TypeVar("T")

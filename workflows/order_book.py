@@ -1,8 +1,10 @@
 """The order's book inside its workflow: what handlers accept, refuse and count.
 
 The bookkeeping half of :class:`~bulkorder.workflows.order_workflow.OrderWorkflow` (its base class),
-kept apart so the workflow module reads as the order's lifecycle and its handlers. Workflow
-code: deterministic, sandbox-safe, no I/O. It works on the workflow's state
+kept apart so the workflow module reads as the order's lifecycle and its handlers: the
+conditions its main loop waits on, what fulfillment is asked to check, accepting and
+refusing refs, and the order's summary (counted by :mod:`bulkorder.domain.order_counters`).
+Workflow code: deterministic, sandbox-safe, no I/O. It works on the workflow's state
 (``self._state``: pending refs, rejections, status, the counters last recorded) and the
 batch IDs seen this run (``self._seen``).
 """
@@ -15,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from bulkorder.domain.order_counters import add_batch
     from bulkorder.domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
     from bulkorder.domain.summary import (
         REJECTED_INVALID_REF,
@@ -24,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         OrderSummary,
         Rejection,
     )
-    from bulkorder.workflows.messages import OrderState
+    from bulkorder.workflows.messages import FulfillRequest, OrderLimits, OrderState
     from bulkorder.workflows.order_rules import INVALID_ORDER, ORDER_CLOSED, ORDER_IS_DB_FIRST, ClaimedCounters
 
 #: Patch: a signalled batch that would pass the order bounds is rejected (``order_limit``).
@@ -35,9 +38,56 @@ class OrderBook:
     """Accepting, refusing and counting refs; the order's summary as the workflow sees it."""
 
     _state: OrderState
+    _limits: OrderLimits
     _seen: set[str]
     _pending_claims: ClaimedCounters
     _input_error: str | None
+    _signals: int
+    _updates: int
+    _retry_reason: str | None
+
+    # ---- what the main loop waits on ---------------------------------------------------
+
+    def _has_unrecorded(self) -> bool:
+        recorded_status = self._recorded().status
+        return bool(
+            self._state.pending
+            or self._state.rejections
+            or (self._state.submit_requested and recorded_status == OrderStatus.OPEN)
+            or (self._state.cancel_reason is not None and recorded_status == OrderStatus.OPEN)
+        )
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._limits.max_history_events
+            or info.get_current_history_size() >= self._limits.max_history_bytes
+            or self._signals >= self._limits.max_signals
+            or self._updates >= self._limits.max_updates
+        )
+
+    def _fulfill_request(self) -> FulfillRequest:
+        recorded = self._recorded()
+        return FulfillRequest(
+            order_id=self._state.order_id,
+            expected_items=recorded.item_count,
+            expected_batches=recorded.batch_count,
+            up_to_version=recorded.version,
+            concurrency=self._limits.fulfillment_concurrency,
+        )
+
+    async def _wait_for_operator(self) -> None:
+        """Until an operator retries or cancels, or the hold runs out."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._retry_reason is not None or self._state.cancel_reason is not None,
+                timeout=self._limits.failed_hold_seconds,
+            )
+        except TimeoutError:
+            pass
+
+    # ---- accepting and refusing refs --------------------------------------------------
 
     def _recorded(self) -> OrderSummary:
         if self._state.recorded is None:
@@ -70,8 +120,7 @@ class OrderBook:
         """What the recorded counters and the pending refs claim together."""
         recorded = self._recorded()
         claimed = ClaimedCounters(recorded.quantity + self._pending_claims.quantity, recorded.totals)
-        for currency, amount in self._pending_claims.totals.items():
-            claimed.totals[currency] = claimed.totals.get(currency, 0) + amount
+        add_totals(claimed.totals, self._pending_claims.totals)
         return claimed
 
     def _reject(self, ref: BatchRef, reason: str, code: str = "") -> None:
@@ -108,10 +157,7 @@ class OrderBook:
         recorded = self._recorded()
         summary = replace(recorded, totals=dict(recorded.totals), status=self._state.status)
         for ref in self._state.pending:
-            summary.item_count += ref.item_count
-            summary.batch_count += 1
-            summary.quantity += ref.quantity
-            add_totals(summary.totals, ref.totals)
+            add_batch(summary, ref)
         summary.pending_batches = len(self._state.pending)
         summary.rejected_batches += len(self._state.rejections)
         return summary

@@ -1,7 +1,6 @@
 """What the order workflow refuses, and how it retries its activities.
 
-Kept apart from :mod:`bulkorder.workflows.order_workflow` (which re-exports the error types) and
-sandbox-safe like it: the error types callers match on, the activities' retry policies
+Kept apart from :mod:`bulkorder.workflows.order_workflow` and sandbox-safe like it: the error types callers match on, the activities' retry policies
 and timeouts, and the check of refs every handler applies.
 """
 
@@ -26,13 +25,14 @@ ORDER_IS_DB_FIRST = "OrderIsDbFirst"
 #: A batch would take the order's quantity or a total past the bounds in bulkorder.domain.limits.
 ORDER_LIMIT = "OrderLimitExceeded"
 
-# Errors from the event store that retrying cannot fix (see bulkorder.workflows.activities).
-PERMANENT_RECORD_ERRORS = ["OrderConflictError", "OrderClosedError", "OrderNotFoundError", "InvalidRefError"]
-
+# What is not worth retrying is decided in one place, by the activities themselves
+# (bulkorder.workflows.activity_errors: a deterministic failure arrives as a non-retryable
+# ApplicationError), so these policies say only how to back off. A policy is part of the
+# ScheduleActivityTask command, but replay compares only an activity's ID and type (sdk-core's
+# activity state machine), so runs scheduled with the older lists replay unchanged.
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=PERMANENT_RECORD_ERRORS,
 )
 # A record is one small transaction; a short timeout is how a worker killed mid-call is
 # noticed (SIGKILL sends nothing). An attempt that outlives it is retried, harmlessly:
@@ -41,7 +41,6 @@ RECORD_TIMEOUT = timedelta(seconds=20)
 FULFILL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BlobNotFoundError", "BlobIntegrityError", "BatchFormatError", "FulfillmentMismatch"],
 )
 
 

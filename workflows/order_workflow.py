@@ -35,12 +35,11 @@ with workflow.unsafe.imports_passed_through():
         SUBMIT,
         AddBatchesResult,
         CreateRequest,
-        FulfillRequest,
         OrderInput,
         OrderState,
         OrderStats,
     )
-    from bulkorder.workflows.order_book import PATCH_ORDER_LIMITS, OrderBook
+    from bulkorder.workflows.order_book import OrderBook
     from bulkorder.workflows.order_rules import (
         CREATE_REFUSED,
         FULFILLMENT_FAILED,
@@ -48,8 +47,6 @@ with workflow.unsafe.imports_passed_through():
         INVALID_REF,
         ORDER_CLOSED,
         ORDER_EXISTS,
-        ORDER_IS_DB_FIRST,
-        ORDER_LIMIT,
         RECORD_RETRY,
         RECORD_TIMEOUT,
         ClaimedCounters,
@@ -58,11 +55,7 @@ with workflow.unsafe.imports_passed_through():
         check_refs,
     )
 
-__all__ = [
-    "CREATE_REFUSED", "FULFILLMENT_FAILED", "INVALID_ORDER", "INVALID_REF", "ORDER_CLOSED", "ORDER_EXISTS",
-    "ORDER_IS_DB_FIRST", "ORDER_LIMIT", "PATCH_FULFILLMENT_RECOVERY", "PATCH_ORDER_LIMITS",
-    "PATCH_RECORDED_FULFILLMENT", "PATCH_UNRECORDABLE_BATCHES", "OrderWorkflow",
-]
+__all__ = ["OrderWorkflow"]
 
 #: Patch: fulfillment v2 (unreadable batches recorded as rejections; a failure recorded
 #: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
@@ -155,25 +148,6 @@ class OrderWorkflow(OrderBook):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary()
 
-    def _has_unrecorded(self) -> bool:
-        recorded_status = self._recorded().status
-        return bool(
-            self._state.pending
-            or self._state.rejections
-            or (self._state.submit_requested and recorded_status == OrderStatus.OPEN)
-            or (self._state.cancel_reason is not None and recorded_status == OrderStatus.OPEN)
-        )
-
-    def _continue_as_new_due(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._limits.max_history_events
-            or info.get_current_history_size() >= self._limits.max_history_bytes
-            or self._signals >= self._limits.max_signals
-            or self._updates >= self._limits.max_updates
-        )
-
     def _continue_as_new(self) -> None:
         self._state.runs += 1
         workflow.continue_as_new(
@@ -242,16 +216,6 @@ class OrderWorkflow(OrderBook):
         self._state.recorded = outcome.summary
         return outcome
 
-    def _fulfill_request(self) -> FulfillRequest:
-        recorded = self._recorded()
-        return FulfillRequest(
-            order_id=self._state.order_id,
-            expected_items=recorded.item_count,
-            expected_batches=recorded.batch_count,
-            up_to_version=recorded.version,
-            concurrency=self._limits.fulfillment_concurrency,
-        )
-
     async def _fulfill_and_record(self) -> None:
         """v2: record fulfillment's outcome (report and unreadable batches, or the
         failure) before the workflow ends. On failure, the order waits for an operator
@@ -281,16 +245,6 @@ class OrderWorkflow(OrderBook):
                     continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise ApplicationError(failure, type=FULFILLMENT_FAILED, non_retryable=True)
-
-    async def _wait_for_operator(self) -> None:
-        """Until an operator retries or cancels, or the hold runs out."""
-        try:
-            await workflow.wait_condition(
-                lambda: self._retry_reason is not None or self._state.cancel_reason is not None,
-                timeout=self._limits.failed_hold_seconds,
-            )
-        except TimeoutError:
-            pass
 
     # ---- handlers: accept or refuse, never wait on I/O --------------------------------
 

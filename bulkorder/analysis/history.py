@@ -14,6 +14,7 @@ from uuid import UUID
 
 from bulkorder.domain.errors import BulkorderError, OrderError
 from bulkorder.domain.order import Order
+from bulkorder.domain.order_counters import RunningCounts, count_event
 from bulkorder.domain.refs import BatchRef, ReportRef
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -110,7 +111,9 @@ class EventRecord:
 
 def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[EventRecord]:
     """An :class:`EventRecord` per event; ``item_count`` is the count before the first one."""
+    counts = RunningCounts(item_count=item_count)
     for event in events:
+        count_event(counts, event)
         batch_id: str | None = None
         items = 0
         detail = ""
@@ -127,14 +130,13 @@ def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[Even
             detail = f"report {event.report.key} ({event.report.item_count} items, {event.report.sku_count} SKUs)"
         elif isinstance(event, (Order.FulfillmentFailed, Order.FulfillmentRetried)):
             detail = event.reason
-        item_count += items
         yield EventRecord(
             version=event.originator_version,
             type=event_type(event),
             timestamp=event.timestamp,
             batch_id=batch_id,
             items=items,
-            item_count=item_count,
+            item_count=counts.item_count,
             detail=detail,
         )
 

@@ -1,4 +1,5 @@
-"""What the analysts' read model holds, and how each ``Order`` event changes it.
+"""What the analysts' read model holds, and how each ``Order`` event changes it
+(the counters by the domain's rules, :mod:`bulkorder.domain.order_counters`).
 
 Pure functions (no I/O): the projection in :mod:`bulkorder.analysis.projections` loads rows, calls
 :func:`project_summary` for each event in order, and saves the rows with its tracking
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from bulkorder.domain.order import Order
-from bulkorder.domain.refs import add_totals
+from bulkorder.domain.order_counters import count_event
 from bulkorder.domain.summary import OrderStatus
 
 
@@ -76,23 +77,14 @@ def project_summary(row: OrderSummaryRow | None, event: Any) -> OrderSummaryRow:
             "arrived before the order's Created event"
         )
     new = replace(row, totals=dict(row.totals), version=event.originator_version)
-    if isinstance(event, Order.ItemsAdded):
-        new.item_count += event.batch.item_count
-        new.batch_count += 1
-        new.quantity += event.batch.quantity
-        add_totals(new.totals, event.batch.totals)
-    elif isinstance(event, Order.BatchRejected):
-        new.rejected_batches += 1
-    elif isinstance(event, Order.Submitted):
-        new.status, new.submitted_at = OrderStatus.SUBMITTED, event.timestamp
+    count_event(new, event)
+    # When it happened: the row's own columns, beside the counters.
+    if isinstance(event, Order.Submitted):
+        new.submitted_at = event.timestamp
     elif isinstance(event, Order.FulfillmentCompleted):
-        new.status, new.fulfilled_at = OrderStatus.FULFILLED, event.timestamp
+        new.fulfilled_at = event.timestamp
     elif isinstance(event, Order.Cancelled):
-        new.status, new.cancelled_at = OrderStatus.CANCELLED, event.timestamp
-    elif isinstance(event, Order.FulfillmentFailed):
-        new.status = OrderStatus.FAILED
-    elif isinstance(event, Order.FulfillmentRetried):
-        new.status = OrderStatus.SUBMITTED
+        new.cancelled_at = event.timestamp
     return new
 
 

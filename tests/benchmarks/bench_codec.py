@@ -1,6 +1,6 @@
 """Claim-check codec versus temporalio's ExternalStorage (S3 driver) versus raw boto3.
 
-    python -m tests.benchmarks.bench_codec [--sizes 1,8,32] [--repeat 3]
+    python -m tests.benchmarks.bench_codec [--sizes 1,8,32] [--repeat 3] [--latency-ms 0,20]
 
 One run, one moto S3 server (HTTP, in a process of its own), the same payloads for
 every system: a list of realistic order items (``bulkorder.domain.sample_items``) as the JSON
@@ -21,6 +21,11 @@ Every repetition changes one metadata value, so no system can skip an upload bec
 content-addressed key already exists. The systems take turns (round robin), times are
 medians of the repetitions (after one warm-up each), and each decode is checked byte for
 byte against the original.
+
+Every system reaches moto through the same loopback latency proxy
+(``tests/fixtures/latency_proxy.py``), which delays each request by ``--latency-ms``
+(default 0 and 20: moto answers in a few milliseconds, real S3 in tens), so the two
+tables differ only in the request latency.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from temporalio.converter import DataConverter, ExternalStorage
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.claim_check import ClaimCheckCodec
 from bulkorder.storage.s3_store import S3BlobStore
+from tests.fixtures.latency_proxy import latency_proxy_process
 
 MiB = 1024 * 1024
 REGION = "us-east-1"
@@ -170,12 +176,14 @@ def build_systems(endpoint: str, s3: Any) -> list[System]:
         decode_s, [decoded] = await timed(external.decode(encoded, [RawValue]))
         return encode_s, decode_s, decoded.payload
 
+    raw = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)  # through the same proxy
+
     async def floor(payload: Payload) -> tuple[float, float, Payload]:
         key = f"raw/{uuid.uuid4().hex}"
         start = time.perf_counter()
-        s3.put_object(Bucket=buckets["floor"], Key=key, Body=payload.SerializeToString())
+        raw.put_object(Bucket=buckets["floor"], Key=key, Body=payload.SerializeToString())
         middle = time.perf_counter()
-        decoded = Payload.FromString(s3.get_object(Bucket=buckets["floor"], Key=key)["Body"].read())
+        decoded = Payload.FromString(raw.get_object(Bucket=buckets["floor"], Key=key)["Body"].read())
         return middle - start, time.perf_counter() - middle, decoded
 
     return [
@@ -272,18 +280,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,8,32", help="payload sizes in MiB (default 1,8,32)")
     parser.add_argument("--repeat", type=int, default=7, help="repetitions per size and system (default 7)")
+    parser.add_argument("--latency-ms", default="0,20", help="added latency per S3 request, one table each (default 0,20)")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")})
+    latencies = [float(ms) for ms in args.latency_ms.split(",")]
 
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)")
+    print(f"payloads: generated order items as JSON ({', '.join(f'{s} MiB' for s in sizes)}), "
+          f"median of {args.repeat} round trips each, moto S3 (own process) over HTTP on 127.0.0.1, "
+          "every system through the same latency proxy (own process)")
+    payloads = order_payloads(sizes)
     with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-        payloads = order_payloads(sizes)
-        systems = build_systems(endpoint, s3)
-        results = asyncio.run(measure(systems, payloads, args.repeat, s3))
-    print(f"machine: {machine()}")
-    print(f"payloads: generated order items as JSON ({', '.join(f'{s} MiB' for s in sizes)}), "
-          f"median of {args.repeat} round trips each, moto S3 (own process) over HTTP on 127.0.0.1")
-    print()
+        for latency in latencies:
+            with latency_proxy_process(endpoint, latency) as proxied:
+                systems = build_systems(proxied, s3)
+                results = asyncio.run(measure(systems, payloads, args.repeat, s3))
+            print()
+            print(f"### {latency:g} ms added per S3 request")
+            print()
+            report(results)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def report(results: list[Result]) -> None:
     print_table(results)
     worst_time = max(r.total_s / next(x for x in results if x.size_mib == r.size_mib and x.system.startswith("External")).total_s
                      for r in results if r.system.startswith("bulkorder"))

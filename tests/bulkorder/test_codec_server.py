@@ -39,7 +39,7 @@ def blobs(tmp_path: Path) -> FolderBlobStore:
 
 @pytest.fixture
 def server(blobs: FolderBlobStore) -> Iterator[CodecServer]:
-    codec = ClaimCheckCodec(blobs)
+    codec = ClaimCheckCodec(blobs, inline=False)  # a reference to decode, as the UI meets them
     with CodecServer(codec, token=TOKEN, cors_origins=[UI_ORIGIN], namespace="default", enable_encode=True) as running:
         yield running
 
@@ -166,7 +166,7 @@ def test_host_policy() -> None:
 
 
 def test_body_limit_encode_switch_and_no_token_off_loopback(blobs: FolderBlobStore) -> None:
-    codec = ClaimCheckCodec(blobs)
+    codec = ClaimCheckCodec(blobs, inline=False)  # a reference to decode, as the UI meets them
     with CodecServer(codec, max_body_bytes=1_000) as small:
         status, _, error = request(f"{small.url}/decode", {"payloads": [json_payload("x" * 2_000)]}, token=None)
         assert status == 413 and "BULKORDER_CODEC_SERVER_MAX_BODY_BYTES" in error["error"]
@@ -238,7 +238,7 @@ async def test_temporal_cli_shows_a_decoded_history(
 
 def test_a_decode_whose_answer_would_pass_the_response_limit_is_refused_before_reading(blobs: FolderBlobStore) -> None:
     """One claim-checked payload's reference repeated: a small body, a huge answer."""
-    codec = ClaimCheckCodec(blobs)
+    codec = ClaimCheckCodec(blobs, inline=False)  # a reference to decode, as the UI meets them
     big = {"lines": [f"SKU-{n:06d}" for n in range(60_000)]}
     with CodecServer(codec, token=TOKEN, namespace="default", enable_encode=True, max_response_bytes=2 * 2**20) as running:
         _, _, encoded = request(f"{running.url}/encode", {"payloads": [json_payload(big)]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import signal
 import sys
 import urllib.error
@@ -128,7 +129,9 @@ async def test_dev_web_ui_decodes_claim_checked_payloads_through_its_codec_serve
                      "Access-Control-Request-Headers": "content-type,x-namespace"},
         )
         assert status in (200, 204) and headers["access-control-allow-origin"] == origin
-        data = json.dumps([{"sku": f"SKU-{i}", "quantity": i} for i in range(20_000)]).encode()
+        # Random lot codes, so it stays over the threshold once compressed (a payload that
+        # compresses to it or less is kept inline: no reference to decode).
+        data = json.dumps([{"sku": f"SKU-{i}", "lot": os.urandom(16).hex()} for i in range(20_000)]).encode()
         original = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": base64.b64encode(data).decode()}
         browser = {"Origin": origin, "Content-Type": "application/json", "X-Namespace": "default"}
         _, headers, encoded = await asyncio.to_thread(

@@ -1,4 +1,4 @@
-"""Fuzz the claim-check codec: forged references, mutated stored frames.
+"""Fuzz the claim-check codec: forged references, mutated stored frames, forged inline payloads.
 
 Whatever a reference payload says and whatever bytes sit under its key, decoding either
 restores a payload or raises one of the codec's documented errors: ``ClaimCheckError``
@@ -24,6 +24,7 @@ from temporalio.api.common.v1 import Payload
 
 from bulkorder.storage.blob_store import content_key, sha256_hex
 from bulkorder.storage.claim_check import KEY_PREFIX, REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
+from bulkorder.storage.claim_check_ref import INLINE_ENCODING, INLINE_SIZE_KEY
 from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError
 from bulkorder.storage.folder_store import FolderBlobStore
 
@@ -106,3 +107,16 @@ def test_parsing_any_reference_body_raises_only_claim_check_error(body: bytes) -
     except ClaimCheckError:
         return
     assert claim.key == content_key(claim.sha256, KEY_PREFIX)
+
+
+@given(stored_frames(), st.one_of(st.none(), st.binary(max_size=12), st.integers(-5, 2**40).map(lambda n: str(n).encode())))
+def test_decoding_a_mutated_inline_payload_raises_only_claim_check_error(
+    codec: ClaimCheckCodec, frame: tuple[bytes, str, int], size: bytes | None
+) -> None:
+    stored, _, original = frame
+    metadata = {"encoding": INLINE_ENCODING, INLINE_SIZE_KEY: str(original).encode() if size is None else size}
+    try:
+        [decoded] = asyncio.run(codec.decode([Payload(metadata=metadata, data=stored)]))
+    except ClaimCheckError:
+        return
+    assert isinstance(decoded, Payload)

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import random
+from typing import Any
 from pathlib import Path
 
 import boto3
@@ -56,6 +57,13 @@ def payload_sized(serialized_size: int) -> Payload:
     return payload
 
 
+def ReferencingCodec(store: Any, **options: Any) -> ClaimCheckCodec:
+    """The codec with inline payloads off: every payload over the threshold goes to the
+    blob store behind a reference, the path these tests are about (payloads kept inline,
+    compressed, are tested in test_claim_check_inline.py)."""
+    return ClaimCheckCodec(store, inline=False, **options)
+
+
 @functools.lru_cache(maxsize=4)
 def order_lines(size: int) -> bytes:
     rng = random.Random(size)
@@ -82,8 +90,8 @@ def order_json(size: int) -> bytes:
 
 
 async def round_trip(store: BlobStore, payloads: list[Payload], **options: int) -> tuple[list[Payload], list[Payload]]:
-    encoded = await ClaimCheckCodec(store, **options).encode(payloads)
-    decoded = await ClaimCheckCodec(store, cache_bytes=0, **options).decode(encoded)
+    encoded = await ReferencingCodec(store, **options).encode(payloads)
+    decoded = await ReferencingCodec(store, cache_bytes=0, **options).decode(encoded)
     return encoded, decoded
 
 
@@ -161,7 +169,7 @@ async def test_threshold_edges(s3_store: S3BlobStore) -> None:
 
 
 async def test_references_are_never_wrapped_again(s3_store: S3BlobStore) -> None:
-    codec = ClaimCheckCodec(s3_store, threshold=1024)
+    codec = ReferencingCodec(s3_store, threshold=1024)
     [reference] = await codec.encode([payload_of(order_json(10_000))])
     assert await codec.encode([reference]) == [reference]
     # Even one over the threshold (a reference is never that big, but who knows what
@@ -181,7 +189,7 @@ async def test_mixed_payloads_keep_their_order(s3_store: S3BlobStore) -> None:
 
 async def test_identical_payloads_share_one_blob(s3_store: S3BlobStore) -> None:
     original = payload_of(order_json(500_000))
-    first, second = await ClaimCheckCodec(s3_store).encode([original, payload_of(original.data)])
+    first, second = await ReferencingCodec(s3_store).encode([original, payload_of(original.data)])
     assert first == second
     assert list(s3_store.iter_keys(f"{KEY_PREFIX}/")) == [ClaimCheck.from_payload(first).key]
 
@@ -197,13 +205,13 @@ async def test_folder_store_round_trip(tmp_path: Path) -> None:
 
 
 async def test_tampered_blob_is_an_integrity_error(s3_store: S3BlobStore, s3_endpoint: str, s3_bucket: str) -> None:
-    [encoded] = await ClaimCheckCodec(s3_store).encode([payload_of(order_json(400_000))])
+    [encoded] = await ReferencingCodec(s3_store).encode([payload_of(order_json(400_000))])
     key = ClaimCheck.from_payload(encoded).key
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     stored = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=s3_bucket, Key=key, Body=stored[:-1] + bytes([stored[-1] ^ 1]))
 
-    codec = ClaimCheckCodec(s3_store)
+    codec = ReferencingCodec(s3_store)
     with pytest.raises(BlobIntegrityError) as raised:
         await codec.decode([encoded])
     assert key in str(raised.value) and "corrupt" in str(raised.value)
@@ -211,11 +219,11 @@ async def test_tampered_blob_is_an_integrity_error(s3_store: S3BlobStore, s3_end
 
 
 async def test_deleted_blob_is_not_found(s3_store: S3BlobStore) -> None:
-    [encoded] = await ClaimCheckCodec(s3_store).encode([payload_of(order_json(400_000))])
+    [encoded] = await ReferencingCodec(s3_store).encode([payload_of(order_json(400_000))])
     key = ClaimCheck.from_payload(encoded).key
     s3_store.delete(key)
     with pytest.raises(BlobNotFoundError) as raised:
-        await ClaimCheckCodec(s3_store).decode([encoded])
+        await ReferencingCodec(s3_store).decode([encoded])
     assert key in str(raised.value) and "claim-check payload" in str(raised.value)
 
 
@@ -226,7 +234,7 @@ async def test_blob_that_restores_more_than_promised_is_refused(tmp_path: Path) 
     store.put(content_key(sha, KEY_PREFIX), bomb)
     reference = ClaimCheck(content_key(sha, KEY_PREFIX), sha, len(bomb), 1000, "zstd").to_payload()
     with pytest.raises(ClaimCheckError, match=sha):
-        await ClaimCheckCodec(store).decode([reference])
+        await ReferencingCodec(store).decode([reference])
 
 
 def _stored_reference(store: BlobStore, blob: bytes, original_size: int, compression: str = "zstd") -> Payload:
@@ -246,7 +254,7 @@ async def test_a_frame_declaring_more_than_the_reference_is_refused_before_decom
     assert zstandard.frame_content_size(bomb) == 2**30 and len(bomb) < 64 * 1024
     reference = _stored_reference(store, bomb, 1024)
     with pytest.raises(ClaimCheckError, match="declares 1073741824 bytes of content, but its reference's original size is 1024"):
-        await ClaimCheckCodec(store).decode([reference])
+        await ReferencingCodec(store).decode([reference])
 
 
 async def test_a_frame_of_undeclared_size_is_stopped_at_the_reference_size(tmp_path: Path) -> None:
@@ -256,24 +264,24 @@ async def test_a_frame_of_undeclared_size_is_stopped_at_the_reference_size(tmp_p
     assert zstandard.frame_content_size(bomb) == -1
     reference = _stored_reference(store, bomb, MAX_EXPANSION_RATIO * len(bomb))
     with pytest.raises(ClaimCheckError, match="undeclared size expands past .* decompression stopped"):
-        await ClaimCheckCodec(store).decode([reference])
+        await ReferencingCodec(store).decode([reference])
 
 
 async def test_a_reference_promising_a_huge_expansion_is_refused_unread(tmp_path: Path) -> None:
     store = FolderBlobStore(tmp_path)
     reference = _stored_reference(store, b"x" * 100, 2**30)
     with pytest.raises(ClaimCheckError, match=f"an expansion above the limit of {MAX_EXPANSION_RATIO}x"):
-        await ClaimCheckCodec(store).decode([reference])
+        await ReferencingCodec(store).decode([reference])
 
 
 async def test_a_blob_larger_than_its_reference_is_refused_unread(tmp_path: Path) -> None:
     store = FolderBlobStore(tmp_path)
-    [encoded] = await ClaimCheckCodec(store).encode([payload_of(order_json(300_000))])
+    [encoded] = await ReferencingCodec(store).encode([payload_of(order_json(300_000))])
     claim = ClaimCheck.from_payload(encoded)
     # A reference naming a key that exists, but promising fewer stored bytes.
     small = ClaimCheck(claim.key, claim.sha256, 1000, 1000 * 5, claim.compression).to_payload()
     with pytest.raises(ClaimCheckError, match="larger than the 1000 bytes its reference allows"):
-        await ClaimCheckCodec(store).decode([small])
+        await ReferencingCodec(store).decode([small])
 
 
 async def test_a_blob_that_is_not_a_payload_is_refused(tmp_path: Path) -> None:
@@ -281,15 +289,15 @@ async def test_a_blob_that_is_not_a_payload_is_refused(tmp_path: Path) -> None:
     garbage = b"\xff" * 2000  # not a protobuf message
     reference = _stored_reference(store, garbage, len(garbage), "none")
     with pytest.raises(ClaimCheckError, match="does not hold a payload"):
-        await ClaimCheckCodec(store).decode([reference])
+        await ReferencingCodec(store).decode([reference])
 
 
 async def test_a_degenerate_payload_is_stored_uncompressed_and_round_trips(tmp_path: Path) -> None:
     # 4 MiB of one byte compresses ~30,000x, past what a reader accepts.
     original = payload_of(b"\0" * (4 * MiB))
-    [encoded] = await ClaimCheckCodec(FolderBlobStore(tmp_path)).encode([original])
+    [encoded] = await ReferencingCodec(FolderBlobStore(tmp_path)).encode([original])
     assert ClaimCheck.from_payload(encoded).compression == "none"
-    [decoded] = await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([encoded])
+    [decoded] = await ReferencingCodec(FolderBlobStore(tmp_path)).decode([encoded])
     assert_identical(decoded, original)
 
 
@@ -309,7 +317,7 @@ async def test_a_degenerate_payload_is_stored_uncompressed_and_round_trips(tmp_p
 async def test_references_that_are_not_small_flat_json_are_refused(tmp_path: Path, body: bytes, problem: str) -> None:
     reference = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=body)
     with pytest.raises(ClaimCheckError, match=problem):
-        await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([reference])
+        await ReferencingCodec(FolderBlobStore(tmp_path)).decode([reference])
     assert MAX_REFERENCE_BYTES == 1024
 
 
@@ -330,7 +338,7 @@ async def test_references_that_are_not_small_flat_json_are_refused(tmp_path: Pat
 async def test_malformed_references_are_refused(tmp_path: Path, body: bytes, problem: str) -> None:
     reference = Payload(metadata={"encoding": REFERENCE_ENCODING}, data=body)
     with pytest.raises(ClaimCheckError, match=problem):
-        await ClaimCheckCodec(FolderBlobStore(tmp_path)).decode([reference])
+        await ReferencingCodec(FolderBlobStore(tmp_path)).decode([reference])
 
 
 class FlakyStore:
@@ -362,9 +370,9 @@ class FlakyStore:
 async def test_transient_errors_are_retried(s3_store: S3BlobStore) -> None:
     original = payload_of(order_json(300_000))
     writer = FlakyStore(s3_store, failures=2)
-    [encoded] = await ClaimCheckCodec(writer, retry_delay=0.01).encode([original])
+    [encoded] = await ReferencingCodec(writer, retry_delay=0.01).encode([original])
     reader = FlakyStore(s3_store, failures=2)
-    [decoded] = await ClaimCheckCodec(reader, retry_delay=0.01).decode([encoded])
+    [decoded] = await ReferencingCodec(reader, retry_delay=0.01).decode([encoded])
     assert_identical(decoded, original)
     assert (writer.calls, reader.calls) == (3, 3)
 
@@ -374,7 +382,7 @@ async def test_transient_errors_surface_after_bounded_attempts(s3_endpoint: str,
     unreachable = S3BlobStore(
         s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", region_name="us-east-1", max_attempts=1
     )
-    codec = ClaimCheckCodec(unreachable, max_attempts=3, retry_delay=0.01)
+    codec = ReferencingCodec(unreachable, max_attempts=3, retry_delay=0.01)
     with pytest.raises(TransientStoreError, match="after 3 attempts") as raised:
         await codec.encode([payload_of(order_json(300_000))])
     assert "payloads/" in str(raised.value)
@@ -385,8 +393,8 @@ async def test_transient_errors_surface_after_bounded_attempts(s3_endpoint: str,
 
 async def test_cache_serves_repeat_decodes_without_the_store(s3_store: S3BlobStore, caplog: pytest.LogCaptureFixture) -> None:
     original = payload_of(order_json(600_000))
-    [encoded] = await ClaimCheckCodec(s3_store).encode([original])
-    codec = ClaimCheckCodec(s3_store)
+    [encoded] = await ReferencingCodec(s3_store).encode([original])
+    codec = ReferencingCodec(s3_store)
     codec.stats_log_interval = 0.0
     with caplog.at_level(logging.INFO, logger="bulkorder.storage.claim_check"):
         [first] = await codec.decode([encoded])
@@ -402,7 +410,7 @@ async def test_cache_serves_repeat_decodes_without_the_store(s3_store: S3BlobSto
 
 async def test_encoded_payloads_are_cached_for_the_next_decode(s3_store: S3BlobStore) -> None:
     # An activity result is encoded and then decoded by the same worker.
-    codec = ClaimCheckCodec(s3_store)
+    codec = ReferencingCodec(s3_store)
     original = payload_of(order_json(600_000))
     [encoded] = await codec.encode([original])
     s3_store.delete(ClaimCheck.from_payload(encoded).key)
@@ -413,8 +421,8 @@ async def test_encoded_payloads_are_cached_for_the_next_decode(s3_store: S3BlobS
 async def test_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
     store = FolderBlobStore(tmp_path)
     originals = [payload_of(order_json(MiB + n)) for n in range(3)]
-    encoded = await ClaimCheckCodec(store, cache_bytes=0).encode(originals)
-    codec = ClaimCheckCodec(store, cache_bytes=int(2.5 * MiB))
+    encoded = await ReferencingCodec(store, cache_bytes=0).encode(originals)
+    codec = ReferencingCodec(store, cache_bytes=int(2.5 * MiB))
     for reference in encoded:
         await codec.decode([reference])
     stats = codec.cache_stats()
@@ -426,14 +434,14 @@ async def test_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
 
 def test_threshold_below_minimum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1024"):
-        ClaimCheckCodec(FolderBlobStore(tmp_path), threshold=100)
+        ReferencingCodec(FolderBlobStore(tmp_path), threshold=100)
 
 
 async def test_a_forked_child_can_use_a_codec_its_parent_used(tmp_path: Path) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    codec = ClaimCheckCodec(FolderBlobStore(tmp_path))
+    codec = ReferencingCodec(FolderBlobStore(tmp_path))
     await codec.encode([payload_of(order_json(20 * MiB))])  # threads and a multithreaded zstd ran here
     global _shared_codec
     _shared_codec = codec

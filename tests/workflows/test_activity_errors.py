@@ -12,15 +12,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderNotFoundError
 from bulkorder.domain.items import ItemValidationError
+from bulkorder.domain.refs import InvalidRefError
 from bulkorder.domain.summary import OrderChange, RecordOutcome
-from bulkorder.storage.errors import BatchFormatError, TransientStoreError
+from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, TransientStoreError
 from tests.fixtures.orders import OrderStack
 from tests.workflows.helpers import event_types, store_generated, worker_serving
 from bulkorder.workflows.activities import OrderActivities
 from bulkorder.workflows.activity_errors import UNEXPECTED_ATTEMPTS, classified_failures, classify
 from bulkorder.workflows.errors import OrderRefusedError
+from bulkorder.workflows.fulfillment import FulfillmentMismatch
 from bulkorder.workflows.messages import FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY, FulfillmentResult, FulfillRequest
+from bulkorder.workflows.order_rules import FULFILL_RETRY, RECORD_RETRY
 
 
 @pytest.mark.parametrize(
@@ -51,6 +55,28 @@ def test_a_deterministic_failure_becomes_non_retryable_typed_by_its_class() -> N
     assert (raised.value.type, raised.value.non_retryable, raised.value.message) == (
         "OverflowError", True, "Integer value out of range",
     )
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OrderConflictError("another report"),
+        OrderClosedError("o-1", "fulfilled", "submit"),
+        OrderNotFoundError("o-1"),
+        InvalidRefError("bad key"),
+        BlobNotFoundError("batches/ab/cd"),
+        BlobIntegrityError("batches/ab/cd", "0" * 64, "1" * 64),
+        BatchFormatError("corrupt"),
+        FulfillmentMismatch("batch b1 holds 3 items, its ref says 4"),
+    ],
+)
+def test_what_the_retry_policies_once_listed_is_decided_here(exc: Exception) -> None:
+    """One list of what is not worth retrying: the activities' (the policies carry none)."""
+    assert RECORD_RETRY.non_retryable_error_types is None and FULFILL_RETRY.non_retryable_error_types is None
+    with pytest.raises(ApplicationError) as raised:
+        with classified_failures("recording"):
+            raise exc
+    assert (raised.value.type, raised.value.non_retryable) == (type(exc).__name__, True)
 
 
 def test_a_transient_failure_goes_to_the_retry_policy_as_it_is() -> None:

@@ -1,0 +1,275 @@
+"""Many orders at once: several importers, several workers, PostgreSQL, S3 (moto).
+
+    python -m tests.benchmarks.bench_fleet [--orders 200] [--items-per-order 25000]
+        [--importers 4] [--workers 2] [--s3-latency-ms 0] [--workdir DIR]
+
+One Temporal dev server, one moto S3 server (own process, behind the loopback latency
+proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``--workers``
+``bulkorder worker`` processes on one task queue. First one order alone (the single-order
+rate, same stack), then the fleet: ``--importers`` processes (tests/benchmarks/fleet_importer.py,
+the public ``import_file``) share the orders, each importing its orders one after another.
+While the fleet runs, this process probes the latency a service sees: a ``create``
+(Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
+to an open order, each every 0.2 s. At the end every order is checked in the event store:
+exactly its items, every batch recorded.
+
+Reported: aggregate items/s and orders/s (first import started to last order recorded),
+the ratio to the single-order rate, create and add_batches p50/p99, peak RSS of the
+workers, and CPU seconds per million items of every process (importers with their
+encoding processes, workers, Temporal, moto) beside the floor (tests/benchmarks/floor.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import boto3
+
+from bulkorder import Settings, open_runtime
+from bulkorder.domain.sample_items import generate_items
+from bulkorder.embedded import EmbeddedTemporal
+from tests.benchmarks.bench_codec import moto_server
+from tests.benchmarks.floor import floor_cpu_seconds_per_million
+from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
+from tests.fixtures.latency_proxy import latency_proxy_process
+from tests.fixtures.postgres import CONFIGURED as POSTGRES
+from tests.importer.files import write_ndjson
+
+BIN = Path(sys.executable).parent
+SECRET = "fleet-bench-ref-secret-0123456789abcdef"
+
+
+def order_files(workdir: Path, orders: int, per_order: int) -> list[Path]:
+    """One file per order, distinct items (numbered on), so no two orders share a batch."""
+    paths = []
+    for index in range(orders):
+        path = workdir / f"fleet-{per_order}-{index:04d}.ndjson"
+        if not path.exists():
+            write_ndjson(path.with_suffix(".tmp"), per_order, start=index * per_order)
+            path.with_suffix(".tmp").rename(path)
+        paths.append(path)
+    return paths
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple[list[float], list[float]]:
+    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``."""
+    creates: list[float] = []
+    adds: list[float] = []
+    async with open_runtime(Settings.from_env(env)) as runtime:
+        client = runtime.order_client()
+        target = f"probe-target-{uuid.uuid4().hex[:6]}"
+        await client.create(target, "probe")
+        items = list(generate_items(10, seed=11))
+        index = 0
+        while not stop.is_set():
+            index += 1
+            started = time.perf_counter()
+            await client.create(f"probe-{uuid.uuid4().hex[:10]}", "probe")
+            creates.append(time.perf_counter() - started)
+            refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}")
+            started = time.perf_counter()
+            await client.add_batches(target, refs)
+            adds.append(time.perf_counter() - started)
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                pass
+    return creates, adds
+
+
+async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: float) -> dict[str, int]:
+    """Each order's item count in the event store, waiting (until ``deadline``) for all."""
+    async with open_runtime(Settings.from_env(env)) as runtime:
+        counts: dict[str, int] = {}
+        while True:
+            for order_id in order_ids:
+                orders = runtime.orders
+                counts[order_id] = orders.summary(order_id).item_count if orders.exists(order_id) else 0
+            if all(counts.values()) or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.5)
+
+
+def run_importers(
+    env: dict[str, str], jobs: list[list[tuple[str, Path]]], batch_size: int
+) -> tuple[float, float, list[dict[str, float]]]:
+    """Start one importer per job list, wait for all; (wall seconds, CPU seconds incl.
+    encoders, each order's line: its items and its own import seconds)."""
+    started = time.perf_counter()
+    processes = []
+    for part in jobs:
+        args = [sys.executable, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
+        args += [f"{order_id}={path}" for order_id, path in part]
+        processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    cpu = 0.0
+    orders: list[dict[str, float]] = []
+    for process in processes:
+        assert process.stdout is not None and process.stderr is not None
+        stdout, stderr = process.stdout.read(), process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)  # the importer's CPU and its encoders'
+        process.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+        if process.returncode != 0 or not stdout.rstrip().endswith("done"):
+            raise RuntimeError(f"an importer failed ({process.returncode}): {stderr.strip()[-2000:]}")
+        orders += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return time.perf_counter() - started, cpu, orders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--items-per-order", type=int, default=25_000)
+    parser.add_argument("--importers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--single-items", type=int, default=1_000_000, help="items of the single order measured first")
+    parser.add_argument("--s3-latency-ms", type=float, default=0.0)
+    parser.add_argument("--workdir", type=Path, help="keep the generated files here between runs")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    paths = order_files(workdir, args.orders, args.items_per_order)
+    (workdir / "single").mkdir(exist_ok=True)
+    [single_path] = order_files(workdir / "single", 1, args.single_items)
+    print(f"input: {args.orders} files of {args.items_per_order:,} items, one of {args.single_items:,} "
+          f"({time.perf_counter() - started:.0f} s)")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (the machine may be shared)")
+
+    schema = f"fleet_{uuid.uuid4().hex[:8]}"
+    with POSTGRES.connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    server = EmbeddedTemporal(workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite")
+    address = asyncio.run(server.start())
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        with ExitStack() as stack:
+            endpoint = stack.enter_context(moto_server())
+            moto_pid = _moto_pid(endpoint)
+            proxied = stack.enter_context(latency_proxy_process(endpoint, args.s3_latency_ms))
+            bucket = f"fleet-{uuid.uuid4().hex[:8]}"
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+            env = dict(
+                os.environ,
+                TEMPORAL_ADDRESS=address,
+                BULKORDER_HOME=str(workdir / f"home-{schema}"),
+                BULKORDER_TASK_QUEUE=f"fleet-{schema}",
+                BULKORDER_S3_BUCKET=bucket,
+                BULKORDER_S3_ENDPOINT_URL=proxied,
+                BULKORDER_S3_REGION="us-east-1",
+                BULKORDER_REF_SECRET=SECRET,
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_DBNAME=POSTGRES.dbname,
+                POSTGRES_HOST=POSTGRES.host,
+                POSTGRES_PORT=str(POSTGRES.port),
+                POSTGRES_USER=POSTGRES.user,
+                POSTGRES_PASSWORD="",
+                POSTGRES_SCHEMA=schema,
+            )
+            for _ in range(args.workers):
+                worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
+                wait_for_line(worker, "worker polling")
+                workers.append(worker)
+            rss = [PeakRss(worker.pid) for worker in workers]
+
+            single_id = f"single-{schema}"
+            _, _, [single] = run_importers(env, [[(single_id, single_path)]], args.batch_size)
+            single_rate = single["items"] / single["seconds"]
+            print(f"single order: {single_rate:,.0f} items/s ({single['seconds']:.1f} s, the import itself)", flush=True)
+
+            order_ids = [f"fleet-{index:04d}-{schema}" for index in range(args.orders)]
+            jobs = [list(zip(order_ids, paths))[part :: args.importers] for part in range(args.importers)]
+            cpu_before = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
+            stop = asyncio.Event()
+
+            async def fleet() -> tuple[float, float, list[float], list[float], dict[str, int], float]:
+                probing = asyncio.create_task(probe(env, stop, 0.2))
+                began = time.perf_counter()
+                seconds, importer_cpu, _ = await asyncio.to_thread(run_importers, env, jobs, args.batch_size)
+                counts = await recorded_items(env, order_ids, time.monotonic() + 600)
+                elapsed = time.perf_counter() - began
+                stop.set()
+                creates, adds = await probing
+                return seconds, importer_cpu, creates, adds, counts, elapsed
+
+            seconds, importer_cpu, creates, adds, counts, elapsed = asyncio.run(fleet())
+            cpu_after = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
+            worker_peaks = [peak.stop()[0] / 1024 for peak in rss]
+    finally:
+        for worker in workers:
+            stop_process(worker)
+        asyncio.run(server.stop())
+        with POSTGRES.connect() as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+    total = args.orders * args.items_per_order
+    wrong = {order_id: count for order_id, count in counts.items() if count != args.items_per_order}
+    rate = total / elapsed
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    print()
+    print(f"| fleet ({args.orders} orders × {args.items_per_order:,} items, {args.importers} importers, "
+          f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms) | value |")
+    print("| --- | ---: |")
+    print(f"| aggregate items/s (first import started → last order recorded) | {rate:,.0f} |")
+    print(f"| orders/s | {args.orders / elapsed:.2f} |")
+    print(f"| single order alone ({args.single_items:,} items), same stack | {single_rate:,.0f} items/s |")
+    print(f"| aggregate / single | {rate / single_rate:.2f}× (target ≥ 0.80×) |")
+    print(f"| create (Update-With-Start) p50 / p99, {len(creates)} probes | {percentile(creates, .5) * 1000:.0f} / "
+          f"{percentile(creates, .99) * 1000:.0f} ms (target p99 ≤ 250 ms) |")
+    print(f"| add_batches update p50 / p99, {len(adds)} probes | {percentile(adds, .5) * 1000:.0f} / "
+          f"{percentile(adds, .99) * 1000:.0f} ms |")
+    print(f"| worker peak RSS | {', '.join(f'{peak:.0f}' for peak in worker_peaks)} MB |")
+    print(f"| orders recorded exactly | {args.orders - len(wrong)} of {args.orders} |")
+    print()
+    cpu = {"importers (with encoders)": importer_cpu}
+    cpu.update({name: cpu_after[name] - cpu_before[name] for name in cpu_after})
+    floor, _ = floor_cpu_seconds_per_million(paths[0], args.batch_size)
+    print("| process | CPU-s per million items |")
+    print("| --- | ---: |")
+    for name, seconds_used in cpu.items():
+        print(f"| {name} | {seconds_used * 1e6 / total:.1f} |")
+    whole = sum(cpu.values()) * 1e6 / total
+    print(f"| all | {whole:.1f} |")
+    print(f"| floor (parse+validate+pack+compress+hash, one core) | {floor:.1f} |")
+    print(f"end to end / floor: {whole / floor:.2f}× (goal ≤ 1.3×)")
+    if wrong:
+        raise SystemExit(f"{len(wrong)} orders not recorded exactly: {dict(list(wrong.items())[:5])}")
+
+
+def _moto_pid(endpoint: str) -> int:
+    port = endpoint.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"moto.server" in cmdline and port.encode() in cmdline:
+                return int(entry.name)
+    raise RuntimeError(f"no moto server process for {endpoint}")
+
+
+def _server_pids(server: EmbeddedTemporal, moto_pid: int, workers: list[subprocess.Popen[str]]) -> dict[str, int]:
+    pids = {"Temporal server": server.pid or 0, "moto S3": moto_pid}
+    pids.update({f"worker {index + 1}": worker.pid for index, worker in enumerate(workers)})
+    return pids
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The floor: what one item costs at the least, on one core, with bulkorder's own code.
+
+    python -m tests.benchmarks.floor [--items 200000]
+
+Reads an NDJSON file into memory, then times, in this process alone, exactly the work no
+import can skip: split the lines, parse and validate them (the importer's compiled
+decoder), pack them with their counters (msgpack), compress and frame each batch (zstd)
+and hash it (sha-256) — ``bulkorder.importer.stage``'s fast path, minus every process,
+pipe, upload, signal and event. CPU seconds per million items; an import end to end is
+compared with this figure (bench_import, bench_fleet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from bulkorder.importer import fast_items
+from bulkorder.storage.batches import encode_packed_batch
+from tests.importer.files import write_ndjson
+
+
+def floor_cpu_seconds_per_million(path: Path, batch_size: int = 5_000) -> tuple[float, int]:
+    """(CPU seconds per million items, items) for the items of ``path``, on one core."""
+    lines = [line for line in path.read_bytes().split(b"\n") if line]
+    started = time.process_time()
+    for start in range(0, len(lines), batch_size):
+        records = lines[start : start + batch_size]
+        items = fast_items.decode_records(records)
+        batch = None if items is None else fast_items.pack(items)
+        if batch is None:
+            raise ValueError(f"the floor's input has an invalid item in lines {start + 1}-{start + len(records)}")
+        encode_packed_batch(batch.raw, batch.item_count, batch.quantity, dict(batch.totals))
+    seconds = time.process_time() - started
+    return seconds * 1e6 / len(lines), len(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "items.ndjson"
+        write_ndjson(path, args.items)
+        per_million, items = floor_cpu_seconds_per_million(path)
+    print(f"floor: {per_million:.2f} CPU-s per million items ({items:,} items, one core): "
+          f"at most {1e6 / per_million:,.0f} items/s per core")
+
+
+if __name__ == "__main__":
+    main()
