@@ -17,14 +17,18 @@ any other payload (no context, another workflow) uses the deployment's ``payload
 the claim check (:class:`~bulkorder.storage.claim_check.ClaimCheckCodec`), so a claim-check
 blob holds a sealed payload and the reference left in Temporal shows only a key and a
 hash. Decoding runs the other way. Payloads without encryption (histories from before,
-saved test histories) decode as they are.
+saved test histories) decode as they are. Payloads over :data:`COMPRESS_OVER_BYTES` are
+compressed before sealing (sealed bytes do not compress), decompression bounded as the
+claim check bounds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Callable, Sequence
 
+import zstandard
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
@@ -36,7 +40,9 @@ from temporalio.converter import (
 )
 
 from bulkorder.domain.identifiers import InvalidIdentifierError, order_id_from_workflow_id
+from bulkorder.storage.bounded_zstd import decompress_bounded
 from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.claim_check_ref import MAX_EXPANSION_RATIO, MAX_ORIGINAL_SIZE
 from bulkorder.storage.encryption.data_keys import PAYLOADS_KEY_ID, DataKeys
 from bulkorder.storage.encryption.envelope import PURPOSE_PAYLOAD, DataKey, open_sealed, read_header, seal
 from bulkorder.storage.encryption.errors import EnvelopeFormatError
@@ -45,6 +51,11 @@ ENCRYPTED_ENCODING = b"binary/bulkorder-encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 #: Payloads over this many bytes are sealed in a thread, off Temporal's event loop.
 _INLINE_BYTES = 256 * 1024
+#: Payloads over this many bytes are compressed (zstd) before they are sealed.
+COMPRESS_OVER_BYTES = 1024
+_PLAIN = b"\x00"
+_ZSTD = b"\x01"
+_local = threading.local()
 
 
 def _workflow_id(context: SerializationContext | None) -> str | None:
@@ -106,7 +117,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         head = read_header(payload.data, where=where)
         if head.key_id != named:
             raise EnvelopeFormatError(f"{where}: its envelope names data key {head.key_id}", head.key_id)
-        plain = open_sealed(self._keys().get(head.key_id), payload.data, where=where, purpose=PURPOSE_PAYLOAD)
+        body = open_sealed(self._keys().get(head.key_id), payload.data, where=where, purpose=PURPOSE_PAYLOAD)
+        plain = _unframe(body, where, head.key_id)
         original = Payload()
         try:
             original.ParseFromString(plain)
@@ -118,10 +130,37 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 def _seal(key: DataKey, payload: Payload) -> Payload:
     if payload.metadata.get("encoding") == ENCRYPTED_ENCODING:
         return payload  # never sealed twice
+    raw = payload.SerializeToString(deterministic=True)
+    body = _PLAIN + raw
+    if len(raw) > COMPRESS_OVER_BYTES:
+        # Compressed before sealing (ciphertext does not compress): what the claim check
+        # then sees is as small as it would have made it.
+        compressed = _compressor().compress(raw)
+        if len(compressed) < len(raw) and len(raw) <= MAX_EXPANSION_RATIO * len(compressed):
+            body = _ZSTD + compressed
     return Payload(
         metadata={"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key.key_id.encode("ascii")},
-        data=seal(key, PURPOSE_PAYLOAD, payload.SerializeToString(deterministic=True)),
+        data=seal(key, PURPOSE_PAYLOAD, body),
     )
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=3, write_content_size=True)
+    return compressor
+
+
+def _unframe(body: bytes, where: str, key_id: str) -> bytes:
+    flag, rest = body[:1], memoryview(body)[1:]
+    if flag == _PLAIN:
+        return bytes(rest)
+    if flag == _ZSTD:
+        # Bounded as the claim check bounds what it restores: the expansion ratio, the most
+        # a payload may be.
+        limit = min(MAX_ORIGINAL_SIZE, MAX_EXPANSION_RATIO * len(rest))
+        return decompress_bounded(rest, limit, where=where, error=lambda m: EnvelopeFormatError(m, key_id))
+    raise EnvelopeFormatError(f"{where}: unknown payload framing {flag!r}", key_id)
 
 
 class ProtectedPayloadCodec(PayloadCodec, WithSerializationContext):
