@@ -100,7 +100,7 @@ class LocalKeyring:
         return [self._active, *sorted(k for k in self._keys if k != self._active)]
 
     def describe(self) -> str:
-        return f"local keyring {self.where} (active key {self._active}, {len(self._keys)} keys)"
+        return f"{self.where} (active key {self._active}, {len(self._keys)} keys)"
 
     def wrap(self, material: bytes, data_key_id: str) -> WrappedKey:
         nonce = os.urandom(_NONCE_BYTES)
