@@ -25,6 +25,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 import msgspec
 
 from bulkorder.domain.refs import BatchRef, check_batch_ref
+from bulkorder.storage.encryption.envelope import PURPOSE_BATCH
+from bulkorder.storage.encryption.protection import open_blob
 from bulkorder.storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
@@ -197,7 +199,8 @@ class ItemStreamer:
             raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
-        return data
+        # Sealed with its order's data key: opened here, after the hash check.
+        return open_blob(self.batches.protection, data, where=f"{context} ({ref.key})", purpose=PURPOSE_BATCH)
 
     def read_items(self, ref: BatchRef) -> list[dict[str, Any]]:
         """The items of one batch, checked like :meth:`bulkorder.storage.batches.BatchStore.read`, decoded faster."""
