@@ -69,6 +69,11 @@ class Orders(Application[UUID]):
         self._protection = protection  # read by construct_mapper, during super().__init__
         super().__init__(env)
 
+    @property
+    def protection(self) -> EventProtection | None:
+        """How this application's events are encrypted (``None``: not at all)."""
+        return self._protection
+
     def construct_mapper(self) -> Mapper[UUID]:
         # Events stored by 0.1.0 name the module by its old top-level path: the mapper
         # reads them as today's classes (see domain/topics.py).
