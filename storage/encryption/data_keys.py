@@ -112,6 +112,16 @@ class DataKeys:
 
     # Getting keys.
 
+    def cached(self, key_id: str) -> DataKey | None:
+        """The data key if this process has it unwrapped already (no I/O), else ``None``."""
+        return self._cache.get(key_id)
+
+    def cached_for_order(self, order_id: str) -> DataKey | None:
+        """Like :meth:`cached`, for ``order_id``'s key (no I/O: ``None`` if anything is missing)."""
+        if self._index is None:
+            return None
+        return self._cache.get(self.order_key_id(order_id))
+
     def for_order(self, order_id: str) -> DataKey:
         """``order_id``'s data key, made on first use; :class:`DataKeyDestroyedError` if erased."""
         return self.get_or_create(self.order_key_id(order_id))

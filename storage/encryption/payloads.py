@@ -96,17 +96,27 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         keys = self._keys()
         return keys.for_order(self.order_id) if self.order_id is not None else keys.get_or_create(PAYLOADS_KEY_ID)
 
+    def _cached_key(self) -> DataKey | None:
+        keys = self._keys()
+        return keys.cached_for_order(self.order_id) if self.order_id is not None else keys.cached(PAYLOADS_KEY_ID)
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         if not self.encrypt or not payloads:
             return list(payloads)
-        key = await asyncio.to_thread(self._key)  # blob I/O on the order's first use only
+        # Blob I/O (in a thread) on the key's first use in this process only.
+        key = self._cached_key() or await asyncio.to_thread(self._key)
         if sum(p.ByteSize() for p in payloads) <= _INLINE_BYTES:
             return [_seal(key, p) for p in payloads]
         return await asyncio.to_thread(lambda: [_seal(key, p) for p in payloads])
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        if not any(p.metadata.get("encoding") == ENCRYPTED_ENCODING for p in payloads):
+        sealed = [p for p in payloads if p.metadata.get("encoding") == ENCRYPTED_ENCODING]
+        if not sealed:
             return list(payloads)
+        keys = self._keys()
+        small = sum(len(p.data) for p in sealed) <= _INLINE_BYTES
+        if small and all(keys.cached(p.metadata.get(KEY_ID_METADATA, b"").decode("ascii", "replace")) for p in sealed):
+            return [self._open(p) for p in payloads]  # no I/O, little CPU: on the loop
         return await asyncio.to_thread(lambda: [self._open(p) for p in payloads])
 
     def _open(self, payload: Payload) -> Payload:
