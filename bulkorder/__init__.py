@@ -64,6 +64,13 @@ _EXPORTS: dict[str, str] = {
     # Analysts.
     "Analyst": "bulkorder.analysis",
     "parse_instant": "bulkorder.analysis.history",
+    "item_schema": "bulkorder.analysis.arrow_items",
+    "event_schema": "bulkorder.analysis.arrow_items",
+    # Operating a worker: metrics, readiness, tracing.
+    "Readiness": "bulkorder.health",
+    "OpsServer": "bulkorder.ops_server",
+    "MeteredBlobStore": "bulkorder.metrics",
+    "TracingSettings": "bulkorder.tracing",
     # Errors: one family under BulkorderError.
     "BulkorderError": "bulkorder.domain.errors",
     "OrderError": "bulkorder.domain.errors",
@@ -97,6 +104,7 @@ _EXPORTS: dict[str, str] = {
     "VersionOutOfRangeError": "bulkorder.analysis.history",
     "BeforeCreationError": "bulkorder.analysis.history",
     "InvalidInstantError": "bulkorder.analysis.history",
+    "MissingExtraError": "bulkorder.extras",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -107,6 +115,12 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ above
     from bulkorder.analysis import Analyst
+    from bulkorder.analysis.arrow_items import event_schema, item_schema
+    from bulkorder.extras import MissingExtraError
+    from bulkorder.health import Readiness
+    from bulkorder.metrics import MeteredBlobStore
+    from bulkorder.ops_server import OpsServer
+    from bulkorder.tracing import TracingSettings
     from bulkorder.runtime import NoTemporalError, Runtime, data_converter, open_runtime
     from bulkorder.settings import Settings, SettingsError
     from bulkorder.domain.application import Orders

@@ -19,6 +19,7 @@ from typing import Sequence
 from bulkorder.commands import command_modules
 from bulkorder.errors import exit_code_for, message_for
 from bulkorder.settings import Settings
+from bulkorder.tracing import flush_traces
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = Settings.from_env()
-        return int(asyncio.run(args.handler(args, settings)) or 0)
+        try:
+            return int(asyncio.run(args.handler(args, settings)) or 0)
+        finally:
+            flush_traces()
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - every error becomes one readable line

@@ -14,6 +14,8 @@ from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, I
 
 from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
+from bulkorder.extras import MissingExtraError
+from bulkorder.ops_server import OpsServerError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
@@ -37,6 +39,10 @@ _BAD_INPUT += (ImportInputError,)
 _FAILED += (ImportRefusedError, ImportIncompleteError)
 # The relay met an error no retry fixes (docs/consistency.md): it stops, naming it.
 _FAILED += (RelayStoppedError,)
+# An optional extra (tracing, analysis) is not installed: the message names it.
+_FAILED += (MissingExtraError,)
+# The worker's metrics port cannot listen.
+_FAILED += (OpsServerError,)
 # Encryption (docs/data_protection.md): a missing or wrong key, an altered ciphertext.
 _FAILED += (EncryptionError,)
 

@@ -11,13 +11,17 @@ import dataclasses
 import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from datetime import timedelta
+from typing import AsyncIterator, Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor as ClientInterceptor
 from temporalio.converter import DataConverter
-from temporalio.worker import Worker
+from temporalio.runtime import PrometheusConfig, Runtime as TemporalRuntime, TelemetryConfig
+from temporalio.worker import Interceptor as WorkerInterceptor, Worker
 
 from bulkorder.embedded import EmbeddedTemporal, running_dev_address
+from bulkorder.metrics import metered, record_observed
+from bulkorder.workflow_metrics import HISTORY_LENGTH_BUCKETS, HISTORY_LENGTH_METRIC, HistoryLengthInterceptor
 from bulkorder.settings import Settings
 from bulkorder.domain.application import Orders
 from bulkorder.storage.batches import BatchStore
@@ -55,9 +59,12 @@ class Runtime:
             self.client, task_queue=self.settings.task_queue, batches=self.batches, limits=self.settings.limits
         )
 
-    def worker(self, **options: int) -> Worker:
+    def worker(self, *, max_concurrent_activities: int = 16, graceful_shutdown: timedelta = timedelta(0)) -> Worker:
+        """A worker with bulkorder's metrics: the record hook and the run history length."""
         return build_worker(
-            self.client, orders=self.orders, batches=self.batches, task_queue=self.settings.task_queue, **options
+            self.client, orders=self.orders, batches=self.batches, task_queue=self.settings.task_queue,
+            max_concurrent_activities=max_concurrent_activities, graceful_shutdown=graceful_shutdown,
+            interceptors=[HistoryLengthInterceptor()], on_recorded=record_observed,
         )
 
     def close(self) -> None:
@@ -103,25 +110,55 @@ def _data_converter(
 ) -> DataConverter:
     # The blob store opens on the codec's first use: a command that never moves a large
     # payload never builds an S3 client for it.
-    claim_check = ClaimCheckCodec(blob_store.open, threshold=threshold, cache_bytes=cache_bytes)
+    claim_check = ClaimCheckCodec(lambda: metered(blob_store.open()), threshold=threshold, cache_bytes=cache_bytes)
     sealing = EncryptionCodec(functools.partial(data_keys, encryption, blob_store), encrypt=encryption.enabled)
     codec = ProtectedPayloadCodec(sealing, claim_check)
     # Bounded failures: a retried step's last error stays readable in Temporal (workflows/failures.py).
     return dataclasses.replace(DataConverter.default, payload_codec=codec, failure_converter_class=EncodedFailureConverter)
 
 
-async def connect(settings: Settings, address: str | None = None) -> Client:
+def sdk_metrics_runtime(bind_address: str) -> TemporalRuntime:
+    """A Temporal runtime whose SDK metrics (and the run history length,
+    :mod:`bulkorder.workflow_metrics`) are served as Prometheus text at
+    ``http://<bind_address>/metrics``; ``bulkorder.ops_server`` folds them into its page."""
+    return TemporalRuntime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+                histogram_bucket_overrides={HISTORY_LENGTH_METRIC: [float(b) for b in HISTORY_LENGTH_BUCKETS]},
+            )
+        )
+    )
+
+
+async def connect(
+    settings: Settings,
+    address: str | None = None,
+    *,
+    runtime: TemporalRuntime | None = None,
+    interceptors: Sequence[ClientInterceptor] = (),
+) -> Client:
+    options: dict[str, object] = {"data_converter": data_converter(settings), "interceptors": list(interceptors)}
+    if runtime is not None:
+        options["runtime"] = runtime
     if address is not None:
-        return await Client.connect(address, namespace=settings.temporal.namespace, data_converter=data_converter(settings))
+        return await Client.connect(address, namespace=settings.temporal.namespace, **options)  # type: ignore[arg-type]
     config = dict(settings.temporal.connect_config)
     target = config.pop("target_host")
-    return await Client.connect(target, data_converter=data_converter(settings), **config)
+    return await Client.connect(target, **{**config, **options})
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, embedded: bool = False) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, *, embedded: bool = False, sdk_metrics_address: str | None = None
+) -> AsyncIterator[Runtime]:
     """A connected runtime. With ``embedded`` and no Temporal configured or running,
-    starts the embedded dev server for the duration."""
+    starts the embedded dev server for the duration. With ``sdk_metrics_address``
+    (``host:port``), the Temporal SDK serves its metrics there (:func:`sdk_metrics_runtime`).
+    With tracing configured (``bulkorder.tracing``), client and worker carry its interceptor."""
+    from bulkorder.tracing import tracing_interceptors
     server: EmbeddedTemporal | None = None
     address: str | None = None
     if settings.temporal.embedded:
@@ -134,8 +171,12 @@ async def open_runtime(settings: Settings, *, embedded: bool = False) -> AsyncIt
             server = EmbeddedTemporal(settings.home / "temporal.sqlite")
             address = await server.start()
     try:
-        client = await connect(settings, address)
-        blobs = settings.blob_store.open()
+        temporal_runtime = sdk_metrics_runtime(sdk_metrics_address) if sdk_metrics_address else None
+        tracing = tracing_interceptors(settings)
+        # The client's interceptors reach its workers too (temporalio applies a client
+        # interceptor that is also a worker interceptor to every worker of that client).
+        client = await connect(settings, address, runtime=temporal_runtime, interceptors=tracing)
+        blobs = metered(settings.blob_store.open())
         batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home), protection=settings.blob_protection())
         runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=batches)
         try:

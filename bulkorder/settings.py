@@ -20,6 +20,7 @@ from bulkorder.encryption import EncryptionSettings, blob_protection, event_prot
 from bulkorder.storage.encryption.protection import BlobProtection
 from bulkorder.keyring_file import KEYRING_FILE
 from bulkorder.seals import SealSettings
+from bulkorder.tracing import TracingSettings
 from bulkorder.domain.errors import BulkorderError
 from bulkorder.storage.claim_check import DEFAULT_CACHE_BYTES, DEFAULT_THRESHOLD, MIN_THRESHOLD
 from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
@@ -29,6 +30,8 @@ from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
 
 DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
+#: Long enough for a record activity (one transaction) or a few batches of fulfillment.
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 class SettingsError(BulkorderError, ValueError):
@@ -115,6 +118,10 @@ class Settings:
     seal: SealSettings = field(default_factory=SealSettings, repr=False)
     #: Longest line, CSV row or JSON element of an input file (BULKORDER_MAX_LINE_BYTES).
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: OpenTelemetry tracing (bulkorder.tracing): off unless configured.
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    #: Seconds a stopping worker gives in-flight activities (BULKORDER_GRACEFUL_SHUTDOWN_SECONDS).
+    graceful_shutdown_seconds: int = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
     #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
     encryption: EncryptionSettings | None = None
 
@@ -150,6 +157,10 @@ class Settings:
             claim_check=_claim_check_settings(env),
             seal=_seal_settings(env),
             max_line_bytes=_positive_int(env, "BULKORDER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+            tracing=TracingSettings.from_env(env),
+            graceful_shutdown_seconds=_non_negative_int(
+                env, "BULKORDER_GRACEFUL_SHUTDOWN_SECONDS", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
+            ),
             encryption=_encryption_settings(env, home),
         )
 
@@ -165,6 +176,7 @@ class Settings:
             "blob store": self.blob_store.describe(),
             "event store": self.event_store.describe(),
             "encryption": self.encryption_settings.describe(),
+            "tracing": self.tracing.describe(),
             "claim check": f"payloads over {self.claim_check.threshold:,} bytes go to the blob store "
             f"(cache {self.claim_check.cache_bytes / 2**20:,.0f} MiB)",
         }

@@ -9,7 +9,9 @@ activities only read, and write their report under a content-addressed key.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from typing import Callable
 
 from temporalio import activity
 
@@ -30,6 +32,12 @@ from bulkorder.workflows.messages import (
 )
 
 
+#: Told of each change the record activity applied: the change as proven (its batches and
+#: rejections), what the event store did, and how long the call took in seconds. A plain
+#: callback, so the worker's metrics (``bulkorder.metrics``) need no import here.
+RecordHook = Callable[[OrderChange, RecordOutcome, float], None]
+
+
 class OrderActivities:
     """Holds the event store and the blob store a worker shares between activity calls.
 
@@ -38,19 +46,23 @@ class OrderActivities:
     ``BatchRejected`` with the reason instead of its claims.
     """
 
-    def __init__(self, orders: Orders, batches: BatchStore) -> None:
+    def __init__(self, orders: Orders, batches: BatchStore, *, on_recorded: RecordHook | None = None) -> None:
         self.orders = orders
         self.batches = batches
         self.prover = RefProver(batches, batches.sealer)
+        self.on_recorded = on_recorded
 
     @activity.defn(name=RECORD_ACTIVITY)
     def record_order_change(self, change: OrderChange) -> RecordOutcome:
+        started = time.perf_counter()
         with classified_failures("recording"):
             proven = self.proven(change)
             outcome = self.orders.record(proven)
             kept = {ref.batch_id for ref in proven.batches}
             outcome.unproven_batch_ids = [ref.batch_id for ref in change.batches if ref.batch_id not in kept]
-            return outcome
+        if self.on_recorded is not None:
+            self.on_recorded(proven, outcome, time.perf_counter() - started)
+        return outcome
 
     def proven(self, change: OrderChange) -> OrderChange:
         """``change`` with every unproven batch moved to its rejections."""

@@ -19,6 +19,8 @@ Everything the analysts use lives in this package, above the layers it reads
 - :mod:`~bulkorder.analysis.history`: pure logic over an order's events (records, instants).
 - :mod:`~bulkorder.analysis.event_log`: the whole event log, a page at a time, as documents.
 - :mod:`~bulkorder.analysis.item_stream`: an order's batches streamed back as NDJSON or CSV.
+- :mod:`~bulkorder.analysis.arrow_items`: items and events as Arrow record batches (pyarrow).
+- :mod:`~bulkorder.analysis.parquet_files`: Parquet files of them, written streaming.
 - :mod:`~bulkorder.analysis.read_model`: pure functions of how events change a summary row.
 - :mod:`~bulkorder.analysis.views`: read-model tables beside the event store, with tracking.
 - :mod:`~bulkorder.analysis.time_index`, :mod:`~bulkorder.analysis.summaries`: the two views.
@@ -53,6 +55,10 @@ _EXPORTS: dict[str, str] = {
     "StreamResult": "bulkorder.analysis.item_stream",
     "RunResult": "bulkorder.analysis.projections",
     "SkippedBatch": "bulkorder.analysis.summaries",
+    "ParquetResult": "bulkorder.analysis.parquet_files",
+    "ParquetExportResult": "bulkorder.analysis.parquet_files",
+    "item_schema": "bulkorder.analysis.arrow_items",
+    "event_schema": "bulkorder.analysis.arrow_items",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -74,3 +80,5 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from bulkorder.analysis.projections import RunResult
     from bulkorder.analysis.read_model import OrderSummaryRow, ProjectionOrderError, SkuQuantity
     from bulkorder.analysis.summaries import SkippedBatch
+    from bulkorder.analysis.arrow_items import event_schema, item_schema
+    from bulkorder.analysis.parquet_files import ParquetExportResult, ParquetResult

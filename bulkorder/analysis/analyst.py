@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 import msgspec
 
@@ -31,6 +32,11 @@ from bulkorder.analysis.projections import OrderSummaryProjection, PollingProjec
 from bulkorder.analysis.summaries import SUMMARY_VIEW, PostgresSummaries, SkippedBatch, SQLiteSummaries, SummariesSql
 from bulkorder.analysis.time_index import TIME_INDEX_VIEW, PostgresTimeIndex, SQLiteTimeIndex, TimeIndexSql
 from bulkorder.analysis.views import OpenedView, open_view
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from bulkorder.analysis.parquet_files import ParquetExportResult, ParquetResult
 
 _PAGE = 1_000
 _lines = msgspec.json.Encoder()
@@ -224,6 +230,83 @@ class Analyst:
         refs = self.batch_refs(order_id, version)
         streamer = ItemStreamer(self.batches, workers=workers, processes=processes)
         return streamer.write(refs, out, fmt=fmt, progress=progress)
+
+    # ---- Arrow and Parquet (the extra ``analysis``: pyarrow) -------------------------------
+
+    def _version(self, order_id: str, version: int | None, at: datetime | None) -> int | None:
+        if version is not None and at is not None:
+            raise ValueError("give a version or an instant, not both")
+        return self.version_at(order_id, at) if at is not None else version
+
+    def item_batches(
+        self,
+        order_id: str,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        workers: int = 2,
+        processes: bool = False,
+    ) -> Iterator[pa.RecordBatch]:
+        """The order's items at ``version`` or instant ``at`` (else now) as Arrow record
+        batches, one per batch of the order, in order (columns: docs/analysts.md)."""
+        from bulkorder.analysis.arrow_items import item_record_batches
+
+        refs = self.batch_refs(order_id, self._version(order_id, version, at))
+        return item_record_batches(self.batches, refs, workers=workers, processes=processes)
+
+    def item_table(self, order_id: str, *, version: int | None = None, at: datetime | None = None) -> pa.Table:
+        """All the order's items in one Arrow table: ``.to_pandas()``, ``polars.from_arrow(...)``."""
+        from bulkorder.analysis.arrow_items import item_schema, pyarrow
+
+        batches = list(self.item_batches(order_id, version=version, at=at))
+        return pyarrow().Table.from_batches(batches, schema=item_schema())
+
+    def event_batches(self, *, since: int = 0, until: int | None = None, page_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+        """Every event with ``since < position <= until`` as Arrow record batches (a page each)."""
+        from bulkorder.analysis.arrow_items import events_record_batch
+
+        log = EventLog(self.orders, page_size=page_size)
+        after = since
+        while True:
+            documents = log.page(after, until)
+            if not documents:
+                return
+            yield events_record_batch(documents)
+            after = documents[-1]["position"]
+
+    def write_items_parquet(
+        self,
+        order_id: str,
+        path: str | Path,
+        *,
+        version: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        workers: int = 2,
+        processes: bool = False,
+    ) -> ParquetResult:
+        """The order's items at ``version`` into the Parquet file ``path`` (whole or absent)."""
+        from bulkorder.analysis.arrow_items import item_schema
+        from bulkorder.analysis.parquet_files import write_parquet
+
+        batches = self.item_batches(order_id, version=version, workers=workers, processes=processes)
+        return write_parquet(path, item_schema(), batches, progress)
+
+    def export_parquet(
+        self,
+        out_dir: str | Path,
+        *,
+        since: int = 0,
+        until: int | None = None,
+        items: bool = True,
+        on_page: Callable[[int, int], None] | None = None,
+    ) -> ParquetExportResult:
+        """The log from ``since`` to ``until`` as one new part of ``out_dir``'s events and
+        items Parquet files (:mod:`bulkorder.analysis.parquet_files`)."""
+        from bulkorder.analysis.parquet_files import export_parquet
+
+        if since < 0 or (until is not None and until < since):
+            raise ValueError(f"positions must satisfy 0 <= since <= until (got since={since}, until={until})")
+        return export_parquet(EventLog(self.orders), self.batches, out_dir, since=since, until=until, items=items, on_page=on_page)
 
     # ---- the whole log ------------------------------------------------------------------
 

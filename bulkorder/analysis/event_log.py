@@ -29,15 +29,19 @@ class EventLog:
 
     def page(self, after: int, until: int | None = None) -> list[dict[str, Any]]:
         """Up to ``page_size`` events with ``after < position <= until``, in order."""
+        return [event_document(event, position, order_id) for position, event, order_id in self.page_events(after, until)]
+
+    def page_events(self, after: int, until: int | None = None) -> list[tuple[int, Any, str]]:
+        """Like :meth:`page`, as ``(position, domain event, order ID)``."""
         notifications = self.orders.recorder.select_notifications(
             start=after, limit=self.page_size, stop=until, inclusive_of_start=False
         )
-        documents = []
         to_domain_event = self.orders.mapper.to_domain_event
+        events = []
         for notification in notifications:
             event = to_domain_event(notification)
-            documents.append(event_document(event, notification.id, self._order_id(event)))
-        return documents
+            events.append((notification.id, event, self._order_id(event)))
+        return events
 
     def _order_id(self, event: Any) -> str:
         if isinstance(event, Order.Created):

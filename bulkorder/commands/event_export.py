@@ -1,4 +1,5 @@
-"""``export``: the whole event log as NDJSON, in notification order, resumable by position."""
+"""``export``: the whole event log as NDJSON, in notification order, resumable by position;
+or, with ``--format parquet --out DIR``, a folder of Parquet parts (events and their items)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export.add_argument("--until", type=non_negative_int, default=None, metavar="POSITION", help="stop at this position")
     export.add_argument("--follow", action="store_true", help="keep writing new events until Ctrl-C / SIGTERM")
     export.add_argument("--interval", type=positive_seconds, default=0.5, help="seconds between polls with --follow")
-    export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output (parquet: a folder)")
     export.add_argument("--append", action="store_true", help="append to FILE (to resume an export with --since)")
+    export.add_argument(
+        "--format", choices=("ndjson", "parquet"), default="ndjson",
+        help="ndjson (default), or parquet: a new part of DIR/events/ and DIR/items/ per run, "
+        "resumable with --since (needs the extra 'analysis': pyarrow)",
+    )
+    export.add_argument(
+        "--no-items", dest="items", action="store_false",
+        help="with --format parquet: the events only, not the items of their batches",
+    )
     export.set_defaults(handler=run_export)
 
 
@@ -33,6 +43,8 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
     if args.until is not None and args.until < args.since:
         print(f"bulkorder export: error: --until {args.until} is before --since {args.since}", file=sys.stderr)
         return 2
+    if args.format == "parquet":
+        return await _run_parquet_export(args, settings)
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -65,4 +77,36 @@ def _export(args: argparse.Namespace, settings: Settings, stop: threading.Event)
                 out.close()
     if progress:
         progress.finish()
+    return result
+
+
+async def _run_parquet_export(args: argparse.Namespace, settings: Settings) -> int:
+    refused = [flag for flag, given in (("--follow", args.follow), ("--append", args.append)) if given]
+    if not args.out or refused:
+        why = "needs --out DIR" if not args.out else f"does not take {' or '.join(refused)} (each run adds a part; resume with --since)"
+        print(f"bulkorder export: error: --format parquet {why}", file=sys.stderr)
+        return 2
+    from bulkorder.analysis.arrow_items import pyarrow
+
+    pyarrow()  # the extra is missing: say so before reading anything
+    result = await asyncio.to_thread(_export_parquet, args, settings)
+    if result.events == 0:
+        print(f"nothing to export after position {args.since}", file=sys.stdout)
+        return 0
+    print(
+        f"exported {result.events:,} events and {result.items:,} items to {result.events_file}"
+        + (f" and {result.items_file}" if result.items_file else "")
+        + f"; last position {result.last_position} (resume with --since {result.last_position})"
+    )
+    return 0
+
+
+def _export_parquet(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    progress = Progress("export", unit="events")
+    with Analyst.from_settings(settings) as analyst:
+        result = analyst.export_parquet(
+            args.out, since=args.since, until=args.until, items=args.items,
+            on_page=lambda events, _items: progress.update(events),
+        )
+    progress.finish()
     return result

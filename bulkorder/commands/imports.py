@@ -17,6 +17,8 @@ from temporalio.service import RPCError
 from bulkorder.commands.arguments import duration
 from bulkorder.commands.output import print_json
 from bulkorder.commands.waiting import TIMED_OUT
+from bulkorder.metrics import IMPORT_BATCHES, IMPORT_ITEMS, IMPORT_REJECTED_LINES, IMPORT_SECONDS, write_metrics_file
+from bulkorder.tracing import span
 from bulkorder.runtime import Runtime, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.domain.errors import OrderNotFoundError
@@ -62,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.add_argument(
+        "--metrics-out", metavar="FILE",
+        help="write the import's figures to FILE in Prometheus text (items, batches, blob store requests; "
+        "for node_exporter's textfile collector or a pushgateway), also when it fails",
+    )
     parser.set_defaults(handler=run_import)
 
 
@@ -97,10 +104,20 @@ async def run_import(args: argparse.Namespace, settings: Settings) -> int:
     view: ProgressView | None = None
     if not args.quiet:
         view = TerminalBar(sys.stderr) if sys.stderr.isatty() else PlainLines(sys.stderr)
+    try:
+        return await _import(args, settings, options, view)
+    finally:
+        if args.metrics_out:
+            write_metrics_file(args.metrics_out)
+
+
+async def _import(args: argparse.Namespace, settings: Settings, options: ImportOptions, view: ProgressView | None) -> int:
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         watcher = asyncio.create_task(_show_failing_steps(client, args.order_id, sys.stderr))
-        importing = asyncio.create_task(import_file(client, runtime.orders, args.order_id, args.file, options, view=view))
+        importing = asyncio.create_task(
+            import_traced(client, runtime, args.order_id, args.file, options, view)
+        )
         try:
             done, _ = await asyncio.wait({importing}, timeout=args.timeout)
             if not done:
@@ -114,11 +131,29 @@ async def run_import(args: argparse.Namespace, settings: Settings) -> int:
             importing.cancel()
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+    record_import(summary)
     if args.json:
         print_json(summary)
     else:
         _print(summary)
     return 0
+
+
+async def import_traced(
+    client: OrderClient, runtime: Runtime, order_id: str, file: str, options: ImportOptions, view: ProgressView | None
+) -> ImportSummary:
+    # The root of the import's trace (when tracing is on): the importer's stages, the
+    # signals or updates it sends, the workflow and the record activity are its children.
+    with span("bulkorder import", order_id=order_id, file=str(file)):
+        return await import_file(client, runtime.orders, order_id, file, options, view=view)
+
+
+def record_import(summary: ImportSummary) -> None:
+    """The import's figures in the process's metrics (``--metrics-out``)."""
+    IMPORT_ITEMS.set(summary.items)
+    IMPORT_BATCHES.set(summary.batches)
+    IMPORT_REJECTED_LINES.set(summary.rejected)
+    IMPORT_SECONDS.set(summary.seconds)
 
 
 def _print(summary: ImportSummary) -> None:

@@ -6,24 +6,29 @@ import argparse
 import asyncio
 import signal
 import sys
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import AsyncIterator
 
 from bulkorder.codec_server import CodecServer
-from bulkorder.commands.arguments import non_negative_int, port_number
+from bulkorder.commands.arguments import non_negative_int, port_number, positive_int
 from bulkorder.commands.codec_server import configured_codec_server
 from bulkorder.embedded import (
     EmbeddedTemporal,
     claim_port,
     clear_dev_state,
+    free_port,
     refuse_taken_port,
     release_port,
     running_dev_address,
     write_dev_state,
 )
+from bulkorder.ops_server import OpsServer
+from bulkorder.runtime import Runtime, claim_check_codec, open_runtime
+from bulkorder.settings import Settings
 
 #: How often ``bulkorder dev`` restarts a Temporal server that died before it gives up.
 DEFAULT_MAX_RESTARTS = 3
-from bulkorder.runtime import open_runtime
-from bulkorder.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,11 +50,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--max-restarts", type=non_negative_int, default=DEFAULT_MAX_RESTARTS,
         help=f"restart a Temporal server that dies at most this often, then exit 1 (default {DEFAULT_MAX_RESTARTS})",
     )
+    _operations_arguments(dev)
     dev.set_defaults(handler=run_dev)
 
     worker = sub.add_parser("worker", help="run a worker for order workflows against the configured Temporal")
-    worker.add_argument("--max-concurrent-activities", type=int, default=16)
+    worker.add_argument("--max-concurrent-activities", type=positive_int, default=16)
+    _operations_arguments(worker)
     worker.set_defaults(handler=run_worker)
+
+
+def _operations_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port", type=port_number, default=None, metavar="PORT",
+        help="serve /metrics (Prometheus: bulkorder's and the Temporal SDK's), /healthz and /readyz on PORT "
+        "(0: a free one, printed)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST",
+        help="address of the metrics port (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
+    )
+    parser.add_argument(
+        "--graceful-shutdown", type=non_negative_int, default=None, metavar="SECONDS",
+        help="on SIGTERM/Ctrl-C, stop polling and give in-flight activities this long to finish "
+        "(default BULKORDER_GRACEFUL_SHUTDOWN_SECONDS, else 30)",
+    )
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -88,15 +112,16 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         address = await server.start()
         claim_port(server.port, settings.home)
         write_dev_state(settings.home, address, server.pid)
-        async with open_runtime(settings) as runtime:
-            async with runtime.worker():
-                for name, value in {"temporal": address, **settings.describe()}.items():
-                    print(f"{name:<12} {value}")
-                if codec_server:
-                    print(f"{'web ui':<12} http://127.0.0.1:{args.ui_port}")
-                    print(f"{'ui codec':<12} {codec_server.url}")
-                print("ready: run bulkorder commands in another terminal; Ctrl-C stops", flush=True)
-                return await _supervise(server, settings, args.max_restarts)
+        async with _serving_worker(args, settings) as (runtime, ops):
+            for name, value in {"temporal": address, **settings.describe()}.items():
+                print(f"{name:<12} {value}")
+            if codec_server:
+                print(f"{'web ui':<12} http://127.0.0.1:{args.ui_port}")
+                print(f"{'ui codec':<12} {codec_server.url}")
+            if ops is not None:
+                print(f"{'metrics':<12} {ops.url}/metrics (health {ops.url}/healthz, {ops.url}/readyz)")
+            print("ready: run bulkorder commands in another terminal; Ctrl-C stops", flush=True)
+            return await _supervise(server, settings, args.max_restarts)
     finally:
         clear_dev_state(settings.home)
         release_port(server.port)
@@ -145,9 +170,48 @@ def ui_codec_server(settings: Settings, ui_port: int, port: int, enable_encode: 
     ).start()
 
 
+@asynccontextmanager
+async def _serving_worker(args: argparse.Namespace, settings: Settings) -> AsyncIterator[tuple[Runtime, OpsServer | None]]:
+    """A running worker and, with ``--metrics-port``, its operations server. On leaving, the
+    operations server first reports not ready, then the worker drains: it stops polling,
+    and in-flight activities get ``--graceful-shutdown`` seconds to finish."""
+    from bulkorder.health import Readiness
+    from bulkorder.metrics import watch_claim_check_cache
+    metrics_port = getattr(args, "metrics_port", None)
+    grace = getattr(args, "graceful_shutdown", None)
+    grace = settings.graceful_shutdown_seconds if grace is None else grace
+    # The SDK's own Prometheus endpoint, on a private loopback port: /metrics folds it in.
+    sdk_address = f"127.0.0.1:{free_port()}" if metrics_port is not None else None
+    async with open_runtime(settings, sdk_metrics_address=sdk_address) as runtime:
+        worker = runtime.worker(
+            max_concurrent_activities=getattr(args, "max_concurrent_activities", 16),
+            graceful_shutdown=timedelta(seconds=grace),
+        )
+        ops: OpsServer | None = None
+        if metrics_port is not None:
+            watch_claim_check_cache(claim_check_codec(settings).cache.stats)
+            readiness = Readiness(runtime.client, runtime.orders, runtime.blobs)
+            ops = await OpsServer(
+                args.metrics_host, metrics_port, readiness=readiness, sdk_metrics_url=f"http://{sdk_address}/metrics"
+            ).start()
+        try:
+            async with worker:
+                try:
+                    yield runtime, ops
+                finally:
+                    if ops is not None:
+                        ops.stopping = True
+                    print(f"stopping: draining the worker (up to {grace} s for in-flight activities)", flush=True)
+            print("worker stopped", flush=True)
+        finally:
+            if ops is not None:
+                await ops.stop()
+
+
 async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_runtime(settings) as runtime:
-        async with runtime.worker(max_concurrent_activities=getattr(args, "max_concurrent_activities", 16)):
-            print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C stops", flush=True)
-            await _until_interrupted()
+    async with _serving_worker(args, settings) as (_runtime, ops):
+        if ops is not None:
+            print(f"metrics {ops.url}/metrics, health {ops.url}/healthz, readiness {ops.url}/readyz", flush=True)
+        print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C or SIGTERM stops", flush=True)
+        await _until_interrupted()
     return 0

@@ -24,6 +24,7 @@ from bulkorder.importer.progress import ImportProgress, ProgressView
 from bulkorder.importer.rejects import RejectsFile
 from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES, ItemSource
 from bulkorder.importer.stage import warm_up
+from bulkorder.tracing import span
 from bulkorder.workflows.client import OrderClient
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -118,7 +119,8 @@ async def import_file(
     try:
         for _ in range(workers):
             encoders.submit(warm_up, None)
-        start = await prepare_order(client, orders, order_id, create_customer=options.create_customer)
+        with span("import.prepare", order_id=order_id):
+            start = await prepare_order(client, orders, order_id, create_customer=options.create_customer)
         await asyncio.to_thread(check_batch_size, open_source, start.recorded, options.batch_size, order_id)
         if options.skip_invalid is not None:
             rejects = RejectsFile(options.skip_invalid)
@@ -140,9 +142,11 @@ async def import_file(
         )
         if view is not None:
             ticker = asyncio.create_task(_tick(view, progress))
-        await pipeline.run()
+        with span("import.send", order_id=order_id):
+            await pipeline.run()
         if options.wait_recorded or pipeline.stop_error is not None:
-            await wait_recorded(orders, order_id, pipeline.sent_ids, timeout=options.record_timeout)
+            with span("import.wait_recorded", order_id=order_id, batches=len(pipeline.sent_ids)):
+                await wait_recorded(orders, order_id, pipeline.sent_ids, timeout=options.record_timeout)
         if pipeline.stop_error is not None:
             raise _stopped(pipeline.stop_error, pipeline.lines_in_order, progress, source)
         if progress.items == 0 and progress.skipped_batches == 0:

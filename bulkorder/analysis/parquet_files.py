@@ -1,0 +1,196 @@
+"""Parquet files of items and events, written streaming, whole or absent.
+
+Record batches (:mod:`bulkorder.analysis.arrow_items`) are gathered into row groups of
+about :data:`ROW_GROUP_ROWS` rows and written as they come, so memory holds one row
+group whatever the order's size. Every file is written beside its target under a
+temporary name and renamed at the end: a reader never sees half a file.
+
+The export's folder (``bulkorder export --format parquet --out DIR``)::
+
+    DIR/events/part-<first>-<last>.parquet   one row per event, positions first..last
+    DIR/items/part-<first>-<last>.parquet    the items of that range's ItemsAdded events
+
+Each run adds one part of each (positions never overlap: resume with ``--since``), so
+DuckDB reads the whole folder with ``read_parquet('DIR/items/*.parquet')``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from bulkorder.analysis.arrow_items import event_schema, events_record_batch, item_record_batches, item_schema, pyarrow
+from bulkorder.analysis.event_log import EventLog
+from bulkorder.analysis.history import event_document
+from bulkorder.domain.order import Order
+from bulkorder.storage.batches import BatchStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+ROW_GROUP_ROWS = 128 * 1024
+COMPRESSION = "zstd"
+#: Columns worth a dictionary: few distinct values. Every other column is written plain:
+#: a dictionary over unique values (attributes, names) triples the writing time for nothing
+#: (measured: 970,000 against 280,000 items/s, the same 49 bytes per sample item).
+DICTIONARY_COLUMNS = frozenset({"unit_price_currency", "sku", "order_id", "batch_id", "type", "aggregate_id"})
+
+
+@dataclass
+class ParquetResult:
+    rows: int
+    row_groups: int
+    bytes_written: int
+
+
+class StreamingParquet:
+    """A Parquet file written row group by row group; :meth:`close` renames it into place."""
+
+    def __init__(self, target: str | os.PathLike[str], schema: pa.Schema, *, row_group_rows: int = ROW_GROUP_ROWS):
+        import pyarrow.parquet as pq
+
+        pyarrow()
+        self.target = Path(target)
+        self.partial = self.target.with_name(f".{self.target.name}.{os.getpid()}.partial")
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self._writer = pq.ParquetWriter(
+            self.partial, schema, compression=COMPRESSION,
+            use_dictionary=[name for name in schema.names if name in DICTIONARY_COLUMNS],
+        )
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.result = ParquetResult(0, 0, 0)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        pa = pyarrow()
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self.result.rows += table.num_rows
+        self.result.row_groups += 1
+        self._pending, self._pending_rows = [], 0
+
+    def close(self) -> ParquetResult:
+        """Write what is left, close, and rename into place."""
+        self._flush()
+        self._writer.close()
+        os.replace(self.partial, self.target)
+        self.result.bytes_written = self.target.stat().st_size
+        return self.result
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> StreamingParquet:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_parquet(
+    target: str | os.PathLike[str],
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    progress: Callable[[int], None] | None = None,
+) -> ParquetResult:
+    """``batches`` into the Parquet file ``target``; ``progress(rows)`` after each batch."""
+    with StreamingParquet(target, schema) as out:
+        rows = 0
+        for batch in batches:
+            out.write(batch)
+            rows += batch.num_rows
+            if progress is not None:
+                progress(rows)
+    return out.result
+
+
+@dataclass
+class ParquetExportResult:
+    events: int
+    items: int
+    #: Position of the last event written (resume with ``since=last_position``); the first.
+    last_position: int
+    first_position: int
+    events_file: Path | None
+    items_file: Path | None
+
+
+def export_parquet(
+    log: EventLog,
+    batches: BatchStore,
+    out_dir: str | os.PathLike[str],
+    *,
+    since: int = 0,
+    until: int | None = None,
+    items: bool = True,
+    workers: int = 2,
+    on_page: Callable[[int, int], None] | None = None,
+) -> ParquetExportResult:
+    """Every event with ``since < position <= until`` (and, with ``items``, the items of
+    their ``ItemsAdded`` events) into one new part of ``out_dir``'s events and items."""
+    folder = Path(out_dir)
+    (folder / "events").mkdir(parents=True, exist_ok=True)
+    if items:
+        (folder / "items").mkdir(parents=True, exist_ok=True)
+    # Named once the range is known: written under a provisional name, renamed at the end.
+    events_out = StreamingParquet(folder / "events" / f".part-{since + 1:012d}.parquet", event_schema())
+    items_out = StreamingParquet(folder / "items" / f".part-{since + 1:012d}.parquet", item_schema(provenance=True)) if items else None
+    result = ParquetExportResult(0, 0, since, since + 1, None, None)
+    try:
+        while True:
+            page = log.page_events(result.last_position, until)
+            if not page:
+                break
+            events_out.write(events_record_batch([event_document(e, position, order) for position, e, order in page]))
+            if items_out is not None:
+                added = [(position, event, order) for position, event, order in page if isinstance(event, Order.ItemsAdded)]
+                provenance = (
+                    {"position": position, "order_id": order, "batch_id": event.batch.batch_id, "recorded_at": event.timestamp}
+                    for position, event, order in added
+                )
+                for batch in item_record_batches(batches, (event.batch for _, event, _ in added), provenance=provenance, workers=workers):
+                    items_out.write(batch)
+                    result.items += batch.num_rows
+            result.events += len(page)
+            result.last_position = page[-1][0]
+            if on_page is not None:
+                on_page(result.events, result.items)
+    except BaseException:
+        events_out.abort()
+        if items_out is not None:
+            items_out.abort()
+        raise
+    name = f"part-{since + 1:012d}-{result.last_position:012d}.parquet"
+    if result.events == 0:
+        events_out.abort()
+        if items_out is not None:
+            items_out.abort()
+        return result
+    events_out.close()
+    result.events_file = _rename(events_out.target, folder / "events" / name)
+    if items_out is not None:
+        items_out.close()
+        result.items_file = _rename(items_out.target, folder / "items" / name)
+    return result
+
+
+def _rename(source: Path, target: Path) -> Path:
+    os.replace(source, target)
+    return target
