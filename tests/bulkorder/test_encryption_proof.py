@@ -193,3 +193,22 @@ async def test_the_folder_store_and_sqlite_hold_nothing_readable_and_survive_a_r
         assert analyst.orders.summary(rotating).customer_id == CUSTOMER
         assert analyst.stream_items(rotating, out).items == 2_000
     assert out.getvalue().count(SKU.encode()) == 2_000
+
+
+async def test_an_import_whose_key_cannot_be_had_fails_before_writing_anything(
+    temporal_env: WorkflowEnvironment, temporal_address: str, task_queue: str, tmp_path: Path
+) -> None:
+    from bulkorder.encryption import data_keys
+    from bulkorder.storage.encryption.errors import DataKeyDestroyedError
+
+    extra = {"BULKORDER_BLOB_DIR": str(tmp_path / "blobs"), **sqlite_env(tmp_path / "events.sqlite")}
+    settings = settings_for(tmp_path / "home", task_queue, temporal_address, extra)
+    order_id = f"gone-{uuid.uuid4().hex[:8]}"
+    key_id = data_keys(settings.encryption_settings, settings.blob_store).destroy_order_key(order_id)
+    async with open_runtime(settings) as runtime:
+        async with runtime.worker():
+            options = ImportOptions(create_customer=CUSTOMER, batch_size=250, workers=1)
+            with pytest.raises(DataKeyDestroyedError, match=key_id):
+                await import_file(runtime.order_client(), runtime.orders, order_id, write_items(tmp_path / "i.ndjson", 500), options)
+            assert not runtime.orders.exists(order_id)
+    assert not list((tmp_path / "blobs").glob("batches/*/*"))
