@@ -83,21 +83,36 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         *,
         encrypt: bool = True,
         context: SerializationContext | None = None,
+        _opened: list[DataKeys] | None = None,
     ) -> None:
-        self._keys = keys
+        self._open_keys = keys
+        #: The opened data keys, shared with every codec made by ``with_context``.
+        self._opened: list[DataKeys] = [] if _opened is None else _opened
         self.encrypt = encrypt
         self.context = context
         self.order_id = order_of_workflow(_workflow_id(context))
 
     def with_context(self, context: SerializationContext) -> EncryptionCodec:
-        return EncryptionCodec(self._keys, encrypt=self.encrypt, context=context)
+        return EncryptionCodec(self._open_keys, encrypt=self.encrypt, context=context, _opened=self._opened)
+
+    def _keys(self) -> DataKeys:
+        """The deployment's data keys (opening them reads the keyring and may build an S3
+        client: the first call runs in a thread, see ``_keys_if_open``)."""
+        if not self._opened:
+            self._opened.append(self._open_keys())
+        return self._opened[0]
+
+    def _keys_if_open(self) -> DataKeys | None:
+        return self._opened[0] if self._opened else None
 
     def _key(self) -> DataKey:
         keys = self._keys()
         return keys.for_order(self.order_id) if self.order_id is not None else keys.get_or_create(PAYLOADS_KEY_ID)
 
     def _cached_key(self) -> DataKey | None:
-        keys = self._keys()
+        keys = self._keys_if_open()
+        if keys is None:
+            return None
         return keys.cached_for_order(self.order_id) if self.order_id is not None else keys.cached(PAYLOADS_KEY_ID)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -113,9 +128,9 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         sealed = [p for p in payloads if p.metadata.get("encoding") == ENCRYPTED_ENCODING]
         if not sealed:
             return list(payloads)
-        keys = self._keys()
+        keys = self._keys_if_open()
         small = sum(len(p.data) for p in sealed) <= _INLINE_BYTES
-        if small and all(keys.cached(p.metadata.get(KEY_ID_METADATA, b"").decode("ascii", "replace")) for p in sealed):
+        if keys is not None and small and all(keys.cached(p.metadata.get(KEY_ID_METADATA, b"").decode("ascii", "replace")) for p in sealed):
             return [self._open(p) for p in payloads]  # no I/O, little CPU: on the loop
         return await asyncio.to_thread(lambda: [self._open(p) for p in payloads])
 
