@@ -61,6 +61,10 @@ _EXPORTS: dict[str, str] = {
     "ImportOptions": "bulkorder.importer.importer",
     "ImportSummary": "bulkorder.importer.importer",
     "PlainLines": "bulkorder.importer.progress",
+    # Retention, erasure, garbage collection (docs/data_protection.md).
+    "collect_garbage": "bulkorder.data_lifecycle",
+    "purge_closed_orders": "bulkorder.data_lifecycle",
+    "erase_order": "bulkorder.data_lifecycle",
     # Analysts.
     "Analyst": "bulkorder.analysis",
     "parse_instant": "bulkorder.analysis.history",
@@ -81,6 +85,9 @@ _EXPORTS: dict[str, str] = {
     "EmptyOrderError": "bulkorder.domain.errors",
     "OrderLimitError": "bulkorder.domain.errors",
     "FulfillmentFailedError": "bulkorder.domain.errors",
+    "OrderErasedError": "bulkorder.domain.errors",
+    "ItemsPurgedError": "bulkorder.domain.errors",
+    "GcError": "bulkorder.storage.gc",
     "OrderRefusedError": "bulkorder.workflows.errors",
     "InvalidIdentifierError": "bulkorder.domain.identifiers",
     "ItemValidationError": "bulkorder.domain.items",
@@ -121,6 +128,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from bulkorder.metrics import MeteredBlobStore
     from bulkorder.ops_server import OpsServer
     from bulkorder.tracing import TracingSettings
+    from bulkorder.data_lifecycle import collect_garbage, erase_order, purge_closed_orders
+    from bulkorder.storage.gc import GcError
     from bulkorder.runtime import NoTemporalError, Runtime, data_converter, open_runtime
     from bulkorder.settings import Settings, SettingsError
     from bulkorder.domain.application import Orders
@@ -128,9 +137,11 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         BulkorderError,
         EmptyOrderError,
         FulfillmentFailedError,
+        ItemsPurgedError,
         OrderAlreadyExistsError,
         OrderClosedError,
         OrderConflictError,
+        OrderErasedError,
         OrderError,
         OrderLimitError,
         OrderNotFoundError,

@@ -37,6 +37,10 @@ _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, Embedde
 _FAILED += (CodecServerError,)
 _BAD_INPUT += (ImportInputError,)
 _FAILED += (ImportRefusedError, ImportIncompleteError)
+# gc, retention, erasure (docs/data_protection.md): bad input is refused before anything.
+from bulkorder.data_lifecycle import DataLifecycleInputError  # noqa: E402
+
+_BAD_INPUT += (DataLifecycleInputError,)
 # The relay met an error no retry fixes (docs/consistency.md): it stops, naming it.
 _FAILED += (RelayStoppedError,)
 # An optional extra (tracing, analysis) is not installed: the message names it.

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from bulkorder.domain import json_text
-from bulkorder.domain.items import first_sum_crossing, items_from_json_lines, validate_item_dict
+from bulkorder.domain.counters import first_sum_crossing
+from bulkorder.domain.items import items_from_json_lines, validate_item_dict
 from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES
 
 #: Largest file ``create --items`` and ``add`` read (they hold it whole; ``import`` streams).

@@ -122,6 +122,11 @@ class Settings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
     #: Seconds a stopping worker gives in-flight activities (BULKORDER_GRACEFUL_SHUTDOWN_SECONDS).
     graceful_shutdown_seconds: int = DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
+    #: ``bulkorder gc``'s default grace period, seconds (BULKORDER_GC_GRACE_SECONDS).
+    gc_grace_seconds: int = 24 * 3600
+    #: A write lease older than this protects nothing (BULKORDER_GC_LEASE_TTL_SECONDS).
+    gc_lease_ttl_seconds: int = 3600
+
     #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
     encryption: EncryptionSettings | None = None
 
@@ -161,6 +166,8 @@ class Settings:
             graceful_shutdown_seconds=_non_negative_int(
                 env, "BULKORDER_GRACEFUL_SHUTDOWN_SECONDS", DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
             ),
+            gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
+            gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
             encryption=_encryption_settings(env, home),
         )
 

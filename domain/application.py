@@ -9,7 +9,7 @@ optimistic concurrency (aggregate versions) catches two writers racing.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -112,6 +112,7 @@ class Orders(Application[UUID]):
             if not change.create:
                 raise OrderNotFoundError(change.order_id) from None
             return Order.create(change.order_id, change.customer_id, via_outbox=change.via_outbox)
+        order.refuse_if_erased("record a change")
         if change.create and order.customer_id != change.customer_id:
             raise OrderAlreadyExistsError(
                 f"order {change.order_id!r} already exists for customer {order.customer_id!r}, "
@@ -153,6 +154,28 @@ class Orders(Application[UUID]):
             applied_batch_ids=applied,
             duplicate_batch_ids=duplicates,
         )
+
+    def purge_items(self, order_id: str, reason: str) -> bool:
+        """Record ``ItemsPurged`` (retention deleted the order's items); ``False`` if the
+        order was purged already. Idempotent, safe against concurrent writers."""
+        return self._command(order_id, lambda order: order.purge_items(reason))
+
+    def erase(self, order_id: str, *, by: str, reason: str, key_destroyed: bool) -> bool:
+        """Record ``OrderErased``; ``False`` if the order was erased already."""
+        return self._command(order_id, lambda order: order.erase(by, reason, key_destroyed))
+
+    def _command(self, order_id: str, command: Callable[[Order], bool]) -> bool:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            order = self.get_order(order_id)
+            changed = command(order)
+            if not order.pending_events:
+                return changed
+            try:
+                self.save(order)
+            except IntegrityError:
+                continue  # another writer saved first: reload and decide again
+            return changed
+        raise OrderConflictError(f"order {order_id!r}: too many concurrent writers")
 
     # Reading.
 

@@ -1,20 +1,31 @@
-"""Counting a batch's items: what its ref claims and what fulfillment adds up.
+"""Counting a batch's items: what its ref claims and what fulfillment adds up, within bounds.
+
+The sums of a batch (its quantity and per-currency totals) stay within the order bounds:
+:func:`check_batch_sums` and, item by item, :class:`BatchSums` / :func:`first_sum_crossing`.
 
 The one check of the fields that money depends on, applied to items read back from a blob
-(which the reader did not validate itself): every quantity, amount and line total within
-the domain's bounds, every currency a code, every SKU a string, and the sums within the
-order bounds. Raises :class:`~bulkorder.domain.items.ItemValidationError` naming the item.
+(which the reader did not validate itself): every counted field
+(:data:`~bulkorder.domain.items.COUNTED_FIELDS`: SKU, quantity, unit amount, currency) keeps
+its rule of the item schema, every line total is within its bound, and the sums are within
+the order bounds. Raises :class:`~bulkorder.domain.items.ItemValidationError` naming the
+item, in the words the pydantic model uses for the same field.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from bulkorder.domain.items import CURRENCY_PATTERN, MAX_QUANTITY, MAX_UNIT_AMOUNT, ItemValidationError, check_batch_sums
-from bulkorder.domain.limits import MAX_LINE_TOTAL
-
-_CURRENCY = re.compile(CURRENCY_PATTERN)  # used with fullmatch: the whole value, no trailing newline
+from bulkorder.domain.items import (
+    AMOUNT,
+    COUNTED_FIELDS,
+    CURRENCY,
+    QUANTITY,
+    SKU,
+    ItemValidationError,
+    field_problem,
+    line_total_problem,
+)
+from bulkorder.domain.limits import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 
 
 def count_items(items: Sequence[Mapping[str, Any]], where: str = "batch") -> tuple[int, dict[str, int]]:
@@ -29,23 +40,76 @@ def count_items(items: Sequence[Mapping[str, Any]], where: str = "batch") -> tup
             currency = price["currency"]
             sku = item["sku"]
         except (KeyError, TypeError):
-            raise ItemValidationError([(f"{where} item {index}", "", "lacks a sku, quantity or unit_price")]) from None
-        if type(count) is not int or not 1 <= count <= MAX_QUANTITY:
-            raise ItemValidationError([(f"{where} item {index}", "quantity", f"must be a whole number from 1 to {MAX_QUANTITY}")])
-        if type(amount) is not int or not 0 <= amount <= MAX_UNIT_AMOUNT:
-            raise ItemValidationError(
-                [(f"{where} item {index}", "unit_price.amount", f"must be a whole number from 0 to {MAX_UNIT_AMOUNT}")]
-            )
-        if type(currency) is not str or not _CURRENCY.fullmatch(currency):
-            raise ItemValidationError([(f"{where} item {index}", "unit_price.currency", "must be a 3-letter code")])
-        if type(sku) is not str or not sku:
-            raise ItemValidationError([(f"{where} item {index}", "sku", "must be a non-empty string")])
+            raise _refused(item, index, where) from None
+        if not (QUANTITY.accepts(count) and AMOUNT.accepts(amount) and CURRENCY.accepts(currency) and SKU.accepts(sku)):
+            raise _refused(item, index, where)
         line = count * amount
-        if line > MAX_LINE_TOTAL:
-            raise ItemValidationError(
-                [(f"{where} item {index}", "unit_price.amount", f"the line total {line:,} exceeds the limit MAX_LINE_TOTAL = {MAX_LINE_TOTAL:,}")]
-            )
+        problem = line_total_problem(count, amount)
+        if problem is not None:
+            raise ItemValidationError([(f"{where} item {index}", "quantity", problem)])
         quantity += count
         totals[currency] = totals.get(currency, 0) + line
     check_batch_sums(quantity, totals, where)
     return quantity, totals
+
+
+def _refused(item: object, index: int, where: str) -> ItemValidationError:
+    """The error for an item whose counted fields break their rules: the model's words."""
+    return ItemValidationError([(f"{where} item {index}", path, message) for path, message in field_problem(item, COUNTED_FIELDS)])
+
+
+class BatchSumError(ItemValidationError):
+    """A batch's quantity or a currency's total passes what an order may hold."""
+
+
+def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
+    """Refuse sums past :data:`MAX_ORDER_QUANTITY` or :data:`MAX_ORDER_TOTAL` (a batch's,
+    or an order's with a batch added), naming ``where``; raises :class:`BatchSumError`."""
+    if quantity > MAX_ORDER_QUANTITY:
+        raise BatchSumError(
+            [(where, "quantity", f"the quantity sum {quantity:,} exceeds the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}")]
+        )
+    for currency, total in totals.items():
+        if total > MAX_ORDER_TOTAL:
+            raise BatchSumError(
+                [(where, "unit_price.amount", f"the {currency} total {total:,} exceeds the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}")]
+            )
+
+
+class BatchSums:
+    """Running sums of a batch's items, kept within the order bounds: :meth:`add` takes an
+    item only if the sums stay within them, else says which field crossed and why."""
+
+    def __init__(self) -> None:
+        self.quantity = 0
+        self.totals: dict[str, int] = {}
+
+    def add(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
+        price = item["unit_price"]
+        currency = price["currency"]
+        quantity = self.quantity + item["quantity"]
+        total = self.totals.get(currency, 0) + item["quantity"] * price["amount"]
+        if quantity > MAX_ORDER_QUANTITY:
+            return "quantity", (
+                f"the batch's quantity sum would reach {quantity:,} with this item, "
+                f"past the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
+            )
+        if total > MAX_ORDER_TOTAL:
+            return "unit_price.amount", (
+                f"the batch's {currency} total would reach {total:,} with this item, "
+                f"past the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}"
+            )
+        self.quantity = quantity
+        self.totals[currency] = total
+        return None
+
+
+def first_sum_crossing(items: Iterable[Mapping[str, Any]]) -> tuple[int, str, str] | None:
+    """``(index, field, reason)`` of the first item at which the batch's running quantity
+    or a currency's running total passes the order bounds, else ``None``."""
+    sums = BatchSums()
+    for index, item in enumerate(items):
+        crossed = sums.add(item)
+        if crossed is not None:
+            return index, crossed[0], crossed[1]
+    return None

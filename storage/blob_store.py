@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterator, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol, runtime_checkable
 
 from bulkorder.domain.refs import InvalidRefError, check_key
 from bulkorder.storage.errors import BlobIntegrityError, BlobTooLargeError, InvalidBlobKeyError
@@ -68,6 +69,30 @@ class BlobStore(Protocol):
 
     def size(self, key: str) -> int:
         """Length in bytes of the blob under ``key`` (BlobNotFoundError if absent)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One listed blob: its key, size, and when it was last written (seconds since the
+    epoch, by the store's own clock: the filesystem's, or S3's ``LastModified``)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+@runtime_checkable
+class CollectableBlobStore(BlobStore, Protocol):
+    """A blob store garbage collection can sweep: listing with sizes and times, and
+    deleting many keys at once (both stores here are)."""
+
+    def iter_blob_infos(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every blob whose key starts with ``prefix``, with its size and time, streamed."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (absent ones are fine); returns how many requests it took."""
         ...
 
 

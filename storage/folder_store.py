@@ -35,9 +35,10 @@ import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from bulkorder.storage.blob_store import (
+    BlobInfo,
     check_max_size,
     expected_sha256,
     refuse_if_larger,
@@ -308,7 +309,28 @@ class FolderBlobStore:
         except OSError as exc:
             raise StorageError(f"cannot delete blob {key!r} from {self.location}: {exc}") from exc
 
+    def delete_many(self, keys: Iterable[str]) -> int:
+        count = 0
+        for key in keys:
+            self.delete(key)
+            count += 1
+        return count
+
+    def iter_blob_infos(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Like :meth:`iter_keys`, with each file's size and modification time (one
+        ``lstat`` per file, already made by ``scandir`` on most systems)."""
+        for key, entry in self._entries(prefix):
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted since the directory was read
+            yield BlobInfo(key, info.st_size, info.st_mtime)
+
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        for key, _ in self._entries(prefix):
+            yield key
+
+    def _entries(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         head, _, _ = prefix.rpartition("/")
         if head:
             try:
@@ -322,7 +344,7 @@ class FolderBlobStore:
                 return  # symlinks are neither listed nor followed
         yield from self._walk(start, head, prefix)
 
-    def _walk(self, directory: Path, key_prefix: str, prefix: str) -> Iterator[str]:
+    def _walk(self, directory: Path, key_prefix: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         # scandir, not os.walk: d_type answers "file or dir?" without a stat per entry,
         # and symlinks are neither listed nor followed.
         try:
@@ -340,4 +362,4 @@ class FolderBlobStore:
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(Path(entry.path), key, prefix)
             elif entry.is_file(follow_symlinks=False):
-                yield key
+                yield key, entry

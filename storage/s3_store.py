@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -34,6 +34,7 @@ from botocore.exceptions import (
 )
 
 from bulkorder.storage.blob_store import (
+    BlobInfo,
     check_max_size,
     expected_sha256,
     refuse_if_larger,
@@ -255,6 +256,12 @@ class S3BlobStore:
             raise self._error(exc, f"delete blob {key!r}") from exc
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        for info in self.iter_blob_infos(prefix):
+            yield info.key
+
+    def iter_blob_infos(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Listed page by page (``list_objects_v2`` paginator, ``list_page_size`` keys per
+        request): memory holds one page whatever the bucket's size."""
         paginator = self.client.get_paginator("list_objects_v2")
         start = len(self._key_prefix)
         try:
@@ -266,11 +273,44 @@ class S3BlobStore:
                 for item in page.get("Contents", ()):
                     key = item["Key"][start:]
                     try:
-                        yield validate_key(key)
+                        validate_key(key)
                     except InvalidBlobKeyError:
                         continue  # not ours (folder markers, other tools' objects)
+                    yield BlobInfo(key, int(item.get("Size", 0)), item["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, f"list blobs under {prefix!r}") from exc
+
+    #: Keys per DeleteObjects request (S3's maximum is 1000).
+    delete_batch_size: int = 1000
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` with DeleteObjects, ``delete_batch_size`` keys per request
+        (quiet mode: S3 answers only with the keys it could not delete, which raise)."""
+        requests = 0
+        batch: list[dict[str, str]] = []
+        for key in keys:
+            batch.append({"Key": self.object_key(key)})
+            if len(batch) >= self.delete_batch_size:
+                self._delete_objects(batch)
+                requests += 1
+                batch = []
+        if batch:
+            self._delete_objects(batch)
+            requests += 1
+        return requests
+
+    def _delete_objects(self, batch: list[dict[str, str]]) -> None:
+        try:
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"delete {len(batch)} blobs") from exc
+        errors = [e for e in response.get("Errors", ()) if e.get("Code") not in _NOT_FOUND_CODES]
+        if errors:
+            first = errors[0]
+            raise StorageError(
+                f"cannot delete {len(errors)} of {len(batch)} blobs in {self.location}: "
+                f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+            )
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (for tests and the embedded stack)."""

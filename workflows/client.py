@@ -8,11 +8,9 @@ can know (a duplicate order, a closed order) comes back as a typed error.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import islice
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
@@ -30,21 +28,26 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identifiers import check_customer_id, check_order_id, workflow_id_for
-from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, check_batch_refs
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
+from bulkorder.workflows.item_batches import STORE_WINDOW, store_item_batches  # noqa: F401 - STORE_WINDOW is API
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, CreateRequest, OrderInput, OrderLimits, OrderStats
-from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_EXISTS
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_CLOSED, ORDER_EXISTS
 from bulkorder.workflows.order_workflow import OrderWorkflow
-from bulkorder.workflows.pending import OrderProgress, PendingStep, failing_step, read_pending_steps
+from bulkorder.workflows.pending import (
+    WORKFLOW_COMPLETED,
+    WORKFLOW_RUNNING,
+    OrderProgress,
+    PendingStep,
+    failing_step,
+    read_pending_steps,
+)
 
 T = TypeVar("T")
 
-#: Batches ``store_items`` validates, encodes and writes at once (threads; with the window,
-#: memory holds a few batches whatever the number of items).
-STORE_WINDOW = 4
 
 #: The workflow's update that runs fulfillment again for an order whose fulfillment failed
 #: (status ``failed``, waiting for a retry or a cancel). Its argument is the reason, which
@@ -153,9 +156,23 @@ class OrderClient:
         batch_id_prefix: str | None = None,
         wait: bool = True,
     ) -> AddBatchesResult | None:
-        """Validate items, store them as batches, and add the refs to the order."""
-        refs = await self.store_items(items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, order_id=order_id)
-        return await self.add_batches(order_id, refs, wait=wait)
+        """Validate items, store them as batches, and add the refs to the order.
+
+        Each batch's blob is written under a write lease, released once the workflow
+        holds its ref (the update returned; for signals, a query answered after them), so
+        garbage collection never takes a batch in flight, whatever its grace period."""
+        if self.batches is None:
+            raise RuntimeError("OrderClient needs a BatchStore to store items")
+        leases = WriteLeases(self.batches.blobs)
+        refs = await store_item_batches(
+            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases,
+            order_id=order_id,
+        )
+        result = await self.add_batches(order_id, refs, wait=wait)
+        if not wait:
+            await self.summary(order_id)  # answered after the signals: the workflow holds the refs
+        await asyncio.to_thread(leases.release_all)
+        return result
 
     async def store_items(
         self,
@@ -164,6 +181,7 @@ class OrderClient:
         batch_size: int = 5_000,
         batch_id_prefix: str | None = None,
         order_id: str | None = None,
+        leases: WriteLeases | None = None,
     ) -> list[BatchRef]:
         """Validate and store items as batches of ``order_id`` (sealed with its data key when
         the batch store encrypts); return their refs (nothing sent to Temporal).
@@ -172,30 +190,17 @@ class OrderClient:
         ``STORE_WINDOW`` at a time: a generator of millions of items is read as it goes,
         never held whole. The first invalid batch stops it (its error names the batch and
         the item); batches already written stay unreferenced, harmless blobs.
+
+        With ``leases``, each blob is written under a write lease (``leases.held``), which
+        the caller releases (``leases.release_all()``) once the workflow holds the refs;
+        without, only the garbage collector's grace period protects these blobs until
+        their refs are added (``add_items`` holds leases itself).
         """
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
-        batches = self.batches
-
-        def store(part: list[Mapping[str, Any]], index: int) -> BatchRef:
-            where = f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item"
-            valid = validate_item_dicts(part, where)
-            batch_id = None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}"
-            return batches.write(valid, batch_id=batch_id, order_id=order_id)
-
-        refs: list[BatchRef] = []
-        in_flight: deque[asyncio.Future[BatchRef]] = deque()
-        try:
-            for index, part in enumerate(_chunks(items, batch_size)):
-                in_flight.append(asyncio.ensure_future(asyncio.to_thread(store, part, index)))
-                if len(in_flight) >= STORE_WINDOW:
-                    refs.append(await in_flight.popleft())
-            while in_flight:
-                refs.append(await in_flight.popleft())
-        finally:
-            for pending in in_flight:
-                pending.cancel()
-        return refs
+        return await store_item_batches(
+            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases, order_id=order_id
+        )
 
     async def submit(self, order_id: str) -> OrderSummary:
         handle = self.handle(order_id)
@@ -249,12 +254,12 @@ class OrderClient:
         steps = await read_pending_steps(raw.pending_activities, self.client.data_converter)
         summary: OrderSummary | None = None
         error: str | None = None
-        if status == "running":
+        if status == WORKFLOW_RUNNING:
             try:
                 summary = await handle.query(OrderWorkflow.summary, rpc_timeout=READ_TIMEOUT)
             except (RPCError, WorkflowQueryFailedError) as err:
                 error = f"the workflow did not answer its summary query (is a worker running?): {err}"
-        elif status == "completed":
+        elif status == WORKFLOW_COMPLETED:
             summary = await self.wait_closed(order_id)
         else:
             try:
@@ -341,7 +346,7 @@ def _is_momentary(err: RPCError) -> bool:
 def _translated(err: RPCError, order_id: str) -> Exception:
     # Checked first: Temporal answers NOT_FOUND for an update to a workflow that ended.
     if "already completed" in str(err) or "already closed" in str(err):
-        return OrderRefusedError(f"order {order_id!r} is closed: {err.message}", type="OrderClosed", order_id=order_id)
+        return OrderRefusedError(f"order {order_id!r} is closed: {err.message}", type=ORDER_CLOSED, order_id=order_id)
     if err.status == RPCStatusCode.NOT_FOUND:
         return OrderNotFoundError(order_id)
     return err
@@ -370,11 +375,3 @@ def check_reason(reason: object) -> str:
     if len(reason) > MAX_REASON_CHARS:
         raise ValueError(f"a reason may hold at most {MAX_REASON_CHARS:,} characters, got {len(reason):,}")
     return reason
-
-
-def _chunks(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    if size < 1:
-        raise ValueError(f"the batch size must be at least 1, got {size}")
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk

@@ -29,6 +29,7 @@ from bulkorder.domain.errors import (
     OrderNotFoundError,
 )
 from bulkorder.domain.refs import InvalidRefError
+from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, INVALID_REF, ORDER_CLOSED, ORDER_EXISTS, ORDER_LIMIT
 
 
 class OrderRefusedError(BulkorderError):
@@ -91,17 +92,17 @@ class OrderNotFoundRefusal(OrderRefusedError, OrderNotFoundError):
 #: The workflow's refusal types (bulkorder.workflows.order_rules) and the domain errors' class names
 #: an activity failure carries (bulkorder.workflows.activity_errors), by the subclass raised.
 _REFUSALS: dict[str, type[OrderRefusedError]] = {
-    "OrderClosed": OrderClosedRefusal,
+    ORDER_CLOSED: OrderClosedRefusal,
     "OrderClosedError": OrderClosedRefusal,
     "EmptyOrderError": OrderClosedRefusal,
-    "OrderAlreadyExists": OrderAlreadyExistsRefusal,
+    ORDER_EXISTS: OrderAlreadyExistsRefusal,
     "OrderAlreadyExistsError": OrderAlreadyExistsRefusal,
     "OrderConflictError": OrderConflictRefusal,
-    "InvalidBatchRef": InvalidBatchRefRefusal,
+    INVALID_REF: InvalidBatchRefRefusal,
     "InvalidRefError": InvalidBatchRefRefusal,
-    "OrderLimitExceeded": OrderLimitRefusal,
+    ORDER_LIMIT: OrderLimitRefusal,
     "OrderLimitError": OrderLimitRefusal,
-    "FulfillmentFailed": FulfillmentFailedRefusal,
+    FULFILLMENT_FAILED: FulfillmentFailedRefusal,
     "OrderNotFound": OrderNotFoundRefusal,
     "OrderNotFoundError": OrderNotFoundRefusal,
 }

@@ -20,6 +20,9 @@ SUBMIT = "submit"
 CANCEL = "cancel"
 #: Update: fulfill a failed order again once its cause is fixed.
 RETRY_FULFILLMENT = "retry_fulfillment"
+#: Query: the blob keys of the refs the workflow accepted and has not yet recorded
+#: (garbage collection keeps them). A query records nothing: no patch needed.
+PENDING_KEYS = "pending_keys"
 
 #: Most refs one ``add_batches`` call may carry: keeps the call far below 2 MB.
 MAX_REFS_PER_CALL = 1_000

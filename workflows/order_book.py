@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from bulkorder.domain.order_counters import add_batch
+    from bulkorder.domain.order_counters import add_batch, add_rejections
     from bulkorder.domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref
     from bulkorder.domain.summary import (
         REJECTED_INVALID_REF,
@@ -159,5 +159,5 @@ class OrderBook:
         for ref in self._state.pending:
             add_batch(summary, ref)
         summary.pending_batches = len(self._state.pending)
-        summary.rejected_batches += len(self._state.rejections)
+        add_rejections(summary, len(self._state.rejections))
         return summary

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from bulkorder.workflows.fulfillment_steps import fulfill_v1, fulfill_v2
     from bulkorder.workflows.messages import (
+        PENDING_KEYS,
         RECORD_ACTIVITY,
         RETRY_FULFILLMENT,
         SUBMIT,
@@ -381,6 +382,11 @@ class OrderWorkflow(OrderBook):
     @workflow.query
     def summary(self) -> OrderSummary:
         return self._summary()
+
+    @workflow.query(name=PENDING_KEYS)
+    def pending_keys(self) -> list[str]:
+        """Keys of the refs accepted and not yet recorded (garbage collection's roots)."""
+        return [ref.key for ref in self._state.pending]
 
     @workflow.query
     def stats(self) -> OrderStats:

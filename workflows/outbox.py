@@ -24,6 +24,7 @@ from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.refs import BatchRef, InvalidRefError, check_batch_refs
 from bulkorder.domain.summary import OrderChange, OrderStatus, OrderSummary, RecordOutcome
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.storage.ref_proof import RefProver
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
@@ -71,13 +72,11 @@ class OrderOutbox:
         refs = self._proven(check_batch_refs(refs))
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
-        outcome: RecordOutcome | None = None
         # One transaction per chunk: each stays small, and a retry repeats only what failed.
-        for start in range(0, len(refs), MAX_REFS_PER_CALL):
-            chunk = refs[start : start + MAX_REFS_PER_CALL]
-            recorded = self.orders.record(OrderChange(order_id=order_id, batches=chunk, via_outbox=True))
-            outcome = recorded if outcome is None else _merged(outcome, recorded)
-        assert outcome is not None
+        chunks = [refs[start : start + MAX_REFS_PER_CALL] for start in range(0, len(refs), MAX_REFS_PER_CALL)]
+        outcome = self.orders.record(OrderChange(order_id=order_id, batches=chunks[0], via_outbox=True))
+        for chunk in chunks[1:]:
+            outcome = _merged(outcome, self.orders.record(OrderChange(order_id=order_id, batches=chunk, via_outbox=True)))
         return outcome
 
     def add_items(
@@ -108,13 +107,19 @@ class OrderOutbox:
             validate_item_dicts(chunk, f"batch {index} item" if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d} item")
             for index, chunk in enumerate(chunks)
         ]
-        refs = [
-            self.batches.write(
-                chunk, batch_id=None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}", order_id=order_id
+        # Each blob under a write lease until its ref is recorded: garbage collection
+        # keeps it, whatever its grace period.
+        leases = WriteLeases(self.batches.blobs)
+        refs = []
+        for index, chunk in enumerate(valid):
+            ref, data = self.batches.encode(
+                chunk, None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}", order_id=order_id
             )
-            for index, chunk in enumerate(valid)
-        ]
-        return self.add_batches(order_id, refs)
+            self.batches.put_leased(ref, data, leases)
+            refs.append(ref)
+        outcome = self.add_batches(order_id, refs)
+        leases.release_all()
+        return outcome
 
     def submit(self, order_id: str) -> RecordOutcome:
         """Record ``Submitted``; the relay then starts fulfillment in the workflow."""

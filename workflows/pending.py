@@ -26,6 +26,10 @@ from temporalio.converter import DataConverter
 from bulkorder.domain.summary import OrderSummary
 from bulkorder.workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
 
+#: Temporal's execution statuses, as ``OrderProgress.workflow_status`` names them.
+WORKFLOW_RUNNING = "running"
+WORKFLOW_COMPLETED = "completed"
+
 #: The readable name of each activity type (a step of the order), as users see it.
 STEP_NAMES = {
     RECORD_ACTIVITY: "recording",
@@ -259,7 +263,7 @@ class OrderProgress:
 
     @property
     def running(self) -> bool:
-        return self.workflow_status == "running"
+        return self.workflow_status == WORKFLOW_RUNNING
 
     @property
     def status(self) -> str | None:

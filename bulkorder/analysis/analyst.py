@@ -19,11 +19,13 @@ from bulkorder.settings import Settings
 from bulkorder.domain.application import EventProtection, Orders
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identifiers import aggregate_id_for, check_order_id
+from bulkorder.domain.errors import ItemsPurgedError
 from bulkorder.domain.order import Order
 from bulkorder.domain.refs import BatchRef
 from bulkorder.domain.summary import OrderSummary
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.config import EventStoreConfig
+from bulkorder.storage.order_refs import purged_orders
 from bulkorder.analysis.history import BeforeCreationError, EventRecord, VersionOutOfRangeError, describe_events, from_micros, to_micros
 from bulkorder.analysis.read_model import OrderSummaryRow, SkuQuantity
 from bulkorder.analysis.event_log import EventLog
@@ -54,14 +56,22 @@ class OrderState:
     submitted_at: datetime | None
     closed_at: datetime | None
     cancel_reason: str | None
+    #: When retention or erasure deleted the order's items (as the order is now, whatever
+    #: the version shown: the blobs are gone for every version).
+    items_purged_at: datetime | None = None
+    erased_at: datetime | None = None
+    erased_by: str | None = None
+    erasure_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self.summary.to_dict()
         data.pop("pending_batches", None)  # a workflow notion; the event store has none
-        for name in ("as_of", "created_at", "submitted_at", "closed_at"):
+        for name in ("as_of", "created_at", "submitted_at", "closed_at", "items_purged_at", "erased_at"):
             value = getattr(self, name)
             data[name] = value.isoformat() if value is not None else None
         data["cancel_reason"] = self.cancel_reason
+        data["erased_by"] = self.erased_by
+        data["erasure_reason"] = self.erasure_reason
         return data
 
 
@@ -195,6 +205,7 @@ class Analyst:
             if not 1 <= version <= latest:
                 raise VersionOutOfRangeError(order_id, version, latest)
         order: Order = self.orders.get_order(order_id, version)
+        latest: Order = order if version is None else self.orders.get_order(order_id)
         return OrderState(
             summary=order.summary(),
             version=order.version,
@@ -203,7 +214,18 @@ class Analyst:
             submitted_at=order.submitted_at,
             closed_at=order.closed_at,
             cancel_reason=order.cancel_reason,
+            items_purged_at=latest.items_purged_at,
+            erased_at=latest.erased_at,
+            erased_by=latest.erased_by,
+            erasure_reason=latest.erasure_reason,
         )
+
+    def check_items_readable(self, order_id: str) -> None:
+        """Raise :class:`~bulkorder.domain.errors.ItemsPurgedError` (saying when, and
+        whether by erasure) if the order's items were deleted."""
+        order: Order = self.orders.get_order(order_id)
+        if order.items_purged_at is not None:
+            raise ItemsPurgedError(order_id, order.items_purged_at, erased=order.erased_at is not None)
 
     def batch_refs(self, order_id: str, version: int | None = None) -> Iterator[BatchRef]:
         """The order's batches at ``version`` (latest if ``None``), in the order they were added."""
@@ -226,7 +248,10 @@ class Analyst:
 
         Items come from the blob store, each batch checked against its sha-256; at most a
         few batches are in memory at once. ``progress(batches, items)`` follows each batch.
+        An order whose items were purged or erased raises
+        :class:`~bulkorder.domain.errors.ItemsPurgedError` before anything is written.
         """
+        self.check_items_readable(order_id)
         refs = self.batch_refs(order_id, version)
         streamer = ItemStreamer(self.batches, workers=workers, processes=processes)
         return streamer.write(refs, out, fmt=fmt, progress=progress)
@@ -248,9 +273,11 @@ class Analyst:
         processes: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """The order's items at ``version`` or instant ``at`` (else now) as Arrow record
-        batches, one per batch of the order, in order (columns: docs/analysts.md)."""
+        batches, one per batch of the order, in order (columns: docs/analysts.md).
+        :class:`~bulkorder.domain.errors.ItemsPurgedError` if its items were purged or erased."""
         from bulkorder.analysis.arrow_items import item_record_batches
 
+        self.check_items_readable(order_id)
         refs = self.batch_refs(order_id, self._version(order_id, version, at))
         return item_record_batches(self.batches, refs, workers=workers, processes=processes)
 
@@ -368,7 +395,9 @@ class Analyst:
             for name in (TIME_INDEX_VIEW, SUMMARY_VIEW):
                 self._view(name).reset()
         index = TimeIndexProjection(self._view(TIME_INDEX_VIEW))
-        summaries = OrderSummaryProjection(self._view(SUMMARY_VIEW), ItemStreamer(self.batches).read_items)
+        summaries = OrderSummaryProjection(
+            self._view(SUMMARY_VIEW), ItemStreamer(self.batches).read_items, purged=lambda: purged_orders(self.orders)
+        )
         runners = [
             PollingProjectionRunner(self.orders, projection, interval=interval) for projection in (index, summaries)
         ]

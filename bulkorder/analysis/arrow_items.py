@@ -16,8 +16,9 @@ numbers, floats, booleans and null, which no one Arrow map value type holds with
 losing the type; DuckDB (``attributes->>'$.color'``), polars (``str.json_path_match``)
 and pandas read JSON text as it is.
 
-Each batch of the order becomes one record batch: a batch is read (checked against its
-ref's sha-256 and size), decoded with msgspec into plain structs, and its columns built
+Each batch of the order becomes one record batch: a batch is read by storage's reader
+(``BatchStore.fetch``: checked against its ref's sha-256 and size;
+``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its columns built
 in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
 bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
 into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
@@ -34,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import msgspec
 
-from bulkorder.domain.refs import BatchRef, check_batch_ref
+from bulkorder.domain.refs import BatchRef
 from bulkorder.extras import require
-from bulkorder.storage.batch_codec import HEADER_SIZE, decompress_body, read_header
-from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.batch_codec import decode_stored_items
+from bulkorder.storage.batches import BatchStore, where_of
 from bulkorder.storage.errors import BatchFormatError
 
 if TYPE_CHECKING:
@@ -77,53 +78,17 @@ def item_schema(*, provenance: bool = False) -> pa.Schema:
                                        "bulkorder.attributes": "attributes is a JSON object per item"})
 
 
-class _Money(msgspec.Struct, gc=False):
-    amount: Any
-    currency: Any
-
-
-class _Item(msgspec.Struct, gc=False):
-    """The stored shape of an item (``bulkorder.domain.items.Item``). Values are taken as
-    they are (typing them in msgspec costs a third more) and typed by Arrow, which refuses
-    a value of another type (:func:`items_record_batch`)."""
-
-    sku: Any
-    quantity: Any
-    unit_price: _Money
-    name: Any
-    attributes: Any = {}
-
-
-_items_decoder = msgspec.msgpack.Decoder(list[_Item])
 _json = msgspec.json.Encoder()
 
 
-def _where(ref: BatchRef) -> str:
-    return f"batch {ref.batch_id!r} ({ref.key})"
-
-
-def fetch_batch(batches: BatchStore, ref: BatchRef) -> bytes:
-    """A batch's bytes, proven against its ref: its sha-256, and never more than its size read."""
-    check_batch_ref(ref)
-    data = batches.blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
-    if len(data) != ref.size:
-        raise BatchFormatError(f"{_where(ref)}: blob is {len(data)} bytes, the ref says {ref.size}")
-    return data
-
-
-def decode_batch_items(data: bytes, where: str, item_count: int) -> list[_Item]:
-    """The items of one batch's bytes, in the stored shape; the header and the body must
-    both hold ``item_count`` items (the ref's)."""
-    header = read_header(data, where=where)
-    if header.item_count != item_count:
-        raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {item_count}")
-    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
-    try:
-        items = _items_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BatchFormatError(f"{where}: items do not have the item schema ({exc})") from None
-    if len(items) != item_count:
-        raise BatchFormatError(f"{where}: body holds {len(items)} items, the ref says {item_count}")
+def decode_batch_items(data: bytes, where: str, item_count: int) -> list[Any]:
+    """The items of one batch's bytes as ``StoredItem`` structs (storage's reader: the
+    stored shape, values taken as they are and typed by Arrow, which refuses a value of
+    another type in :func:`items_record_batch`); the header and the body must both hold
+    ``item_count`` items (the ref's)."""
+    items = decode_stored_items(data, where=where, item_count=item_count)
+    if items is None:
+        raise BatchFormatError(f"{where}: items do not have the item schema (or not {item_count} of them)")
     return items
 
 
@@ -148,7 +113,7 @@ def _json_column(values: list[Any]) -> pa.Array:
     return pa.array([encode(value) for value in values], pa.binary()).view(pa.string())
 
 
-def items_record_batch(items: Sequence[_Item], provenance: Mapping[str, Any] | None = None) -> pa.RecordBatch:
+def items_record_batch(items: Sequence[Any], provenance: Mapping[str, Any] | None = None) -> pa.RecordBatch:
     """One record batch of ``items``; ``provenance`` (position, order_id, batch_id,
     recorded_at) repeats over every row when given."""
     pa = pyarrow()
@@ -197,10 +162,10 @@ def item_record_batches(
         cpu = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
     def convert(ref: BatchRef, where: Mapping[str, Any] | None) -> pa.RecordBatch:
-        data = fetch_batch(batches, ref)
+        data = batches.fetch(ref)
         if cpu is None:
-            return batch_to_record_batch(data, _where(ref), ref.item_count, where)
-        return cpu.submit(batch_to_record_batch, data, _where(ref), ref.item_count, where).result()
+            return batch_to_record_batch(data, where_of(ref), ref.item_count, where)
+        return cpu.submit(batch_to_record_batch, data, where_of(ref), ref.item_count, where).result()
 
     try:
         with ThreadPoolExecutor(max(2, workers), thread_name_prefix="arrow-items") as pool:

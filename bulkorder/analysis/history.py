@@ -130,6 +130,11 @@ def describe_events(events: Iterable[Any], item_count: int = 0) -> Iterator[Even
             detail = f"report {event.report.key} ({event.report.item_count} items, {event.report.sku_count} SKUs)"
         elif isinstance(event, (Order.FulfillmentFailed, Order.FulfillmentRetried)):
             detail = event.reason
+        elif isinstance(event, Order.ItemsPurged):
+            detail = f"items purged ({event.batches} batches): {event.reason}"
+        elif isinstance(event, Order.OrderErased):
+            shredded = "data key destroyed" if event.key_destroyed else "no data key to destroy"
+            detail = f"erased by {event.by} ({shredded}): {event.reason}"
         yield EventRecord(
             version=event.originator_version,
             type=event_type(event),

@@ -1,11 +1,12 @@
 """Stream every item of a list of batches out of the blob store as NDJSON or CSV, in order.
 
 Memory holds a bounded window of batches whatever the order's size: batches are fetched
-(checked by the store against each ref's sha-256 and size) ahead on I/O threads, decoded and re-encoded ahead by
-``workers`` threads or processes, and written strictly in order.
+(``BatchStore.fetch``: checked against each ref's sha-256 and size) ahead on I/O threads,
+decoded and re-encoded ahead by ``workers`` threads or processes, and written strictly in
+order. Reading is storage's (``bulkorder.storage.batch_codec``); this module only writes.
 
 Speed: decoding msgpack into Python objects and encoding them again is the whole cost.
-msgspec does both in C (``msgspec.msgpack`` / ``msgspec.json.Encoder.encode_lines``),
+msgspec does both in C (``decode_stored_items`` / ``msgspec.json.Encoder.encode_lines``),
 about twice as fast as msgpack-python plus a JSON encoder (docs/benchmarks.md). With
 ``processes=True`` the decoding runs in worker processes, which use more than one core.
 """
@@ -24,17 +25,13 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import msgspec
 
-from bulkorder.domain.refs import BatchRef, check_batch_ref
-from bulkorder.storage.encryption.envelope import PURPOSE_BATCH
-from bulkorder.storage.encryption.protection import open_blob
-from bulkorder.storage.batch_codec import COMPRESSION_ZSTD, HEADER_SIZE, BatchHeader, decompress_body, read_header
-from bulkorder.storage.batches import BatchStore
-from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
+from bulkorder.domain.refs import BatchRef
+from bulkorder.storage.batch_codec import decode_batch, decode_stored_items
+from bulkorder.storage.batches import BatchStore, where_of
 
 FORMATS = ("ndjson", "csv")
 CSV_COLUMNS = ("sku", "quantity", "unit_price_amount", "unit_price_currency", "name", "attributes")
 
-_msgpack = msgspec.msgpack.Decoder()
 _json = msgspec.json.Encoder()
 
 
@@ -43,34 +40,6 @@ class StreamResult:
     batches: int
     items: int
     bytes_written: int
-
-
-def _checked_header(data: bytes, where: str, item_count: int) -> BatchHeader:
-    # The header must agree with the ref before anything is decompressed.
-    header = read_header(data, where=where)
-    if header.item_count != item_count:
-        raise BatchFormatError(f"{where}: header's item count is {header.item_count}, the ref says {item_count}")
-    return header
-
-
-def decode_items(data: bytes, where: str, item_count: int) -> list[dict[str, Any]]:
-    """The item dicts of one batch's bytes, with the checks of :func:`bulkorder.storage.batch_codec.decode_batch`."""
-    header = _checked_header(data, where, item_count)
-    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
-    try:
-        items = _msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BatchFormatError(f"{where}: body is not valid msgpack ({exc})") from None
-    if type(items) is not list:
-        raise BatchFormatError(f"{where}: body is a msgpack {type(items).__name__}, expected an array of items")
-    if len(items) != header.item_count or len(items) != item_count:
-        raise BatchFormatError(
-            f"{where}: body holds {len(items)} items; the header says {header.item_count}, the ref {item_count}"
-        )
-    for index, item in enumerate(items):
-        if type(item) is not dict:
-            raise BatchFormatError(f"{where}: item {index} is a {type(item).__name__}, expected a map")
-    return items
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
@@ -86,7 +55,17 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def encode_items(items: list[dict[str, Any]], fmt: str) -> bytes:
+def _csv_cells(item: Any) -> tuple[Any, ...]:
+    if type(item) is dict:  # a batch of another shape, read as dicts
+        price = item.get("unit_price") or {}
+        return (item.get("sku"), item.get("quantity"), price.get("amount"), price.get("currency"), item.get("name"),
+                item.get("attributes") or {})
+    price = item.unit_price  # a StoredItem
+    return (item.sku, item.quantity, price.amount, price.currency, item.name, item.attributes)
+
+
+def encode_items(items: list[Any], fmt: str) -> bytes:
+    """``items`` (item dicts or ``StoredItem`` structs) as NDJSON or CSV lines."""
     if fmt == "ndjson":
         return _json.encode_lines(items)  # exact: NDJSON is data, not a spreadsheet
     text = io.StringIO()
@@ -94,64 +73,21 @@ def encode_items(items: list[dict[str, Any]], fmt: str) -> bytes:
     # lone CR would not be quoted by QUOTE_MINIMAL with "\n" line ends, splitting its row).
     writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     for item in items:
-        price = item.get("unit_price") or {}
-        writer.writerow(
-            [
-                csv_cell(cell)
-                for cell in (
-                    item.get("sku"),
-                    item.get("quantity"),
-                    price.get("amount"),
-                    price.get("currency"),
-                    item.get("name"),
-                    _json.encode(item.get("attributes") or {}).decode(),
-                )
-            ]
-        )
+        *cells, attributes = _csv_cells(item)
+        writer.writerow([csv_cell(cell) for cell in cells] + [csv_cell(_json.encode(attributes).decode())])
     return text.getvalue().encode()
 
 
-class _StoredMoney(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    amount: Any
-    currency: Any
-
-
-class _StoredItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    """The shape items are stored in, values taken as they are. Decoding into these is
-    about 1.5x faster than into dicts (no per-item dict, no GC tracking); a batch of any
-    other shape (a field more or missing) takes the dict path instead, so nothing is lost."""
-
-    sku: Any
-    quantity: Any
-    unit_price: _StoredMoney
-    name: Any
-    attributes: dict[str, Any] = {}
-
-
-_stored_items = msgspec.msgpack.Decoder(list[_StoredItem])
-
-
-def _ndjson_fast(data: bytes, where: str, item_count: int) -> bytes | None:
-    header = _checked_header(data, where, item_count)
-    if header.compression != COMPRESSION_ZSTD:
-        return None
-    raw = decompress_body(header, memoryview(data)[HEADER_SIZE:], where)
-    try:
-        items = _stored_items.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    if len(items) != header.item_count or len(items) != item_count:
-        return None  # the dict path raises the precise error
-    return _json.encode_lines(items)
-
-
 def transcode(data: bytes, where: str, item_count: int, fmt: str) -> bytes:
-    """One batch's bytes to its items as ``fmt`` lines (runs in a worker thread or process)."""
-    if fmt == "ndjson":
-        lines = _ndjson_fast(data, where, item_count)
-        if lines is not None:
-            return lines
-    return encode_items(decode_items(data, where, item_count), fmt)
+    """One batch's bytes to its items as ``fmt`` lines (runs in a worker thread or process).
+
+    Items of the stored shape are decoded into structs (``decode_stored_items``, the fast
+    way); a batch of any other shape is read as dicts (``decode_batch``, which also says
+    what is wrong with a batch that is no batch)."""
+    items = decode_stored_items(data, where=where, item_count=item_count)
+    if items is None:
+        items = decode_batch(data, where=where, item_count=item_count)
+    return encode_items(items, fmt)
 
 
 def csv_header() -> bytes:
@@ -185,26 +121,9 @@ class ItemStreamer:
         self.processes = processes
         self.window = window or 2 * workers + 2
 
-    def _fetch(self, ref: BatchRef) -> bytes:
-        check_batch_ref(ref)
-        context = f"batch {ref.batch_id!r}"
-        try:
-            # Proven against the ref: its sha-256, and never more than its size read.
-            data = self.batches.blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
-        except BlobNotFoundError as exc:
-            raise BlobNotFoundError(ref.key, exc.location, context=context) from None
-        except BlobIntegrityError as exc:
-            raise BlobIntegrityError(ref.key, exc.expected, exc.actual, exc.location, context=context) from None
-        except BlobTooLargeError as exc:
-            raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
-        if len(data) != ref.size:
-            raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
-        # Sealed with its order's data key: opened here, after the hash check.
-        return open_blob(self.batches.protection, data, where=f"{context} ({ref.key})", purpose=PURPOSE_BATCH)
-
     def read_items(self, ref: BatchRef) -> list[dict[str, Any]]:
-        """The items of one batch, checked like :meth:`bulkorder.storage.batches.BatchStore.read`, decoded faster."""
-        return decode_items(self._fetch(ref), f"batch {ref.batch_id!r} ({ref.key})", ref.item_count)
+        """The items of one batch, checked: :meth:`bulkorder.storage.batches.BatchStore.read`."""
+        return self.batches.read(ref)
 
     def write(
         self,
@@ -226,8 +145,8 @@ class ItemStreamer:
         io_threads = self.workers if cpu is None else max(2, self.workers)
 
         def fetch_and_transcode(ref: BatchRef) -> tuple[BatchRef, bytes]:
-            data = self._fetch(ref)
-            where = f"batch {ref.batch_id!r} ({ref.key})"
+            data = self.batches.fetch(ref)
+            where = where_of(ref)
             if cpu is None:
                 return ref, transcode(data, where, ref.item_count, fmt)
             return ref, cpu.submit(transcode, data, where, ref.item_count, fmt).result()

@@ -26,6 +26,7 @@ from bulkorder.analysis.event_log import EventLog
 from bulkorder.analysis.history import event_document
 from bulkorder.domain.order import Order
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.order_refs import purged_orders
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -130,6 +131,9 @@ class ParquetExportResult:
     first_position: int
     events_file: Path | None
     items_file: Path | None
+    #: Batches whose items were not exported: their order's items were purged or erased
+    #: (its events are exported; ``ItemsPurged`` / ``OrderErased`` say when).
+    purged_batches: int = 0
 
 
 def export_parquet(
@@ -153,6 +157,7 @@ def export_parquet(
     events_out = StreamingParquet(folder / "events" / f".part-{since + 1:012d}.parquet", event_schema())
     items_out = StreamingParquet(folder / "items" / f".part-{since + 1:012d}.parquet", item_schema(provenance=True)) if items else None
     result = ParquetExportResult(0, 0, since, since + 1, None, None)
+    purged = purged_orders(log.orders) if items else set()
     try:
         while True:
             page = log.page_events(result.last_position, until)
@@ -161,6 +166,9 @@ def export_parquet(
             events_out.write(events_record_batch([event_document(e, position, order) for position, e, order in page]))
             if items_out is not None:
                 added = [(position, event, order) for position, event, order in page if isinstance(event, Order.ItemsAdded)]
+                kept = [entry for entry in added if entry[1].originator_id not in purged]
+                result.purged_batches += len(added) - len(kept)
+                added = kept
                 provenance = (
                     {"position": position, "order_id": order, "batch_id": event.batch.batch_id, "recorded_at": event.timestamp}
                     for position, event, order in added

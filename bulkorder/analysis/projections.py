@@ -28,6 +28,7 @@ from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Generic, Sequence, TypeVar
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
@@ -36,7 +37,7 @@ from bulkorder.domain.application import Orders
 from bulkorder.domain.items import MAX_ORDER_QUANTITY, MAX_ORDER_TOTAL
 from bulkorder.domain.order import Order
 from bulkorder.domain.refs import BatchRef
-from bulkorder.storage.errors import TransientStoreError
+from bulkorder.storage.errors import BlobNotFoundError, TransientStoreError
 from bulkorder.analysis.read_model import OrderSummaryRow, project_summary, sku_quantities
 from bulkorder.analysis.summaries import SUMMARY_VIEW, SkippedBatch, SummariesSql
 from bulkorder.analysis.time_index import TIME_INDEX_VIEW, TimeIndexSql, row_of
@@ -93,17 +94,29 @@ class OrderSummaryProjection(PagedProjection[SummariesSql]):
     name = SUMMARY_VIEW
     page_size = 50  # each ItemsAdded reads a batch: keep a page's items in the thousands
 
-    def __init__(self, view: SummariesSql, read_items: Callable[[BatchRef], list[dict[str, Any]]], threads: int = 4):
+    def __init__(
+        self,
+        view: SummariesSql,
+        read_items: Callable[[BatchRef], list[dict[str, Any]]],
+        threads: int = 4,
+        purged: Callable[[], set[UUID]] | None = None,
+    ):
         super().__init__(view)
         self.read_items = read_items
         self.threads = threads
+        #: The orders whose items were purged or erased (asked only when a blob is missing).
+        self.purged = purged
 
-    def _count(self, ref: BatchRef) -> dict[str, list[int]] | str:
+    def _count(self, ref: BatchRef, order: UUID | None = None) -> dict[str, list[int]] | str:
         """``{sku: [quantity, lines]}`` of the batch, or why it cannot be counted."""
         try:
             items = self.read_items(ref)
         except TransientStoreError:
             raise  # worth another run: the batch may well be readable then
+        except BlobNotFoundError as exc:
+            if order is not None and self.purged is not None and order in self.purged():
+                return "items purged (retention or erasure): not counted"
+            return _reason(exc)
         except Exception as exc:  # noqa: BLE001 - whatever the bytes do, the read model goes on
             return _reason(exc)
         try:
@@ -126,7 +139,7 @@ class OrderSummaryProjection(PagedProjection[SummariesSql]):
         skipped: list[SkippedBatch] = []
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             # Batches are read (and hash-checked) ahead, in order, while earlier ones are counted.
-            counted = pool.map(lambda pair: self._count(pair[0].batch), added)
+            counted = pool.map(lambda pair: self._count(pair[0].batch, pair[0].originator_id), added)
             for (event, tracking), by_sku in zip(added, counted):
                 aggregate_id = event.originator_id.hex
                 if isinstance(by_sku, str):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 from bulkorder.codec_server import CodecServer, is_loopback
 from bulkorder.commands.arguments import port_number
+from bulkorder.commands.interrupts import until_interrupted
 from bulkorder.runtime import payload_codec
 from bulkorder.settings import Settings, SettingsError
 
@@ -74,13 +73,5 @@ async def run_codec_server(args: argparse.Namespace, settings: Settings) -> int:
         for name, value in rows.items():
             print(f"{name:<13} {value}")
         print("ready: Ctrl-C stops", flush=True)
-        await _until_interrupted()
+        await until_interrupted()
     return 0
-
-
-async def _until_interrupted() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

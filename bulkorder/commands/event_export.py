@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import threading
 from typing import BinaryIO
 
 from bulkorder.analysis import Analyst, ExportResult
 from bulkorder.commands.arguments import non_negative_int, positive_seconds
+from bulkorder.commands.interrupts import thread_stop_on_signals
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
 
@@ -45,15 +45,8 @@ async def run_export(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.format == "parquet":
         return await _run_parquet_export(args, settings)
-    stop = threading.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with thread_stop_on_signals() as stop:
         result = await asyncio.to_thread(_export, args, settings, stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     where = sys.stdout if args.out else sys.stderr  # stdout may be the export itself
     print(
         f"exported {result.events:,} events; last position {result.last_position} "

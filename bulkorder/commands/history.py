@@ -83,6 +83,7 @@ def _replay(args: argparse.Namespace, settings: Settings, at: object) -> int:
     with Analyst.from_settings(settings) as analyst:
         state = analyst.state(args.order_id, version=args.version, at=at)  # type: ignore[arg-type]
         if args.items_out:
+            analyst.check_items_readable(args.order_id)  # purged or erased: say so, write nothing
             _write_items(analyst, args, state)
     if args.json:
         print_json(state.to_dict())
@@ -140,6 +141,10 @@ def _print_state(state: OrderState) -> None:
     ]
     if state.cancel_reason:
         rows.append(("cancel reason", state.cancel_reason))
+    if state.erased_at is not None:
+        rows.append(("erased", f"{state.erased_at.isoformat()} by {state.erased_by}: {state.erasure_reason}"))
+    elif state.items_purged_at is not None:
+        rows.append(("items purged", state.items_purged_at.isoformat()))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -8,6 +8,7 @@ when the order fails, 3 when ``--timeout`` passes first (see :mod:`bulkorder.com
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import asdict
 
 from temporalio.service import RPCError
@@ -17,6 +18,7 @@ from bulkorder.commands.output import positive_int, print_json, print_summary
 from bulkorder.commands.progress import WaitView
 from bulkorder.commands.waiting import report_outcome, wait_for_outcome
 from bulkorder.item_files import read_item_file
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.domain.errors import OrderNotFoundError
@@ -69,8 +71,10 @@ async def run_create(args: argparse.Namespace, settings: Settings) -> int:
     items = read_item_file(args.items, max_line_bytes=settings.max_line_bytes) if args.items else []  # all validated before anything is stored
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
-        refs = await client.store_items(items, batch_size=_batch_size(args, settings)) if items else []
+        leases = WriteLeases(runtime.blobs)  # garbage collection keeps the blobs until created
+        refs = await client.store_items(items, batch_size=_batch_size(args, settings), leases=leases) if items else []
         summary = await client.create(args.order_id, args.customer, refs)
+        await asyncio.to_thread(leases.release_all)
     print_summary(summary, as_json=args.json)
     return 0
 
@@ -84,9 +88,10 @@ async def run_add(args: argparse.Namespace, settings: Settings) -> int:
         current = await client.summary(args.order_id)
         if current.status != OrderStatus.OPEN:
             from bulkorder.workflows.errors import OrderRefusedError
+            from bulkorder.workflows.order_rules import ORDER_CLOSED
 
             raise OrderRefusedError(
-                f"order {args.order_id!r} is {current.status}: cannot add items", type="OrderClosed", order_id=args.order_id
+                f"order {args.order_id!r} is {current.status}: cannot add items", type=ORDER_CLOSED, order_id=args.order_id
             )
         result = await client.add_items(args.order_id, items, batch_size=_batch_size(args, settings))
     assert result is not None

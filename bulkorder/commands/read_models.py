@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import threading
 
 from bulkorder.analysis import Analyst, Report, RunResult
 from bulkorder.commands.arguments import non_negative_int, positive_seconds
+from bulkorder.commands.interrupts import thread_stop_on_signals
 from bulkorder.commands.output import money, print_json
 from bulkorder.settings import Settings
 
@@ -27,15 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 async def run_project(args: argparse.Namespace, settings: Settings) -> int:
-    stop = threading.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with thread_stop_on_signals() as stop:
         results = await asyncio.to_thread(_project, args, settings, stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     for result in results:
         print(f"{result.projection}: processed {result.processed:,} events, now at position {result.position}")
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 
 from bulkorder.commands.arguments import positive_seconds
+from bulkorder.commands.interrupts import stop_on_signals
 from bulkorder.commands.output import positive_int, print_json
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings, SettingsError
@@ -59,18 +58,10 @@ async def run_relay(args: argparse.Namespace, settings: Settings) -> int:
                 stats = await relay.drain()
             else:
                 print(f"relay {relay.tracking_name} from position {relay.position()}; Ctrl-C stops", flush=True)
-                stats = await relay.run(_stop_on_signals(), poll_interval=args.poll_interval)
+                stats = await relay.run(stop_on_signals(), poll_interval=args.poll_interval)
             figures = {"name": relay.tracking_name, **vars(stats)}
     if args.json:
         print_json(figures)
     else:
         print(" ".join(f"{key}={value}" for key, value in figures.items()))
     return 0
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop

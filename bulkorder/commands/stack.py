@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,6 +12,7 @@ from typing import AsyncIterator
 from bulkorder.codec_server import CodecServer
 from bulkorder.commands.arguments import non_negative_int, port_number, positive_int
 from bulkorder.commands.codec_server import configured_codec_server
+from bulkorder.commands.interrupts import stop_on_signals, until_interrupted
 from bulkorder.embedded import (
     EmbeddedTemporal,
     claim_port,
@@ -76,18 +76,6 @@ def _operations_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def _until_interrupted() -> None:
-    await _stop_on_signals().wait()
-
-
 async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.temporal.embedded:
         print(f"TEMPORAL_ADDRESS is set ({settings.temporal.address}): running only a worker against it")
@@ -133,7 +121,7 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> int:
 async def _supervise(server: EmbeddedTemporal, settings: Settings, max_restarts: int) -> int:
     """Until Ctrl-C: 0. A Temporal server that dies is restarted (its state is on disk, the
     worker reconnects) at most ``max_restarts`` times; then 1, never a half-dead stack."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     restarts = 0
     while True:
         stopped = asyncio.create_task(stop.wait())
@@ -213,5 +201,5 @@ async def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         if ops is not None:
             print(f"metrics {ops.url}/metrics, health {ops.url}/healthz, readiness {ops.url}/readyz", flush=True)
         print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C or SIGTERM stops", flush=True)
-        await _until_interrupted()
+        await until_interrupted()
     return 0

@@ -20,7 +20,7 @@ from bulkorder.commands.output import print_json, print_summary
 from bulkorder.commands.progress import WaitView
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.workflows.client import OrderClient
-from bulkorder.workflows.pending import OrderProgress, PendingStep, safe_error_text
+from bulkorder.workflows.pending import WORKFLOW_COMPLETED, OrderProgress, PendingStep, safe_error_text
 
 #: Exit code of a wait whose ``--timeout`` passed before the order ended.
 TIMED_OUT = 3
@@ -74,7 +74,7 @@ async def wait_for_outcome(
         if view is not None:
             view.show(progress)
         if not progress.running:
-            if progress.workflow_status == "completed":
+            if progress.workflow_status == WORKFLOW_COMPLETED:
                 return WaitOutcome(0, progress)
             return WaitOutcome(1, progress, reason=progress.error or f"its workflow is {progress.workflow_status}")
         if progress.status == OrderStatus.FAILED and not stale_failed:

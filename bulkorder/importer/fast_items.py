@@ -1,10 +1,10 @@
-"""The importer's fast path: the domain's item rules compiled for msgspec.
+"""The importer's fast path: items decoded into the domain's schema compiled for msgspec.
 
 Validating millions of items is the importer's main cost. pydantic (``bulkorder.domain.items``)
-stays the authority on what an item is and on every error message; this module states the
-same rules for msgspec, which parses JSON, checks the rules and packs msgpack in C without
-building a dict per item — measured here about twice as fast as parsing then validating
-with pydantic.
+stays the authority on every error message; :data:`FastItem` is built from the same field
+table (``bulkorder.storage.item_structs``), and msgspec parses JSON, checks the rules and
+packs msgpack in C without building a dict per item — measured here about twice as fast
+as parsing then validating with pydantic.
 
 One direction matters: whatever this decoder accepts, ``bulkorder.domain.items`` must accept too
 (tests/importer/test_fast_items.py checks it on crafted and random inputs). When
@@ -25,53 +25,15 @@ count of ``:`` bytes equals the keys decoded holds no duplicate. Only a record w
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Any
 
 import msgspec
 
 from bulkorder.domain import items as rules
 from bulkorder.domain import json_text
+from bulkorder.storage.item_structs import KEYS_PER_ITEM, FastItem, FastMoney
 
-
-def _anchored(pattern: str) -> str:
-    assert pattern.endswith("$")
-    return pattern[:-1] + r"\Z"
-
-
-Sku = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=rules.SKU_MAX_LENGTH, pattern=_anchored(rules.SKU_PATTERN))
-]
-Currency = Annotated[str, msgspec.Meta(pattern=_anchored(rules.CURRENCY_PATTERN))]
-Quantity = Annotated[int, msgspec.Meta(ge=1, le=rules.MAX_QUANTITY)]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=rules.MAX_UNIT_AMOUNT)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.NAME_MAX_LENGTH)]
-AttributeKey = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.ATTRIBUTE_KEY_MAX_LENGTH)]
-AttributeText = Annotated[str, msgspec.Meta(max_length=rules.ATTRIBUTE_TEXT_MAX_LENGTH)]
-AttributeInt = Annotated[int, msgspec.Meta(ge=rules.ATTRIBUTE_INT_MIN, le=rules.ATTRIBUTE_INT_MAX)]
-_FLOAT_MAX = 1.7976931348623157e308
-#: Finite floats only: NaN and the infinities fail these bounds.
-AttributeFloat = Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
-Attributes = Annotated[
-    dict[AttributeKey, Union[AttributeText, AttributeInt, AttributeFloat, bool, None]],
-    msgspec.Meta(max_length=rules.MAX_ATTRIBUTES),
-]
-
-
-class FastMoney(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    amount: Amount
-    currency: Currency
-
-
-class FastItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """An item as msgspec decodes it; packs to the same msgpack map as the item dict
-    (``attributes`` left out when empty, as an item without attributes is stored)."""
-
-    sku: Sku
-    quantity: Quantity
-    unit_price: FastMoney
-    name: Name
-    attributes: Attributes = {}
-
+__all__ = ["FastBatch", "FastItem", "FastMoney", "convert", "decode_json_array", "decode_records", "pack"]
 
 _json_items = msgspec.json.Decoder(list[FastItem])
 _msgpack = msgspec.msgpack.Encoder()
@@ -96,11 +58,12 @@ def decode_json_array(data: bytes) -> list[FastItem] | None:
         return None
 
 
-def _keys(item: FastItem) -> int:
-    # sku, quantity, unit_price (amount, currency), name; attributes and its keys if any.
-    # An empty "attributes": {} is one key more than counted: a false alarm, checked below.
+def _keys(item: Any) -> int:
+    # The required keys (sku, quantity, unit_price, amount, currency, name); attributes and
+    # its keys if any. An empty "attributes": {} is one key more than counted: a false
+    # alarm, checked below.
     attributes = item.attributes
-    return 6 + len(attributes) + 1 if attributes else 6
+    return KEYS_PER_ITEM + len(attributes) + 1 if attributes else KEYS_PER_ITEM
 
 
 def decode_records(records: list[bytes]) -> list[FastItem] | None:

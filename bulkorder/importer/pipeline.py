@@ -16,6 +16,7 @@ order, and fixing line ``N`` then running the same command again resumes there.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from bulkorder.importer.rejects import RejectsFile
 from bulkorder.importer.sources import ItemSource, RawBatch
 from bulkorder.importer.stage import Problem, StageResult, StageTask, stage_batch
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.leases import WriteLeases
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
@@ -42,6 +44,8 @@ class _Entry:
     future: Awaitable[Any] | None = None
     skipped: bool = False
     ref: BatchRef | None = None
+    #: The write lease on the batch's blob, once uploaded (released once acknowledged).
+    lease: str | None = None
 
 
 @dataclass
@@ -60,6 +64,7 @@ class _Crash:
 
 
 _END = object()
+logger = logging.getLogger(__name__)
 
 #: Seconds the sender waits for more refs before a call that would carry only one.
 SEND_LINGER = 0.1
@@ -106,6 +111,11 @@ class Pipeline:
         # finishes must not hold up the event loop's default executor at exit.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulkorder-reader")
         self._reading: Future[Any] | None = None
+        # Garbage collection keeps a blob under a live lease: one per batch, taken before
+        # its upload, released once the workflow acknowledged the ref (signals: after a
+        # query answered at the end, which the workflow answers after those signals).
+        self.leases = WriteLeases(batches.blobs)
+        self._signalled_leases: list[str] = []
 
     @property
     def reading(self) -> bool:
@@ -121,6 +131,7 @@ class Pipeline:
             if self.stop_error is None:
                 await uploader
                 await reader
+            await self._release_signalled()
         finally:
             self._stopping = True
             for task in (reader, uploader):
@@ -152,7 +163,6 @@ class Pipeline:
                     batch=batch,
                     columns=columns,
                     skip_invalid=self.skip_invalid is not None,
-                    key_prefix=self.batches.key_prefix,
                     level=self.batches.level,
                     data_key=data_key,
                 )
@@ -191,7 +201,9 @@ class Pipeline:
                 if result.ref is not None:
                     # Encoder processes hold no secret: the ref is sealed here, once.
                     result.ref = self.batches.seal(result.ref)
-                    upload = loop.run_in_executor(self.uploaders, self.batches.put_encoded, result.ref, result.data)
+                    upload = loop.run_in_executor(
+                        self.uploaders, self.batches.put_leased, result.ref, result.data, self.leases
+                    )
                 result.data = b""  # the upload thread holds the bytes now
                 await self._uploaded.put(_Entry(result, future=upload, ref=result.ref))
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
@@ -220,7 +232,7 @@ class Pipeline:
                 return
             group = [entry]
             if entry.future is not None:
-                await entry.future
+                entry.lease = await entry.future
             if self._uploaded.empty():
                 # Linger a moment so that one call carries several refs: fewer signals,
                 # fewer recording activities, a shorter history per item.
@@ -236,12 +248,34 @@ class Pipeline:
                     held = following
                     break
                 if following.future is not None:
-                    await following.future  # done: raises if the upload failed
+                    following.lease = await following.future  # done: raises if the upload failed
                 group.append(following)
                 refs += following.ref is not None
+            acknowledged = self.acknowledge or self.create_customer is not None  # create is an update
             await self._send([item.ref for item in group if item.ref is not None])
+            leases = [item.lease for item in group if item.lease is not None]
+            if acknowledged:
+                await asyncio.to_thread(self.leases.release, leases)
+            else:
+                self._signalled_leases.extend(leases)
             for item in group:
                 self._count(item)
+
+    async def _release_signalled(self) -> None:
+        """Signals carry no answer: a query answered after them (Temporal answers a query
+        after the signals sent before it) says the workflow holds their refs."""
+        if not self._signalled_leases:
+            return
+        try:
+            await self.client.summary(self.order_id)
+        except Exception as exc:  # noqa: BLE001 - the import is done; the leases just expire
+            logger.warning(
+                "order %s: no answer after the signals (%s): %d write leases left to expire",
+                self.order_id, exc, len(self._signalled_leases),
+            )
+            return
+        await asyncio.to_thread(self.leases.release, self._signalled_leases)
+        self._signalled_leases = []
 
     async def _send(self, refs: list[BatchRef]) -> None:
         if not refs:

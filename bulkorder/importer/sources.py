@@ -8,7 +8,7 @@ It never holds more than one batch of the input in memory:
   as lines and hold no item);
 - **CSV**: the header, then batches of ``batch_size`` lines, extended to the end of a
   quoted cell that spans lines;
-- **JSON array**: read incrementally, element by element (``json.JSONDecoder.raw_decode``
+- **JSON array**: read incrementally, element by element (:mod:`.json_array`: ``json.JSONDecoder.raw_decode``
   over a sliding window); a batch is ``batch_size`` elements.
 
 Every read is bounded by ``max_line_bytes`` (:data:`DEFAULT_MAX_LINE_BYTES`, setting
@@ -22,19 +22,23 @@ is cut out here without recursion and refused, as that element's problem, when p
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from bulkorder.importer.csv_columns import CsvColumns, HeaderError, parse_header
 from bulkorder.importer.errors import ImportInputError
 from bulkorder.importer.identity import BatchIdentity
+from bulkorder.importer.json_array import JsonArrayReader
+from bulkorder.importer.line_bounds import DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_SETTING, READ_SIZE, too_long
+
+__all__ = [
+    "CSV", "DEFAULT_MAX_LINE_BYTES", "FORMATS", "JSON", "MAX_CSV_EXTRA_LINES", "MAX_LINE_BYTES_SETTING", "NDJSON",
+    "ItemSource", "RawBatch", "detect_format",
+]
 
 NDJSON = "ndjson"
 CSV = "csv"
@@ -44,12 +48,6 @@ _EXTENSIONS = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV}
 
 #: A quoted CSV cell may span at most this many lines beyond a batch's end.
 MAX_CSV_EXTRA_LINES = 10_000
-#: Longest line, CSV row or JSON array element read (an item is about 500 bytes; one at
-#: every bound of the domain, 500 attributes of 4,096 characters, is about 2 MiB: raise it
-#: for such items).
-DEFAULT_MAX_LINE_BYTES = 1 << 20
-MAX_LINE_BYTES_SETTING = "BULKORDER_MAX_LINE_BYTES"
-_READ_SIZE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -88,15 +86,6 @@ def detect_format(path: Path, head: bytes) -> str:
     )
 
 
-def _too_long(name: str, line: int, what: str, limit: int) -> ImportInputError:
-    return ImportInputError(
-        f"{name} line {line}: {what} is longer than {limit:,} bytes, the limit "
-        f"(raise it with --max-line-bytes or {MAX_LINE_BYTES_SETTING} if the file is right)",
-        file=name,
-        line=line,
-    )
-
-
 class ItemSource:
     """An open input: its format, size, CSV columns, and :meth:`batches`."""
 
@@ -119,7 +108,7 @@ class ItemSource:
         self.order_id = order_id
         self.batch_size = batch_size
         try:
-            self._file: BinaryIO = open(self.path, "rb", buffering=_READ_SIZE)  # noqa: SIM115 - closed in close()
+            self._file: BinaryIO = open(self.path, "rb", buffering=READ_SIZE)  # noqa: SIM115 - closed in close()
         except FileNotFoundError:
             raise ImportInputError(f"{self.name}: no such file", file=self.name) from None
         except IsADirectoryError:
@@ -185,7 +174,7 @@ class ItemSource:
         """The next line (``b""`` at the end), refused past :attr:`max_line_bytes`."""
         line = self._file.readline(self.max_line_bytes + 1)
         if len(line) > self.max_line_bytes and not line.endswith(b"\n"):
-            raise _too_long(self.name, number, what, self.max_line_bytes)
+            raise too_long(self.name, number, what, self.max_line_bytes)
         return line
 
     def _read_lines(self, count: int) -> list[bytes]:
@@ -199,7 +188,7 @@ class ItemSource:
                 break
             append(line)
             if len(line) == size and not line.endswith(b"\n"):
-                raise _too_long(self.name, self._lines_read + len(lines), "the line", self.max_line_bytes)
+                raise too_long(self.name, self._lines_read + len(lines), "the line", self.max_line_bytes)
         return lines
 
     def _line_batches(self, identity: BatchIdentity) -> Iterator[RawBatch]:
@@ -243,7 +232,7 @@ class ItemSource:
                 break
             row_bytes += len(line)
             if row_bytes > self.max_line_bytes:
-                raise _too_long(self.name, row_line, "the CSV row (a quoted cell spanning lines)", self.max_line_bytes)
+                raise too_long(self.name, row_line, "the CSV row (a quoted cell spanning lines)", self.max_line_bytes)
             parts.append(line)
             lines.append(line)
             quotes += line.count(b'"')
@@ -281,7 +270,7 @@ class ItemSource:
             )
 
     def _json_batches(self, identity: BatchIdentity) -> Iterator[RawBatch]:
-        reader = _JsonArrayReader(self._file, self.name, self.max_line_bytes)
+        reader = JsonArrayReader(self._file, self.name, self.max_line_bytes)
         position = 0
         while True:
             records: list[bytes] = []
@@ -307,150 +296,3 @@ class ItemSource:
             position += 1
             if reader.finished:
                 return
-
-
-_SPACE = re.compile(r"[ \t\r\n]*")
-
-
-class _JsonArrayReader:
-    """The elements of one top-level JSON array, read incrementally from a binary file.
-
-    Keeps a window of text: what is consumed is dropped, and a window that must grow past
-    ``max_element`` characters to hold one element means that element is too long.
-    """
-
-    def __init__(self, file: BinaryIO, name: str, max_element: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        self._file = file
-        self._name = name
-        self._max_element = max_element
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        # Only the element's end is wanted here (the stage parses it): integers are kept as
-        # text, so one of 5,000 digits is no ValueError (Python converts at most 4,300).
-        self._json = json.JSONDecoder(parse_int=str)
-        self._text = ""
-        self._pos = 0
-        self._line = 1  # line number at self._pos
-        self._eof = False
-        self.bytes_read = 0
-        self.finished = False
-        self._started = False
-
-    def _fill(self) -> bool:
-        """Read more input into the window; ``False`` at the end of the file."""
-        if self._eof:
-            return False
-        block = self._file.read(_READ_SIZE)
-        self.bytes_read += len(block)
-        try:
-            text = self._decoder.decode(block, final=not block)
-        except UnicodeDecodeError:
-            raise self._error("not UTF-8 text (at or after this line)") from None
-        if not block:
-            # Positions in the window stay valid: error messages still count lines right.
-            self._eof = True
-            return False
-        self._text = self._text[self._pos :] + text
-        self._pos = 0
-        return True
-
-    def _advance(self, end: int) -> None:
-        self._line += self._text.count("\n", self._pos, end)
-        self._pos = end
-
-    def _skip_space(self) -> str:
-        """The next non-space character ('' at the end of input)."""
-        while True:
-            self._advance(_SPACE.match(self._text, self._pos).end())  # type: ignore[union-attr]
-            if self._pos < len(self._text):
-                return self._text[self._pos]
-            if not self._fill():
-                return ""
-
-    def _error(self, message: str, line: int | None = None) -> ImportInputError:
-        line = line or self._line
-        return ImportInputError(f"{self._name} line {line}: {message}", file=self._name, line=line)
-
-    def elements(self) -> Iterator[tuple[bytes, int]]:
-        """``(element as UTF-8, line where it starts)`` until this batch is full or the
-        array ends (then :attr:`finished`)."""
-        if not self._started:
-            if self._skip_space() != "[":
-                raise self._error("not a JSON array (it does not start with '[')")
-            self._advance(self._pos + 1)
-            self._started = True
-            if self._skip_space() == "]":
-                raise self._error("the JSON array is empty: there are no items to import")
-        while not self.finished:
-            char = self._skip_space()
-            if char == "":
-                raise self._error("the JSON array is not closed (missing ']' at the end of the file)")
-            start_line = self._line
-            end = self._decode_element()
-            text = self._text[self._pos : end]
-            self._advance(end)
-            char = self._skip_space()
-            if char == ",":
-                self._advance(self._pos + 1)
-                if self._skip_space() == "]":
-                    raise self._error("a ',' is followed by ']' (trailing comma)")
-            elif char == "]":
-                self._advance(self._pos + 1)
-                if self._skip_space() != "":
-                    raise self._error("data after the end of the JSON array")
-                self.finished = True
-            elif char == "":
-                raise self._error("the JSON array is not closed (missing ']' at the end of the file)")
-            else:
-                raise self._error(f"expected ',' or ']' after an element, found {char!r}")
-            yield text.encode("utf-8"), start_line
-
-    def _decode_element(self) -> int:
-        while True:
-            try:
-                _, end = self._json.raw_decode(self._text, self._pos)
-            except RecursionError:
-                # Nested too deeply for the parser: find the element's end without
-                # recursing; parsing it later refuses it, as this element's problem.
-                end = _value_end(self._text, self._pos)
-                if end is None:
-                    if self._fill_within_limit():
-                        continue
-                    raise self._error("not valid JSON: an element nested too deeply is not closed") from None
-            except json.JSONDecodeError as exc:
-                # Incomplete, or malformed? Read more unless at the end or past the limit.
-                if self._fill_within_limit():
-                    continue
-                line = self._line + self._text.count("\n", self._pos, exc.pos)
-                raise self._error(f"not valid JSON: {exc.msg}", line=line) from None
-            if end - self._pos > self._max_element:
-                raise _too_long(self._name, self._line, "the JSON array element", self._max_element)
-            if end == len(self._text) and not self._eof:
-                # A number at the window's end may go on in the next block ("12" of "123").
-                if self._fill():
-                    continue
-            return end
-
-    def _fill_within_limit(self) -> bool:
-        if len(self._text) - self._pos > self._max_element:
-            raise _too_long(self._name, self._line, "the JSON array element", self._max_element)
-        return self._fill()
-
-
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
-
-
-def _value_end(text: str, start: int) -> int | None:
-    """Where the array or object starting at ``text[start]`` ends (iteratively), or
-    ``None`` if it does not end within ``text``."""
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text, start):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-        elif token in "]}":
-            depth -= 1
-            if depth == 0:
-                return match.end()
-        if depth <= 0:
-            return None  # a string or a closing bracket first: not an array or object
-    return None

@@ -20,7 +20,8 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from bulkorder.domain import json_text
-from bulkorder.domain.items import ITEM_DICTS, BatchSums, ItemValidationError, first_sum_crossing, validate_item_dict
+from bulkorder.domain.counters import BatchSums, first_sum_crossing
+from bulkorder.domain.items import ITEM_DICTS, ItemValidationError, validate_item_dict
 from bulkorder.domain.refs import BatchRef
 from bulkorder.importer import fast_items
 from bulkorder.importer.csv_columns import CellError, CsvColumns, row_to_item
@@ -54,7 +55,6 @@ class StageTask:
     columns: CsvColumns | None
     #: With ``skip_invalid`` every problem is collected; without, the first one stops.
     skip_invalid: bool
-    key_prefix: str
     level: int
     #: The order's data key: batches are sealed with it here, in the encoding process.
     data_key: DataKey | None = None

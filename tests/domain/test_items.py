@@ -14,12 +14,8 @@ from bulkorder.domain.items import (
     MAX_ORDER_TOTAL,
     MAX_QUANTITY,
     MAX_UNIT_AMOUNT,
-    BatchSumError,
-    BatchSums,
     Item,
     ItemValidationError,
-    check_batch_sums,
-    first_sum_crossing,
     items_from_json_lines,
     validate_item_dict,
     validate_item_dicts,
@@ -152,22 +148,3 @@ def test_a_line_total_past_the_limit_is_refused_naming_field_total_and_limit() -
     at_limit = item(quantity=10**9, unit_price={"amount": 10**9, "currency": "EUR"})
     assert validate_item_dict(at_limit)["quantity"] * 10**9 == MAX_LINE_TOTAL
     assert Item.model_validate(at_limit).line_total == MAX_LINE_TOTAL
-
-
-def test_check_batch_sums_names_where_and_the_limit() -> None:
-    check_batch_sums(MAX_ORDER_QUANTITY, {"EUR": MAX_ORDER_TOTAL, "USD": 0}, "batch b-1")
-    with pytest.raises(BatchSumError, match=re.escape("batch b-1: quantity: the quantity sum 1,000,000,000,000,000,001 exceeds the limit MAX_ORDER_QUANTITY")):
-        check_batch_sums(MAX_ORDER_QUANTITY + 1, {}, "batch b-1")
-    with pytest.raises(BatchSumError, match="the USD total 1,000,000,000,000,000,001 exceeds the limit MAX_ORDER_TOTAL"):
-        check_batch_sums(1, {"EUR": 5, "USD": MAX_ORDER_TOTAL + 1}, "batch b-1")
-
-
-def test_the_first_item_at_which_a_batch_crosses_the_bounds_is_named() -> None:
-    big = item(quantity=10**9, unit_price={"amount": 10**9, "currency": "EUR"})  # a line total of 10**18
-    small = item(quantity=1, unit_price={"amount": 1, "currency": "USD"})
-    assert first_sum_crossing([big, small]) is None
-    index, field, reason = first_sum_crossing([small, big, small, big])  # type: ignore[misc]
-    assert (index, field) == (3, "unit_price.amount") and "EUR total would reach 2,000,000,000,000,000,000" in reason
-    sums = BatchSums()
-    assert sums.add(big) is None and sums.add(big) is not None
-    assert sums.totals == {"EUR": MAX_LINE_TOTAL}  # the refused item is not counted

@@ -1,7 +1,7 @@
 """Fuzz the batch decoders: valid batches mutated, forged headers, random bytes.
 
 Whatever the bytes, :func:`bulkorder.storage.batch_codec.decode_batch`, :func:`read_header` and the
-item stream's :func:`bulkorder.analysis.item_stream.decode_items` either return item maps or raise
+item stream's :func:`bulkorder.analysis.item_stream.transcode` either return item maps or raise
 :class:`~bulkorder.storage.errors.BatchFormatError`: never another exception, never unbounded memory
 (each example's input is at most a few KB, and the decoders refuse to expand a body past
 1,000x or a header's raw size).
@@ -26,7 +26,7 @@ from bulkorder.storage.batch_codec import (
     read_header,
 )
 from bulkorder.storage.errors import BatchFormatError
-from bulkorder.analysis.item_stream import decode_items, transcode
+from bulkorder.analysis.item_stream import transcode
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True), st.text(max_size=20)
@@ -109,7 +109,7 @@ def test_read_header_raises_only_batch_format_error(data: bytes) -> None:
 @given(inputs, st.integers(0, 10))
 def test_the_item_stream_decoders_raise_only_batch_format_error(data: bytes, item_count: int) -> None:
     try:
-        _check_items(decode_items(data, "fuzz", item_count))
+        _check_items(decode_batch(data, where="fuzz", item_count=item_count))
     except BatchFormatError:
         pass
     try:

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkorder.domain import items as rules
-from bulkorder.domain.items import ItemValidationError, first_sum_crossing, validate_item_dict, validate_item_dicts
+from bulkorder.domain.counters import first_sum_crossing
+from bulkorder.domain.items import ItemValidationError, validate_item_dict, validate_item_dicts
 from bulkorder.importer import fast_items
 
 

@@ -64,7 +64,7 @@ def _import(data: bytes, suffix: str, format: str | None) -> None:
                     for batch in source.batches():
                         assert batch.nbytes <= 4 * (MAX_LINE + 1) + 10_000 * (MAX_LINE + 1)
                         result = stage_batch(
-                            StageTask(str(path), source.format, batch, source.columns, skip_invalid, "batches", 1)
+                            StageTask(str(path), source.format, batch, source.columns, skip_invalid, 1)
                         )
                         for problem in result.problems:
                             assert batch.first_line <= problem.line <= max(batch.last_line, batch.first_line)

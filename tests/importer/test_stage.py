@@ -24,7 +24,6 @@ def stage_file(path: Path, *, skip_invalid: bool = False, format: str | None = N
             batch=batch,
             columns=source.columns,
             skip_invalid=skip_invalid,
-            key_prefix="batches",
             level=3,
         )
     return stage_batch(task)
