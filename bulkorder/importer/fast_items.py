@@ -16,7 +16,7 @@ where ``$`` would also accept a trailing newline that pydantic refuses.
 What msgspec does not check by itself is checked here, cheaply, and any doubt sends the
 batch to the pydantic path: floats are bounded to finite values (NaN and Infinity fail
 ``ge``/``le``); the line total (quantity x unit amount) and the batch's running sums are
-checked in :func:`pack`; and duplicate keys, which msgspec resolves last-wins, are found
+checked in :func:`~bulkorder.storage.packed_items.pack`; and duplicate keys, which msgspec resolves last-wins, are found
 by counting: every key of an item's JSON is followed by one ``:``, so a record whose
 count of ``:`` bytes equals the keys decoded holds no duplicate. Only a record with more
 ``:`` (a colon inside a string, or a duplicate) is parsed again, strictly
@@ -29,23 +29,13 @@ from typing import Any
 
 import msgspec
 
-from bulkorder.domain import items as rules
 from bulkorder.domain import json_text
 from bulkorder.storage.item_structs import KEYS_PER_ITEM, FastItem, FastMoney
+from bulkorder.storage.packed_items import FastBatch, convert, pack  # converting and packing: every writer's
 
 __all__ = ["FastBatch", "FastItem", "FastMoney", "convert", "decode_json_array", "decode_records", "pack"]
 
 _json_items = msgspec.json.Decoder(list[FastItem])
-_msgpack = msgspec.msgpack.Encoder()
-
-
-class FastBatch(msgspec.Struct, gc=False):
-    """A validated batch, packed: what ``BatchStore.encode_packed`` takes."""
-
-    raw: bytes
-    item_count: int
-    quantity: int
-    totals: dict[str, int]
 
 
 def decode_json_array(data: bytes) -> list[FastItem] | None:
@@ -85,29 +75,3 @@ def decode_records(records: list[bytes]) -> list[FastItem] | None:
             except json_text.JsonTextError:
                 return None
     return items
-
-
-def convert(values: list[Any]) -> list[FastItem] | None:
-    """Like :func:`decode_json_array` for values already parsed (CSV rows as dicts)."""
-    try:
-        return msgspec.convert(values, list[FastItem], strict=True)
-    except msgspec.ValidationError:
-        return None
-
-
-def pack(items: list[FastItem]) -> FastBatch | None:
-    """The batch packed with its counters, or ``None`` if an item's line total or the
-    batch's running sums pass the domain's bounds (the pydantic path then names the item)."""
-    quantity = 0
-    totals: dict[str, int] = {}
-    line_max = rules.MAX_LINE_TOTAL
-    for item in items:
-        price = item.unit_price
-        quantity += item.quantity
-        line = item.quantity * price.amount
-        if line > line_max:
-            return None
-        totals[price.currency] = totals.get(price.currency, 0) + line
-    if quantity > rules.MAX_ORDER_QUANTITY or any(total > rules.MAX_ORDER_TOTAL for total in totals.values()):
-        return None
-    return FastBatch(raw=_msgpack.encode(items), item_count=len(items), quantity=quantity, totals=totals)
