@@ -86,3 +86,15 @@ def test_reports_are_sealed_and_opened_like_batches(tmp_path: Path) -> None:
     assert b"c-1" not in sealed
     assert open_blob(store.protection, sealed, where="report", purpose=PURPOSE_REPORT) == b"report of customer c-1"
     assert open_blob(store.protection, b"\x28\xb5\x2f\xfd old", where="report", purpose=PURPOSE_REPORT).endswith(b"old")
+
+
+async def test_items_stored_for_an_order_by_the_client_are_sealed_with_its_key(tmp_path: Path) -> None:
+    from bulkorder.workflows.item_batches import store_item_batches
+
+    keys = folder_keys(tmp_path)
+    store = BatchStore(keys.blobs, protection=BlobProtection(keys))
+    items = make_items(30)
+    refs = await store_item_batches(store, items, batch_size=10, batch_id_prefix=None, leases=None, order_id="order-c")
+    for ref in refs:
+        assert read_header(keys.blobs.get(ref.key), where="t").key_id == keys.order_key_id("order-c")
+    assert [item for ref in refs for item in store.read(ref)] == items
