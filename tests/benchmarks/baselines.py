@@ -20,7 +20,6 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistoryEventFilter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from bulkorder.embedded import free_port
 from bulkorder.domain.items import ITEM_DICTS
 from tests.benchmarks.baseline_worker import external_storage_converter
 from tests.benchmarks.baseline_workflows import CountingItemsWorkflow, InlineItemsWorkflow
@@ -129,56 +128,41 @@ async def counted(client: Client, workflow_id: str) -> int:
         return -1
 
 
-async def run_external_storage(address: str, path: Path, count: int, per_signal: int, inflight: int) -> Result:
+async def run_external_storage(address: str, path: Path, count: int, per_signal: int, inflight: int, endpoint: str) -> Result:
+    """The entity workflow with ExternalStorage on the S3 server at ``endpoint`` (the same
+    one bulkorder's run used: like for like)."""
     import boto3
 
-    port = free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    task_queue = f"s3-{uuid.uuid4().hex[:8]}"
+    worker = start_baseline_worker(address, task_queue, "--s3-endpoint", endpoint, "--bucket", bucket)
     try:
-        bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        for _ in range(100):
-            try:
-                s3.create_bucket(Bucket=bucket)
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                await asyncio.sleep(0.1)
-        task_queue = f"s3-{uuid.uuid4().hex[:8]}"
-        worker = start_baseline_worker(address, task_queue, "--s3-endpoint", endpoint, "--bucket", bucket)
-        try:
-            client = await Client.connect(
-                address, data_converter=external_storage_converter(endpoint, bucket), runtime=quiet_runtime()
-            )
-            workflow_id = f"s3-{uuid.uuid4().hex[:8]}"
-            handle = await client.start_workflow(
-                CountingItemsWorkflow.run, None, id=workflow_id, task_queue=task_queue
-            )
-            started = time.perf_counter()
-            sent, refusal = await send_all(handle, "add_items", path, per_signal, inflight)
-            # Counted by the workflow, which fetched every payload back from S3. A busy
-            # worker may let a query time out: ask again.
-            while await counted(client, workflow_id) < sent:
-                await asyncio.sleep(0.05)
-            seconds = time.perf_counter() - started
-            await client.get_workflow_handle(workflow_id).signal(CountingItemsWorkflow.close)
-            runs = await run_histories(client, workflow_id)
-            largest = max(runs, key=lambda run: run[1])
-            return Result(
-                "plain entity workflow + ExternalStorage (S3 driver, moto)",
-                sent,
-                seconds,
-                note=f"{len(runs)} runs" + (f"; refused: {refusal}" if refusal else ""),
-                extra={"runs": len(runs), "largest_run_events": largest[0], "largest_run_bytes": largest[1]},
-            )
-        finally:
-            stop_process(worker)
+        client = await Client.connect(
+            address, data_converter=external_storage_converter(endpoint, bucket), runtime=quiet_runtime()
+        )
+        workflow_id = f"s3-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            CountingItemsWorkflow.run, None, id=workflow_id, task_queue=task_queue
+        )
+        started = time.perf_counter()
+        sent, refusal = await send_all(handle, "add_items", path, per_signal, inflight)
+        # Counted by the workflow, which fetched every payload back from S3. A busy
+        # worker may let a query time out: ask again.
+        while await counted(client, workflow_id) < sent:
+            await asyncio.sleep(0.05)
+        seconds = time.perf_counter() - started
+        await client.get_workflow_handle(workflow_id).signal(CountingItemsWorkflow.close)
+        runs = await run_histories(client, workflow_id)
+        largest = max(runs, key=lambda run: run[1])
+        return Result(
+            "plain entity workflow + ExternalStorage (S3 driver, moto)",
+            sent,
+            seconds,
+            note=f"{len(runs)} runs" + (f"; refused: {refusal}" if refusal else ""),
+            extra={"runs": len(runs), "largest_run_events": largest[0], "largest_run_bytes": largest[1]},
+        )
     finally:
-        moto.terminate()
-        moto.wait()
+        stop_process(worker)

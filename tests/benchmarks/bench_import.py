@@ -1,7 +1,13 @@
 """bulkorder import against the alternatives, side by side on the same generated items.
 
     python -m tests.benchmarks.bench_import                      # 1,000,000 items, all three
+    python -m tests.benchmarks.bench_import --s3-latency-ms 0,20  # one table per added latency
     python -m tests.benchmarks.bench_import --items 10000000 --bulkorder-only   # make bench-10m
+
+Like for like: bulkorder and ExternalStorage write to the same moto S3 server (its own
+process), through the same loopback latency proxy (tests/fixtures/latency_proxy.py), with
+the same Temporal server; ``--folder`` adds bulkorder on the local folder store, labelled
+apart (not a comparison with the others).
 
 1. ``bulkorder import`` (a separate process) into an order served by ``bulkorder worker``
    (another process): items/s from the file to every event recorded, peak RSS of both,
@@ -9,7 +15,7 @@
 2. A plain entity workflow receiving the items inline by signal, 2,000 per signal, until
    Temporal terminates it.
 3. The same entity with temporalio's ``ExternalStorage`` and the contrib S3 driver against
-   moto's S3 server (a separate process), 2,000 items per signal.
+   the same moto S3 server, 2,000 items per signal.
 
 Both baselines read the same NDJSON file and validate each item with the same domain
 rules (``bulkorder.domain.items.ITEM_DICTS``) in their client before sending it.
@@ -29,10 +35,13 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
 from temporalio.client import Client
 
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.baselines import run_external_storage, run_inline
+from tests.benchmarks.bench_codec import moto_server
+from tests.fixtures.latency_proxy import latency_proxy_process
 from tests.benchmarks.measure import PeakRss, Result, machine, run_histories, stop_process, wait_for_line
 from tests.importer.files import write_ndjson
 
@@ -44,13 +53,21 @@ HISTORY_BYTES_LIMIT = 4 * 1024 * 1024
 # ---- 1. bulkorder import -----------------------------------------------------------------
 
 
-def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_size: int) -> Result:
+def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_size: int, s3_endpoint: str | None) -> Result:
+    """``bulkorder import`` into a worker's order: on the S3 server at ``s3_endpoint`` (a
+    new bucket), or on a folder store when it is ``None``."""
     home = workdir / f"bulkorder-{uuid.uuid4().hex[:6]}"
+    if s3_endpoint is None:
+        blobs = {"BULKORDER_BLOB_DIR": str(home / "blobs")}
+    else:
+        bucket = f"bench-bulkorder-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        blobs = {"BULKORDER_S3_BUCKET": bucket, "BULKORDER_S3_ENDPOINT_URL": s3_endpoint, "BULKORDER_S3_REGION": "us-east-1"}
     env = dict(
         os.environ,
+        **blobs,
         TEMPORAL_ADDRESS=address,
         BULKORDER_HOME=str(home),
-        BULKORDER_BLOB_DIR=str(home / "blobs"),
         BULKORDER_TASK_QUEUE=f"bench-{uuid.uuid4().hex[:8]}",
         PERSISTENCE_MODULE="eventsourcing.sqlite",
         SQLITE_DBNAME=str(home / "events.sqlite"),
@@ -91,7 +108,7 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     shutil.rmtree(home, ignore_errors=True)
     largest = max(runs, key=lambda run: run[1])
     return Result(
-        "bulkorder import",
+        "bulkorder import" + (" (folder store: not like for like)" if s3_endpoint is None else " (moto S3)"),
         count,
         seconds,
         note=f"{len(runs)} runs; every batch recorded in the event store",
@@ -163,6 +180,8 @@ def main() -> None:
     parser.add_argument("--per-signal", type=int, default=2_000, help="items per signal for the baselines")
     parser.add_argument("--inflight", type=int, default=4, help="signals in flight for the baselines")
     parser.add_argument("--bulkorder-only", action="store_true")
+    parser.add_argument("--s3-latency-ms", default="0", help="added latency per S3 request, one table each (e.g. 0,20)")
+    parser.add_argument("--folder", action="store_true", help="also bulkorder on the folder store (labelled apart)")
     parser.add_argument("--workdir", type=Path, help="keep the generated file here between runs")
     args = parser.parse_args()
 
@@ -180,20 +199,35 @@ def main() -> None:
     temporal_db = workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite"
     server = EmbeddedTemporal(temporal_db)
     address = asyncio.run(server.start())
+    tables: list[tuple[str, list[Result]]] = []
     try:
-        results = [run_bulkorder(address, path, args.items, workdir, args.batch_size)]
-        print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
-        if not args.bulkorder_only:
-            results.append(asyncio.run(run_inline(address, path, args.items, args.per_signal, args.inflight)))
-            print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
-            results.append(asyncio.run(run_external_storage(address, path, args.items, args.per_signal, args.inflight)))
-            print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+        with moto_server() as moto:
+            for latency in [float(ms) for ms in args.s3_latency_ms.split(",")]:
+                with latency_proxy_process(moto, latency) as endpoint:
+                    results = [run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint)]
+                    print(f"done: {results[-1].name} +{latency:g} ms: {results[-1].items_per_second:,.0f} items/s", flush=True)
+                    if not args.bulkorder_only:
+                        if latency == 0:  # the inline entity touches no S3: once is enough
+                            results.append(asyncio.run(run_inline(address, path, args.items, args.per_signal, args.inflight)))
+                            print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+                        results.append(asyncio.run(
+                            run_external_storage(address, path, args.items, args.per_signal, args.inflight, endpoint)
+                        ))
+                        print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
+                tables.append((f"moto S3 +{latency:g} ms per request", results))
+        if args.folder:
+            folder = run_bulkorder(address, path, args.items, workdir, args.batch_size, None)
+            print(f"done: {folder.name}: {folder.items_per_second:,.0f} items/s", flush=True)
+            tables.append(("folder store, labelled apart", [folder]))
     finally:
         asyncio.run(server.stop())
         for leftover in workdir.glob(f"{temporal_db.stem}*"):
             leftover.unlink()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    report(results, args.items, args.per_signal)
+    for title, results in tables:
+        print()
+        print(f"### {title}")
+        report(results, args.items, args.per_signal)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 
