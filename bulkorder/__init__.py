@@ -53,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     "FolderBlobStore": "bulkorder.storage.folder_store",
     "BlobStoreConfig": "bulkorder.storage.config",
     "EventStoreConfig": "bulkorder.storage.config",
+    # Encryption at rest (docs/data_protection.md).
+    "DataKeys": "bulkorder.storage.encryption.data_keys",
+    "EncryptionSettings": "bulkorder.encryption",
     # Importing files.
     "import_file": "bulkorder.importer.importer",
     "ImportOptions": "bulkorder.importer.importer",
@@ -102,6 +105,11 @@ _EXPORTS: dict[str, str] = {
     "BatchFormatError": "bulkorder.storage.errors",
     "ClaimCheckError": "bulkorder.storage.errors",
     "TransientStoreError": "bulkorder.storage.errors",
+    "EncryptionError": "bulkorder.storage.encryption.errors",
+    "KeyNotFoundError": "bulkorder.storage.encryption.errors",
+    "DataKeyNotFoundError": "bulkorder.storage.encryption.errors",
+    "DataKeyDestroyedError": "bulkorder.storage.encryption.errors",
+    "DecryptionError": "bulkorder.storage.encryption.errors",
     "ImportInputError": "bulkorder.importer.errors",
     "ImportRefusedError": "bulkorder.importer.errors",
     "ImportIncompleteError": "bulkorder.importer.errors",
@@ -162,6 +170,15 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         TransientStoreError,
     )
     from bulkorder.storage.folder_store import FolderBlobStore
+    from bulkorder.encryption import EncryptionSettings
+    from bulkorder.storage.encryption.data_keys import DataKeys
+    from bulkorder.storage.encryption.errors import (
+        DataKeyDestroyedError,
+        DataKeyNotFoundError,
+        DecryptionError,
+        EncryptionError,
+        KeyNotFoundError,
+    )
     from bulkorder.workflows.client import OrderClient
     from bulkorder.workflows.errors import OrderRefusedError
     from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError

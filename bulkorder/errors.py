@@ -6,6 +6,7 @@ from bulkorder.domain.errors import OrderError
 from bulkorder.domain.identifiers import InvalidIdentifierError
 from bulkorder.domain.items import ItemValidationError
 from bulkorder.domain.refs import InvalidRefError
+from bulkorder.storage.encryption.errors import EncryptionError
 from bulkorder.storage.errors import StorageError
 from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.relay import RelayStoppedError
@@ -49,6 +50,8 @@ _FAILED += (RelayStoppedError,)
 _FAILED += (MissingExtraError,)
 # The worker's metrics port cannot listen.
 _FAILED += (OpsServerError,)
+# Encryption (docs/data_protection.md): a missing or wrong key, an altered ciphertext.
+_FAILED += (EncryptionError,)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

@@ -26,7 +26,9 @@ from bulkorder.settings import Settings
 from bulkorder.domain.application import Orders
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.blob_store import BlobStore
+from bulkorder.encryption import EncryptionSettings, data_keys
 from bulkorder.storage.claim_check import ClaimCheckCodec
+from bulkorder.storage.encryption.payloads import EncryptionCodec, ProtectedPayloadCodec
 from bulkorder.storage.config import BlobStoreConfig
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.failures import BoundedFailureConverter
@@ -83,23 +85,40 @@ def data_converter(settings: Settings) -> DataConverter:
     store and claim-check settings, per process. A worker takes its client's converter.
     """
     claim_check = settings.claim_check
-    return _data_converter(settings.blob_store, claim_check.threshold, claim_check.cache_bytes)
+    return _data_converter(settings.blob_store, claim_check.threshold, claim_check.cache_bytes, settings.encryption_settings)
+
+
+def payload_codec(settings: Settings) -> ProtectedPayloadCodec:
+    """The process's payload codec (encryption, then the claim check): the codec server's."""
+    codec = data_converter(settings).payload_codec
+    assert isinstance(codec, ProtectedPayloadCodec)
+    return codec
 
 
 def claim_check_codec(settings: Settings) -> ClaimCheckCodec:
     """The process's claim-check codec for these settings (the one in ``data_converter``)."""
-    codec = data_converter(settings).payload_codec
-    assert isinstance(codec, ClaimCheckCodec)
-    return codec
+    return payload_codec(settings).claim_check
+
+
+class EncodedFailureConverter(BoundedFailureConverter):
+    """Failure messages and stack traces travel in an encoded payload (so encrypted, like
+    every payload), not as plain text in Temporal's history."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
 
 
 @functools.lru_cache(maxsize=16)
-def _data_converter(blob_store: BlobStoreConfig, threshold: int, cache_bytes: int) -> DataConverter:
+def _data_converter(
+    blob_store: BlobStoreConfig, threshold: int, cache_bytes: int, encryption: EncryptionSettings
+) -> DataConverter:
     # The blob store opens on the codec's first use: a command that never moves a large
     # payload never builds an S3 client for it.
-    codec = ClaimCheckCodec(lambda: metered(blob_store.open()), threshold=threshold, cache_bytes=cache_bytes)
+    claim_check = ClaimCheckCodec(lambda: metered(blob_store.open()), threshold=threshold, cache_bytes=cache_bytes)
+    sealing = EncryptionCodec(functools.partial(data_keys, encryption, blob_store), encrypt=encryption.enabled)
+    codec = ProtectedPayloadCodec(sealing, claim_check)
     # Bounded failures: a retried step's last error stays readable in Temporal (workflows/failures.py).
-    return dataclasses.replace(DataConverter.default, payload_codec=codec, failure_converter_class=BoundedFailureConverter)
+    return dataclasses.replace(DataConverter.default, payload_codec=codec, failure_converter_class=EncodedFailureConverter)
 
 
 def sdk_metrics_runtime(bind_address: str) -> TemporalRuntime:
@@ -162,7 +181,7 @@ async def open_runtime(
         # interceptor that is also a worker interceptor to every worker of that client).
         client = await connect(settings, address, runtime=temporal_runtime, interceptors=tracing)
         blobs = metered(settings.blob_store.open())
-        batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home))
+        batches = BatchStore(blobs, sealer=settings.seal.sealer(settings.home), protection=settings.blob_protection())
         runtime = Runtime(settings=settings, client=client, blobs=blobs, batches=batches)
         try:
             yield runtime

@@ -13,10 +13,14 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from bulkorder.domain.identity import OrderIdentity
 from bulkorder.identity_secret import IdentitySettings
+from bulkorder.domain.application import Orders
+from bulkorder.encryption import EncryptionSettings, blob_protection, event_protection
+from bulkorder.storage.encryption.protection import BlobProtection
+from bulkorder.keyring_file import KEYRING_FILE
 from bulkorder.seals import SealSettings
 from bulkorder.tracing import TracingSettings
 from bulkorder.domain.errors import BulkorderError
@@ -25,9 +29,6 @@ from bulkorder.storage.config import BlobStoreConfig, EventStoreConfig
 from bulkorder.importer.sources import DEFAULT_MAX_LINE_BYTES
 from bulkorder.workflows.messages import OrderLimits
 from bulkorder.workflows.worker import DEFAULT_TASK_QUEUE
-
-if TYPE_CHECKING:
-    from bulkorder.domain.application import Orders
 
 DEFAULT_CODEC_SERVER_MAX_BODY_BYTES = 8 * 2**20
 DEFAULT_CODEC_SERVER_MAX_CONCURRENCY = 8
@@ -130,6 +131,30 @@ class Settings:
     #: A write lease older than this protects nothing (BULKORDER_GC_LEASE_TTL_SECONDS).
     gc_lease_ttl_seconds: int = 3600
 
+    #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
+    encryption: EncryptionSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.encryption is None:
+            object.__setattr__(self, "encryption", EncryptionSettings(keyring_path=self.home / KEYRING_FILE))
+
+    @property
+    def encryption_settings(self) -> EncryptionSettings:
+        assert self.encryption is not None  # set in __post_init__
+        return self.encryption
+
+    def blob_protection(self) -> BlobProtection:
+        """How this deployment seals blobs (one cache of data keys per process)."""
+        return blob_protection(self.encryption_settings, self.blob_store, self.order_identity())
+
+    def open_orders(self) -> Orders:
+        """The event store, its events encrypted at rest, its orders named with this
+        deployment's identity secret (close it when done)."""
+        return self.event_store.open_orders(
+            event_protection(self.encryption_settings, self.blob_store, self.order_identity()),
+            identity=self.order_identity(),
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
@@ -152,15 +177,12 @@ class Settings:
             ),
             gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
             gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
+            encryption=_encryption_settings(env, home),
         )
 
     def order_identity(self) -> OrderIdentity:
         """The keyed hash that names orders in Temporal and the event store (never rotated)."""
         return self.identity.identity(self.home)
-
-    def open_orders(self) -> Orders:
-        """The event store, with this deployment's identity secret."""
-        return self.event_store.open_orders(identity=self.order_identity())
 
     def with_limits(self, **changes: int) -> Settings:
         return replace(self, limits=replace(self.limits, **changes))
@@ -173,6 +195,7 @@ class Settings:
             "task queue": self.task_queue,
             "blob store": self.blob_store.describe(),
             "event store": self.event_store.describe(),
+            "encryption": self.encryption_settings.describe(),
             "tracing": self.tracing.describe(),
             "claim check": f"payloads over {self.claim_check.threshold:,} bytes go to the blob store "
             f"(cache {self.claim_check.cache_bytes / 2**20:,.0f} MiB)",
@@ -254,6 +277,13 @@ def _claim_check_settings(env: Mapping[str, str]) -> ClaimCheckSettings:
             env, "BULKORDER_CODEC_SERVER_MAX_CONCURRENCY", DEFAULT_CODEC_SERVER_MAX_CONCURRENCY
         ),
     )
+
+
+def _encryption_settings(env: Mapping[str, str], home: Path) -> EncryptionSettings:
+    try:
+        return EncryptionSettings.from_env(env, home)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _seal_settings(env: Mapping[str, str]) -> SealSettings:

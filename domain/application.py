@@ -9,7 +9,7 @@ optimistic concurrency (aggregate versions) catches two writers racing.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -63,14 +63,29 @@ class ReportRefAsDict(Transcoding):
         return ReportRef(**data)
 
 
+class EventProtection(Protocol):
+    """Encryption at rest for the event store (``bulkorder.storage.encryption.events``):
+    wraps the application's mapper in one that seals what it stores."""
+
+    def protect(self, mapper: Mapper[UUID]) -> Mapper[UUID]: ...
+
+
 class Orders(Application[UUID]):
     """Event-sourced orders. Persistence comes from eventsourcing's own environment
-    variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``)."""
+    variables (``PERSISTENCE_MODULE``, ``SQLITE_DBNAME``, ``POSTGRES_*``); ``protection``
+    encrypts events at rest (settings-built stores always pass one)."""
 
     name = "Orders"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Order: SNAPSHOT_INTERVAL}
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, identity: OrderIdentity | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        protection: EventProtection | None = None,
+        identity: OrderIdentity | None = None,
+    ) -> None:
+        self._protection = protection  # read by construct_mapper, during super().__init__
         super().__init__(env)
         self._identity = identity
 
@@ -89,12 +104,18 @@ class Orders(Application[UUID]):
             self._identity = OrderIdentity(secret.encode())
         return self._identity
 
+    @property
+    def protection(self) -> EventProtection | None:
+        """How this application's events are encrypted (``None``: not at all)."""
+        return self._protection
+
     def construct_mapper(self) -> Mapper[UUID]:
         # Events stored by 0.1.0 name the module by its old top-level path: the mapper
         # reads them as today's classes (see domain/topics.py).
         configured = self.factory.env.get(self.factory.MAPPER_TOPIC)
         mapper_class = renamed_topics_mapper_class(resolve_topic(configured) if configured else None)
-        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=mapper_class)
+        mapper = self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=mapper_class)
+        return mapper if self._protection is None else self._protection.protect(mapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -129,6 +131,28 @@ def stored_name(order_id: str, customer_id: str) -> str:
     """The name of an order as a ``Created`` event holds it: the name itself since
     identities, ``<customer>/<order ID>`` for a 0.x order (its order ID is the reference)."""
     return order_id if "/" in order_id else f"{customer_id}/{order_id}"
+
+
+_V2_TOKEN = re.compile(r"v2-([0-9a-f]{32})")
+
+
+def aggregate_id_of_key_order(order: str, identity: OrderIdentity | None = None) -> uuid.UUID:
+    """The aggregate ID of the order ``order`` names for its data key: a name (needs the
+    identity secret: ``identity``, else ``BULKORDER_IDENTITY_SECRET``), the ``v2-<hex>``
+    suffix of a v2 workflow ID (no secret needed), or a 0.x order ID."""
+    token = _V2_TOKEN.fullmatch(order)
+    if token is not None:
+        return uuid.uuid5(ORDER_V2_NAMESPACE, token.group(1))
+    if "/" in order:
+        if identity is None:
+            secret = os.environ.get("BULKORDER_IDENTITY_SECRET", "").encode()
+            if len(secret) < MIN_IDENTITY_KEY_BYTES:
+                raise InvalidIdentifierError(
+                    f"order {_describe(order)}: its data key needs the identity secret (BULKORDER_IDENTITY_SECRET)"
+                )
+            identity = OrderIdentity(secret)
+        return identity.aggregate_id(order)
+    return legacy_aggregate_id(order)
 
 
 def legacy_workflow_id(order_id: str) -> str:

@@ -4,6 +4,12 @@ This is the one place that turns items into a ref and a ref back into items. A b
 stored under the sha-256 of its bytes, so writing the same batch twice writes it once, and
 its default ID derives from that hash too: re-adding identical content is idempotent all
 the way up to the ``Order`` aggregate (a batch ID is applied at most once).
+
+With a :class:`~bulkorder.storage.encryption.protection.BlobProtection`, a batch is sealed
+with its order's data key before it is hashed: the content address and ``BatchRef.sha256``
+are those of the stored (sealed) bytes, checked before anything is opened. Sealing is
+deterministic per order (docs/data_protection.md), so a batch written twice by a retried
+import is still one blob under one key.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from bulkorder.domain.refs import BATCH_ENCODING, BATCH_FORMAT_VERSION, BATCH_KE
 from bulkorder.domain.seal import RefSealer
 from bulkorder.storage.batch_codec import DEFAULT_LEVEL, decode_batch, encode_batch, frame_batch
 from bulkorder.storage.blob_store import BlobStore, content_key, sha256_hex
+from bulkorder.storage.encryption.envelope import PURPOSE_BATCH, DataKey, seal
+from bulkorder.storage.encryption.protection import BlobProtection, open_blob
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, BlobTooLargeError
 from bulkorder.storage.leases import WriteLeases
 
@@ -51,13 +59,17 @@ def checked_batch_counters(items: Sequence[Mapping[str, Any]], where: str) -> tu
 
 
 def encode_batch_items(
-    items: Sequence[Mapping[str, Any]], batch_id: str | None = None, level: int = DEFAULT_LEVEL
+    items: Sequence[Mapping[str, Any]],
+    batch_id: str | None = None,
+    level: int = DEFAULT_LEVEL,
+    data_key: DataKey | None = None,
 ) -> tuple[BatchRef, bytes]:
     """Encode ``items`` (already validated) into a batch: its unsealed ref and its bytes.
 
     Pure CPU, no blob store and no secret, so it runs in a thread or another process (the
     importer's encoding processes); whoever stores the bytes seals the ref
-    (:meth:`BatchStore.seal`). Raises :class:`ValueError` for an empty batch, an invalid
+    (:meth:`BatchStore.seal`). With ``data_key`` (the order's, :meth:`BatchStore.data_key`)
+    the bytes are sealed with it. Raises :class:`ValueError` for an empty batch, an invalid
     ``batch_id``, or a batch beyond the limits of a ref.
     """
     if batch_id is not None:
@@ -65,7 +77,7 @@ def encode_batch_items(
     if not items:
         raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
     quantity, totals = checked_batch_counters(items, f"batch {batch_id or '(unnamed)'}")
-    return _batch_ref(encode_batch(items, level=level), len(items), quantity, totals, batch_id)
+    return _batch_ref(_sealed(encode_batch(items, level=level), data_key), len(items), quantity, totals, batch_id)
 
 
 def encode_packed_batch(
@@ -75,6 +87,7 @@ def encode_packed_batch(
     totals: dict[str, int],
     batch_id: str | None = None,
     level: int = DEFAULT_LEVEL,
+    data_key: DataKey | None = None,
 ) -> tuple[BatchRef, bytes]:
     """Like :func:`encode_batch_items`, for items already validated and packed as one
     msgpack array of item maps (with their counters): the importer's fast path."""
@@ -83,7 +96,12 @@ def encode_packed_batch(
     if item_count <= 0:
         raise ValueError(f"batch {batch_id or '(unnamed)'} is empty: a batch holds at least one item")
     check_batch_sums(quantity, totals, f"batch {batch_id or '(unnamed)'}")
-    return _batch_ref(frame_batch(raw, item_count, level=level), item_count, quantity, totals, batch_id)
+    framed = frame_batch(raw, item_count, level=level)
+    return _batch_ref(_sealed(framed, data_key), item_count, quantity, totals, batch_id)
+
+
+def _sealed(data: bytes, data_key: DataKey | None) -> bytes:
+    return data if data_key is None else seal(data_key, PURPOSE_BATCH, data)
 
 
 def _batch_ref(
@@ -111,34 +129,65 @@ class BatchStore:
     :func:`bulkorder.domain.refs.batch_key`); ``level`` is the zstd compression level. With a
     ``sealer`` (the deployment's secret), the refs it makes are sealed: the worker then
     believes their counters without reading the blob again (``bulkorder.storage.ref_proof``).
+    With ``protection`` (the deployment's data keys), every batch it writes is sealed with
+    its order's data key, and sealed batches are opened on reading; without it, sealed
+    batches cannot be read (a clear :class:`~bulkorder.storage.encryption.errors.KeyringError`).
     """
 
     key_prefix = BATCH_KEY_PREFIX
 
-    def __init__(self, blobs: BlobStore, *, level: int = DEFAULT_LEVEL, sealer: RefSealer | None = None) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        *,
+        level: int = DEFAULT_LEVEL,
+        sealer: RefSealer | None = None,
+        protection: BlobProtection | None = None,
+    ) -> None:
         self.blobs = blobs
         self.level = level
         self.sealer = sealer
+        self.protection = protection
 
     def __repr__(self) -> str:
-        return f"BatchStore({self.blobs!r}, sealed={self.sealer is not None})"
+        encrypted = self.protection is not None and self.protection.encrypt
+        return f"BatchStore({self.blobs!r}, sealed={self.sealer is not None}, encrypted={encrypted})"
+
+    def data_key(self, order_id: str | None) -> DataKey | None:
+        """The data key this store seals ``order_id``'s batches with (``None``: plaintext).
+        Blob I/O on an order's first use (then cached): call it off the event loop."""
+        return None if self.protection is None else self.protection.key_for(order_id)
+
+    def seal_blob(self, order_id: str | None, purpose: int, data: bytes) -> bytes:
+        """``data`` (another blob of ``order_id``: a report) sealed with its data key, or
+        as it is when this store does not encrypt."""
+        return data if self.protection is None else self.protection.seal(order_id, purpose, data)
 
     def seal(self, ref: BatchRef) -> BatchRef:
         """``ref`` sealed with this store's secret (unchanged without one)."""
         return ref if self.sealer is None else self.sealer.seal(ref)
 
-    def encode(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> tuple[BatchRef, bytes]:
-        """Encode ``items`` (already validated) into a batch: its ref, sealed when this store
-        seals, and its bytes. See :func:`encode_batch_items`; write the result with
-        :meth:`put_encoded`."""
-        ref, data = encode_batch_items(items, batch_id, self.level)
+    def encode(
+        self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None, *, order_id: str | None = None
+    ) -> tuple[BatchRef, bytes]:
+        """Encode ``items`` (already validated) into a batch of ``order_id``: its ref, sealed
+        when this store seals, and its bytes (encrypted with the order's data key when this
+        store encrypts). See :func:`encode_batch_items`; write the result with :meth:`put_encoded`."""
+        ref, data = encode_batch_items(items, batch_id, self.level, self.data_key(order_id))
         return self.seal(ref), data
 
     def encode_packed(
-        self, raw: bytes, item_count: int, quantity: int, totals: dict[str, int], batch_id: str | None = None
+        self,
+        raw: bytes,
+        item_count: int,
+        quantity: int,
+        totals: dict[str, int],
+        batch_id: str | None = None,
+        *,
+        order_id: str | None = None,
     ) -> tuple[BatchRef, bytes]:
         """Like :meth:`encode`, for items already packed: see :func:`encode_packed_batch`."""
-        ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level)
+        ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level, self.data_key(order_id))
         return self.seal(ref), data
 
     def put_encoded(self, ref: BatchRef, data: bytes, *, leases: WriteLeases | None = None) -> None:
@@ -165,15 +214,19 @@ class BatchStore:
         self.put_encoded(ref, data, leases=leases)
         return lease
 
-    def write(self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> BatchRef:
-        """Encode and store ``items``; returns the ref to hand to the workflow."""
-        ref, data = self.encode(items, batch_id)
+    def write(
+        self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None, *, order_id: str | None = None
+    ) -> BatchRef:
+        """Encode and store ``items`` (a batch of ``order_id``: sealed with its data key
+        when this store encrypts); returns the ref to hand to the workflow."""
+        ref, data = self.encode(items, batch_id, order_id=order_id)
         self.blobs.put(ref.key, data)
         return ref
 
     def fetch(self, ref: BatchRef) -> bytes:
         """The bytes of the batch ``ref`` names, proven against the ref: its sha-256, and
-        never more than its size read (a larger object is refused unread). Decode them with
+        never more than its size read (a larger object is refused unread), then opened if
+        sealed (the batch's plaintext bytes: header and body). Decode them with
         :func:`~bulkorder.storage.batch_codec.decode_batch` or, re-encoding items,
         :func:`~bulkorder.storage.batch_codec.decode_stored_items`.
 
@@ -194,7 +247,8 @@ class BatchStore:
             raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
-        return data
+        # Sealed with its order's data key: opened only now, after the hash and size checks.
+        return open_blob(self.protection, data, where=f"{context} ({ref.key})", purpose=PURPOSE_BATCH)
 
     def read(self, ref: BatchRef) -> list[dict[str, Any]]:
         """The items of the batch ``ref`` names, checked against the ref (see :meth:`fetch`;

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 from bulkorder.storage.blob_store import BlobStore
 
 if TYPE_CHECKING:
-    from bulkorder.domain.application import Orders
+    from bulkorder.domain.application import EventProtection, Orders
     from bulkorder.domain.identity import OrderIdentity
 
 #: eventsourcing reads ``ORDERS_X`` before ``X`` for the ``Orders`` application.
@@ -171,7 +171,7 @@ class EventStoreConfig:
             or "eventsourcing.popo"
         )
 
-    def open_orders(self, identity: OrderIdentity | None = None) -> Orders:
+    def open_orders(self, protection: EventProtection | None = None, identity: OrderIdentity | None = None) -> Orders:
         """Open the orders application on these settings (close it when done).
 
         eventsourcing merges the process environment under the variables given; every
@@ -187,7 +187,7 @@ class EventStoreConfig:
         dbname = self.get("SQLITE_DBNAME")
         if self.persistence_module == SQLITE_MODULE and dbname and not _is_special_sqlite_name(dbname):
             Path(dbname).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return Orders(env=env, identity=identity)
+        return Orders(env=env, protection=protection, identity=identity)
 
     def describe(self) -> str:
         """One line for logs and the CLI; never shows passwords or keys."""

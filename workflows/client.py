@@ -203,7 +203,8 @@ class OrderClient:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
         leases = WriteLeases(self.batches.blobs)
         refs = await store_item_batches(
-            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases
+            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases,
+            order_id=order_id,
         )
         result = await self.add_batches(order_id, refs, wait=wait)
         if not wait:
@@ -217,9 +218,11 @@ class OrderClient:
         *,
         batch_size: int = 5_000,
         batch_id_prefix: str | None = None,
+        order_id: str | None = None,
         leases: WriteLeases | None = None,
     ) -> list[BatchRef]:
-        """Validate and store items as batches; return their refs (nothing sent to Temporal).
+        """Validate and store items as batches of ``order_id`` (sealed with its data key when
+        the batch store encrypts); return their refs (nothing sent to Temporal).
 
         Batches are validated, encoded and written in threads, at most
         ``STORE_WINDOW`` at a time: a generator of millions of items is read as it goes,
@@ -234,7 +237,7 @@ class OrderClient:
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
         return await store_item_batches(
-            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases
+            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases, order_id=order_id
         )
 
     async def submit(self, order_id: OrderName | str) -> OrderSummary:

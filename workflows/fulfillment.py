@@ -29,6 +29,8 @@ from bulkorder.domain.summary import Rejection
 from bulkorder.storage.blob_store import BlobStore, content_key
 from bulkorder.storage.bounded_zstd import decompress_bounded
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.encryption.envelope import PURPOSE_REPORT
+from bulkorder.storage.encryption.protection import BlobProtection, open_blob
 from bulkorder.storage.errors import BatchFormatError, BlobIntegrityError, BlobNotFoundError, InvalidBlobKeyError
 from bulkorder.storage.ref_proof import claims_mismatch
 from bulkorder.workflows.messages import FulfillmentResult, FulfillRequest
@@ -131,14 +133,16 @@ def decode_report(data: bytes, *, where: str = "fulfillment report") -> dict[str
     return body
 
 
-def read_report(blobs: BlobStore, ref: ReportRef) -> dict[str, Any]:
+def read_report(blobs: BlobStore, ref: ReportRef, protection: BlobProtection | None = None) -> dict[str, Any]:
     """The report ``ref`` names, proven against the ref (its sha-256, and never more than
-    its size read) and decoded bounded: the only way to read a report back."""
+    its size read), opened with ``protection`` if it is sealed, and decoded bounded: the
+    only way to read a report back."""
     check_report_ref(ref)
     data = blobs.get(ref.key, sha256=ref.sha256, max_size=ref.size)
     if len(data) != ref.size:
         raise ReportFormatError(f"fulfillment report {ref.key}: blob is {len(data)} bytes, the ref says {ref.size}")
-    return decode_report(data, where=f"fulfillment report {ref.key}")
+    where = f"fulfillment report {ref.key}"
+    return decode_report(open_blob(protection, data, where=where, purpose=PURPOSE_REPORT), where=where)
 
 
 def build_report(
@@ -233,7 +237,7 @@ def _read_all(
 
 
 def _store_report(batches: BatchStore, order_id: str, totals: SkuTotals) -> ReportRef:
-    data = totals.encode(order_id)
+    data = batches.seal_blob(order_id, PURPOSE_REPORT, totals.encode(order_id))
     sha = hashlib.sha256(data).hexdigest()
     key = content_key(sha, prefix=REPORT_PREFIX)
     batches.blobs.put(key, data)

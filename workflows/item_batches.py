@@ -32,14 +32,16 @@ async def store_item_batches(
     batch_size: int,
     batch_id_prefix: str | None,
     leases: WriteLeases | None,
+    order_id: str | None = None,
 ) -> list[BatchRef]:
-    """The refs of ``items`` stored as batches of ``batch_size``, in order. With ``leases``,
-    each blob is written under a lease taken first (``leases.held``: the caller releases
-    them once the workflow holds the refs)."""
+    """The refs of ``items`` stored as batches of ``batch_size``, in order, sealed with
+    ``order_id``'s data key when the store encrypts. With ``leases``, each blob is written
+    under a lease taken first (``leases.held``: the caller releases them once the workflow
+    holds the refs)."""
 
     def store(part: list[Mapping[str, Any]], index: int) -> BatchRef:
         batch_id = None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}"
-        ref, data = _encode(batches, part, index, batch_id)
+        ref, data = _encode(batches, part, index, batch_id, order_id)
         if leases is None:
             batches.put_encoded(ref, data)
         else:
@@ -61,13 +63,17 @@ async def store_item_batches(
     return refs
 
 
-def _encode(batches: BatchStore, part: list[Mapping[str, Any]], index: int, batch_id: str | None) -> tuple[BatchRef, bytes]:
+def _encode(
+    batches: BatchStore, part: list[Mapping[str, Any]], index: int, batch_id: str | None, order_id: str | None
+) -> tuple[BatchRef, bytes]:
     fast = convert(part)
     packed = None if fast is None else pack(fast)
     if packed is not None:
-        return batches.encode_packed(packed.raw, packed.item_count, packed.quantity, packed.totals, batch_id)
+        return batches.encode_packed(
+            packed.raw, packed.item_count, packed.quantity, packed.totals, batch_id, order_id=order_id
+        )
     where = f"batch {index} item" if batch_id is None else f"{batch_id} item"
-    return batches.encode(validate_item_dicts(part, where), batch_id)
+    return batches.encode(validate_item_dicts(part, where), batch_id, order_id=order_id)
 
 
 def _chunks(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:

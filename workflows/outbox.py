@@ -129,7 +129,9 @@ class OrderOutbox:
         leases = WriteLeases(self.batches.blobs)
         refs = []
         for index, chunk in enumerate(valid):
-            ref, data = self.batches.encode(chunk, None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}")
+            ref, data = self.batches.encode(
+                chunk, None if batch_id_prefix is None else f"{batch_id_prefix}-{index:06d}", order_id=order_id
+            )
             self.batches.put_leased(ref, data, leases)
             refs.append(ref)
         outcome = self.add_batches(order_id, refs)

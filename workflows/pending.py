@@ -155,6 +155,8 @@ async def read_pending_steps(
 async def _step(info: PendingActivityInfo, converter: DataConverter | None) -> PendingStep:
     activity_type = safe_error_text(info.activity_type.name, limit=100) or "?"
     failure = info.last_failure if info.HasField("last_failure") else None
+    if failure is not None and converter is not None:
+        failure = await _readable_failure(failure, converter)
     return PendingStep(
         step=STEP_NAMES.get(activity_type, activity_type),
         activity_type=activity_type,
@@ -184,6 +186,25 @@ def _time(info: PendingActivityInfo, name: str) -> datetime | None:
     if not info.HasField(name):  # type: ignore[arg-type]
         return None
     return getattr(info, name).ToDatetime(tzinfo=timezone.utc)  # type: ignore[no-any-return]
+
+
+async def _readable_failure(failure: Any, converter: DataConverter) -> Any:
+    """``failure`` with its message restored: a deployment's failures travel with their
+    message and stack trace in an encoded (encrypted) payload, ``encoded_attributes``
+    (temporalio's ``encode_common_attributes``); undecodable ones are shown as they are."""
+    copy = type(failure)()
+    copy.CopyFrom(failure)
+    try:
+        if converter.payload_codec is not None:
+            await converter.payload_codec.decode_failure(copy)
+        for part in (copy, copy.cause if copy.HasField("cause") else None):
+            if part is not None and part.HasField("encoded_attributes"):
+                attributes = converter.payload_converter.from_payloads([part.encoded_attributes])[0]
+                if isinstance(attributes, dict) and isinstance(attributes.get("message"), str):
+                    part.message = attributes["message"]
+    except Exception:  # noqa: BLE001 - a failure we cannot decode is still shown, encoded
+        return failure
+    return copy
 
 
 def _failure_text(failure: Any) -> str:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 import msgspec
 
+from bulkorder.encryption import event_protection
 from bulkorder.settings import Settings
-from bulkorder.domain.application import Orders
+from bulkorder.domain.application import EventProtection, Orders
 from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.errors import ItemsPurgedError
 from bulkorder.domain.identity import OrderIdentity, order_key
@@ -106,18 +107,32 @@ class Analyst:
     up before each lookup.
     """
 
-    def __init__(self, event_store: EventStoreConfig, batches: BatchStore, identity: OrderIdentity | None = None) -> None:
+    def __init__(
+        self,
+        event_store: EventStoreConfig,
+        batches: BatchStore,
+        identity: OrderIdentity | None = None,
+        *,
+        protection: EventProtection | None = None,
+    ) -> None:
         """``identity`` finds orders by name (``Settings.order_identity()``); without it, the
         event store's ``BULKORDER_IDENTITY_SECRET``."""
         self.event_store = event_store
         self._identity = identity
         self.batches = batches
+        #: Encryption of the event store (settings-built analysts pass the deployment's).
+        self.protection = protection
         self._orders: Orders | None = None
         self._views: dict[str, OpenedView] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyst:
-        return cls(settings.event_store, BatchStore(settings.blob_store.open()), settings.order_identity())
+        return cls(
+            settings.event_store,
+            BatchStore(settings.blob_store.open(), protection=settings.blob_protection()),
+            settings.order_identity(),
+            protection=event_protection(settings.encryption_settings, settings.blob_store, settings.order_identity()),
+        )
 
     def __enter__(self) -> Analyst:
         return self
@@ -136,7 +151,7 @@ class Analyst:
     @property
     def orders(self) -> Orders:
         if self._orders is None:
-            self._orders = self.event_store.open_orders(identity=self._identity)
+            self._orders = self.event_store.open_orders(self.protection, identity=self._identity)
         return self._orders
 
     def _view(self, name: str) -> Any:

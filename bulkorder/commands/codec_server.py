@@ -7,7 +7,7 @@ import argparse
 from bulkorder.codec_server import CodecServer, is_loopback
 from bulkorder.commands.arguments import port_number
 from bulkorder.commands.interrupts import until_interrupted
-from bulkorder.runtime import claim_check_codec
+from bulkorder.runtime import payload_codec
 from bulkorder.settings import Settings, SettingsError
 
 DEFAULT_PORT = 8081
@@ -42,7 +42,7 @@ def configured_codec_server(
             "it could read payloads; set BULKORDER_CODEC_SERVER_TOKEN (or listen on 127.0.0.1)"
         )
     return CodecServer(
-        claim_check_codec(settings),
+        payload_codec(settings),
         host=host,
         port=port,
         token=claim_check.codec_server_token,

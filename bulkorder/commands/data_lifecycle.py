@@ -28,6 +28,7 @@ from bulkorder.data_lifecycle import (
     purge_closed_orders,
 )
 from bulkorder.domain.application import Orders
+from bulkorder.encryption import data_keys
 from bulkorder.runtime import NoTemporalError, open_runtime
 from bulkorder.settings import Settings
 from bulkorder.storage.blob_store import BlobStore
@@ -195,11 +196,18 @@ async def run_retention(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _destroy_order_key(settings: Settings, order_id: str) -> bool:
+    """Crypto-shredding: the order's data key destroyed (docs/data_protection.md)."""
+    data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity()).destroy_order_key(order_id)
+    return True
+
+
 async def run_erase(args: argparse.Namespace, settings: Settings) -> int:
     by = args.by or default_eraser()
     async with _stores(settings) as (blobs, orders, client):
         result = await erase_order(
-            blobs, orders, client, args.order_id, by=by, reason=args.reason, options=_options(settings, False)
+            blobs, orders, client, args.order_id, by=by, reason=args.reason, options=_options(settings, False),
+            destroy_key=lambda order_id: _destroy_order_key(settings, order_id),
         )
     if args.json:
         print_json(result.to_json())

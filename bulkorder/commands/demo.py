@@ -110,7 +110,7 @@ async def _add_generated_items(client: OrderClient, runtime: Runtime, order_id: 
     def make_batch(index: int) -> BatchRef:
         start = index * batch_size
         items = list(generate_items(min(batch_size, count - start), start=start))
-        return runtime.batches.write(validate_item_dicts(items, f"batch {index}"), batch_id=f"{order_id.replace('/', '.')}-{index:06d}")
+        return runtime.batches.write(validate_item_dicts(items, f"batch {index}"), batch_id=f"{order_id}-{index:06d}", order_id=order_id)
 
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=2) as pool:

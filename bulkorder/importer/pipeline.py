@@ -145,6 +145,9 @@ class Pipeline:
         batches = self.source.batches()
         columns = self.source.columns
         try:
+            # The order's data key (blob I/O on first use, in the reader thread): the
+            # encoding processes seal each batch with it, before it is hashed.
+            data_key = await asyncio.wrap_future(self._reader.submit(self.batches.data_key, self.order_id))
             while not self._stopping:
                 # Reading and hashing run in a thread: the event loop keeps sending.
                 self._reading = self._reader.submit(next, batches, None)
@@ -161,6 +164,7 @@ class Pipeline:
                     columns=columns,
                     skip_invalid=self.skip_invalid is not None,
                     level=self.batches.level,
+                    data_key=data_key,
                 )
                 await self._encoded.put(_Entry(batch, future=asyncio.wrap_future(self.encoders.submit(stage_batch, task))))
         except ImportInputError as exc:  # the reader found the input malformed here

@@ -27,6 +27,7 @@ from bulkorder.importer import fast_items
 from bulkorder.importer.csv_columns import CellError, CsvColumns, row_to_item
 from bulkorder.importer.sources import CSV, NDJSON, RawBatch
 from bulkorder.storage.batches import encode_batch_items, encode_packed_batch
+from bulkorder.storage.encryption.envelope import DataKey
 
 #: A rejected record is kept whole up to this many characters (then cut, and marked so).
 MAX_RECORD_SHOWN = 64 * 1024
@@ -55,6 +56,8 @@ class StageTask:
     #: With ``skip_invalid`` every problem is collected; without, the first one stops.
     skip_invalid: bool
     level: int
+    #: The order's data key: batches are sealed with it here, in the encoding process.
+    data_key: DataKey | None = None
 
 
 @dataclass
@@ -97,14 +100,14 @@ def stage_batch(task: StageTask) -> StageResult:
         fast = _fast_json(records)
         if fast is not None:
             result.ref, result.data = encode_packed_batch(
-                fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id, task.level
+                fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id, task.level, task.data_key
             )
             return result
         items, result.problems = _json_items(records, task.skip_invalid)
     if result.problems and not task.skip_invalid:
         return result
     if items:
-        result.ref, result.data = encode_batch_items(items, batch.batch_id, task.level)
+        result.ref, result.data = encode_batch_items(items, batch.batch_id, task.level, task.data_key)
     return result
 
 

@@ -28,7 +28,8 @@ async def test_a_fulfilled_workflow_order_reads_back_whole(order_stack: OrderSta
     final = await client.wait_closed(order_id)
     assert final.status == "fulfilled"
 
-    with Analyst(EventStoreConfig.from_mapping(event_store_env), order_stack.batches, TEST_IDENTITY) as analyst:
+    config = EventStoreConfig.from_mapping(event_store_env)
+    with Analyst(config, order_stack.batches, TEST_IDENTITY, protection=order_stack.orders.protection) as analyst:
         records = list(analyst.events(order_id))
         types = [r.type for r in records]
         assert types[0] == "Created" and types[-2:] == ["Submitted", "FulfillmentCompleted"]

@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 
 from bulkorder.codec_protocol import HostPolicy, normalise_host
 from bulkorder.codec_server import CodecServer, CodecServerError, is_loopback
-from bulkorder.runtime import claim_check_codec, open_runtime
+from bulkorder.runtime import claim_check_codec, open_runtime, payload_codec
 from bulkorder.settings import Settings
 from bulkorder.storage.claim_check import REFERENCE_ENCODING, ClaimCheck, ClaimCheckCodec
 from bulkorder.storage.folder_store import FolderBlobStore
@@ -223,7 +223,7 @@ async def test_temporal_cli_shows_a_decoded_history(
     assert code == 0
     assert base64.b64decode(input_payload(raw_history)["metadata"]["encoding"]) == REFERENCE_ENCODING
 
-    with CodecServer(claim_check_codec(settings), token=TOKEN, namespace="default") as server:
+    with CodecServer(payload_codec(settings), token=TOKEN, namespace="default") as server:
         code, shown, stderr = await run_cli(*show, "--codec-endpoint", server.url, "--codec-auth", f"Bearer {TOKEN}")
         assert code == 0, stderr.decode()
         payload = input_payload(shown)

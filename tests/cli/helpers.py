@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from tests.fixtures.orders import TEST_IDENTITY_SECRET, TEST_SEAL_SECRET
+from tests.fixtures.orders import TEST_IDENTITY_SECRET, TEST_KEYRING, TEST_SEAL_SECRET
 
 
 @dataclass
@@ -31,6 +31,8 @@ def cli_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str
     # The test stacks' deployment secret: refs the CLI seals are believed by their workers.
     env["BULKORDER_REF_SECRET"] = TEST_SEAL_SECRET
     env["BULKORDER_IDENTITY_SECRET"] = TEST_IDENTITY_SECRET
+    # The test stacks' keyring: what they encrypt, the CLI reads (tests.fixtures.orders).
+    env["BULKORDER_KEYRING"] = str(TEST_KEYRING)
     env.update(extra or {})
     return env
 

@@ -97,8 +97,11 @@ async def test_erase_refuses_an_open_order_then_erases_it_once_cancelled(env: di
     assert erased.code == 0, erased.stderr
     result = erased.json()
     assert (result["by"], result["reason"], result["newly_erased"], result["key_destroyed"]) == (
-        "dpo@example.com", "GDPR request 7", True, False
+        "dpo@example.com", "GDPR request 7", True, True  # crypto-shredded: its data key is gone
     )
+    key_id = order_stack.batches.protection.keys.order_key_id(order_id)  # type: ignore[union-attr]
+    assert order_stack.batches.blobs.exists(f"keys/destroyed/{key_id}")
+    assert not order_stack.batches.blobs.exists(f"keys/data/{key_id}")
     assert result["sweep"]["deleted"]["blobs"] == 2 and batch_keys(order_stack.batches) == set()
 
     again = await run_cli("erase", order_id, "--reason", "again", env=env)

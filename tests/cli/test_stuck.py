@@ -10,7 +10,6 @@ retries it with backoff while the order stays "submitted".
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.domain.application import Orders
@@ -28,9 +26,10 @@ from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.faults.harness import wait_until
-from tests.fixtures.orders import TEST_IDENTITY, TEST_SEALER, OrderStack, sqlite_env
+from tests.fixtures.orders import TEST_IDENTITY, TEST_SEALER, OrderStack, sqlite_env, stack_settings
 from tests.fixtures.s3 import S3_TEST_ENV, free_port
-from bulkorder.workflows.failures import BoundedFailureConverter
+from bulkorder.encryption import event_protection
+from bulkorder.runtime import data_converter
 from bulkorder.workflows.worker import build_worker
 
 
@@ -60,10 +59,12 @@ async def dead_store_stack(
         "bulkorder-unreachable", endpoint_url=f"http://127.0.0.1:{free_port()}", region_name="us-east-1",
         max_attempts=1, connect_timeout=1,
     )
-    orders = Orders(env=sqlite_env(tmp_path / "events.sqlite"))
+    settings = stack_settings(tmp_path)
+    orders = Orders(env=sqlite_env(tmp_path / "events.sqlite"), protection=event_protection(settings.encryption_settings, settings.blob_store))
     # The worker's failures go through the deployment's converter: bounded, so Temporal
-    # keeps the retried step's error (workflows/failures.py).
-    converter = dataclasses.replace(DataConverter.default, failure_converter_class=BoundedFailureConverter)
+    # keeps the retried step's error (workflows/failures.py); payloads encrypted.
+    # Encryption as the CLI's (same blobs tmp_path/blobs, the tests' keyring).
+    converter = data_converter(settings)
     client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace, data_converter=converter)
     env = cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": task_queue})
     # The CLI's deployment secret (cli_env): the worker believes the CLI's sealed refs

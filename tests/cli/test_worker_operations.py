@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from bulkorder.domain.application import Orders
+from tests.fixtures.orders import stack_orders
 from bulkorder.domain.sample_items import generate_items
 from tests.cli.helpers import run_cli, stack_env, write_ndjson
 from tests.cli.test_stack_commands import start, wait_for_line
@@ -105,7 +105,7 @@ async def test_metrics_match_the_event_store_during_an_import(
         done = await run_cli("submit", order_id, "--wait", "--json", env=env)
         assert done.code == 0, done.stderr
 
-        orders = Orders(env=dict(event_store_env))
+        orders = stack_orders(tmp_path, event_store_env)
         try:
             order = orders.get_order(order_id)
             recorded_items, recorded_batches = order.item_count, order.batch_count
@@ -177,7 +177,7 @@ async def test_sigterm_drains_the_worker_mid_import_and_another_finishes_it(
     items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(count)))
     order_id = f"acme/drain-{uuid.uuid4().hex[:8]}"
     first, base = await start_worker(env, "--graceful-shutdown", "60")
-    orders = Orders(env=dict(event_store_env))
+    orders = stack_orders(tmp_path, event_store_env)
     second = None
     try:
         importing = asyncio.create_task(

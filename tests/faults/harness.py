@@ -25,6 +25,7 @@ from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
+from bulkorder.encryption import event_protection
 from bulkorder.runtime import data_converter
 from bulkorder.settings import Settings
 from bulkorder.domain.application import Orders
@@ -175,6 +176,12 @@ async def deployment_client(env: Mapping[str, str], address: str | None = None) 
     settings = Settings.from_env(env)
     return await Client.connect(address or env["TEMPORAL_ADDRESS"], data_converter=data_converter(settings))
 
+
+def case_orders(env: Mapping[str, str], orders_env: Mapping[str, str]) -> Orders:
+    """The event store at ``orders_env`` as the case's ``bulkorder`` processes (``env``)
+    write it: with their encryption (keyring and data keys over the case's blobs)."""
+    settings = Settings.from_env(env)
+    return Orders(env=dict(orders_env), protection=event_protection(settings.encryption_settings, settings.blob_store))
 
 
 def stack_env(

@@ -29,6 +29,7 @@ from tests.faults.harness import (
     closed,
     deployment_client,
     retrying,
+    case_orders,
     stack_env,
     worker_process,
 )
@@ -217,7 +218,7 @@ class ImportCase:
         """The event store as the case sees it (opened on first use: after the worker
         started, whose PostgreSQL role creates the tables)."""
         if self._orders is None:
-            self._orders = Orders(env=self.orders_env)
+            self._orders = case_orders(self.env, self.orders_env)
         return self._orders
 
     async def client(self) -> OrderClient:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from bulkorder.domain.application import Orders
 from bulkorder.domain.items import validate_item_dicts
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batches import BatchStore
@@ -27,6 +26,7 @@ from tests.faults.harness import (
     check_agreement,
     check_replays,
     report,
+    case_orders,
     stack_env,
     worker_process,
 )
@@ -50,7 +50,6 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
 ) -> None:
     order_id = f"customer-1/storm-{uuid.uuid4().hex[:10]}"
     store_env = sqlite_env(tmp_path / "events.sqlite")
-    orders = Orders(env=store_env)
     batches = BatchStore(FolderBlobStore(tmp_path / "blobs"))
     # The worker in a process of its own, as deployed: the clients' storm does not share
     # its interpreter.
@@ -58,6 +57,7 @@ async def test_concurrent_signals_and_updates_across_continue_as_new(
         home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(tmp_path / "blobs")},
     )
+    orders = case_orders(env, store_env)
     worker = worker_process(env, tmp_path / "worker.log")
     base = batches.write(validate_item_dicts(list(generate_items(ITEMS_PER_BATCH))), batch_id="base")
     refs = [dataclasses.replace(base, batch_id=f"{order_id}-{index:06d}") for index in range(SCALE.messages)]

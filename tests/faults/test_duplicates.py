@@ -8,7 +8,6 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from bulkorder.domain.application import Orders
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.faults.harness import (
     refs_expectation,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     check_replays,
     order_refs,
     report,
+    case_orders,
     stack_env,
     wait_until,
     worker_process,
@@ -46,8 +46,8 @@ async def test_duplicated_signal_and_replayed_update(
         home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
     )
+    orders = case_orders(env, store_env)
     worker = worker_process(env, tmp_path / "worker.log")
-    orders = Orders(env=store_env)
     client = OrderClient(await deployment_client(env), task_queue=task_queue, limits=OrderLimits(max_updates=15, max_signals=15))
     handle = client.handle(order_id)
     watch = Stopwatch()

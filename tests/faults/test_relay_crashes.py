@@ -11,7 +11,6 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from bulkorder.domain.application import Orders
 from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.folder_store import FolderBlobStore
@@ -28,6 +27,7 @@ from tests.faults.harness import (
     check_replays,
     order_refs,
     report,
+    case_orders,
     stack_env,
     worker_process,
 )
@@ -62,8 +62,6 @@ async def test_relay_killed_at_every_crash_point_converges(
 ) -> None:
     store_env = sqlite_env(tmp_path / "events.sqlite")
     blobs = FolderBlobStore(tmp_path / "blobs")
-    orders = Orders(env=store_env)
-    outbox = OrderOutbox(orders, BatchStore(blobs))
     order_ids = [f"customer-{index}/relay-{index:03d}-{uuid.uuid4().hex[:8]}" for index in range(SCALE.relay_orders)]
     chosen = encoded_batches[: SCALE.relay_batches_per_order]
     refs = {order_id: order_refs(order_id, chosen) for order_id in order_ids}
@@ -73,6 +71,8 @@ async def test_relay_killed_at_every_crash_point_converges(
         home=tmp_path, temporal_address=temporal_address, task_queue=task_queue,
         event_store_env=store_env, blob_env={"BULKORDER_BLOB_DIR": str(blobs.root)},
     )
+    orders = case_orders(env, store_env)
+    outbox = OrderOutbox(orders, BatchStore(blobs))
     worker = worker_process(env, tmp_path / "worker.log")
     client = OrderClient(await deployment_client(env), task_queue=task_queue)
     position = OrderRelay(client.client, orders, task_queue=task_queue).position  # read-only use

@@ -62,7 +62,7 @@ def test_fulfill_activity_run_twice_gives_the_same_report(activities: OrderActiv
     second = env.run(activities.fulfill_order, request)
     assert first == second  # same content, same key: the blob was written once
     assert len(heartbeats) == 2 * len(refs)
-    body = read_report(activities.batches.blobs, first)
+    body = read_report(activities.batches.blobs, first, activities.batches.protection)
     assert (body["item_count"], first.item_count, first.sku_count) == (2_500, 2_500, len(body["skus"]))
 
 

@@ -124,10 +124,10 @@ async def test_an_unexpected_failure_is_retried_a_few_times_then_recorded_and_re
     # The fixture's worker stays on its own queue; this order runs on a queue of its own.
     task_queue = f"buggy-{uuid.uuid4().hex[:8]}"
     buggy = BuggyFulfillment(order_stack.orders, order_stack.batches)
-    client = type(order_stack.client)(temporal_env.client, task_queue=task_queue, batches=order_stack.batches)
+    client = type(order_stack.client)(order_stack.temporal, task_queue=task_queue, batches=order_stack.batches)
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    async with worker_serving(temporal_env.client, buggy, task_queue):
+    async with worker_serving(order_stack.temporal, buggy, task_queue):
         order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
         await client.create(order_id, refs=refs)
         await client.submit(order_id)
@@ -151,11 +151,11 @@ async def test_batches_the_event_store_refuses_for_good_are_recorded_rejected_an
 ) -> None:
     task_queue = f"unrecordable-{uuid.uuid4().hex[:8]}"
     activities = UnrecordableOnce(order_stack.orders, order_stack.batches)
-    client = type(order_stack.client)(temporal_env.client, task_queue=task_queue, batches=order_stack.batches)
+    client = type(order_stack.client)(order_stack.temporal, task_queue=task_queue, batches=order_stack.batches)
     order_id = new_order_id()
     first = store_generated(order_stack.batches, 200, 100, prefix=order_id)
     later = store_generated(order_stack.batches, 100, 100, prefix=order_id + "-later", start=200)
-    async with worker_serving(temporal_env.client, activities, task_queue):
+    async with worker_serving(order_stack.temporal, activities, task_queue):
         order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
         await client.create(order_id, refs=first)
         await client.add_batches(order_id, later)

@@ -14,7 +14,7 @@ import pytest
 
 from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.folder_store import FolderBlobStore
-from tests.fixtures.orders import OrderStack
+from tests.fixtures.orders import TEST_KEYRING, OrderStack
 from tests.workflows.helpers import event_types, store_generated
 from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.fulfillment import read_report
@@ -38,6 +38,9 @@ async def show(stack: OrderStack, order_id: str, temporal_address: str, event_st
         **event_store_env,
         "TEMPORAL_ADDRESS": temporal_address,
         "BULKORDER_TASK_QUEUE": stack.task_queue,
+        # The stack's blobs and keyring: its events are encrypted with keys kept there.
+        "BULKORDER_BLOB_DIR": str(stack.batches.blobs.root),
+        "BULKORDER_KEYRING": str(TEST_KEYRING),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkorder.cli", "show", order_id, "--json",
@@ -63,7 +66,7 @@ async def test_unreadable_batches_are_recorded_and_the_rest_is_fulfilled(
 
     assert (final.status, final.item_count, final.rejected_batches, final.rejected_items) == ("fulfilled", 2_500, 2, 1_000)
     assert final.report is not None and final.report.item_count == 1_500
-    report = read_report(order_stack.batches.blobs, final.report)
+    report = read_report(order_stack.batches.blobs, final.report, order_stack.batches.protection)
     assert report["item_count"] == 1_500
     recorded = order_stack.orders.summary(order_id)
     assert (recorded.status, recorded.rejected_items, recorded.version) == ("fulfilled", 1_000, final.version)

@@ -98,10 +98,10 @@ async def test_an_unexpected_exception_ends_failed_is_shown_listed_and_retried(
 ) -> None:
     task_queue = f"buggy-{uuid.uuid4().hex[:8]}"
     env = env_for(tmp_path, temporal_address, task_queue, event_store_env)
-    client = OrderClient(temporal_env.client, task_queue=task_queue, batches=order_stack.batches)
+    client = OrderClient(order_stack.temporal, task_queue=task_queue, batches=order_stack.batches)
     order_id = new_order_id()
     refs = store_generated(order_stack.batches, 300, 100, prefix=order_id)
-    worker = worker_serving(temporal_env.client, BuggyReport(order_stack.orders, order_stack.batches), task_queue)
+    worker = worker_serving(order_stack.temporal, BuggyReport(order_stack.orders, order_stack.batches), task_queue)
     async with worker:
         order_id = f"acme/{order_id}"  # the order's name: customer/reference
         await client.create(order_id, refs=refs)

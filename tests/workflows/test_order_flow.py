@@ -60,7 +60,7 @@ async def test_order_created_grown_submitted_and_fulfilled(order_stack: OrderSta
 
     # The fulfillment report was computed from the items streamed back from the blob store.
     assert final.report is not None and final.report.item_count == 10_000
-    report = read_report(order_stack.batches.blobs, final.report)
+    report = read_report(order_stack.batches.blobs, final.report, order_stack.batches.protection)
     assert {sku: qty for sku, qty, _ in report["skus"]} == expected_per_sku(10_000)
     assert report["totals"] == expected["totals"]
 
