@@ -24,7 +24,6 @@ import zstandard
 from temporalio.testing import WorkflowEnvironment
 
 from bulkorder.analysis import Analyst
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.importer.importer import ImportOptions, import_file
 from bulkorder.keyring_file import rotate_keyring_file
 from bulkorder.runtime import open_runtime
@@ -126,14 +125,16 @@ async def import_and_fulfil(settings: Settings, order_id: str, items: Path) -> A
             final = await client.wait_closed(order_id)
             assert final.status == "fulfilled" and final.item_count == 2_000
             # A cancellation reason, a personal field, on a second order.
-            await client.create(order_id + "-c", CUSTOMER)
+            await client.create(order_id + "-c")
             await client.cancel(order_id + "-c", f"{CUSTOMER} asked")
             return final
 
 
-async def history_bytes(temporal_env: WorkflowEnvironment, order_id: str) -> Iterator[tuple[str, bytes]]:
-    # The test server's own client: Temporal's default converter, no codec.
-    history = await temporal_env.client.get_workflow_handle(workflow_id_for(order_id)).fetch_history()
+async def history_bytes(temporal_env: WorkflowEnvironment, settings: Settings, order_id: str) -> Iterator[tuple[str, bytes]]:
+    # The test server's own client: Temporal's default converter, no codec. The workflow
+    # ID is the name's keyed hash (the deployment's identity secret).
+    workflow_id = settings.order_identity().workflow_id(order_id)
+    history = await temporal_env.client.get_workflow_handle(workflow_id).fetch_history()
     return iter([(f"history of {order_id}", b"".join(event.SerializeToString() for event in history.events))])
 
 
@@ -144,14 +145,14 @@ async def test_s3_and_postgres_hold_nothing_readable_after_an_import(
 ) -> None:
     extra = {"BULKORDER_S3_BUCKET": s3_bucket, "BULKORDER_S3_ENDPOINT_URL": s3_endpoint, "BULKORDER_S3_REGION": "us-east-1", **postgres_env}
     settings = settings_for(tmp_path / "home", task_queue, temporal_address, extra)
-    order_id = f"proof-{uuid.uuid4().hex[:8]}"
+    order_id = f"{CUSTOMER}/proof-{uuid.uuid4().hex[:8]}"  # the order's name
     await import_and_fulfil(settings, order_id, write_items(tmp_path / "items.ndjson", 2_000))
     objects = list(bucket_objects(s3_endpoint, s3_bucket))
     assert any(k.startswith("batches/") for k, _ in objects) and any(k.startswith("reports/") for k, _ in objects)
     assert assert_nothing_readable("bucket", iter(objects)) >= 10
     assert assert_nothing_readable("PostgreSQL", postgres_rows(postgres_env)) >= 10
     for wid in (order_id, order_id + "-c"):
-        assert_nothing_readable("Temporal history", await history_bytes(temporal_env, wid))
+        assert_nothing_readable("Temporal history", await history_bytes(temporal_env, settings, wid))
 
 
 async def test_the_folder_store_and_sqlite_hold_nothing_readable_and_survive_a_rotation_mid_import(
@@ -160,14 +161,14 @@ async def test_the_folder_store_and_sqlite_hold_nothing_readable_and_survive_a_r
     home = tmp_path / "home"
     extra = {"BULKORDER_BLOB_DIR": str(tmp_path / "blobs"), **sqlite_env(tmp_path / "events.sqlite")}
     settings = settings_for(home, task_queue, temporal_address, extra)
-    order_id = f"proof-{uuid.uuid4().hex[:8]}"
+    order_id = f"{CUSTOMER}/proof-{uuid.uuid4().hex[:8]}"  # the order's name
     await import_and_fulfil(settings, order_id, write_items(tmp_path / "items.ndjson", 2_000))
     assert assert_nothing_readable("folder store", folder_files(tmp_path / "blobs")) >= 10
     assert assert_nothing_readable("SQLite", sqlite_rows(tmp_path / "events.sqlite")) >= 10
-    assert_nothing_readable("Temporal history", await history_bytes(temporal_env, order_id))
+    assert_nothing_readable("Temporal history", await history_bytes(temporal_env, settings, order_id))
 
     # Rotation mid-import: half an order's items, a new KEK and the rewrap, the other half.
-    rotating = f"rot-{uuid.uuid4().hex[:8]}"
+    rotating = f"{CUSTOMER}/rot-{uuid.uuid4().hex[:8]}"
     async with open_runtime(settings) as runtime:  # this process loaded the old keyring
         async with runtime.worker():
             client = runtime.order_client()
@@ -203,8 +204,8 @@ async def test_an_import_whose_key_cannot_be_had_fails_before_writing_anything(
 
     extra = {"BULKORDER_BLOB_DIR": str(tmp_path / "blobs"), **sqlite_env(tmp_path / "events.sqlite")}
     settings = settings_for(tmp_path / "home", task_queue, temporal_address, extra)
-    order_id = f"gone-{uuid.uuid4().hex[:8]}"
-    key_id = data_keys(settings.encryption_settings, settings.blob_store).destroy_order_key(order_id)
+    order_id = f"{CUSTOMER}/gone-{uuid.uuid4().hex[:8]}"
+    key_id = data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity()).destroy_order_key(order_id)
     async with open_runtime(settings) as runtime:
         async with runtime.worker():
             options = ImportOptions(create_customer=CUSTOMER, batch_size=250, workers=1)
