@@ -87,3 +87,15 @@ def test_request_digest_and_difference() -> None:
     assert check_idempotency_key(None) == "" and check_idempotency_key("req-1") == "req-1"
     with pytest.raises(InvalidIdentifierError, match="idempotency key"):
         check_idempotency_key("has space")
+
+
+def test_one_order_has_one_data_key_whichever_way_it_is_named() -> None:
+    # Encryption keys an order by its aggregate ID: writers know its name, the payload
+    # codec only its workflow ID ("order-" + "v2-<hex>"), old orders their bare ID.
+    from bulkorder.domain.identity import aggregate_id_of_key_order
+
+    name = OrderName("alice@example.com", "PO-7")
+    from_workflow = IDENTITY.workflow_id(name).removeprefix("order-")
+    assert aggregate_id_of_key_order(from_workflow) == IDENTITY.aggregate_id(name)
+    assert aggregate_id_of_key_order(str(name), IDENTITY) == IDENTITY.aggregate_id(name)
+    assert aggregate_id_of_key_order("o-1") == legacy_aggregate_id("o-1")
