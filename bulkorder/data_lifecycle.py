@@ -18,6 +18,7 @@ order whose items are identical, and deleting one order's items must not take an
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from bulkorder.domain.identity import order_key
 from bulkorder.domain.order import Order
 from bulkorder.domain.summary import OrderStatus
 from bulkorder.storage.blob_store import BlobInfo, BlobStore
-from bulkorder.storage.gc import DEFAULT_GRACE, RootSource, Sweep, SweepReport, listed_blobs
+from bulkorder.storage.gc import DEFAULT_GRACE, RootSource, Sweep, SweepReport, collectable, listed_blobs
 from bulkorder.storage.leases import DEFAULT_GC_RUN_TTL, DEFAULT_LEASE_TTL
 from bulkorder.storage.order_refs import OrderIndex, RecordedRoots, index_orders, order_keys, root_id
-from bulkorder.workflows.gc_roots import OrderRoots
+from bulkorder.storage.payload_gc import sweep_payloads
+from bulkorder.workflows.gc_roots import OrderRoots, workflows_gone
 
 #: Statuses retention may purge (an order being fulfilled, or failed and waiting for an
 #: operator, is never touched).
@@ -105,7 +107,10 @@ async def collect_garbage(
     options: SweepOptions = SweepOptions(),
 ) -> SweepReport:
     sweep = Sweep(blobs, grace=grace, dry_run=options.dry_run, lease_ttl=options.lease_ttl, gc_run_ttl=options.gc_run_ttl)
-    return await sweep.run(listed_blobs(blobs), OrderRoots(orders, client))
+    report = await sweep.run(listed_blobs(blobs), OrderRoots(orders, client))
+    gone = None if client is None else functools.partial(workflows_gone, client)
+    report.payloads = await sweep_payloads(collectable(blobs), gone, grace=grace, dry_run=options.dry_run)
+    return report
 
 
 @dataclass

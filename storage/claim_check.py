@@ -68,10 +68,12 @@ from bulkorder.storage.claim_check_ref import (
     MAX_EXPANSION_RATIO,
     MAX_REFERENCE_BYTES,
     REFERENCE_ENCODING,
+    SCOPE_PATTERN,
     ClaimCheck,
     inline_original_size,
     is_inline,
     is_reference,
+    scoped_prefix,
 )
 from bulkorder.storage.errors import (
     BlobIntegrityError,
@@ -195,6 +197,15 @@ class ClaimCheckCodec(PayloadCodec):
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return await self._each(payloads, self._needs_encoding, self._encode_one)
 
+    async def encode_for(self, payloads: Sequence[Payload], workflow_id: str | None) -> list[Payload]:
+        """Like :meth:`encode`, storing the payloads of an order's workflow under its scope
+        (``payloads/w/<workflow ID>/...``), which garbage collection reclaims once Temporal
+        no longer holds the workflow. Any other workflow ID stores them unscoped."""
+        if workflow_id is None or not SCOPE_PATTERN.fullmatch(workflow_id):
+            return await self.encode(payloads)
+        prefix = scoped_prefix(self.prefix, workflow_id)
+        return await self._each(payloads, self._needs_encoding, lambda payload: self._encode_one(payload, prefix))
+
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         decoded = await self._each(payloads, _is_encoded, self._decode_one)
         self._maybe_log_stats()
@@ -230,7 +241,7 @@ class ClaimCheckCodec(PayloadCodec):
 
     # The work on one payload, in a thread of the pool.
 
-    def _encode_one(self, payload: Payload) -> Payload:
+    def _encode_one(self, payload: Payload, prefix: str | None = None) -> Payload:
         head, data = serialized_parts(payload)
         size = len(head) + len(data)
         compressed = _compress((head, data), self.zstd_level)
@@ -244,7 +255,7 @@ class ClaimCheckCodec(PayloadCodec):
         else:
             stored, compression = head + data, COMPRESSION_NONE
         sha = sha256_hex(stored)
-        claim = ClaimCheck(content_key(sha, self.prefix), sha, len(stored), size, compression)
+        claim = ClaimCheck(content_key(sha, prefix or self.prefix), sha, len(stored), size, compression)
         self._retrying(lambda: self.store.put(claim.key, stored), f"write payload blob {claim.key!r}")
         # The process that encodes a payload often decodes it next (an activity result
         # read by the workflow on the same worker): keep it (if the cache would).

@@ -11,6 +11,7 @@ original bytes per stored byte. Anything else is a :class:`~bulkorder.storage.er
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from temporalio.api.common.v1 import Payload
@@ -27,6 +28,14 @@ KEY_PREFIX = "payloads"
 COMPRESSION_ZSTD = "zstd"
 COMPRESSION_NONE = "none"
 COMPRESSIONS = frozenset({COMPRESSION_ZSTD, COMPRESSION_NONE})
+
+#: A payload of an order's workflow is stored under ``payloads/w/<workflow ID>/...`` (its
+#: *scope*), so garbage collection can tell whose it is and collect it once Temporal no
+#: longer holds that workflow (docs/data_protection.md). Only order workflow IDs that are
+#: valid key segments (the keyed ``order-v2-<hex>``: no personal data; an old
+#: ``order-<ID>`` in lower case) scope a key; any other payload is stored unscoped.
+SCOPE_SEGMENT = "w"
+SCOPE_PATTERN = re.compile(r"order-[a-z0-9][a-z0-9_-]{0,139}")
 
 #: protobuf cannot parse a message of 2 GiB or more: no reference may promise one.
 MAX_ORIGINAL_SIZE = (2 << 30) - 1
@@ -88,8 +97,9 @@ class ClaimCheck:
         where = f"claim-check reference to {key!r}"
         if not isinstance(sha, str) or not isinstance(key, str):
             raise ClaimCheckError(f"{where}: 'key' and 'sha256' must be strings")
+        scope = key_scope(key, prefix)
         try:
-            expected_key = content_key(sha, prefix)
+            expected_key = content_key(sha, prefix if scope is None else scoped_prefix(prefix, scope))
         except InvalidBlobKeyError as exc:
             raise ClaimCheckError(f"{where}: {exc}") from None
         if key != expected_key:
@@ -135,6 +145,25 @@ def inline_original_size(payload: Payload) -> int:
 def is_inline(payload: Payload) -> bool:
     """True if ``payload`` is kept inline, compressed, by the claim-check codec."""
     return payload.metadata.get("encoding") == INLINE_ENCODING
+
+
+def scoped_prefix(prefix: str, workflow_id: str) -> str:
+    """Where the payloads of workflow ``workflow_id`` are stored (it must be an order's)."""
+    if not SCOPE_PATTERN.fullmatch(workflow_id):
+        raise ClaimCheckError(f"workflow ID {workflow_id[:80]!r} cannot scope claim-check payloads")
+    return f"{prefix}/{SCOPE_SEGMENT}/{workflow_id}"
+
+
+def key_scope(key: str, prefix: str = KEY_PREFIX) -> str | None:
+    """The workflow ID a scoped payload key names (``None`` for an unscoped key). The
+    segment must be an order workflow ID, matched whole."""
+    head = f"{prefix}/{SCOPE_SEGMENT}/"
+    if not key.startswith(head):
+        return None
+    scope = key[len(head) :].split("/", 1)[0]
+    if not SCOPE_PATTERN.fullmatch(scope):
+        raise ClaimCheckError(f"claim-check key {key[:120]!r}: {scope[:80]!r} is not an order workflow ID")
+    return scope
 
 
 def is_reference(payload: Payload) -> bool:

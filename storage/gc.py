@@ -19,7 +19,7 @@ before the listing covers the one remaining case, a writer reusing an already st
 
 Reports (``reports/...``) are deleted only when their order's items were purged and no
 other order references them (a report not yet recorded is not garbage). Claim-check
-payloads (``payloads/...``) are not collected (see docs/data_protection.md).
+payloads (``payloads/...``) have their own rule: :mod:`bulkorder.storage.payload_gc`.
 
 Memory stays flat in the number of blobs: the listing streams into a temporary file
 (one line per candidate) and is read back for the deletes; only the roots (32 bytes of
@@ -47,6 +47,7 @@ from bulkorder.storage.leases import (
     read_leases,
 )
 from bulkorder.storage.order_refs import OrderIndex, RecordedRoots, RootId, root_id
+from bulkorder.storage.payload_gc import PayloadSweepReport
 
 #: Where fulfillment writes reports (``bulkorder.workflows.fulfillment.REPORT_PREFIX``).
 REPORT_KEY_PREFIX = "reports"
@@ -102,6 +103,8 @@ class SweepReport:
     events_read: int = 0
     delete_requests: int = 0
     seconds: float = 0.0
+    #: The claim-check payloads' own sweep (``bulkorder.storage.payload_gc``), when run.
+    payloads: PayloadSweepReport | None = None
 
     def keep(self, reason: str, size: int) -> None:
         self.kept.setdefault(reason, Tally()).add(size)
@@ -120,6 +123,7 @@ class SweepReport:
             "events_read": self.events_read,
             "delete_requests": self.delete_requests,
             "seconds": round(self.seconds, 3),
+            **({} if self.payloads is None else {"payloads": self.payloads.to_json()}),
         }
 
 

@@ -80,3 +80,24 @@ class OrderRoots:
         if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
             raise GcError(f"open order {order_id!r} answered its pending refs with something else than keys")
         return keys
+
+
+async def workflows_gone(client: Client, workflow_ids: list[str]) -> set[str]:
+    """The IDs among ``workflow_ids`` Temporal holds no run of (past the namespace's
+    retention, or deleted). Any answer but "not found" keeps the ID out: gc only ever
+    deletes on Temporal's word that the workflow is gone."""
+    slots = asyncio.Semaphore(QUERY_CONCURRENCY)
+    gone: set[str] = set()
+
+    async def ask(workflow_id: str) -> None:
+        async with slots:
+            try:
+                await client.get_workflow_handle(workflow_id).describe(rpc_timeout=QUERY_TIMEOUT)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    gone.add(workflow_id)
+                else:
+                    raise GcError(f"cannot tell whether workflow {workflow_id!r} still exists: {err}") from None
+
+    await asyncio.gather(*(ask(workflow_id) for workflow_id in workflow_ids))
+    return gone

@@ -160,6 +160,15 @@ def print_sweep(report: SweepReport, *, title: str) -> None:
     )
     if report.expired_leases_deleted:
         print(f"  deleted {report.expired_leases_deleted:,} expired write leases")
+    payloads = report.payloads
+    if payloads is not None:
+        print(
+            f"  claim-check payloads: scanned {payloads.scanned.blobs:,} ({_size(payloads.scanned.bytes)}), {verb} "
+            f"{payloads.deleted.blobs:,} ({_size(payloads.deleted.bytes)}) of {payloads.workflows_gone:,} workflows "
+            f"Temporal no longer holds"
+        )
+        for reason, tally in sorted(payloads.kept.items()):
+            print(f"    kept {tally.blobs:,} payloads ({_size(tally.bytes)}): {reason}")
 
 
 async def run_gc(args: argparse.Namespace, settings: Settings) -> int:

@@ -199,7 +199,9 @@ class ProtectedPayloadCodec(PayloadCodec, WithSerializationContext):
         return ProtectedPayloadCodec(self.encryption.with_context(context), self.claim_check)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return await self.claim_check.encode(await self.encryption.encode(payloads))
+        # Scoped by the workflow, so gc can reclaim an order's payloads after retention.
+        workflow_id = _workflow_id(self.encryption.context)
+        return await self.claim_check.encode_for(await self.encryption.encode(payloads), workflow_id)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return await self.encryption.decode(await self.claim_check.decode(payloads))
