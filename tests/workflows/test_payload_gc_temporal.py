@@ -12,11 +12,10 @@ from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
 
-from bulkorder.domain.identifiers import workflow_id_for
 from bulkorder.storage.claim_check import ClaimCheck, ClaimCheckCodec
 from bulkorder.storage.payload_gc import KEPT_LIVE, sweep_payloads
 from bulkorder.workflows.gc_roots import workflows_gone
-from tests.fixtures.orders import OrderStack
+from tests.fixtures.orders import TEST_IDENTITY, OrderStack
 
 HOUR = 3600.0
 
@@ -52,12 +51,12 @@ async def deleted(stack: OrderStack, workflow_id: str) -> None:
 
 async def test_payloads_go_with_their_workflow(order_stack: OrderStack) -> None:
     blobs = order_stack.batches.blobs
-    await order_stack.client.create("gc-payloads-live", "c-1")
-    await order_stack.client.create("gc-payloads-gone", "c-1")
-    await order_stack.client.cancel("gc-payloads-gone", "closing it, to delete it")
-    await order_stack.client.wait_closed("gc-payloads-gone")
-    live = workflow_id_for("gc-payloads-live")
-    gone = workflow_id_for("gc-payloads-gone")
+    await order_stack.client.create("c-1/gc-payloads-live")
+    await order_stack.client.create("c-1/gc-payloads-gone")
+    await order_stack.client.cancel("c-1/gc-payloads-gone", "closing it, to delete it")
+    await order_stack.client.wait_closed("c-1/gc-payloads-gone")
+    live = TEST_IDENTITY.workflow_id("c-1/gc-payloads-live")
+    gone = TEST_IDENTITY.workflow_id("c-1/gc-payloads-gone")
     keys = {name: await scoped_payload(blobs, workflow_id) for name, workflow_id in
             [("live", live), ("gone", gone), ("never", "order-never-started")]}
     await deleted(order_stack, gone)
