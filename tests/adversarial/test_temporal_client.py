@@ -24,7 +24,7 @@ from tests.workflows.helpers import store_generated, totals_of
 from temporalio.client import WorkflowUpdateFailedError
 
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
-from bulkorder.workflows.fulfillment import decode_report
+from bulkorder.workflows.fulfillment import read_report
 from bulkorder.workflows.messages import AddBatchesResult
 
 ATTACKER = "temporal client"
@@ -153,7 +153,7 @@ async def test_bytes_swapped_after_acceptance_are_never_fulfilled(order_stack: O
     blobs.path_for(small.key).write_bytes(blobs.get(costly.key))
     final = await order_stack.client.wait_closed(order_id)
     assert final.report is not None
-    report_body = decode_report(blobs.get(final.report.key))
+    report_body = read_report(blobs, final.report, order_stack.batches.protection)
     assert report_body["totals"] == totals_of(other)["totals"] and final.report.item_count == 50
     order = order_stack.orders.get_order(order_id)
     assert small.batch_id in order.rejected_batch_ids and order.rejected_items == 4
