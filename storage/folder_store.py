@@ -198,7 +198,10 @@ class FolderBlobStore:
             raise StorageError(f"cannot write blob {key!r} to {self.location}: {key} is not a regular file")
         if expected is None:
             return None  # a plain key: written once, kept
-        fd = os.open(name, _READ_FLAGS, dir_fd=directory)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=directory)
+        except FileNotFoundError:
+            return False  # deleted since the lstat (gc): write it afresh
         with os.fdopen(fd, "rb") as file:
             actual = hashlib.file_digest(file, "sha256").hexdigest()
         if actual == expected:

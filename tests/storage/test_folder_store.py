@@ -339,3 +339,22 @@ def test_iter_keys_lists_blobs_by_prefix_and_skips_foreign_files(store: FolderBl
     assert list(store.iter_keys("nothing/here")) == []
     assert list(store.iter_keys("../")) == []
     assert list(store.iter_keys("BATCHES/")) == []
+
+
+class _DeletedAfterLstat(FolderBlobStore):
+    """A folder store whose existing blob is deleted (as a gc sweep would) just after
+    ``put`` has seen it and before it reads it to check its hash."""
+
+    def _lstat(self, directory: int, name: str) -> os.stat_result | None:
+        info = super()._lstat(directory, name)
+        if info is not None and not name.startswith(".tmp-"):
+            os.unlink(name, dir_fd=directory)
+        return info
+
+
+def test_a_blob_deleted_while_put_checks_it_is_written_afresh(tmp_path: Path) -> None:
+    data = b"content-addressed"
+    key = content_key(sha256_hex(data))
+    FolderBlobStore(tmp_path).put(key, data)
+    assert _DeletedAfterLstat(tmp_path).put(key, data) is True  # written again, not "already there"
+    assert FolderBlobStore(tmp_path).get(key) == data
