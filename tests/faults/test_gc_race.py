@@ -57,7 +57,7 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     # An earlier, failed import of the same file into the same order: its batches were
     # stored (sealed with the order's key, so the very blobs the import will write) and
     # never referenced: orphans the sweep will go for.
-    abandoned = await stack.client.store_items(generate_items(ITEMS), batch_size=BATCH_ITEMS, order_id="race-live")
+    abandoned = await stack.client.store_items(generate_items(ITEMS), batch_size=BATCH_ITEMS, order_id="acme/race-live")
     reused = {ref.key for ref in abandoned}
     assert reused == set(stack.batches.blobs.iter_keys("batches/"))
     copies = {key: stack.batches.blobs.get(key) for key in reused}
@@ -88,10 +88,10 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     replanter = asyncio.create_task(asyncio.to_thread(replant))
     started = time.monotonic()
     try:
-        summary = await import_file(stack.client, stack.orders, "race-live", path, options)
+        summary = await import_file(stack.client, stack.orders, "acme/race-live", path, options)
         planted |= garbage(stack, 20_000_000, 10)  # more garbage while the sweeps go on
-        await stack.client.submit("race-live")
-        final = await stack.client.wait_closed("race-live")
+        await stack.client.submit("acme/race-live")
+        final = await stack.client.wait_closed("acme/race-live")
     finally:
         importing = False
         await sweeper
@@ -103,7 +103,7 @@ async def test_gc_with_no_grace_loses_nothing_of_an_import_in_flight(order_stack
     assert summary.items == ITEMS
     assert final.status == "fulfilled" and final.item_count == ITEMS and final.rejected_items == 0
     assert final.report is not None and final.report.item_count == ITEMS
-    runs = (await stack.client.run_histories("race-live"))
+    runs = (await stack.client.run_histories("acme/race-live"))
     assert len(runs) > 1, "the import should have continued-as-new"
     # Not vacuous: the sweeps ran during the import and deleted the planted garbage.
     assert len(sweeps) >= 3
