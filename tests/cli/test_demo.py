@@ -29,6 +29,10 @@ async def test_demo_on_the_embedded_stack(tmp_path: Path) -> None:
     # Created + 30 ItemsAdded + Submitted + FulfillmentCompleted.
     assert figures["event_store_events"] == 33
     assert figures["items_per_second"] > 0
+    # Where the time went: every phase measured, and together no more than the whole.
+    phases = figures["phases"]
+    assert set(phases) == {"generating", "storing", "recording", "fulfilment"}
+    assert all(seconds >= 0 for seconds in phases.values()) and sum(phases.values()) <= figures["seconds"]
     # The embedded stack persisted its state under the bulkorder home.
     assert (tmp_path / "home" / "temporal.sqlite").exists()
     assert (tmp_path / "home" / "events.sqlite").exists()
@@ -40,6 +44,7 @@ async def test_demo_against_a_configured_server_prints_a_summary(temporal_addres
     assert result.code == 0, result.stderr
     assert "demo-x" in result.stdout and "fulfilled" in result.stdout
     assert "5,000 items streamed back" in result.stdout
+    assert "where it went  generating" in result.stdout
 
 
 async def test_demo_refuses_nonsense_sizes(tmp_path: Path) -> None:

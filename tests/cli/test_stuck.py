@@ -10,6 +10,7 @@ retries it with backoff while the order stays "submitted".
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,12 @@ def hide_blobs(stack: OrderStack, order_id: str, where: Path) -> list[tuple[Path
     """Move the order's batch blobs out of the folder store: fulfillment cannot read them."""
     moved = []
     root = Path(stack.batches.blobs.root)  # type: ignore[attr-defined]  # a FolderBlobStore
-    for ref in stack.orders.iter_batch_refs(order_id):
+    # `create --items` returns once the order is recorded; its batch is recorded just after.
+    deadline = time.monotonic() + 60
+    while not (refs := list(stack.orders.iter_batch_refs(order_id))):
+        assert time.monotonic() < deadline, f"{order_id}: no batch recorded within 60 s"
+        time.sleep(0.1)
+    for ref in refs:
         path = root / ref.key
         hidden = where / ref.key.replace("/", "_")
         path.rename(hidden)
