@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ PAYLOADS_KEY_ID = "payloads"
 #: without ``order_id``): sealed, but not erasable order by order.
 SHARED_KEY_ID = "shared"
 NAMED_KEY_IDS = frozenset({INDEX_KEY_ID, EVENTS_KEY_ID, PAYLOADS_KEY_ID, SHARED_KEY_ID})
+#: An order's data key ID: 32 hex digits of a keyed hash (``aggregate_key_id``).
+_ORDER_KEY_ID = re.compile(r"[0-9a-f]{32}")
 #: A wrapped-key object is a few hundred bytes: anything larger is not one.
 MAX_KEY_OBJECT_BYTES = 16 * 1024
 _FORMAT = 1
@@ -143,6 +146,10 @@ class DataKeys:
         cached = self._cache.get(key_id)
         if cached is not None:
             return cached
+        if key_id not in NAMED_KEY_IDS and not _ORDER_KEY_ID.fullmatch(key_id):
+            # Not a key ID bulkorder makes (a forged envelope or payload metadata): never a
+            # path to look up in the store.
+            raise DataKeyNotFoundError(f"data key {key_id[:80]!r} is not a key ID bulkorder makes", key_id[:80])
         wrapped = self._read_wrapped(DATA_PREFIX + key_id, key_id)
         if wrapped is None:
             if self.blobs.exists(DESTROYED_PREFIX + key_id):
