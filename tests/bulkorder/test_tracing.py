@@ -52,7 +52,7 @@ async def test_one_trace_from_import_to_the_record_activity(
     env = stack_env(task_queue, temporal_address, tmp_path, event_store_env)
     settings = Settings.from_env({**env, "BULKORDER_TRACING": "on"})
     items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(10_000)))
-    order_id = f"traced-{uuid.uuid4().hex[:8]}"
+    order_id = f"acme/traced-{uuid.uuid4().hex[:8]}"
     spans.clear()
     async with open_runtime(settings) as runtime:
         async with runtime.worker():
@@ -109,7 +109,7 @@ async def test_the_commands_export_over_otlp_when_an_endpoint_is_set(
     worker = await start(["worker"], env)
     try:
         await wait_for_line(worker, "worker polling")
-        done = await run_cli("import", f"otlp-{uuid.uuid4().hex[:8]}", str(items), "--create", "--customer", "acme", env=env)
+        done = await run_cli("import", f"acme/otlp-{uuid.uuid4().hex[:8]}", str(items), "--create", "--customer", "acme", env=env)
         assert done.code == 0, done.stderr
     finally:
         worker.send_signal(__import__("signal").SIGTERM)

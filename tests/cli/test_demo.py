@@ -15,19 +15,19 @@ REQUIRED_FIELDS = {
 async def test_demo_on_the_embedded_stack(tmp_path: Path) -> None:
     """No Temporal configured: the demo starts the embedded dev server itself."""
     result = await run_cli(
-        "demo", "--items", "30000", "--batch-size", "1000", "--max-history-events", "60", "--json",
+        "demo", "--items", "30000", "--batch-size", "500", "--max-history-events", "60", "--json",
         env=cli_env(tmp_path / "home"), timeout=300,
     )
     assert result.code == 0, result.stderr
     figures = result.json()
     assert REQUIRED_FIELDS <= set(figures)
-    assert (figures["items"], figures["batches"], figures["fulfilled_items"]) == (30_000, 30, 30_000)
+    assert (figures["items"], figures["batches"], figures["fulfilled_items"]) == (30_000, 60, 30_000)
     assert figures["runs"] >= 2  # continued-as-new under the low threshold
     # Whatever the threshold, a run's history stays far below Temporal's limits.
     assert 0 < figures["max_history_events_per_run"] < 4_096
     assert 0 < figures["max_history_bytes_per_run"] < 4 * 1024 * 1024
-    # Created + 30 ItemsAdded + Submitted + FulfillmentCompleted.
-    assert figures["event_store_events"] == 33
+    # Created + 60 ItemsAdded + Submitted + FulfillmentCompleted.
+    assert figures["event_store_events"] == 63
     assert figures["items_per_second"] > 0
     # Where the time went: every phase measured, and together no more than the whole.
     phases = figures["phases"]
