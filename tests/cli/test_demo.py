@@ -15,7 +15,7 @@ REQUIRED_FIELDS = {
 async def test_demo_on_the_embedded_stack(tmp_path: Path) -> None:
     """No Temporal configured: the demo starts the embedded dev server itself."""
     result = await run_cli(
-        "demo", "--items", "30000", "--batch-size", "500", "--max-history-events", "60", "--json",
+        "demo", "--items", "30000", "--batch-size", "500", "--max-history-events", "30", "--json",
         env=cli_env(tmp_path / "home"), timeout=300,
     )
     assert result.code == 0, result.stderr
