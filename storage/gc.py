@@ -33,7 +33,7 @@ import asyncio
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Protocol
 from uuid import UUID
 
 from bulkorder.domain.refs import BATCH_KEY_PREFIX
@@ -47,7 +47,9 @@ from bulkorder.storage.leases import (
     read_leases,
 )
 from bulkorder.storage.order_refs import OrderIndex, RecordedRoots, RootId, root_id
-from bulkorder.storage.payload_gc import PayloadSweepReport
+
+if TYPE_CHECKING:
+    from bulkorder.storage.payload_gc import PayloadSweepReport
 
 #: Where fulfillment writes reports (``bulkorder.workflows.fulfillment.REPORT_PREFIX``).
 REPORT_KEY_PREFIX = "reports"

@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 from bulkorder.storage.blob_store import BlobInfo, CollectableBlobStore
 from bulkorder.storage.claim_check_ref import KEY_PREFIX, key_scope
 from bulkorder.storage.errors import ClaimCheckError
+from bulkorder.storage.gc import Tally
 
 #: The least age of a payload gc may delete, whatever grace it is given (seconds).
 PAYLOAD_MIN_GRACE = 3600.0
@@ -44,27 +45,17 @@ WorkflowsGone = Callable[[list[str]], Awaitable[set[str]]]
 
 
 @dataclass
-class PayloadTally:
-    blobs: int = 0
-    bytes: int = 0
-
-    def add(self, size: int) -> None:
-        self.blobs += 1
-        self.bytes += size
-
-
-@dataclass
 class PayloadSweepReport:
     dry_run: bool
     grace_seconds: float
-    scanned: PayloadTally = field(default_factory=PayloadTally)
-    deleted: PayloadTally = field(default_factory=PayloadTally)
-    kept: dict[str, PayloadTally] = field(default_factory=dict)
+    scanned: Tally = field(default_factory=Tally)
+    deleted: Tally = field(default_factory=Tally)
+    kept: dict[str, Tally] = field(default_factory=dict)
     workflows_asked: int = 0
     workflows_gone: int = 0
 
     def keep(self, reason: str, size: int) -> None:
-        self.kept.setdefault(reason, PayloadTally()).add(size)
+        self.kept.setdefault(reason, Tally()).add(size)
 
     def to_json(self) -> dict[str, Any]:
         return {
