@@ -82,7 +82,7 @@ async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple
             started = time.perf_counter()
             await client.create("probe", f"probe-{uuid.uuid4().hex[:10]}")
             creates.append(time.perf_counter() - started)
-            refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}")
+            refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}", order_id=target)
             started = time.perf_counter()
             await client.add_batches(target, refs)
             adds.append(time.perf_counter() - started)
@@ -188,7 +188,7 @@ def main() -> None:
                 workers.append(worker)
             rss = [PeakRss(worker.pid) for worker in workers]
 
-            single_id = f"single-{schema}"
+            single_id = f"fleet/single-{schema}"
             _, _, [single] = run_importers(env, [[(single_id, single_path)]], args.batch_size)
             single_rate = single["items"] / single["seconds"]
             print(f"single order: {single_rate:,.0f} items/s ({single['seconds']:.1f} s, the import itself)", flush=True)
