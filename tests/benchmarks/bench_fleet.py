@@ -239,7 +239,7 @@ def main() -> None:
     print()
     cpu = {"importers (with encoders)": importer_cpu}
     cpu.update({name: cpu_after[name] - cpu_before[name] for name in cpu_after})
-    floor, _ = floor_cpu_seconds_per_million(paths[0], args.batch_size)
+    floor, _ = floor_cpu_seconds_per_million(single_path, args.batch_size)  # the large file: warm, representative
     print("| process | CPU-s per million items |")
     print("| --- | ---: |")
     for name, seconds_used in cpu.items():
