@@ -92,12 +92,29 @@ class Tally:
 
 
 @dataclass
-class SweepReport:
+class SweepTallies:
+    """What a sweep scanned, deleted and kept (by reason): every sweep's report has these."""
+
     dry_run: bool
     grace_seconds: float
     scanned: Tally = field(default_factory=Tally)
     deleted: Tally = field(default_factory=Tally)
     kept: dict[str, Tally] = field(default_factory=dict)
+
+    def keep(self, reason: str, size: int) -> None:
+        self.kept.setdefault(reason, Tally()).add(size)
+
+    def tallies_json(self) -> dict[str, Any]:
+        return {
+            "grace_seconds": self.grace_seconds,
+            "scanned": {"blobs": self.scanned.blobs, "bytes": self.scanned.bytes},
+            "deleted": {"blobs": self.deleted.blobs, "bytes": self.deleted.bytes},
+            "kept": {reason: {"blobs": t.blobs, "bytes": t.bytes} for reason, t in sorted(self.kept.items())},
+        }
+
+
+@dataclass
+class SweepReport(SweepTallies):
     live_leases: int = 0
     expired_leases_deleted: int = 0
     stale_gc_runs_deleted: int = 0
@@ -108,16 +125,10 @@ class SweepReport:
     #: The claim-check payloads' own sweep (``bulkorder.storage.payload_gc``), when run.
     payloads: PayloadSweepReport | None = None
 
-    def keep(self, reason: str, size: int) -> None:
-        self.kept.setdefault(reason, Tally()).add(size)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
-            "grace_seconds": self.grace_seconds,
-            "scanned": {"blobs": self.scanned.blobs, "bytes": self.scanned.bytes},
-            "deleted": {"blobs": self.deleted.blobs, "bytes": self.deleted.bytes},
-            "kept": {reason: {"blobs": t.blobs, "bytes": t.bytes} for reason, t in sorted(self.kept.items())},
+            **self.tallies_json(),
             "live_leases": self.live_leases,
             "expired_leases_deleted": self.expired_leases_deleted,
             "stale_gc_runs_deleted": self.stale_gc_runs_deleted,

@@ -23,13 +23,13 @@ claim-check threshold are stored at all).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from bulkorder.storage.blob_store import BlobInfo, CollectableBlobStore
 from bulkorder.storage.claim_check_ref import KEY_PREFIX, key_scope
 from bulkorder.storage.errors import ClaimCheckError
-from bulkorder.storage.gc import Tally
+from bulkorder.storage.gc import SweepTallies
 
 #: The least age of a payload gc may delete, whatever grace it is given (seconds).
 PAYLOAD_MIN_GRACE = 3600.0
@@ -45,27 +45,12 @@ WorkflowsGone = Callable[[list[str]], Awaitable[set[str]]]
 
 
 @dataclass
-class PayloadSweepReport:
-    dry_run: bool
-    grace_seconds: float
-    scanned: Tally = field(default_factory=Tally)
-    deleted: Tally = field(default_factory=Tally)
-    kept: dict[str, Tally] = field(default_factory=dict)
+class PayloadSweepReport(SweepTallies):
     workflows_asked: int = 0
     workflows_gone: int = 0
 
-    def keep(self, reason: str, size: int) -> None:
-        self.kept.setdefault(reason, Tally()).add(size)
-
     def to_json(self) -> dict[str, Any]:
-        return {
-            "grace_seconds": self.grace_seconds,
-            "scanned": {"blobs": self.scanned.blobs, "bytes": self.scanned.bytes},
-            "deleted": {"blobs": self.deleted.blobs, "bytes": self.deleted.bytes},
-            "kept": {reason: {"blobs": t.blobs, "bytes": t.bytes} for reason, t in sorted(self.kept.items())},
-            "workflows_asked": self.workflows_asked,
-            "workflows_gone": self.workflows_gone,
-        }
+        return {**self.tallies_json(), "workflows_asked": self.workflows_asked, "workflows_gone": self.workflows_gone}
 
 
 async def sweep_payloads(
