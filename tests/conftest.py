@@ -11,6 +11,8 @@ hides a test that did not run; ``make test`` on a fresh machine runs them all).
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytest_plugins = [
@@ -20,6 +22,18 @@ pytest_plugins = [
     "tests.fixtures.orders",
     "tests.fixtures.analysts",
 ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session):  # type: ignore[no-untyped-def]
+    """Collection imports every test module, which pytest parses to rewrite its asserts;
+    the collector stays paused meanwhile (CPython 3.11.7's gh-106905: a finalizer that
+    parses during a parse breaks ``ast.parse``; see tests/fixtures/python_source.py)."""
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.enable()
 
 
 def _skipped(config: pytest.Config) -> list[pytest.TestReport]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import bulkorder
 import bulkorder.analysis as analysis
+from tests.fixtures.python_source import parse_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,7 @@ def test_the_layers_import_nothing_from_the_analysts() -> None:
     stray = []
     for folder in ("domain", "storage", "workflows"):
         for path in (ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            for node in ast.walk(parse_python(path.read_text(), filename=str(path))):
                 if isinstance(node, ast.ImportFrom):
                     names = [node.module or ""]
                 elif isinstance(node, ast.Import):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import bulkorder
+from tests.fixtures.python_source import parse_python
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("temporalio", "boto3", "botocore", "eventsourcing", "psycopg")
@@ -50,7 +51,7 @@ def test_dir_lists_every_export_and_unknown_names_are_attribute_errors() -> None
 
 def test_the_type_checking_imports_match_the_lazy_map() -> None:
     """What editors see (the TYPE_CHECKING block) is what __getattr__ gives."""
-    tree = ast.parse((ROOT / "bulkorder" / "__init__.py").read_text())
+    tree = parse_python((ROOT / "bulkorder" / "__init__.py").read_text())
     block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
     seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert seen == bulkorder._EXPORTS
@@ -66,7 +67,7 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 @pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
 def test_documented_code_imports_bulkorder_names_from_the_facade(doc: Path) -> None:
     for block in _python_blocks(doc.read_text()):
-        tree = ast.parse(block.replace("await ", ""))  # snippets await at top level
+        tree = parse_python(block.replace("await ", ""))  # snippets await at top level
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 top = node.module.split(".")[0]

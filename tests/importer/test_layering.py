@@ -7,13 +7,15 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.fixtures.python_source import parse_python
+
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("domain", "storage", "workflows")
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse_python(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):

@@ -16,6 +16,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.fixtures.python_source import parse_python
+
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("domain", "storage", "workflows")
 #: Folder -> the import package it ships as.
@@ -53,7 +55,7 @@ def test_every_folder_with_modules_is_a_package() -> None:
 
 def old_imports(path: Path) -> list[str]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse_python(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
         elif isinstance(node, ast.Import):
