@@ -7,7 +7,8 @@ One Temporal dev server, one moto S3 server (own process, behind the loopback la
 proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``--workers``
 ``bulkorder worker`` processes on one task queue. First one order alone (the single-order
 rate, same stack), then the fleet: ``--importers`` processes (tests/benchmarks/fleet_importer.py,
-the public ``import_file``) share the orders, each importing its orders one after another.
+the public ``import_file``, one pool of encoding processes each) share the orders, each
+importing its orders one after another.
 While the fleet runs, this process probes the latency a service sees: a ``create``
 (Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
 to an open order, each every 0.2 s. At the end every order is checked in the event store:
@@ -37,9 +38,11 @@ from pathlib import Path
 import boto3
 
 from bulkorder import Settings, open_runtime
+from bulkorder.domain.identity import OrderName
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.bench_codec import moto_server
+from tests.benchmarks.create_phases import create_phases, event_counts
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -67,10 +70,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple[list[float], list[float]]:
-    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``."""
+async def probe(
+    env: dict[str, str], stop: asyncio.Event, every: float
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
+    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``;
+    and where the creates' time went, phase by phase (from their workflows' histories)."""
     creates: list[float] = []
     adds: list[float] = []
+    created: list[str] = []
     async with open_runtime(Settings.from_env(env)) as runtime:
         client = runtime.order_client()
         target = f"probe/probe-target-{uuid.uuid4().hex[:6]}"
@@ -80,8 +87,10 @@ async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple
         while not stop.is_set():
             index += 1
             started = time.perf_counter()
-            await client.create("probe", f"probe-{uuid.uuid4().hex[:10]}")
+            name = OrderName("probe", f"probe-{uuid.uuid4().hex[:10]}")
+            await client.create(name)
             creates.append(time.perf_counter() - started)
+            created.append(client.identity.workflow_id(name))
             refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}", order_id=target)
             started = time.perf_counter()
             await client.add_batches(target, refs)
@@ -90,7 +99,8 @@ async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple
                 await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 pass
-    return creates, adds
+        phases = await create_phases(client.client, created)
+    return creates, adds, phases
 
 
 async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: float) -> dict[str, int]:
@@ -107,14 +117,15 @@ async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: fl
 
 
 def run_importers(
-    env: dict[str, str], jobs: list[list[tuple[str, Path]]], batch_size: int
+    env: dict[str, str], jobs: list[list[tuple[str, Path]]], batch_size: int, profile: Path | None = None
 ) -> tuple[float, float, list[dict[str, float]]]:
     """Start one importer per job list, wait for all; (wall seconds, CPU seconds incl.
     encoders, each order's line: its items and its own import seconds)."""
     started = time.perf_counter()
     processes = []
-    for part in jobs:
-        args = [sys.executable, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
+    for index, part in enumerate(jobs):
+        profiled = ["-m", "cProfile", "-o", str(profile / f"importer-{index}.prof")] if profile else []
+        args = [sys.executable, *profiled, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
         args += [f"{order_id}={path}" for order_id, path in part]
         processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     cpu = 0.0
@@ -141,6 +152,7 @@ def main() -> None:
     parser.add_argument("--single-items", type=int, default=1_000_000, help="items of the single order measured first")
     parser.add_argument("--s3-latency-ms", type=float, default=0.0)
     parser.add_argument("--workdir", type=Path, help="keep the generated files here between runs")
+    parser.add_argument("--profile-importers", type=Path, help="write each fleet importer's cProfile here")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -198,17 +210,23 @@ def main() -> None:
             cpu_before = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             stop = asyncio.Event()
 
-            async def fleet() -> tuple[float, float, list[float], list[float], dict[str, int], float]:
+            async def fleet() -> tuple[float, float, list[float], list[float], dict[str, list[float]], dict[str, int], float]:
                 probing = asyncio.create_task(probe(env, stop, 0.2))
                 began = time.perf_counter()
-                seconds, importer_cpu, _ = await asyncio.to_thread(run_importers, env, jobs, args.batch_size)
+                seconds, importer_cpu, _ = await asyncio.to_thread(
+                    run_importers, env, jobs, args.batch_size, args.profile_importers
+                )
                 counts = await recorded_items(env, order_ids, time.monotonic() + 600)
                 elapsed = time.perf_counter() - began
+                async with open_runtime(Settings.from_env(env)) as runtime:
+                    order_client = runtime.order_client()
+                    events = await event_counts(order_client.client, await order_client.resolve(order_ids[0]))
+                print(f"events of one fleet order's workflow: {events}")
                 stop.set()
-                creates, adds = await probing
-                return seconds, importer_cpu, creates, adds, counts, elapsed
+                creates, adds, phases = await probing
+                return seconds, importer_cpu, creates, adds, phases, counts, elapsed
 
-            seconds, importer_cpu, creates, adds, counts, elapsed = asyncio.run(fleet())
+            seconds, importer_cpu, creates, adds, phases, counts, elapsed = asyncio.run(fleet())
             cpu_after = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             worker_peaks = [peak.stop()[0] / 1024 for peak in rss]
     finally:
@@ -236,6 +254,12 @@ def main() -> None:
           f"{percentile(adds, .99) * 1000:.0f} ms |")
     print(f"| worker peak RSS | {', '.join(f'{peak:.0f}' for peak in worker_peaks)} MB |")
     print(f"| orders recorded exactly | {args.orders - len(wrong)} of {args.orders} |")
+    print()
+    print("| where a create's time goes (server's clock) | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for name, values in phases.items():
+        if values:
+            print(f"| {name} | {percentile(values, .5) * 1000:.0f} | {percentile(values, .99) * 1000:.0f} |")
     print()
     cpu = {"importers (with encoders)": importer_cpu}
     cpu.update({name: cpu_after[name] - cpu_before[name] for name in cpu_after})
