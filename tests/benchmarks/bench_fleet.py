@@ -117,7 +117,11 @@ async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: fl
 
 
 def run_importers(
-    env: dict[str, str], jobs: list[list[tuple[str, Path]]], batch_size: int, profile: Path | None = None
+    env: dict[str, str],
+    jobs: list[list[tuple[str, Path]]],
+    batch_size: int,
+    profile: Path | None = None,
+    nice: int = 0,
 ) -> tuple[float, float, list[dict[str, float]]]:
     """Start one importer per job list, wait for all; (wall seconds, CPU seconds incl.
     encoders, each order's line: its items and its own import seconds)."""
@@ -127,7 +131,10 @@ def run_importers(
         profiled = ["-m", "cProfile", "-o", str(profile / f"importer-{index}.prof")] if profile else []
         args = [sys.executable, *profiled, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
         args += [f"{order_id}={path}" for order_id, path in part]
-        processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        lowered = (lambda: os.nice(nice)) if nice else None  # the encoders inherit it
+        processes.append(
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lowered)
+        )
     cpu = 0.0
     orders: list[dict[str, float]] = []
     for process in processes:
@@ -152,7 +159,13 @@ def main() -> None:
     parser.add_argument("--single-items", type=int, default=1_000_000, help="items of the single order measured first")
     parser.add_argument("--s3-latency-ms", type=float, default=0.0)
     parser.add_argument("--workdir", type=Path, help="keep the generated files here between runs")
+    parser.add_argument("--quiet-probe-seconds", type=float, default=6.0, help="probe this long before the fleet starts")
     parser.add_argument("--profile-importers", type=Path, help="write each fleet importer's cProfile here")
+    parser.add_argument(
+        "--importer-nice", type=int, default=0,
+        help="run the fleet's importers (bulk work) at this nice value, as when they share the machine "
+        "with the services whose latency is probed (on separate machines, they would not compete)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -207,6 +220,22 @@ def main() -> None:
 
             order_ids = [f"fleet/fleet-{index:04d}-{schema}" for index in range(args.orders)]
             jobs = [list(zip(order_ids, paths))[part :: args.importers] for part in range(args.importers)]
+            async def quiet_probe(seconds: float) -> tuple[list[float], dict[str, list[float]]]:
+                """The same probe with no fleet running: the stack's own latency."""
+                stop = asyncio.Event()
+                probing = asyncio.create_task(probe(env, stop, 0.2))
+                await asyncio.sleep(seconds)
+                stop.set()
+                creates, _, phases = await probing
+                return creates, phases
+
+            quiet_creates, quiet_phases = asyncio.run(quiet_probe(args.quiet_probe_seconds))
+            print(f"create with no fleet running: p50 / p99 {percentile(quiet_creates, .5) * 1000:.0f} / "
+                  f"{percentile(quiet_creates, .99) * 1000:.0f} ms, {len(quiet_creates)} probes "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+            for name, values in quiet_phases.items():
+                if values:
+                    print(f"    {name}: p50 {percentile(values, .5) * 1000:.0f} ms", flush=True)
             cpu_before = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             stop = asyncio.Event()
 
@@ -214,7 +243,7 @@ def main() -> None:
                 probing = asyncio.create_task(probe(env, stop, 0.2))
                 began = time.perf_counter()
                 seconds, importer_cpu, _ = await asyncio.to_thread(
-                    run_importers, env, jobs, args.batch_size, args.profile_importers
+                    run_importers, env, jobs, args.batch_size, args.profile_importers, args.importer_nice
                 )
                 counts = await recorded_items(env, order_ids, time.monotonic() + 600)
                 elapsed = time.perf_counter() - began
@@ -241,8 +270,9 @@ def main() -> None:
     rate = total / elapsed
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
+    niced = f", importers at nice {args.importer_nice}" if args.importer_nice else ""
     print(f"| fleet ({args.orders} orders × {args.items_per_order:,} items, {args.importers} importers, "
-          f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms) | value |")
+          f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms{niced}) | value |")
     print("| --- | ---: |")
     print(f"| aggregate items/s (first import started → last order recorded) | {rate:,.0f} |")
     print(f"| orders/s | {args.orders / elapsed:.2f} |")
