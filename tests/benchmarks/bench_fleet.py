@@ -2,6 +2,7 @@
 
     python -m tests.benchmarks.bench_fleet [--orders 200] [--items-per-order 25000]
         [--importers 4] [--workers 2] [--s3-latency-ms 0] [--workdir DIR]
+        [--quiet-probe-seconds 6] [--importer-nice N] [--profile-importers DIR]
 
 One Temporal dev server, one moto S3 server (own process, behind the loopback latency
 proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``--workers``
@@ -13,6 +14,11 @@ While the fleet runs, this process probes the latency a service sees: a ``create
 (Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
 to an open order, each every 0.2 s. At the end every order is checked in the event store:
 exactly its items, every batch recorded.
+
+Before the fleet, the same probe runs alone for ``--quiet-probe-seconds`` (the stack's own
+latency). Each probe create is also taken apart: its new order's data key, timed on a name
+of its own (the S3 requests its client makes first), then its workflow's history, phase by
+phase on the server's clock (tests/benchmarks/create_phases.py).
 
 Reported: aggregate items/s and orders/s (first import started to last order recorded),
 the ratio to the single-order rate, create and add_batches p50/p99, peak RSS of the
