@@ -150,21 +150,25 @@ def item_record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One record batch per ref, in order, at most ``window`` batches read ahead.
 
-    Decoding a batch's attributes into Python objects is most of the cost: with
-    ``processes``, ``workers`` processes decode (record batches come back as Arrow
-    buffers), which uses more than one core.
+    ``workers`` threads fetch (overlapping the blob store's latency); one thread decodes,
+    since decoding holds the GIL. With ``processes``, ``workers`` processes decode (record
+    batches come back as Arrow buffers), which uses more than one core.
     """
     pyarrow()
     window = window or 2 * workers + 2
     extra = iter(provenance) if provenance is not None else None
-    cpu: Executor | None = None
+    # Decoding holds the GIL: in threads, one decoder does as much as two and costs less
+    # CPU (measured: 3.2 against 4.3 us of CPU per item, the two threads fighting for the
+    # GIL); fetches still overlap on the I/O threads, and Parquet writing (no GIL) overlaps
+    # with decoding. Processes decode ``workers`` at a time.
+    cpu: Executor
     if processes:
         cpu = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
 
     def convert(ref: BatchRef, where: Mapping[str, Any] | None) -> pa.RecordBatch:
         data = batches.fetch(ref)
-        if cpu is None:
-            return batch_to_record_batch(data, where_of(ref), ref.item_count, where)
         return cpu.submit(batch_to_record_batch, data, where_of(ref), ref.item_count, where).result()
 
     try:
@@ -181,8 +185,7 @@ def item_record_batches(
                 for future in pending:
                     future.cancel()
     finally:
-        if cpu is not None:
-            cpu.shutdown(cancel_futures=True)
+        cpu.shutdown(cancel_futures=True)
 
 
 # ---- events ----------------------------------------------------------------------------
