@@ -63,14 +63,29 @@ class Analyst(OrderItems):
         until: int | None = None,
         items: bool = True,
         on_page: Callable[[int, int], None] | None = None,
+        follow: bool = False,
+        stop: threading.Event | None = None,
+        interval: float = 0.5,
+        on_part: Callable[[ParquetExportResult], None] | None = None,
     ) -> ParquetExportResult:
         """The log from ``since`` to ``until`` as one new part of ``out_dir``'s events and
-        items Parquet files (:mod:`bulkorder.analysis.parquet_files`)."""
-        from bulkorder.analysis.parquet_files import export_parquet
+        items Parquet files (:mod:`bulkorder.analysis.parquet_files`).
+
+        With ``follow``, keep polling every ``interval`` seconds until ``stop`` is set (or
+        ``until`` is reached), adding a new part whenever the log has grown; ``on_part``
+        follows each part, once it is in place. The result then holds the totals.
+        """
+        from bulkorder.analysis.parquet_files import export_parquet, follow_parquet
 
         if since < 0 or (until is not None and until < since):
             raise ValueError(f"positions must satisfy 0 <= since <= until (got since={since}, until={until})")
-        return export_parquet(EventLog(self.orders), self.batches, out_dir, since=since, until=until, items=items, on_page=on_page)
+        log = EventLog(self.orders)
+        if not follow:
+            return export_parquet(log, self.batches, out_dir, since=since, until=until, items=items, on_page=on_page)
+        return follow_parquet(
+            log, self.batches, out_dir, since=since, until=until, items=items, stop=stop or threading.Event(),
+            interval=interval, on_part=on_part, on_page=on_page,
+        )
 
     # ---- the whole log ------------------------------------------------------------------
 

@@ -11,12 +11,15 @@ The export's folder (``bulkorder export --format parquet --out DIR``)::
     DIR/items/part-<first>-<last>.parquet    the items of that range's ItemsAdded events
 
 Each run adds one part of each (positions never overlap: resume with ``--since``), so
-DuckDB reads the whole folder with ``read_parquet('DIR/items/*.parquet')``.
+DuckDB reads the whole folder with ``read_parquet('DIR/items/*.parquet')``. Following the
+log (``--follow``, :func:`follow_parquet`), each poll that finds new events adds one more
+part: a part is a closed file, so a reader sees each whole as soon as it is renamed in.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -134,6 +137,8 @@ class ParquetExportResult:
     #: Batches whose items were not exported: their order's items were purged or erased
     #: (its events are exported; ``ItemsPurged`` / ``OrderErased`` say when).
     purged_batches: int = 0
+    #: Parts written (one per run; following the log, one per poll that found events).
+    parts: int = 0
 
 
 def export_parquet(
@@ -192,6 +197,7 @@ def export_parquet(
             items_out.abort()
         return result
     events_out.close()
+    result.parts = 1
     result.events_file = _rename(events_out.target, folder / "events" / name)
     if items_out is not None:
         items_out.close()
@@ -202,3 +208,49 @@ def export_parquet(
 def _rename(source: Path, target: Path) -> Path:
     os.replace(source, target)
     return target
+
+
+def follow_parquet(
+    log: EventLog,
+    batches: BatchStore,
+    out_dir: str | os.PathLike[str],
+    *,
+    since: int = 0,
+    until: int | None = None,
+    items: bool = True,
+    workers: int = 2,
+    stop: threading.Event,
+    interval: float = 0.5,
+    on_part: Callable[[ParquetExportResult], None] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> ParquetExportResult:
+    """:func:`export_parquet` again and again: a new part whenever the log has grown,
+    polling every ``interval`` seconds, until ``stop`` is set or ``until`` is reached.
+
+    ``on_part`` is called with each part once it is renamed into place. Returns the totals:
+    events, items, parts, the first and last positions, the last part's files. A part being
+    written when ``stop`` is set is finished first (a part is whole or absent).
+    """
+    total = ParquetExportResult(0, 0, since, since + 1, None, None)
+    while not stop.is_set():
+        latest = log.last_position()  # cheap: the log's last notification ID
+        if latest > total.last_position:
+            part = export_parquet(
+                log, batches, out_dir, since=total.last_position, until=until, items=items, workers=workers, on_page=on_page
+            )
+            if not part.events and until is not None and latest >= until:
+                break  # the log is past ``until``, and nothing more is up to it
+            if part.events:
+                total.events += part.events
+                total.items += part.items
+                total.purged_batches += part.purged_batches
+                total.parts += part.parts
+                total.last_position = part.last_position
+                total.events_file, total.items_file = part.events_file, part.items_file
+                if on_part is not None:
+                    on_part(part)
+                continue
+        if until is not None and total.last_position >= until:
+            break
+        stop.wait(interval)
+    return total
