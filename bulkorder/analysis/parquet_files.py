@@ -59,14 +59,14 @@ class StreamingParquet:
     of waiting). At most one row group is being written and one gathered.
     """
 
-    def __init__(self, target: str | os.PathLike[str], schema: pa.Schema, *, row_group_rows: int = ROW_GROUP_ROWS):
+    def __init__(self, target: str | os.PathLike[str], schema: pa.Schema, *, row_group_rows: int | None = None):
         import pyarrow.parquet as pq
 
         pyarrow()
         self.target = Path(target)
         self.partial = self.target.with_name(f".{self.target.name}.{os.getpid()}.partial")
         self.schema = schema
-        self.row_group_rows = row_group_rows
+        self.row_group_rows = row_group_rows or ROW_GROUP_ROWS
         self._writer = pq.ParquetWriter(
             self.partial, schema, compression=COMPRESSION,
             use_dictionary=[name for name in schema.names if name in DICTIONARY_COLUMNS],
