@@ -200,7 +200,7 @@ class Pipeline:
                 upload = None
                 if result.ref is not None:
                     # Encoder processes hold no secret: the ref is sealed here, once.
-                    result.ref = self.batches.seal(result.ref)
+                    result.ref = self.batches.seal(result.ref, order_id=self.order_id)
                     upload = loop.run_in_executor(
                         self.uploaders, self.batches.put_leased, result.ref, result.data, self.leases
                     )
