@@ -92,7 +92,7 @@ async def _run_parquet_export(args: argparse.Namespace, settings: Settings) -> i
         return 0
     if args.follow:
         print(
-            f"exported {result.events:,} events and {result.items:,} items in {result.parts:,} parts; "
+            f"exported {result.events:,} events and {result.items:,} items in {result.parts:,} part{'' if result.parts == 1 else 's'}; "
             f"last position {result.last_position} (resume with --since {result.last_position})"
         )
         return 0

@@ -201,7 +201,7 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     # Following up to a position: the parts up to it, then the command ends by itself.
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "followed"), "--follow", "--until", "3"]) == 0
     out = capsys.readouterr().out
-    assert "exported 3 events and 100 items to" in out and "in 1 parts; last position 3" in out
+    assert "exported 3 events and 100 items to" in out and "in 1 part; last position 3" in out
     assert [p.name for p in (tmp_path / "followed" / "items").iterdir()] == ["part-000000000001-000000000003.parquet"]
 
 
