@@ -31,6 +31,7 @@ from bulkorder.domain.identity import OrderIdentity, OrderName, check_idempotenc
 from bulkorder.domain.refs import BatchRef, check_batch_refs
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.encryption.payloads import make_new_order_key
 from bulkorder.storage.leases import WriteLeases
 from bulkorder.workflows.errors import OrderRefusedError, refusal_from
 from bulkorder.workflows.item_batches import STORE_WINDOW, store_item_batches  # noqa: F401 - STORE_WINDOW is API
@@ -138,10 +139,13 @@ class OrderClient:
         refs = check_batch_refs(refs)
         first, rest = refs[:MAX_REFS_PER_CALL], refs[MAX_REFS_PER_CALL:]
         label = str(name)
+        workflow_id = self.identity.workflow_id(name)
+        # The new order's data key, made before its payloads are sealed: one S3 round trip.
+        await make_new_order_key(self.client.data_converter.payload_codec, workflow_id)
         start = WithStartWorkflowOperation(
             OrderWorkflow.run,
             OrderInput(order_id=label, customer_id=name.customer, limits=self.limits),
-            id=self.identity.workflow_id(name),
+            id=workflow_id,
             task_queue=self.task_queue,
             # An open order gets the update; its validator tells a retry from a conflict.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -33,7 +33,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from bulkorder.domain.identity import OrderIdentity, aggregate_id_of_key_order
 from bulkorder.storage.blob_store import BlobStore
@@ -136,6 +136,11 @@ class DataKeys:
         """``order_id``'s data key, made on first use; :class:`DataKeyDestroyedError` if erased."""
         return self.get_or_create(self.order_key_id(order_id))
 
+    def create_for_order(self, order_id: str) -> DataKey:
+        """``order_id``'s data key, for a caller that expects the order to be new (the
+        create path): made in one round trip when it is (see :meth:`get_or_create`)."""
+        return self.get_or_create(self.order_key_id(order_id), expect_new=True)
+
     def get(self, key_id: str) -> DataKey:
         """The data key ``key_id``, unwrapped.
 
@@ -146,32 +151,101 @@ class DataKeys:
         cached = self._cache.get(key_id)
         if cached is not None:
             return cached
-        if key_id not in NAMED_KEY_IDS and not _ORDER_KEY_ID.fullmatch(key_id):
-            # Not a key ID bulkorder makes (a forged envelope or payload metadata): never a
-            # path to look up in the store.
-            raise DataKeyNotFoundError(f"data key {key_id[:80]!r} is not a key ID bulkorder makes", key_id[:80])
+        _check_key_id(key_id)
+        key = self._read(key_id)
+        if key is not None:
+            return key
+        if self.blobs.exists(DESTROYED_PREFIX + key_id):
+            raise _destroyed(key_id)
+        raise DataKeyNotFoundError(f"data key {key_id} not found in {self.blobs.location}", key_id)
+
+    def get_or_create(self, key_id: str, *, expect_new: bool = False) -> DataKey:
+        """The data key ``key_id``, made if it does not exist yet (exactly one key per ID,
+        whoever races); :class:`DataKeyDestroyedError` if it was destroyed.
+
+        By default the key is read first (one GET when it exists, the common case of a
+        process's first use); when it is missing, :meth:`_create` makes it in one more
+        round trip. ``expect_new`` (the create path of a new order) skips the read:
+        ``_create`` alone, one round trip when the key is new, two when it exists after
+        all (a retried create: the conditional put is refused, then the key is read).
+        """
+        cached = self._cache.get(key_id)
+        if cached is not None:
+            return cached
+        _check_key_id(key_id)
+        if not expect_new:
+            key = self._read(key_id)
+            if key is not None:
+                return key
+        return self._create(key_id)
+
+    def _read(self, key_id: str) -> DataKey | None:
+        """The stored key ``key_id`` unwrapped and cached (one GET; more only when its
+        KEK is not in the keyring and a rewrap is looked for), ``None`` if not stored."""
         wrapped = self._read_wrapped(DATA_PREFIX + key_id, key_id)
         if wrapped is None:
-            if self.blobs.exists(DESTROYED_PREFIX + key_id):
-                raise DataKeyDestroyedError(
-                    f"data key {key_id} was destroyed (the order was erased): its data is unreadable for good", key_id
-                )
-            raise DataKeyNotFoundError(f"data key {key_id} not found in {self.blobs.location}", key_id)
+            return None
         try:
             material = self.keyring.unwrap(wrapped, key_id)
         except KeyNotFoundError as missing:
             material = self._from_rewraps(key_id, missing)
         return self._remember(DataKey(key_id, material))
 
-    def get_or_create(self, key_id: str) -> DataKey:
+    def _create(self, key_id: str) -> DataKey:
+        """Make the data key ``key_id`` unless it exists or was destroyed: a conditional
+        put (``If-None-Match: *``) of a new wrapped key and the HEAD of its tombstone, sent
+        at once, so one round trip (the longer of the two) when the key is new.
+
+        - put written, no tombstone: the new key is the order's.
+        - put refused (the key exists: another writer won, or a retried create), no
+          tombstone: the stored key is read (a GET, its wrapping verified by unwrapping)
+          and used. Should it have vanished meanwhile, an erasure deleted it: ``get``
+          finds the tombstone and raises.
+        - a tombstone, whatever the put did: the order was erased. The data key object is
+          deleted (ours if the put was written; else one an erasure is deleting anyway,
+          or one a past race left beside its tombstone: a data key beside a tombstone is
+          never valid), and :class:`DataKeyDestroyedError` is raised. Nothing is left.
+        - the HEAD failed (a store error) after the put was written: the key stays (it
+          may be in use already by a writer that lost to it) and the error is raised; a
+          retry's put is refused and its HEAD asked again, so no key is used unchecked.
+
+        Interleavings with an erasure (:meth:`destroy`: put the tombstone, delete the
+        rewraps, delete the data key, each request after the previous one's answer):
+
+        - the erasure is over before our two requests are answered: the HEAD sees the
+          tombstone: refused, our key (if written) deleted.
+        - the erasure starts after both were answered: our key (new or read) is an
+          ordinary key in use, destroyed with the rest by the erasure.
+        - overlapping: if the HEAD is answered after the tombstone was written, refused
+          as above. If it was answered before, our put was either answered before the
+          erasure's delete of the data key (refused if an order's key was stored, as it
+          is for any order that was created; or written: then that delete removes it),
+          or after it: only then does a new key stay beside the tombstone. That needs the
+          put to reach the store later than the HEAD by the erasure's two or more round
+          trips (it is sent at the same moment; a retried put, after a backoff, could),
+          for an order that an operator is erasing while someone creates it again (the
+          name of a closed order, which the create refuses). What it leaves is a key with
+          new random material: the erased data stays unreadable (sealed with the
+          destroyed key), and the event store refuses every change to an erased order.
+          The next ``create_for_order`` of the order deletes it (it sees the
+          tombstone), and so does running ``bulkorder erase`` again. The sequential
+          order this replaced (GET, HEAD, put) had the same window, a full round trip
+          wide. Closing it for good would take a tombstone written *at* the data key's
+          own path (the conditional put would then be the one point of decision): a
+          change of the store's format, not made.
+        """
+        object_key = DATA_PREFIX + key_id
+        tombstone = _Concurrently(self.blobs.exists, DESTROYED_PREFIX + key_id)
         try:
-            return self.get(key_id)
-        except DataKeyDestroyedError:
+            material = os.urandom(DATA_KEY_BYTES)
+            written = self.blobs.put(object_key, _key_object(key_id, self.keyring.wrap(material, key_id)))
+        except BaseException:
+            tombstone.join()
             raise
-        except DataKeyNotFoundError:
-            pass
-        material = os.urandom(DATA_KEY_BYTES)
-        if self.blobs.put(DATA_PREFIX + key_id, _key_object(key_id, self.keyring.wrap(material, key_id))):
+        if tombstone.result():
+            self.blobs.delete(object_key)
+            raise _destroyed(key_id)
+        if written:
             return self._remember(DataKey(key_id, material))
         return self.get(key_id)  # another writer made it first: its key is the one
 
@@ -268,6 +342,49 @@ class DataKeys:
 
     def is_destroyed(self, key_id: str) -> bool:
         return self.blobs.exists(DESTROYED_PREFIX + key_id)
+
+
+def _check_key_id(key_id: str) -> None:
+    if key_id not in NAMED_KEY_IDS and not _ORDER_KEY_ID.fullmatch(key_id):
+        # Not a key ID bulkorder makes (a forged envelope or payload metadata): never a
+        # path to look up in the store.
+        raise DataKeyNotFoundError(f"data key {key_id[:80]!r} is not a key ID bulkorder makes", key_id[:80])
+
+
+def _destroyed(key_id: str) -> DataKeyDestroyedError:
+    return DataKeyDestroyedError(
+        f"data key {key_id} was destroyed (the order was erased): its data is unreadable for good", key_id
+    )
+
+
+class _Concurrently:
+    """``function(*args)`` run in a thread of its own, started at once: a request sent
+    beside the caller's own. A fresh thread per call, not a pool: a pool's threads would
+    not survive a fork (importers fork encoding processes), and this runs once per new
+    key per process."""
+
+    def __init__(self, function: Callable[..., bool], *args: Any) -> None:
+        self._function, self._args = function, args
+        self._value: bool | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bulkorder-data-key", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._function(*self._args)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> bool:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 def _key_object(key_id: str, wrapped: WrappedKey) -> bytes:
