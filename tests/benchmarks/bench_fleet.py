@@ -97,10 +97,11 @@ async def probe(
         while not stop.is_set():
             index += 1
             # What a create's client spends first, apart: the new order's data key (its
-            # payloads are sealed with it), made for a name of its own, never created.
+            # payloads are sealed with it; create_for_order, as OrderClient.create makes
+            # it), made for a name of its own, never created.
             spare = f"probe/key-{uuid.uuid4().hex[:10]}"
             keyed = time.perf_counter()
-            await asyncio.to_thread(keys.for_order, spare)
+            await asyncio.to_thread(keys.create_for_order, spare)
             phases_client.append(time.perf_counter() - keyed)
             name = OrderName("probe", f"probe-{uuid.uuid4().hex[:10]}")
             started = time.perf_counter()
@@ -115,7 +116,7 @@ async def probe(
                 await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 pass
-        phases = {"client: a new order's data key (S3: get, head, put)": phases_client}
+        phases = {"client: a new order's data key (S3: put and head at once)": phases_client}
         phases.update(await create_phases(client.client, created))
     return creates, adds, phases
 
