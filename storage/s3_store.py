@@ -25,6 +25,7 @@ import base64
 import hashlib
 from typing import Any, Iterable, Iterator
 
+from botocore.utils import determine_content_length
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -68,6 +69,23 @@ def _error_details(exc: ClientError) -> tuple[str, int, str]:
     error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
+
+
+_NO_EXPECT_ID = "bulkorder-no-expect-continue-for-small-puts"
+
+
+def _no_expect_for_small_bodies(limit: int) -> Any:
+    def drop_expect(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name != "PutObject":
+            return
+        headers = params.get("headers", {})
+        length = headers.get("Content-Length")
+        if length is None:
+            length = determine_content_length(params.get("body"))
+        if "Expect" in headers and length is not None and int(length) <= limit:
+            del headers["Expect"]
+
+    return drop_expect
 
 
 class S3BlobStore:
@@ -124,6 +142,12 @@ class S3BlobStore:
                 "s3", endpoint_url=endpoint_url, region_name=region_name, config=config
             )
         self.client = client
+        # Last (on the same event, so after botocore's own handler, which asks every PutObject to wait for
+        # "100 Continue" before sending its body): that is a round trip more, on S3 too,
+        # which a small body does not repay. Registered once per client, however many stores share it.
+        client.meta.events.register_last(
+            "before-call.s3", _no_expect_for_small_bodies(self.head_before_put_bytes), unique_id=_NO_EXPECT_ID
+        )
         self.endpoint_url: str = str(client.meta.endpoint_url)
         if create_bucket:
             self.ensure_bucket()

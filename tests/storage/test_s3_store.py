@@ -96,6 +96,27 @@ def test_conditional_put_loses_a_race_without_overwriting(
     assert store.get("reports/r1") == b"winner"
 
 
+def test_a_small_put_sends_its_body_at_once_a_large_one_waits_for_100_continue(store: S3BlobStore) -> None:
+    # "Expect: 100-continue" (botocore's default for every PutObject) costs a round trip
+    # before the body goes; only bodies over head_before_put_bytes keep it.
+    sent: list[tuple[str, bool]] = []
+    record = lambda request, **_: sent.append((request.headers["Content-Length"], "Expect" in request.headers))  # noqa: E731
+    store.client.meta.events.register("before-send.s3.PutObject", record)
+    try:
+        assert store.put("reports/small", b"s" * store.head_before_put_bytes)
+        assert store.put("reports/large", b"l" * (store.head_before_put_bytes + 1))
+        S3BlobStore(store.bucket, prefix=PREFIX, client=store.client)  # another store on the client: still once
+        assert store.put("reports/small-again", b"s")
+    finally:
+        store.client.meta.events.unregister("before-send.s3.PutObject", record)
+    assert [(int(length), expect) for length, expect in sent] == [
+        (store.head_before_put_bytes, False),
+        (store.head_before_put_bytes + 1, True),
+        (1, False),
+    ]
+    assert store.get("reports/large") == b"l" * (store.head_before_put_bytes + 1)
+
+
 def test_put_refuses_bytes_that_do_not_match_their_content_key(store: S3BlobStore) -> None:
     key, _ = blob("the real content")
     with pytest.raises(BlobIntegrityError, match="refusing to write"):
