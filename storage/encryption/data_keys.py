@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -38,11 +37,19 @@ from typing import Any, Callable
 from bulkorder.domain.identity import OrderIdentity, aggregate_id_of_key_order
 from bulkorder.storage.blob_store import BlobStore
 from bulkorder.storage.encryption.envelope import DATA_KEY_BYTES, DataKey
-from bulkorder.storage.encryption.errors import (
-    DataKeyDestroyedError,
-    DataKeyNotFoundError,
-    EnvelopeFormatError,
-    KeyNotFoundError,
+from bulkorder.storage.encryption.errors import DataKeyNotFoundError, KeyNotFoundError
+from bulkorder.storage.encryption.key_objects import (  # noqa: F401 - the key IDs are this module's API too
+    EVENTS_KEY_ID,
+    FORMAT,
+    INDEX_KEY_ID,
+    MAX_KEY_OBJECT_BYTES,
+    NAMED_KEY_IDS,
+    PAYLOADS_KEY_ID,
+    SHARED_KEY_ID,
+    check_key_id,
+    destroyed_error,
+    key_object,
+    parse_key_object,
 )
 from bulkorder.storage.encryption.keyring import Keyring, WrappedKey
 from bulkorder.storage.errors import BlobNotFoundError
@@ -50,19 +57,6 @@ from bulkorder.storage.errors import BlobNotFoundError
 DATA_PREFIX = "keys/data/"
 REWRAP_PREFIX = "keys/rewrap/"
 DESTROYED_PREFIX = "keys/destroyed/"
-#: The named deployment keys.
-INDEX_KEY_ID = "index"
-EVENTS_KEY_ID = "events"
-PAYLOADS_KEY_ID = "payloads"
-#: Blobs written without naming their order (library callers of ``BatchStore.write``
-#: without ``order_id``): sealed, but not erasable order by order.
-SHARED_KEY_ID = "shared"
-NAMED_KEY_IDS = frozenset({INDEX_KEY_ID, EVENTS_KEY_ID, PAYLOADS_KEY_ID, SHARED_KEY_ID})
-#: An order's data key ID: 32 hex digits of a keyed hash (``aggregate_key_id``).
-_ORDER_KEY_ID = re.compile(r"[0-9a-f]{32}")
-#: A wrapped-key object is a few hundred bytes: anything larger is not one.
-MAX_KEY_OBJECT_BYTES = 16 * 1024
-_FORMAT = 1
 
 
 @dataclass
@@ -151,12 +145,12 @@ class DataKeys:
         cached = self._cache.get(key_id)
         if cached is not None:
             return cached
-        _check_key_id(key_id)
+        check_key_id(key_id)
         key = self._read(key_id)
         if key is not None:
             return key
         if self.blobs.exists(DESTROYED_PREFIX + key_id):
-            raise _destroyed(key_id)
+            raise destroyed_error(key_id)
         raise DataKeyNotFoundError(f"data key {key_id} not found in {self.blobs.location}", key_id)
 
     def get_or_create(self, key_id: str, *, expect_new: bool = False) -> DataKey:
@@ -172,7 +166,7 @@ class DataKeys:
         cached = self._cache.get(key_id)
         if cached is not None:
             return cached
-        _check_key_id(key_id)
+        check_key_id(key_id)
         if not expect_new:
             key = self._read(key_id)
             if key is not None:
@@ -238,13 +232,13 @@ class DataKeys:
         tombstone = _Concurrently(self.blobs.exists, DESTROYED_PREFIX + key_id)
         try:
             material = os.urandom(DATA_KEY_BYTES)
-            written = self.blobs.put(object_key, _key_object(key_id, self.keyring.wrap(material, key_id)))
+            written = self.blobs.put(object_key, key_object(key_id, self.keyring.wrap(material, key_id)))
         except BaseException:
             tombstone.join()
             raise
         if tombstone.result():
             self.blobs.delete(object_key)
-            raise _destroyed(key_id)
+            raise destroyed_error(key_id)
         if written:
             return self._remember(DataKey(key_id, material))
         return self.get(key_id)  # another writer made it first: its key is the one
@@ -265,7 +259,7 @@ class DataKeys:
             data = self.blobs.get(object_key, max_size=MAX_KEY_OBJECT_BYTES)
         except BlobNotFoundError:
             return None
-        return _parse_key_object(data, key_id, object_key)
+        return parse_key_object(data, key_id, object_key)
 
     # Rotation.
 
@@ -285,7 +279,7 @@ class DataKeys:
                 report.already += 1
                 continue
             key = self.get(key_id)
-            if self.blobs.put(f"{REWRAP_PREFIX}{active}/{key_id}", _key_object(key_id, self.keyring.wrap(key.material, key_id))):
+            if self.blobs.put(f"{REWRAP_PREFIX}{active}/{key_id}", key_object(key_id, self.keyring.wrap(key.material, key_id))):
                 report.rewrapped += 1
             else:
                 report.already += 1
@@ -332,7 +326,7 @@ class DataKeys:
     def destroy(self, key_id: str) -> None:
         if key_id in NAMED_KEY_IDS:
             raise ValueError(f"refusing to destroy the deployment key {key_id!r}")
-        stamp = json.dumps({"format": _FORMAT, "destroyed_at": datetime.now(timezone.utc).isoformat()}).encode()
+        stamp = json.dumps({"format": FORMAT, "destroyed_at": datetime.now(timezone.utc).isoformat()}).encode()
         self.blobs.put(DESTROYED_PREFIX + key_id, stamp)
         for kek_id in self.keyring.key_ids():
             self.blobs.delete(f"{REWRAP_PREFIX}{kek_id}/{key_id}")
@@ -340,21 +334,8 @@ class DataKeys:
         with self._lock:
             self._cache.pop(key_id, None)
 
-    def is_destroyed(self, key_id: str) -> bool:
+    def isdestroyed_error(self, key_id: str) -> bool:
         return self.blobs.exists(DESTROYED_PREFIX + key_id)
-
-
-def _check_key_id(key_id: str) -> None:
-    if key_id not in NAMED_KEY_IDS and not _ORDER_KEY_ID.fullmatch(key_id):
-        # Not a key ID bulkorder makes (a forged envelope or payload metadata): never a
-        # path to look up in the store.
-        raise DataKeyNotFoundError(f"data key {key_id[:80]!r} is not a key ID bulkorder makes", key_id[:80])
-
-
-def _destroyed(key_id: str) -> DataKeyDestroyedError:
-    return DataKeyDestroyedError(
-        f"data key {key_id} was destroyed (the order was erased): its data is unreadable for good", key_id
-    )
 
 
 class _Concurrently:
@@ -385,23 +366,3 @@ class _Concurrently:
             raise self._error
         assert self._value is not None
         return self._value
-
-
-def _key_object(key_id: str, wrapped: WrappedKey) -> bytes:
-    return json.dumps({"format": _FORMAT, "data_key_id": key_id, **wrapped.to_json()}, sort_keys=True).encode()
-
-
-def _parse_key_object(data: bytes, key_id: str, where: str) -> WrappedKey:
-    import base64
-    import binascii
-
-    try:
-        body = json.loads(data)
-        if body.get("format") != _FORMAT or body.get("data_key_id") != key_id:
-            raise ValueError("wrong format or data key ID")
-        kek_id, wrapped = body["kek_id"], base64.b64decode(body["wrapped"], validate=True)
-        if not isinstance(kek_id, str) or not kek_id:
-            raise ValueError("no KEK ID")
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise EnvelopeFormatError(f"wrapped data key {where} is malformed: {exc}", key_id) from None
-    return WrappedKey(kek_id, wrapped)

@@ -68,9 +68,9 @@ def sequential(keys: DataKeys, order_id: str) -> None:
     if keys.blobs.exists(DESTROYED_PREFIX + key_id):
         raise DataKeyNotFoundError("destroyed", key_id)
     material = os.urandom(DATA_KEY_BYTES)
-    from bulkorder.storage.encryption.data_keys import _key_object
+    from bulkorder.storage.encryption.key_objects import key_object
 
-    assert keys.blobs.put(DATA_PREFIX + key_id, _key_object(key_id, keys.keyring.wrap(material, key_id)))
+    assert keys.blobs.put(DATA_PREFIX + key_id, key_object(key_id, keys.keyring.wrap(material, key_id)))
 
 
 def measure(view: Counted, count: int, make: Callable[[str], object]) -> tuple[list[float], float, list[str]]:
