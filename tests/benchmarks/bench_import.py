@@ -42,7 +42,7 @@ from bulkorder.embedded import EmbeddedTemporal
 from bulkorder.identity_secret import IdentitySettings
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.bench_codec import moto_server
-from tests.fixtures.latency_proxy import latency_proxy_process
+from tests.fixtures.latency_proxy import latency_proxy_process, request_counts
 from tests.benchmarks.measure import PeakRss, Result, machine, run_histories, stop_process, wait_for_line
 from tests.importer.files import write_ndjson
 
@@ -54,9 +54,13 @@ HISTORY_BYTES_LIMIT = 4 * 1024 * 1024
 # ---- 1. bulkorder import -----------------------------------------------------------------
 
 
-def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_size: int, s3_endpoint: str | None) -> Result:
+def run_bulkorder(
+    address: str, path: Path, count: int, workdir: Path, batch_size: int, s3_endpoint: str | None,
+    proxy_log: Path | None = None,
+) -> Result:
     """``bulkorder import`` into a worker's order: on the S3 server at ``s3_endpoint`` (a
-    new bucket), or on a folder store when it is ``None``."""
+    new bucket), or on a folder store when it is ``None``. With ``proxy_log`` (the latency
+    proxy's), the S3 requests to its bucket are counted by kind."""
     home = workdir / f"bulkorder-{uuid.uuid4().hex[:6]}"
     if s3_endpoint is None:
         blobs = {"BULKORDER_BLOB_DIR": str(home / "blobs")}
@@ -109,6 +113,7 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     worker_peak = max(worker_final, worker_own)
     shutil.rmtree(home, ignore_errors=True)
     largest = max(runs, key=lambda run: run[1])
+    requests = request_counts(proxy_log, blobs["BULKORDER_S3_BUCKET"]) if proxy_log and s3_endpoint else {}
     return Result(
         "bulkorder import" + (" (folder store: not like for like)" if s3_endpoint is None else " (moto S3)"),
         count,
@@ -129,6 +134,8 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
             "largest_run_bytes": largest[1],
             "max_run_events": max(run[0] for run in runs),
             "max_run_bytes": max(run[1] for run in runs),
+            "batches": summary["batches"],
+            "s3_requests": requests,
         },
     )
 
@@ -170,6 +177,12 @@ def report(results: list[Result], count: int, per_signal: int) -> None:
         f"history: {extra['runs']} runs; largest {extra['largest_run_events']:,} events, "
         f"{extra['largest_run_bytes']:,} bytes; every run ≤4,096 events and ≤4 MiB: {'yes' if ok else 'NO'}"
     )
+    if extra.get("s3_requests"):
+        requests = extra["s3_requests"]
+        total = sum(requests.values())
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(requests.items(), key=lambda kv: -kv[1]))
+        print(f"S3 requests (importer and worker): {total:,} for {extra['batches']} batches, "
+              f"{total / max(extra['batches'], 1):.2f} per batch ({kinds})")
     for other in results[1:]:
         if other.extra:
             print(f"{other.name}: {json.dumps(other.extra)}")
@@ -205,8 +218,9 @@ def main() -> None:
     try:
         with moto_server() as moto:
             for latency in [float(ms) for ms in args.s3_latency_ms.split(",")]:
-                with latency_proxy_process(moto, latency) as endpoint:
-                    results = [run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint)]
+                proxy_log = workdir / f"proxy-{uuid.uuid4().hex[:6]}.log"
+                with latency_proxy_process(moto, latency, log=proxy_log) as endpoint:
+                    results = [run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint, proxy_log)]
                     print(f"done: {results[-1].name} +{latency:g} ms: {results[-1].items_per_second:,.0f} items/s", flush=True)
                     if not args.bulkorder_only:
                         if latency == 0:  # the inline entity touches no S3: once is enough
