@@ -103,7 +103,8 @@ class Pipeline:
         self.skip_invalid = skip_invalid
         self.acknowledge = acknowledge
         self.progress = progress
-        self._encoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=encoder_count * 2)
+        # Deep enough that the encoders keep busy while a lease window gathers.
+        self._encoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=encoder_count * 3)
         self._uploaded: asyncio.Queue[Any] = asyncio.Queue(maxsize=upload_threads * 2)
         self._stopping = False
         #: Batch IDs sent to the workflow by this run (one per batch, not per item).
@@ -254,22 +255,29 @@ class Pipeline:
             return None
 
     async def _lease_and_upload(self, window: list[_Entry]) -> None:
-        """One lease naming every blob of ``window``, written before any of them; then
-        their uploads, all at once, passed on in order."""
-        loop = asyncio.get_running_loop()
+        """One lease naming every blob of ``window``, then their uploads, all at once,
+        each only once the lease is written; passed on in order at once (the next window
+        gathers while this one's lease is written: its round trip is never waited for
+        here)."""
         uploading = [entry for entry in window if entry.ref is not None]
         if uploading:
-            lease = await asyncio.to_thread(self.windows.take, [entry.ref.key for entry in uploading])  # type: ignore[union-attr]
+            lease = asyncio.ensure_future(
+                asyncio.to_thread(self.windows.take, [entry.ref.key for entry in uploading])  # type: ignore[union-attr]
+            )
             for entry in uploading:
                 result = entry.batch
-                assert isinstance(result, StageResult) and entry.ref is not None
-                entry.lease = lease
-                entry.future = loop.run_in_executor(
-                    self.uploaders, functools.partial(self.batches.put_encoded, entry.ref, result.data, leases=self.leases)
-                )
-                result.data = b""  # the upload thread holds the bytes now
+                assert isinstance(result, StageResult)
+                entry.future = asyncio.ensure_future(self._upload_leased(entry, lease, result.data))
+                result.data = b""  # the upload holds the bytes now
         for entry in window:
             await self._uploaded.put(entry)
+
+    async def _upload_leased(self, entry: _Entry, lease: asyncio.Future[LeaseWindow], data: bytes) -> None:
+        entry.lease = await lease  # written before the blob: gc keeps the blob from now on
+        assert entry.ref is not None
+        await asyncio.get_running_loop().run_in_executor(
+            self.uploaders, functools.partial(self.batches.put_encoded, entry.ref, data, leases=self.leases)
+        )
 
     def _input_error(self, problem: Problem) -> ImportInputError:
         return ImportInputError(
