@@ -3,14 +3,12 @@
 It holds references and counters, never items: an order of ten million items is a few
 thousand ``ItemsAdded`` events, each carrying one :class:`~bulkorder.domain.refs.BatchRef`.
 
-Every event class states its ``class_version``. When an event's shape changes, its version
-goes up and a static ``upcast_vN_vN+1(state)`` method turns a stored event of the older
-shape into the new one as it is read, so streams recorded years ago stay readable
-(eventsourcing's mapper calls the upcasters; nothing is rewritten in the store).
+Every event class states its ``class_version``; when an event's shape changes, its version
+goes up and an upcaster from :mod:`bulkorder.domain.order_upcasts` reads the older shape.
+The event classes stay here: their stored topics name this module.
 
 ``via_outbox`` marks what a DB-first service recorded itself (see docs/consistency.md):
-the relay forwards exactly those events to the order's workflow. Events recorded before
-the field existed are upcast with ``via_outbox=False``.
+the relay forwards exactly those events to the order's workflow.
 """
 
 from __future__ import annotations
@@ -24,36 +22,17 @@ from eventsourcing.domain import Aggregate
 from bulkorder.domain.errors import OrderClosedError, OrderConflictError, OrderErasedError, OrderLimitError
 from bulkorder.domain.identity import OrderName, legacy_aggregate_id
 from bulkorder.domain.order_counters import add_batch_claims, rejected_items, status_after
+from bulkorder.domain.order_upcasts import (
+    OrderSnapshotDefaults, created_without_request, not_via_outbox, rejection_when_added, rejection_with_code,
+)
 from bulkorder.domain.refs import BatchRef, ReportRef, check_batch_ref, check_report_ref, totals_over_limit
 from bulkorder.domain.summary import (  # noqa: F401 - the codes are part of this module's API
-    REJECTED_INVALID_REF,
-    REJECTED_ORDER_CLOSED,
-    REJECTED_ORDER_LIMIT,
-    REJECTED_OTHER,
-    REJECTED_UNPROVEN,
-    REJECTED_UNREADABLE,
-    REJECTED_UNRECORDABLE,
-    REJECTION_CODES,
-    OrderStatus,
-    OrderSummary,
+    REJECTED_INVALID_REF, REJECTED_ORDER_CLOSED, REJECTED_ORDER_LIMIT, REJECTED_OTHER, REJECTED_UNPROVEN,
+    REJECTED_UNREADABLE, REJECTED_UNRECORDABLE, REJECTION_CODES, OrderStatus, OrderSummary, rejection_code,
 )
 
 
-def _not_via_outbox(state: dict[str, object]) -> None:
-    """Upcaster for events stored before ``via_outbox`` existed: none came via the outbox."""
-    state["via_outbox"] = False
-
-
-def rejection_code(reason: str) -> str:
-    """The code of a rejection reason, as the workflow words them (see ``_refusal`` there)."""
-    if reason.startswith("order is "):
-        return REJECTED_ORDER_CLOSED
-    if reason.startswith("invalid batch ref"):
-        return REJECTED_INVALID_REF
-    return REJECTED_OTHER
-
-
-class Order(Aggregate):
+class Order(Aggregate, OrderSnapshotDefaults):
     """One order: created, grown by batches, then submitted and fulfilled, or cancelled."""
 
     class Created(Aggregate.Created):
@@ -69,13 +48,8 @@ class Order(Aggregate):
         request_digest: str = ""
         initial_batch_ids: list[str] = field(default_factory=list)
         idempotency_key: str = ""
-        upcast_v1_v2 = staticmethod(_not_via_outbox)
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, object]) -> None:
-            state["request_digest"] = ""
-            state["initial_batch_ids"] = []
-            state["idempotency_key"] = ""
+        upcast_v1_v2 = staticmethod(not_via_outbox)
+        upcast_v2_v3 = staticmethod(created_without_request)
 
     class ItemsAdded(Aggregate.Event):
         """v2 added ``via_outbox``."""
@@ -83,7 +57,7 @@ class Order(Aggregate):
         class_version = 2
         batch: BatchRef
         via_outbox: bool = False
-        upcast_v1_v2 = staticmethod(_not_via_outbox)
+        upcast_v1_v2 = staticmethod(not_via_outbox)
 
         def apply(self, order: Order) -> None:
             # Batches are counted by ID (``batch_count``): applied at most once.
@@ -103,15 +77,8 @@ class Order(Aggregate):
         #: corrupt, undecodable): its items are in ``item_count`` but not fulfilled.
         at_fulfillment: bool = False
         item_count: int = 0
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, object]) -> None:
-            state["code"] = rejection_code(str(state["reason"]))
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, object]) -> None:
-            state["at_fulfillment"] = False
-            state["item_count"] = 0
+        upcast_v1_v2 = staticmethod(rejection_with_code)
+        upcast_v2_v3 = staticmethod(rejection_when_added)
 
         def apply(self, order: Order) -> None:
             order.rejected_batch_ids[self.batch_id] = self.reason
@@ -122,7 +89,7 @@ class Order(Aggregate):
 
         class_version = 2
         via_outbox: bool = False
-        upcast_v1_v2 = staticmethod(_not_via_outbox)
+        upcast_v1_v2 = staticmethod(not_via_outbox)
 
         def apply(self, order: Order) -> None:
             order.status = status_after(self)
@@ -171,7 +138,7 @@ class Order(Aggregate):
         class_version = 2
         reason: str
         via_outbox: bool = False
-        upcast_v1_v2 = staticmethod(_not_via_outbox)
+        upcast_v1_v2 = staticmethod(not_via_outbox)
 
         def apply(self, order: Order) -> None:
             order.status = status_after(self)
@@ -210,20 +177,6 @@ class Order(Aggregate):
             if order.items_purged_at is None:
                 order.items_purged_at = self.timestamp
 
-    # Class-level defaults: orders rebuilt from snapshots taken before these attributes
-    # existed find them here.
-    items_purged_at: datetime | None = None
-    erased_at: datetime | None = None
-    erased_by: str | None = None
-    erasure_reason: str | None = None
-    via_outbox: bool = False
-    rejected_items: int = 0
-    failure_reason: str | None = None
-    fulfillment_retries: int = 0
-    request_digest: str = ""
-    initial_batch_ids: tuple[str, ...] = ()
-    idempotency_key: str = ""
-
     def __init__(
         self,
         order_id: str,
@@ -233,6 +186,8 @@ class Order(Aggregate):
         initial_batch_ids: list[str] | None = None,
         idempotency_key: str = "",
     ) -> None:
+        # An attribute added later, or set only by an event (erasure, retention), also gets a
+        # class-level default in OrderSnapshotDefaults, for orders rebuilt from older snapshots.
         #: The name (``customer/reference``); a bare order ID for orders from 0.x.
         self.order_id = order_id
         self.customer_id = customer_id
@@ -410,9 +365,7 @@ class Order(Aggregate):
         if self.erased_at is not None:
             return False
         if self.status not in (OrderStatus.FULFILLED, OrderStatus.CANCELLED):
-            raise OrderClosedError(
-                self.order_id, self.status, "erase it while it can still change (cancel it first)"
-            )
+            raise OrderClosedError(self.order_id, self.status, "erase it while it can still change (cancel it first)")
         self.trigger_event(
             self.OrderErased, by=by[:200], reason=reason[:2000], batches=self.batch_count, key_destroyed=key_destroyed
         )

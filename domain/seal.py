@@ -38,10 +38,15 @@ def key_id(secret: bytes) -> str:
     return hashlib.sha256(b"bulkorder ref seal key id\x00" + secret).hexdigest()[:16]
 
 
-def _message(ref: BatchRef) -> bytes:
+def _message(ref: BatchRef, scope: str) -> bytes:
+    """What the MAC covers: every field but the seal, and the order the batch was written
+    for (``scope``: its data key ID), so a seal minted for one order proves nothing in
+    another's. ``scope=""`` is a batch of no order in particular, and the message seals
+    made before scopes existed cover (they stay valid as such)."""
     fields = asdict(ref)
     fields.pop("seal", None)
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    message = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return message if not scope else message + b"\x00scope:" + scope.encode("ascii")
 
 
 class RefSealer:
@@ -62,15 +67,20 @@ class RefSealer:
     def current_key_id(self) -> str:
         return self._current
 
-    def _mac(self, kid: str, ref: BatchRef) -> str:
-        return hmac.new(self._keys[kid], _message(ref), hashlib.sha256).hexdigest()
+    def _mac(self, kid: str, ref: BatchRef, scope: str = "") -> str:
+        return hmac.new(self._keys[kid], _message(ref, scope), hashlib.sha256).hexdigest()
 
-    def seal(self, ref: BatchRef) -> BatchRef:
-        """``ref`` with its seal set (any earlier seal is replaced)."""
-        return replace(ref, seal=f"{SEAL_SCHEME}:{self._current}:{self._mac(self._current, ref)}")
+    def seal(self, ref: BatchRef, scope: str = "") -> BatchRef:
+        """``ref`` with its seal set (any earlier seal is replaced), bound to ``scope``: the
+        data key ID of the order the batch was written for ("": no order in particular)."""
+        if not isinstance(scope, str) or not scope.isascii():
+            raise ValueError("a seal's scope is an ASCII key ID")
+        return replace(ref, seal=f"{SEAL_SCHEME}:{self._current}:{self._mac(self._current, ref, scope)}")
 
-    def check(self, ref: BatchRef) -> str | None:
-        """``None`` if ``ref``'s seal verifies, else why not (for a rejection's reason)."""
+    def check(self, ref: BatchRef, scope: str = "") -> str | None:
+        """``None`` if ``ref``'s seal verifies for ``scope`` (the order it is recorded in) or
+        for no order in particular, else why not (for a rejection's reason). A seal bound to
+        another order does not verify: its ref was copied from that order."""
         if not isinstance(ref.seal, str) or not ref.seal:
             return "the ref is not sealed"
         if not _SEAL.fullmatch(ref.seal):
@@ -78,10 +88,13 @@ class RefSealer:
         _, kid, mac = ref.seal.split(":")
         if kid not in self._keys:
             return f"the ref is sealed with an unknown key {kid[:16]!r}"
+        scopes = [scope, ""] if scope and isinstance(scope, str) and scope.isascii() else [""]
         try:
-            expected = self._mac(kid, ref)
+            expected = [self._mac(kid, ref, each) for each in scopes]
         except (TypeError, ValueError):  # a hostile field no JSON holds: nothing was sealed
             return "the ref's seal does not match its fields"
-        if not hmac.compare_digest(mac, expected):
-            return "the ref's seal does not match its fields"
+        # Both compared, always: the time taken says nothing about which one matched.
+        matches = [hmac.compare_digest(mac, each) for each in expected]
+        if not any(matches):
+            return "the ref's seal does not match its fields"  # or was made for another order
         return None

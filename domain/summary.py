@@ -55,6 +55,16 @@ REJECTION_CODES = frozenset(
 )
 
 
+def rejection_code(reason: str) -> str:
+    """The code of a rejection reason, as the workflow words them (see ``_refusal`` there):
+    for rejections recorded without a code (``BatchRejected`` v1, callers that give none)."""
+    if reason.startswith("order is "):
+        return REJECTED_ORDER_CLOSED
+    if reason.startswith("invalid batch ref"):
+        return REJECTED_INVALID_REF
+    return REJECTED_OTHER
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A batch the order refused, recorded as a ``BatchRejected`` event (never dropped)."""

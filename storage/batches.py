@@ -163,9 +163,17 @@ class BatchStore:
         as it is when this store does not encrypt."""
         return data if self.protection is None else self.protection.seal(order_id, purpose, data)
 
-    def seal(self, ref: BatchRef) -> BatchRef:
-        """``ref`` sealed with this store's secret (unchanged without one)."""
-        return ref if self.sealer is None else self.sealer.seal(ref)
+    def seal_scope(self, order_id: str | None) -> str:
+        """What a seal of ``order_id``'s batch is bound to: the order's data key ID ("" with
+        no order named, or where this store does not encrypt). Blob I/O on first use."""
+        if order_id is None or self.protection is None or not self.protection.encrypt:
+            return ""
+        return self.protection.keys.order_key_id(order_id)
+
+    def seal(self, ref: BatchRef, *, order_id: str | None = None) -> BatchRef:
+        """``ref`` sealed with this store's secret, bound to ``order_id`` (unchanged
+        without a secret): the seal proves nothing for any other order."""
+        return ref if self.sealer is None else self.sealer.seal(ref, self.seal_scope(order_id))
 
     def encode(
         self, items: Sequence[Mapping[str, Any]], batch_id: str | None = None, *, order_id: str | None = None
@@ -174,7 +182,7 @@ class BatchStore:
         when this store seals, and its bytes (encrypted with the order's data key when this
         store encrypts). See :func:`encode_batch_items`; write the result with :meth:`put_encoded`."""
         ref, data = encode_batch_items(items, batch_id, self.level, self.data_key(order_id))
-        return self.seal(ref), data
+        return self.seal(ref, order_id=order_id), data
 
     def encode_packed(
         self,
@@ -188,7 +196,7 @@ class BatchStore:
     ) -> tuple[BatchRef, bytes]:
         """Like :meth:`encode`, for items already packed: see :func:`encode_packed_batch`."""
         ref, data = encode_packed_batch(raw, item_count, quantity, totals, batch_id, self.level, self.data_key(order_id))
-        return self.seal(ref), data
+        return self.seal(ref, order_id=order_id), data
 
     def put_encoded(self, ref: BatchRef, data: bytes, *, leases: WriteLeases | None = None) -> None:
         """Store bytes from :meth:`encode` (perhaps made elsewhere); checks they match ``ref``.
@@ -223,7 +231,7 @@ class BatchStore:
         self.blobs.put(ref.key, data)
         return ref
 
-    def fetch(self, ref: BatchRef) -> bytes:
+    def fetch(self, ref: BatchRef, *, order_id: str | None = None) -> bytes:
         """The bytes of the batch ``ref`` names, proven against the ref: its sha-256, and
         never more than its size read (a larger object is refused unread), then opened if
         sealed (the batch's plaintext bytes: header and body). Decode them with
@@ -234,6 +242,12 @@ class BatchStore:
         :class:`BlobNotFoundError` / :class:`BlobIntegrityError` if the blob is missing
         or corrupt, :class:`BatchFormatError` if its size differs. Each names the batch ID
         and its key.
+
+        With ``order_id`` (the order the batch is read for: fulfillment, the proof of a
+        ref, an analyst's replay), a batch sealed with another order's data key is
+        refused (:class:`ForeignBatchError`): a ref copied from one order's history into
+        another's never brings that order's items with it. Batches sealed with the shared
+        key (stored with no order named) and plaintext ones of old stores belong to any order.
         """
         check_batch_ref(ref)
         context = f"batch {ref.batch_id!r}"
@@ -247,14 +261,18 @@ class BatchStore:
             raise BlobTooLargeError(ref.key, exc.size, exc.limit, exc.location, context=context) from None
         if len(data) != ref.size:
             raise BatchFormatError(f"{context} ({ref.key}): blob is {len(data)} bytes, the ref says {ref.size}")
+        where = f"{context} ({ref.key})"
+        if order_id is not None and self.protection is not None:
+            self.protection.check_owner(data, order_id, where=where)
         # Sealed with its order's data key: opened only now, after the hash and size checks.
-        return open_blob(self.protection, data, where=f"{context} ({ref.key})", purpose=PURPOSE_BATCH)
+        return open_blob(self.protection, data, where=where, purpose=PURPOSE_BATCH)
 
-    def read(self, ref: BatchRef) -> list[dict[str, Any]]:
-        """The items of the batch ``ref`` names, checked against the ref (see :meth:`fetch`;
-        :class:`BatchFormatError` also if the bytes do not decode or contradict the ref)."""
-        return decode_batch(self.fetch(ref), where=where_of(ref), item_count=ref.item_count)
+    def read(self, ref: BatchRef, *, order_id: str | None = None) -> list[dict[str, Any]]:
+        """The items of the batch ``ref`` names, checked against the ref (see :meth:`fetch`,
+        also for ``order_id``; :class:`BatchFormatError` also if the bytes do not decode or
+        contradict the ref)."""
+        return decode_batch(self.fetch(ref, order_id=order_id), where=where_of(ref), item_count=ref.item_count)
 
-    def read_items(self, ref: BatchRef) -> list[Item]:
+    def read_items(self, ref: BatchRef, *, order_id: str | None = None) -> list[Item]:
         """Like :meth:`read`, as :class:`~bulkorder.domain.items.Item` models (slower: one model per item)."""
-        return [item_from_dict(item) for item in self.read(ref)]
+        return [item_from_dict(item) for item in self.read(ref, order_id=order_id)]

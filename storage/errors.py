@@ -76,6 +76,14 @@ class BatchFormatError(StorageError, ValueError):
     """Bytes that are not a well-formed batch, or a batch that contradicts its ref."""
 
 
+class ForeignBatchError(BatchFormatError):
+    """A batch sealed with another order's data key, read for this order: someone copied a
+    ref from one order into another. Refused, never read as this order's items.
+
+    A :class:`BatchFormatError`, so fulfillment rejects it as unreadable and the content
+    proof of an unsealed ref refuses it."""
+
+
 class BlobTooLargeError(BatchFormatError):
     """A blob larger than the size its reference promises, refused before its body is read
     (a bucket writer's oversized object must not be downloaded into memory).

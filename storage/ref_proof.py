@@ -51,12 +51,14 @@ class RefProver:
         self.batches = batches
         self.sealer = sealer
 
-    def refusals(self, refs: Sequence[BatchRef], budget: int = PROOF_BUDGET_BYTES) -> list[str | None]:
-        """:meth:`refusal` for each ref, reading at most ``budget`` bytes of blobs in all;
-        an unsealed ref past the budget is refused, naming it (resend it sealed)."""
+    def refusals(
+        self, refs: Sequence[BatchRef], budget: int = PROOF_BUDGET_BYTES, *, order_id: str | None = None
+    ) -> list[str | None]:
+        """:meth:`refusal` for each ref of ``order_id``, reading at most ``budget`` bytes of
+        blobs in all; an unsealed ref past the budget is refused, naming it (resend it sealed)."""
         out: list[str | None] = []
         for ref in refs:
-            if self.sealer is not None and self.sealer.check(ref) is None:
+            if self.sealer is not None and self.sealer.check(ref, self.batches.seal_scope(order_id)) is None:
                 out.append(None)
                 continue
             size = ref.size if type(ref.size) is int and ref.size > 0 else budget + 1
@@ -67,19 +69,20 @@ class RefProver:
                 )
                 continue
             budget -= size
-            out.append(self._content_refusal(ref))
+            out.append(self._content_refusal(ref, order_id))
         return out
 
-    def refusal(self, ref: BatchRef) -> str | None:
-        """``None`` if ``ref``'s claims are proven, else the reason to reject it."""
-        if self.sealer is not None and self.sealer.check(ref) is None:
+    def refusal(self, ref: BatchRef, *, order_id: str | None = None) -> str | None:
+        """``None`` if ``ref``'s claims (for ``order_id``) are proven, else the reason to reject it."""
+        if self.sealer is not None and self.sealer.check(ref, self.batches.seal_scope(order_id)) is None:
             return None
-        return self._content_refusal(ref)
+        return self._content_refusal(ref, order_id)
 
-    def _content_refusal(self, ref: BatchRef) -> str | None:
-        """The content check alone: the blob read, decoded and counted against the ref."""
+    def _content_refusal(self, ref: BatchRef, order_id: str | None) -> str | None:
+        """The content check alone: the blob read (as ``order_id``'s: a batch sealed with
+        another order's key is refused), decoded and counted against the ref."""
         try:
-            items = self.batches.read(ref)
+            items = self.batches.read(ref, order_id=order_id)
             mismatch = claims_mismatch(ref, items)
         except BlobNotFoundError:
             # The writer may not have finished uploading (writers upload before they

@@ -70,7 +70,7 @@ class OrderActivities:
             return change
         batches = []
         rejections = list(change.rejections)
-        for ref, reason in zip(change.batches, self.prover.refusals(change.batches)):
+        for ref, reason in zip(change.batches, self.prover.refusals(change.batches, order_id=change.order_id)):
             if reason is None:
                 batches.append(ref)
             else:

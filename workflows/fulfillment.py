@@ -172,8 +172,8 @@ def fulfill(
     return FulfillmentResult(report=_store_report(batches, request.order_id, totals), rejections=rejections)
 
 
-def _read_checked(batches: BatchStore, ref: BatchRef) -> list[dict[str, Any]]:
-    items = batches.read(ref)
+def _read_checked(batches: BatchStore, ref: BatchRef, order_id: str) -> list[dict[str, Any]]:
+    items = batches.read(ref, order_id=order_id)  # a batch of another order is refused
     check_fulfillable(ref, items, f"batch {ref.batch_id!r} ({ref.key})")
     return items
 
@@ -207,7 +207,7 @@ def _read_all(
             # Keep `window` reads in flight; consume in order so the report is deterministic.
             while queue and len(in_flight) < window:
                 ref = queue.popleft()
-                in_flight.append((ref, pool.submit(_read_checked, batches, ref)))
+                in_flight.append((ref, pool.submit(_read_checked, batches, ref, request.order_id)))
             ref, future = in_flight.popleft()
             try:
                 items = future.result()

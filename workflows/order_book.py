@@ -1,7 +1,7 @@
 """The order's book inside its workflow: what handlers accept, refuse and count.
 
-The bookkeeping half of :class:`~bulkorder.workflows.order_workflow.OrderWorkflow` (its base class),
-kept apart so the workflow module reads as the order's lifecycle and its handlers: the
+The bookkeeping half of :class:`~bulkorder.workflows.order_workflow.OrderWorkflow` (its base class,
+under :class:`~bulkorder.workflows.order_recording.OrderRecording`, which records this book), kept apart so the workflow module reads as the order's lifecycle and its handlers: the
 conditions its main loop waits on, what fulfillment is asked to check, accepting and
 refusing refs, and the order's summary (counted by :mod:`bulkorder.domain.order_counters`).
 Workflow code: deterministic, sandbox-safe, no I/O. It works on the workflow's state

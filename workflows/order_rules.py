@@ -1,7 +1,7 @@
 """What the order workflow refuses, and how it retries its activities.
 
 Kept apart from :mod:`bulkorder.workflows.order_workflow` and sandbox-safe like it: the error types callers match on, the activities' retry policies
-and timeouts, and the check of refs every handler applies.
+and timeouts, the check of refs every handler applies, and the repeats answered, not refused.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from bulkorder.domain.refs import BatchRef, InvalidRefError, add_totals, check_batch_ref, totals_over_limit
+from bulkorder.domain.summary import OrderStatus
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 # Error types a caller can match on (ApplicationError.type).
@@ -26,6 +27,9 @@ FULFILLMENT_FAILED = "FulfillmentFailed"
 ORDER_IS_DB_FIRST = "OrderIsDbFirst"
 #: A batch would take the order's quantity or a total past the bounds in bulkorder.domain.limits.
 ORDER_LIMIT = "OrderLimitExceeded"
+
+#: A submit repeated in these statuses is answered with the current state, not refused.
+SUBMITTED_ALREADY = frozenset({OrderStatus.SUBMITTED, OrderStatus.FULFILLED, OrderStatus.FAILED})
 
 # What is not worth retrying is decided in one place, by the activities themselves
 # (bulkorder.workflows.activity_errors: a deterministic failure arrives as a non-retryable

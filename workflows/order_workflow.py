@@ -4,7 +4,7 @@ One workflow per order (workflow ID = ``order-v2-<keyed hash of customer/referen
 ``bulkorder.domain.identity``; ``order-<order ID>`` for orders from before identities). It holds counters and the
 refs not yet recorded, never items. Handlers only accept or refuse work and return at
 once; the main loop records accepted work in the event store through an idempotent
-activity, continues-as-new before the run's history grows large, and after ``submit``
+activity (in chunks: :mod:`bulkorder.workflows.order_recording`), continues-as-new before the run's history grows large, and after ``submit``
 runs fulfillment and completes.
 
 Every outcome ends in the event store before the workflow ends: the fulfillment report
@@ -20,18 +20,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from bulkorder.domain.refs import BatchRef
-    from bulkorder.domain.summary import (
-        REJECTED_UNRECORDABLE,
-        OrderChange,
-        OrderStatus,
-        OrderSummary,
-        RecordOutcome,
-        Rejection,
-    )
+    from bulkorder.domain.summary import OrderChange, OrderStatus, OrderSummary
     from bulkorder.workflows.fulfillment_steps import fulfill_v1, fulfill_v2
     from bulkorder.workflows.messages import (
         PENDING_KEYS,
-        RECORD_ACTIVITY,
         RETRY_FULFILLMENT,
         SUBMIT,
         AddBatchesResult,
@@ -40,8 +32,8 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         OrderStats,
     )
-    from bulkorder.workflows.order_book import OrderBook
     from bulkorder.workflows.order_creation import PATCH_ORDER_IDENTITY, OrderCreation, input_error
+    from bulkorder.workflows.order_recording import PATCH_UNRECORDABLE_BATCHES, OrderRecording  # noqa: F401
     from bulkorder.workflows.order_rules import (
         CREATE_REFUSED,
         FULFILLMENT_FAILED,
@@ -50,8 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ORDER_CLOSED,
         ORDER_CONFLICT,
         ORDER_EXISTS,
-        RECORD_RETRY,
-        RECORD_TIMEOUT,
+        SUBMITTED_ALREADY,
         ClaimedCounters,
         cause_message,
         cause_type,
@@ -65,17 +56,13 @@ __all__ = ["OrderWorkflow"]
 #: as ``FulfillmentFailed`` before the workflow fails, where v1 failed leaving the order
 #: "submitted" in the event store).
 PATCH_RECORDED_FULFILLMENT = "recorded-fulfillment-outcome"
-#: Patch: batches the event store refuses for good are recorded as rejected, not fatal.
-PATCH_UNRECORDABLE_BATCHES = "unrecordable-batches-rejected"
 #: Patch: a failed fulfillment waits for ``retry_fulfillment`` or ``cancel`` (an
 #: operator's decision) instead of ending the workflow at once.
 PATCH_FULFILLMENT_RECOVERY = "fulfillment-recovery"
-#: A submit repeated in these statuses is answered with the current state, not refused.
-SUBMITTED_ALREADY = frozenset({OrderStatus.SUBMITTED, OrderStatus.FULFILLED, OrderStatus.FAILED})
 
 
 @workflow.defn
-class OrderWorkflow(OrderBook, OrderCreation):
+class OrderWorkflow(OrderRecording, OrderCreation):
     @workflow.init
     def __init__(self, input: OrderInput) -> None:
         self._limits = input.limits
@@ -171,7 +158,7 @@ class OrderWorkflow(OrderBook, OrderCreation):
             )
         )
 
-    # ---- recording in the event store -------------------------------------------------
+    # ---- what the lifecycle records: creation, fulfillment's outcome -------------------
 
     async def _record_creation(self) -> None:
         change = OrderChange(order_id=self._state.order_id, customer_id=self._state.customer_id, create=True)
@@ -192,49 +179,6 @@ class OrderWorkflow(OrderBook, OrderCreation):
             self._adopt_existing(outcome)
             self._existing = True
         self._state.created = True
-
-    async def _record_next(self) -> None:
-        """Record the oldest pending refs (a bounded chunk), rejections, then submit/cancel."""
-        chunk = self._state.pending[: self._limits.max_refs_per_record]
-        rejections = list(self._state.rejections)
-        drained = len(chunk) == len(self._state.pending)
-        change = OrderChange(order_id=self._state.order_id, batches=chunk, rejections=rejections)
-        if drained and self._recorded().status == OrderStatus.OPEN:
-            change.cancel_reason = self._state.cancel_reason
-            change.submit = self._state.submit_requested and self._state.cancel_reason is None
-        try:
-            outcome = await self._record(change)
-        except ActivityError as err:
-            # Not retryable (transient failures are retried inside the activity): these
-            # batches will never record. Record them rejected, with the reason, and go on.
-            if not chunk or not workflow.patched(PATCH_UNRECORDABLE_BATCHES):
-                raise
-            reason = f"could not be recorded: {cause_message(err)}"
-            unrecordable = [
-                Rejection(batch_id=ref.batch_id, reason=reason, key=ref.key, code=REJECTED_UNRECORDABLE) for ref in chunk
-            ]
-            change.batches, change.rejections = [], rejections + unrecordable
-            outcome = await self._record(change)
-        # Handlers only append while the activity runs, so the head is what we recorded.
-        for ref in chunk:
-            self._pending_claims.add(ref, -1)
-        del self._state.pending[: len(chunk)]
-        # A ref rejected as unproven does not hold its batch ID: the real batch may follow.
-        for batch_id in outcome.unproven_batch_ids:
-            self._seen.discard(batch_id)
-        del self._state.rejections[: len(rejections)]
-        self._state.duplicates_ignored += len(outcome.duplicate_batch_ids)
-
-    async def _record(self, change: OrderChange) -> RecordOutcome:
-        outcome: RecordOutcome = await workflow.execute_activity(
-            RECORD_ACTIVITY,
-            change,
-            result_type=RecordOutcome,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
-        self._state.recorded = outcome.summary
-        return outcome
 
     async def _fulfill_and_record(self) -> None:
         """v2: record fulfillment's outcome (report and unreadable batches, or the

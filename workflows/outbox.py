@@ -40,9 +40,9 @@ class OrderOutbox:
         self.batches = batches
         self._prover = RefProver(batches, batches.sealer) if batches is not None else None
 
-    def _proven(self, refs: list[BatchRef]) -> list[BatchRef]:
+    def _proven(self, refs: list[BatchRef], order_id: str) -> list[BatchRef]:
         if self._prover is not None:
-            for index, (ref, reason) in enumerate(zip(refs, self._prover.refusals(refs))):
+            for index, (ref, reason) in enumerate(zip(refs, self._prover.refusals(refs, order_id=order_id))):
                 if reason is not None:
                     raise InvalidRefError(f"batch ref #{index}: batch {ref.batch_id}: {reason}")
         return refs
@@ -61,7 +61,7 @@ class OrderOutbox:
         request for the name raises ``OrderCreateConflictError`` naming what differs."""
         name = order_name(customer) if reference is None else OrderName(str(customer), reference)
         key = check_idempotency_key(idempotency_key)
-        refs = self._proven(check_batch_refs(refs))
+        refs = self._proven(check_batch_refs(refs), str(name))
         first = refs[:MAX_REFS_PER_CALL]
         outcome = self.orders.record(
             OrderChange(
@@ -86,7 +86,7 @@ class OrderOutbox:
     def add_batches(self, order_id: OrderName | str, refs: Sequence[BatchRef]) -> RecordOutcome:
         """Record one ``ItemsAdded`` per new batch ID; known batch IDs come back as duplicates."""
         order_id = str(order_name(order_id))
-        refs = self._proven(check_batch_refs(refs))
+        refs = self._proven(check_batch_refs(refs), order_id)
         if not refs:
             raise ValueError("add_batches needs at least one batch ref")
         # One transaction per chunk: each stays small, and a retry repeats only what failed.

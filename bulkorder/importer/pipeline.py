@@ -236,7 +236,7 @@ class Pipeline:
                 self.progress.rejected += len(result.problems)
             if result.ref is not None:
                 # Encoder processes hold no secret: the ref is sealed here, once.
-                result.ref = self.batches.seal(result.ref)
+                result.ref = self.batches.seal(result.ref, order_id=self.order_id)
             window.append(_Entry(result, ref=result.ref))
             if deadline is None:
                 deadline = loop.time() + WINDOW_LINGER

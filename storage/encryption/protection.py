@@ -15,6 +15,7 @@ from __future__ import annotations
 from bulkorder.storage.encryption.data_keys import SHARED_KEY_ID, DataKeys
 from bulkorder.storage.encryption.envelope import DataKey, is_envelope, open_sealed, read_header, seal
 from bulkorder.storage.encryption.errors import KeyringError
+from bulkorder.storage.errors import ForeignBatchError
 
 
 class BlobProtection:
@@ -38,6 +39,20 @@ class BlobProtection:
 
     def open(self, data: bytes, *, where: str, purpose: int) -> bytes:
         return open_blob(self, data, where=where, purpose=purpose)
+
+    def check_owner(self, data: bytes, order_id: str, *, where: str) -> None:
+        """Raise :class:`ForeignBatchError` if ``data`` is sealed with a data key that is
+        neither ``order_id``'s nor the shared one. Reads the header only; plaintext (a
+        blob of an old store) belongs to no order in particular and passes."""
+        if not is_envelope(data):
+            return
+        head = read_header(data, where=where)
+        if head.key_id == SHARED_KEY_ID or head.key_id == self.keys.order_key_id(order_id):
+            return
+        raise ForeignBatchError(
+            f"{where} is sealed with another order's data key ({head.key_id}), not order {order_id!r}'s: "
+            "its ref was copied from another order"
+        )
 
 
 def open_blob(protection: BlobProtection | None, data: bytes, *, where: str, purpose: int) -> bytes:

@@ -158,3 +158,35 @@ async def test_bytes_swapped_after_acceptance_are_never_fulfilled(order_stack: O
     order = order_stack.orders.get_order(order_id)
     assert small.batch_id in order.rejected_batch_ids and order.rejected_items == 4
     report(AttackLine(ATTACKER, "blob bytes swapped after the ref was recorded", "rejected at fulfillment; report exact"))
+
+
+async def test_a_ref_copied_from_another_order_never_brings_its_items(order_stack: OrderStack) -> None:
+    """A client that can read one order's refs (it holds the codec) copies them into
+    another order: the copy is rejected, whether its seal was made for that order (refused
+    when recorded) or is of the kind made before seals named their order (rejected at
+    fulfillment: the batch is sealed with the first order's data key)."""
+    first, second = new_order_id(), new_order_id()
+    batches = order_stack.batches
+    theirs = batches.write(usd_items(4, 9_900), batch_id=f"{first}-theirs", order_id=first)
+    ref, data = batches.encode(usd_items(3, 7_700, start=10), batch_id=f"{first}-legacy", order_id=first)
+    legacy = batches.sealer.seal(dataclasses.replace(ref, seal=""))  # unscoped: as before scopes
+    batches.put_encoded(legacy, data)
+    await order_stack.client.create(first, refs=[theirs, legacy])
+    mine = batches.write(usd_items(2, 100), batch_id=f"{second}-mine", order_id=second)
+    await order_stack.client.create(second, refs=[mine])
+
+    accepted = await hostile_add(order_stack, second, [theirs, legacy])  # the shape is fine
+    assert set(accepted.accepted) == {theirs.batch_id, legacy.batch_id}
+    await order_stack.client.submit(second)
+    final = await order_stack.client.wait_closed(second)
+    order = order_stack.orders.get_order(second)
+    assert "sealed with another order's data key" in order.rejected_batch_ids[theirs.batch_id]  # when recorded
+    assert "unreadable at fulfillment" in order.rejected_batch_ids[legacy.batch_id]
+    assert "another order's data key" in order.rejected_batch_ids[legacy.batch_id]
+    assert final.status == "fulfilled" and final.report is not None
+    report_body = read_report(batches.blobs, final.report, batches.protection)
+    assert report_body["totals"] == {"USD": 200} and final.report.item_count == 2
+    # The first order still has its own, untouched.
+    await wait_recorded(order_stack, first)
+    assert order_stack.orders.summary(first).totals == {"USD": 4 * 9_900 + 3 * 7_700}
+    report(AttackLine(ATTACKER, "refs copied from another order's history", "refused (scoped seal) / rejected at fulfillment; report exact"))

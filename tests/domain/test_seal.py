@@ -47,3 +47,17 @@ def test_rotation_keeps_previous_seals_valid_and_names_keys_not_secrets() -> Non
 def test_short_secrets_are_refused() -> None:
     with pytest.raises(SealKeyError, match="at least 16 bytes"):
         RefSealer(b"short")
+
+
+def test_a_seal_made_for_one_order_proves_nothing_in_another() -> None:
+    sealer = RefSealer(b"s" * 32)
+    for_a = sealer.seal(ref(), "a" * 32)
+    assert sealer.check(for_a, "a" * 32) is None
+    assert sealer.check(for_a, "b" * 32) == "the ref's seal does not match its fields"
+    assert sealer.check(for_a) == "the ref's seal does not match its fields"  # nor in no order
+    # A seal of no order in particular (a batch stored with no order named, or sealed
+    # before seals had scopes) verifies in any order; the batch's data key then decides.
+    unscoped = sealer.seal(ref())
+    assert sealer.check(unscoped, "a" * 32) is None and sealer.check(unscoped, "b" * 32) is None
+    with pytest.raises(ValueError, match="ASCII key ID"):
+        sealer.seal(ref(), "é")
