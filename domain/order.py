@@ -24,6 +24,7 @@ from bulkorder.domain.identity import OrderName, legacy_aggregate_id
 from bulkorder.domain.order_counters import add_batch_claims, rejected_items, status_after
 from bulkorder.domain.order_upcasts import (
     OrderSnapshotDefaults, created_without_request, not_via_outbox, rejection_when_added, rejection_with_code,
+    retried_without_count,
 )
 from bulkorder.domain.refs import BatchRef, ReportRef, check_batch_ref, check_report_ref, totals_over_limit
 from bulkorder.domain.summary import (  # noqa: F401 - the codes are part of this module's API
@@ -118,10 +119,14 @@ class Order(Aggregate, OrderSnapshotDefaults):
 
     class FulfillmentRetried(Aggregate.Event):
         """An operator retried a failed fulfillment (the cause fixed): the order is
-        submitted again, and the batches fulfillment could not read are read again."""
+        submitted again, and the batches fulfillment could not read are read again.
+        v2 added ``reread_batches``: how many of those there were, so summaries that only
+        count rejections take them out again (0 on events from before: not known)."""
 
-        class_version = 1
+        class_version = 2
         reason: str
+        reread_batches: int = 0
+        upcast_v1_v2 = staticmethod(retried_without_count)
 
         def apply(self, order: Order) -> None:
             order.status = status_after(self)
@@ -336,7 +341,8 @@ class Order(Aggregate, OrderSnapshotDefaults):
             return False
         if self.status != OrderStatus.FAILED:
             raise OrderClosedError(self.order_id, self.status, "retry fulfillment")
-        self.trigger_event(self.FulfillmentRetried, reason=(reason or "retried")[:2000])
+        reread = sum(1 for batch_id in self.rejected_batch_ids if batch_id in self.batch_ids)
+        self.trigger_event(self.FulfillmentRetried, reason=(reason or "retried")[:2000], reread_batches=reread)
         return True
 
     def cancel(self, reason: str, *, via_outbox: bool = False) -> bool:

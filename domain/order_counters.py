@@ -85,15 +85,18 @@ def status_after(event: Any) -> str:
 def count_event(counts: OrderCounts, event: Any) -> None:
     """Apply one ``Order`` event to a summary's counters (in place).
 
-    ``FulfillmentRetried`` reads the batches fulfillment could not read again. The
-    aggregate, which knows its rejections by batch ID, forgets those; a summary that only
-    counts them keeps its count (see ``Order.FulfillmentRetried.apply``).
+    ``FulfillmentRetried`` reads the batches fulfillment could not read again: the
+    aggregate, which knows its rejections by batch ID, forgets those, and a summary that
+    only counts them takes out the number the event carries (``reread_batches``; 0 on
+    events from before it did, whose rejections stay counted).
     """
     kind = type(event).__name__
     if kind == "ItemsAdded":
         add_batch(counts, event.batch)
     elif kind == "BatchRejected":
         add_rejections(counts)
+    elif kind == "FulfillmentRetried":
+        counts.rejected_batches = max(0, counts.rejected_batches - getattr(event, "reread_batches", 0))
     status = STATUS_AFTER.get(kind)
     if status is not None:
         counts.status = status

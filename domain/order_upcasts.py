@@ -62,3 +62,8 @@ def rejection_when_added(state: dict[str, object]) -> None:
     being added, never batches fulfillment could not read."""
     state["at_fulfillment"] = False
     state["item_count"] = 0
+
+
+def retried_without_count(state: dict[str, object]) -> None:
+    """``FulfillmentRetried`` v1 did not say how many rejected batches it read again."""
+    state["reread_batches"] = 0

@@ -15,7 +15,10 @@ Analysts read the event store and the blob store, never Temporal::
 Everything the analysts use lives in this package, above the layers it reads
 (``bulkorder.storage``, ``bulkorder.domain``), which know nothing of it:
 
-- :mod:`~bulkorder.analysis.analyst`: :class:`Analyst`, the one entry point, and its results.
+- :mod:`~bulkorder.analysis.analyst`: :class:`Analyst`, the one entry point: the whole log, the
+  read models; built on :mod:`~bulkorder.analysis.order_history` (the stores, one order's
+  events, versions and states) and :mod:`~bulkorder.analysis.order_items` (its items in every
+  format); :mod:`~bulkorder.analysis.results`: what they return.
 - :mod:`~bulkorder.analysis.history`: pure logic over an order's events (records, instants).
 - :mod:`~bulkorder.analysis.event_log`: the whole event log, a page at a time, as documents.
 - :mod:`~bulkorder.analysis.item_stream`: an order's batches streamed back as NDJSON or CSV.
@@ -41,9 +44,9 @@ from typing import TYPE_CHECKING
 #: Each public name, and the module that defines it (loaded when the name is first used).
 _EXPORTS: dict[str, str] = {
     "Analyst": "bulkorder.analysis.analyst",
-    "OrderState": "bulkorder.analysis.analyst",
-    "ExportResult": "bulkorder.analysis.analyst",
-    "Report": "bulkorder.analysis.analyst",
+    "OrderState": "bulkorder.analysis.results",
+    "ExportResult": "bulkorder.analysis.results",
+    "Report": "bulkorder.analysis.results",
     "EventRecord": "bulkorder.analysis.history",
     "parse_instant": "bulkorder.analysis.history",
     "BeforeCreationError": "bulkorder.analysis.history",
@@ -68,7 +71,8 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ above
-    from bulkorder.analysis.analyst import Analyst, ExportResult, OrderState, Report
+    from bulkorder.analysis.analyst import Analyst
+    from bulkorder.analysis.results import ExportResult, OrderState, Report
     from bulkorder.analysis.history import (
         BeforeCreationError,
         EventRecord,

@@ -104,6 +104,23 @@ def batch_to_record_batch(
         raise BatchFormatError(f"{where}: an item does not have the item schema's types ({exc})") from None
 
 
+def batch_to_ipc(data: bytes, where: str, item_count: int, provenance: Mapping[str, Any] | None = None) -> bytes:
+    """:func:`batch_to_record_batch` as an Arrow IPC stream, for a worker process to hand
+    back: one copy of the buffers, where pickling the record batch costs the worker ~6x
+    more (measured per item: 0.10 against 0.59 us of CPU, and half the time in transit)."""
+    pa = pyarrow()
+    batch = batch_to_record_batch(data, where, item_count, provenance)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def record_batch_from_ipc(stream: bytes) -> pa.RecordBatch:
+    """The record batch of :func:`batch_to_ipc`'s bytes (its buffers are those bytes: no copy)."""
+    return pyarrow().ipc.open_stream(stream).read_next_batch()
+
+
 def _json_column(values: list[Any]) -> pa.Array:
     """JSON texts of ``values`` as one Arrow string array. msgspec writes valid UTF-8, so
     the bytes are taken as strings without a second check (measured: faster than one
@@ -150,22 +167,28 @@ def item_record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One record batch per ref, in order, at most ``window`` batches read ahead.
 
-    Decoding a batch's attributes into Python objects is most of the cost: with
-    ``processes``, ``workers`` processes decode (record batches come back as Arrow
-    buffers), which uses more than one core.
+    ``workers`` threads fetch (overlapping the blob store's latency); one thread decodes,
+    since decoding holds the GIL. With ``processes``, ``workers`` processes decode (record
+    batches come back as Arrow IPC streams), which uses more than one core.
     """
     pyarrow()
     window = window or 2 * workers + 2
     extra = iter(provenance) if provenance is not None else None
-    cpu: Executor | None = None
+    # Decoding holds the GIL: in threads, one decoder does as much as two and costs less
+    # CPU (measured: 3.2 against 4.3 us of CPU per item, the two threads fighting for the
+    # GIL); fetches still overlap on the I/O threads, and Parquet writing (no GIL) overlaps
+    # with decoding. Processes decode ``workers`` at a time.
+    cpu: Executor
     if processes:
         cpu = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
 
     def convert(ref: BatchRef, where: Mapping[str, Any] | None) -> pa.RecordBatch:
         data = batches.fetch(ref)
-        if cpu is None:
-            return batch_to_record_batch(data, where_of(ref), ref.item_count, where)
-        return cpu.submit(batch_to_record_batch, data, where_of(ref), ref.item_count, where).result()
+        if not processes:
+            return cpu.submit(batch_to_record_batch, data, where_of(ref), ref.item_count, where).result()
+        return record_batch_from_ipc(cpu.submit(batch_to_ipc, data, where_of(ref), ref.item_count, where).result())
 
     try:
         with ThreadPoolExecutor(max(2, workers), thread_name_prefix="arrow-items") as pool:
@@ -181,8 +204,7 @@ def item_record_batches(
                 for future in pending:
                     future.cancel()
     finally:
-        if cpu is not None:
-            cpu.shutdown(cancel_futures=True)
+        cpu.shutdown(cancel_futures=True)
 
 
 # ---- events ----------------------------------------------------------------------------

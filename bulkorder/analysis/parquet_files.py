@@ -11,12 +11,16 @@ The export's folder (``bulkorder export --format parquet --out DIR``)::
     DIR/items/part-<first>-<last>.parquet    the items of that range's ItemsAdded events
 
 Each run adds one part of each (positions never overlap: resume with ``--since``), so
-DuckDB reads the whole folder with ``read_parquet('DIR/items/*.parquet')``.
+DuckDB reads the whole folder with ``read_parquet('DIR/items/*.parquet')``. Following the
+log (``--follow``, :func:`follow_parquet`), each poll that finds new events adds one more
+part: a part is a closed file, so a reader sees each whole as soon as it is renamed in.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -47,22 +51,30 @@ class ParquetResult:
 
 
 class StreamingParquet:
-    """A Parquet file written row group by row group; :meth:`close` renames it into place."""
+    """A Parquet file written row group by row group; :meth:`close` renames it into place.
 
-    def __init__(self, target: str | os.PathLike[str], schema: pa.Schema, *, row_group_rows: int = ROW_GROUP_ROWS):
+    Each full row group is written on a writer thread (pyarrow encodes and compresses
+    without the GIL) while the caller goes on gathering the next one: the decoding that
+    feeds it never waits for the writing (measured: the two in turn cost ~0.55 us per item
+    of waiting). At most one row group is being written and one gathered.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], schema: pa.Schema, *, row_group_rows: int | None = None):
         import pyarrow.parquet as pq
 
         pyarrow()
         self.target = Path(target)
         self.partial = self.target.with_name(f".{self.target.name}.{os.getpid()}.partial")
         self.schema = schema
-        self.row_group_rows = row_group_rows
+        self.row_group_rows = row_group_rows or ROW_GROUP_ROWS
         self._writer = pq.ParquetWriter(
             self.partial, schema, compression=COMPRESSION,
             use_dictionary=[name for name in schema.names if name in DICTIONARY_COLUMNS],
         )
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._writing: Future[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self.result = ParquetResult(0, 0, 0)
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -72,18 +84,39 @@ class StreamingParquet:
             self._flush()
 
     def _flush(self) -> None:
+        """Hand the gathered batches to the writer thread, once the previous row group is written."""
+        self._wait()
         if not self._pending:
             return
-        pa = pyarrow()
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        table = pyarrow().Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows = [], 0
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
+        self._writing = self._thread.submit(self._write_row_group, table)
+
+    def _write_row_group(self, table: pa.Table) -> None:
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.result.rows += table.num_rows
         self.result.row_groups += 1
-        self._pending, self._pending_rows = [], 0
+
+    def _wait(self) -> None:
+        """Wait for the row group being written; its error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
     def close(self) -> ParquetResult:
         """Write what is left, close, and rename into place."""
-        self._flush()
+        try:
+            self._flush()
+            self._wait()
+        finally:
+            self._stop_thread()
         self._writer.close()
         os.replace(self.partial, self.target)
         self.result.bytes_written = self.target.stat().st_size
@@ -91,6 +124,12 @@ class StreamingParquet:
 
     def abort(self) -> None:
         try:
+            try:
+                self._wait()
+            except Exception:  # noqa: BLE001 - aborting: the first error is the caller's
+                pass
+            finally:
+                self._stop_thread()
             self._writer.close()
         finally:
             self.partial.unlink(missing_ok=True)
@@ -134,6 +173,8 @@ class ParquetExportResult:
     #: Batches whose items were not exported: their order's items were purged or erased
     #: (its events are exported; ``ItemsPurged`` / ``OrderErased`` say when).
     purged_batches: int = 0
+    #: Parts written (one per run; following the log, one per poll that found events).
+    parts: int = 0
 
 
 def export_parquet(
@@ -192,6 +233,7 @@ def export_parquet(
             items_out.abort()
         return result
     events_out.close()
+    result.parts = 1
     result.events_file = _rename(events_out.target, folder / "events" / name)
     if items_out is not None:
         items_out.close()
@@ -202,3 +244,49 @@ def export_parquet(
 def _rename(source: Path, target: Path) -> Path:
     os.replace(source, target)
     return target
+
+
+def follow_parquet(
+    log: EventLog,
+    batches: BatchStore,
+    out_dir: str | os.PathLike[str],
+    *,
+    since: int = 0,
+    until: int | None = None,
+    items: bool = True,
+    workers: int = 2,
+    stop: threading.Event,
+    interval: float = 0.5,
+    on_part: Callable[[ParquetExportResult], None] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> ParquetExportResult:
+    """:func:`export_parquet` again and again: a new part whenever the log has grown,
+    polling every ``interval`` seconds, until ``stop`` is set or ``until`` is reached.
+
+    ``on_part`` is called with each part once it is renamed into place. Returns the totals:
+    events, items, parts, the first and last positions, the last part's files. A part being
+    written when ``stop`` is set is finished first (a part is whole or absent).
+    """
+    total = ParquetExportResult(0, 0, since, since + 1, None, None)
+    while not stop.is_set():
+        latest = log.last_position()  # cheap: the log's last notification ID
+        if latest > total.last_position:
+            part = export_parquet(
+                log, batches, out_dir, since=total.last_position, until=until, items=items, workers=workers, on_page=on_page
+            )
+            if not part.events and until is not None and latest >= until:
+                break  # the log is past ``until``, and nothing more is up to it
+            if part.events:
+                total.events += part.events
+                total.items += part.items
+                total.purged_batches += part.purged_batches
+                total.parts += part.parts
+                total.last_position = part.last_position
+                total.events_file, total.items_file = part.events_file, part.items_file
+                if on_part is not None:
+                    on_part(part)
+                continue
+        if until is not None and total.last_position >= until:
+            break
+        stop.wait(interval)
+    return total

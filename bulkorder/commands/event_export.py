@@ -1,5 +1,6 @@
 """``export``: the whole event log as NDJSON, in notification order, resumable by position;
-or, with ``--format parquet --out DIR``, a folder of Parquet parts (events and their items)."""
+or, with ``--format parquet --out DIR``, a folder of Parquet parts (events and their items):
+one per run, and with ``--follow`` one more per poll that finds new events."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import argparse
 import asyncio
 import sys
 import threading
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bulkorder.analysis import Analyst, ExportResult
 from bulkorder.commands.arguments import non_negative_int, positive_seconds
 from bulkorder.commands.interrupts import thread_stop_on_signals
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
+
+if TYPE_CHECKING:
+    from bulkorder.analysis import ParquetExportResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     export.add_argument("--since", type=non_negative_int, default=0, metavar="POSITION", help="start after this position")
     export.add_argument("--until", type=non_negative_int, default=None, metavar="POSITION", help="stop at this position")
-    export.add_argument("--follow", action="store_true", help="keep writing new events until Ctrl-C / SIGTERM")
+    export.add_argument("--follow", action="store_true", help="keep writing new events until Ctrl-C / SIGTERM (parquet: a new part per poll that finds some)")
     export.add_argument("--interval", type=positive_seconds, default=0.5, help="seconds between polls with --follow")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output (parquet: a folder)")
     export.add_argument("--append", action="store_true", help="append to FILE (to resume an export with --since)")
@@ -74,32 +78,45 @@ def _export(args: argparse.Namespace, settings: Settings, stop: threading.Event)
 
 
 async def _run_parquet_export(args: argparse.Namespace, settings: Settings) -> int:
-    refused = [flag for flag, given in (("--follow", args.follow), ("--append", args.append)) if given]
-    if not args.out or refused:
-        why = "needs --out DIR" if not args.out else f"does not take {' or '.join(refused)} (each run adds a part; resume with --since)"
+    if not args.out or args.append:
+        why = "needs --out DIR" if not args.out else "does not take --append (each run adds a part; resume with --since)"
         print(f"bulkorder export: error: --format parquet {why}", file=sys.stderr)
         return 2
     from bulkorder.analysis.arrow_items import pyarrow
 
     pyarrow()  # the extra is missing: say so before reading anything
-    result = await asyncio.to_thread(_export_parquet, args, settings)
+    with thread_stop_on_signals() as stop:
+        result = await asyncio.to_thread(_export_parquet, args, settings, stop)
     if result.events == 0:
         print(f"nothing to export after position {args.since}", file=sys.stdout)
         return 0
-    print(
-        f"exported {result.events:,} events and {result.items:,} items to {result.events_file}"
-        + (f" and {result.items_file}" if result.items_file else "")
-        + f"; last position {result.last_position} (resume with --since {result.last_position})"
-    )
+    if args.follow:
+        print(
+            f"exported {result.events:,} events and {result.items:,} items in {result.parts:,} part{'' if result.parts == 1 else 's'}; "
+            f"last position {result.last_position} (resume with --since {result.last_position})"
+        )
+        return 0
+    print(_part_line(result))
     return 0
 
 
-def _export_parquet(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+def _part_line(part: ParquetExportResult) -> str:
+    return (
+        f"exported {part.events:,} events and {part.items:,} items to {part.events_file}"
+        + (f" and {part.items_file}" if part.items_file else "")
+        + f"; last position {part.last_position} (resume with --since {part.last_position})"
+    )
+
+
+def _export_parquet(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> ParquetExportResult:
     progress = Progress("export", unit="events")
     with Analyst.from_settings(settings) as analyst:
+        # Following: a new part per poll that finds events, each named as it lands.
         result = analyst.export_parquet(
             args.out, since=args.since, until=args.until, items=args.items,
             on_page=lambda events, _items: progress.update(events),
+            follow=args.follow, stop=stop, interval=args.interval,
+            on_part=(lambda part: print(_part_line(part), flush=True)) if args.follow else None,
         )
     progress.finish()
     return result

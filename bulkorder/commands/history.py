@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="items file format (default: from FILE's suffix: .csv, .parquet, else ndjson); parquet needs "
         "the extra 'analysis' (pyarrow)",
     )
-    replay.add_argument("--workers", type=positive_int, default=2, help="batches decoded in parallel (default 2)")
+    replay.add_argument("--workers", type=positive_int, default=2, help="batches read in parallel (default 2; parquet without --processes: fetched in parallel, decoded by one thread)")
     replay.add_argument("--processes", action="store_true", help="decode in worker processes (uses several cores)")
     replay.add_argument("--json", action="store_true", help="print the state as one JSON object")
     replay.set_defaults(handler=named_order(run_replay))

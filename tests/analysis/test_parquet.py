@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -15,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bulkorder.analysis import Analyst, item_schema
+from bulkorder.analysis import Analyst, ParquetExportResult, item_schema
 from bulkorder.cli import main
 from bulkorder.domain.summary import OrderChange
 from bulkorder.settings import Settings
@@ -85,7 +88,10 @@ def test_items_parquet_in_row_groups_read_by_duckdb_and_polars(analyst_store: An
         finally:
             parquet_files.ROW_GROUP_ROWS = real
     assert result.rows == 4_200
-    assert pq.ParquetFile(target).metadata.num_row_groups == result.row_groups
+    # Three row groups of 1,400 rows (two 700-item batches each), written while the next
+    # was gathered: every item exactly as written, in order.
+    assert pq.ParquetFile(target).metadata.num_row_groups == result.row_groups == 3
+    assert items_digest(_item_dicts(pq.read_table(target))) == items_digest(_stored(written.items))
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")], "no partial file left behind"
 
     expected_quantity = sum(item["quantity"] for item in written.items)
@@ -134,6 +140,39 @@ def test_export_folder_resumes_by_position_and_duckdb_reads_it_whole(analyst_sto
     assert frame.height == 300 and set(frame["batch_id"].unique()) == {"exp-1-00000", "exp-1-00001", "exp-2-00000"}
 
 
+def test_following_the_log_adds_a_whole_part_per_poll_that_finds_events(analyst_store: AnalystStore, tmp_path: Path) -> None:
+    first = write_order(analyst_store, "follow-1", [120, 80])
+    out = tmp_path / "lake"
+    stop = threading.Event()
+    parts: queue.Queue[ParquetExportResult] = queue.Queue()
+    with analyst_store.analyst() as analyst:
+        with ThreadPoolExecutor(1) as pool:
+            following = pool.submit(analyst.export_parquet, out, follow=True, stop=stop, interval=0.01, on_part=parts.put)
+            try:
+                one = parts.get(timeout=60)  # the log as it was: one part
+                # Each part is in place, whole, when on_part hears of it: readable at once.
+                assert pq.read_table(one.items_file).num_rows == 200
+                second = write_order(analyst_store, "follow-2", [50], customer="cust-2")
+                # What was added since, in as many parts as polls found it (its Created
+                # and its ItemsAdded are two writes: one poll may see only the first).
+                later = [parts.get(timeout=60)]
+                while sum(part.events for part in later) < 2:
+                    later.append(parts.get(timeout=60))
+            finally:
+                stop.set()
+            total = following.result(timeout=60)
+    assert (one.events, one.items, sum(p.events for p in later), sum(p.items for p in later)) == (3, 200, 2, 50)
+    every = [one, *later]
+    assert all(after.first_position == before.last_position + 1 for before, after in zip(every, every[1:]))
+    assert (total.events, total.items, total.parts, total.last_position) == (5, 250, len(every), every[-1].last_position)
+    assert sorted(p.name for p in (out / "items").iterdir()) == sorted(part.items_file.name for part in every)
+    assert not [p for p in out.rglob(".*")]  # no partial file left behind
+    frame = polars.read_parquet(f"{out}/items/*.parquet")
+    assert items_digest(_item_dicts(frame.drop("position", "order_id", "batch_id", "recorded_at").to_arrow())) == items_digest(
+        _stored(first.items + second.items)
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
@@ -158,7 +197,12 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "exported 3 events and 100 items" in out and "--since 3" in out
     assert main(["export", "--format", "parquet"]) == 2  # no folder
-    assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir"), "--follow"]) == 2
+    assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir"), "--append"]) == 2
+    # Following up to a position: the parts up to it, then the command ends by itself.
+    assert main(["export", "--format", "parquet", "--out", str(tmp_path / "followed"), "--follow", "--until", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 3 events and 100 items to" in out and "in 1 part; last position 3" in out
+    assert [p.name for p in (tmp_path / "followed" / "items").iterdir()] == ["part-000000000001-000000000003.parquet"]
 
 
 def test_without_pyarrow_the_message_names_the_extra(home: Path, tmp_path: Path) -> None:

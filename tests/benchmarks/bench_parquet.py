@@ -4,8 +4,9 @@
 
 Each way runs in a fresh process, so its peak RSS is its own: bulkorder's NDJSON stream
 (``replay --items-out FILE.ndjson``) beside ``replay --items-out FILE.parquet`` (threads,
-and worker processes). Items/s, items per CPU-second, peak RSS at the full order and at a
-quarter of it (flat RSS: the same), file sizes beside each other. Target: >= 400,000
+and worker processes) and ``export --format parquet --out DIR`` (the order's events and
+items, with the export's provenance columns). Items/s, items per CPU-second, peak RSS at
+the full order and at a quarter of it (flat RSS: the same), file sizes beside each other. Target: >= 400,000
 items/s to Parquet, RSS flat. Needs the extra 'analysis' (pyarrow).
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +30,7 @@ from bulkorder.storage.config import EventStoreConfig
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.benchmarks.bench_analysts import machine, write_items
 
-WAYS = ("ndjson-threads", "parquet-threads", "parquet-processes")
+WAYS = ("ndjson-threads", "parquet-threads", "parquet-processes", "parquet-export")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -40,6 +42,11 @@ def child(args: argparse.Namespace) -> None:
         if args.way == "ndjson-threads":
             with open(args.out, "wb") as out:
                 count = analyst.stream_items(args.order, out, workers=2).items
+        elif args.way == "parquet-export":  # export --format parquet --out DIR: the log, with provenance columns
+            # The log holds both orders, "big" first: each run exports one order's positions.
+            big_last = int(args.big_last)
+            since, until = (0, big_last) if args.order == "big" else (big_last, None)
+            count = analyst.export_parquet(args.out, since=since, until=until).items
         else:
             count = analyst.write_items_parquet(args.order, args.out, workers=2, processes=args.way == "parquet-processes").rows
     seconds = time.perf_counter() - started
@@ -50,16 +57,20 @@ def child(args: argparse.Namespace) -> None:
         "cpu_seconds": time.process_time() - cpu_started + children.ru_utime + children.ru_stime,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "children_peak_rss_mib": children.ru_maxrss / 1024,
-        "bytes": os.path.getsize(args.out),
+        "bytes": _size(Path(args.out)),
     }))
 
 
-def run_child(way: str, work: Path, order: str) -> dict[str, Any]:
-    out = work / ("out.ndjson" if way.startswith("ndjson") else "out.parquet")
+def _size(out: Path) -> int:
+    return sum(p.stat().st_size for p in out.rglob("*.parquet")) if out.is_dir() else out.stat().st_size
+
+
+def run_child(way: str, work: Path, order: str, big_last: int) -> dict[str, Any]:
+    out = work / ("out.ndjson" if way.startswith("ndjson") else "out-dir" if way == "parquet-export" else "out.parquet")
     command = [sys.executable, "-m", "tests.benchmarks.bench_parquet", "--child", way, "--db", str(work / "db.sqlite"),
-               "--blobs", str(work / "blobs"), "--order", order, "--out", str(out)]
+               "--blobs", str(work / "blobs"), "--order", order, "--out", str(out), "--big-last", str(big_last)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
-    out.unlink()
+    shutil.rmtree(out) if out.is_dir() else out.unlink()
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -71,6 +82,7 @@ def main() -> None:
     parser.add_argument("--blobs")
     parser.add_argument("--order")
     parser.add_argument("--out")
+    parser.add_argument("--big-last", default="0", help="the log position of the big order's last event")
     args = parser.parse_args()
     if args.child:
         args.way = args.child
@@ -82,13 +94,18 @@ def main() -> None:
         config = EventStoreConfig.sqlite(work / "db.sqlite")
         started = time.perf_counter()
         write_items(work / "blobs", config, "big", args.items, 2_000)
+        orders = config.open_orders()
+        try:
+            big_last = int(orders.recorder.max_notification_id() or 0)
+        finally:
+            orders.close()
         write_items(work / "blobs", config, "quarter", args.items // 4, 2_000)
         print(f"wrote {args.items:,} + {args.items // 4:,} items in {time.perf_counter() - started:.0f} s", flush=True)
         print("| way | items/s | items per CPU-second | peak RSS | peak RSS, quarter | file |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for way in WAYS:
-            big = run_child(way, work, "big")
-            quarter = run_child(way, work, "quarter")
+            big = run_child(way, work, "big", big_last)
+            quarter = run_child(way, work, "quarter", big_last)
             rss = max(big["peak_rss_mib"], big["children_peak_rss_mib"])
             rss_quarter = max(quarter["peak_rss_mib"], quarter["children_peak_rss_mib"])
             print(

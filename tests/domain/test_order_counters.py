@@ -75,9 +75,21 @@ def test_a_rejection_at_fulfillment_takes_its_items_out_and_a_retry_puts_them_ba
     order.fail_fulfillment("nothing left")
     order.retry_fulfillment("blob restored")
     assert (order.status, order.rejected_items, len(order.rejected_batch_ids)) == (OrderStatus.SUBMITTED, 0, 0)
-    # A summary that only counts rejections keeps its count (the aggregate knows them by ID).
-    counts = counted(order.collect_events())
+    # A summary that only counts rejections takes out those read again, as the aggregate
+    # (which knows them by ID) forgets them; rejected again, each counts once.
+    order.reject_unfulfillable_batch("b2", "blob gone again", key="k", item_count=4)
+    events = order.collect_events()
+    retried = next(event for event in events if isinstance(event, Order.FulfillmentRetried))
+    assert retried.reread_batches == 1
+    counts = counted(events)
+    assert counters_counted(counts) == counters_of(order)
     assert (counts.status, counts.item_count, counts.batch_count, counts.rejected_batches) == (OrderStatus.SUBMITTED, 14, 2, 1)
+
+
+def test_a_retried_event_from_before_the_count_reads_as_none_reread() -> None:
+    state: dict[str, object] = {"reason": "blob restored"}
+    Order.FulfillmentRetried.upcast_v1_v2(state)
+    assert state == {"reason": "blob restored", "reread_batches": 0}
 
 
 def test_status_after_names_the_event() -> None:
