@@ -4,8 +4,9 @@ Garbage collection keeps every key a live lease lists (``bulkorder.storage.lease
 lease per batch costs two requests per batch besides the batch itself (the lease's put,
 then its delete), each paying the store's latency. Here the upload stage takes one lease
 naming the keys of every batch encoded and waiting (up to :data:`MAX_WINDOW`, gathered for
-at most :data:`WINDOW_LINGER` seconds), writes it, and only then starts those batches'
-uploads; the lease is deleted once the workflow has acknowledged *every* batch it names.
+at most :data:`WINDOW_LINGER` seconds); each of those batches' uploads starts only once
+that lease is written (the stage itself goes on gathering the next window meanwhile), and
+the lease is deleted once the workflow has acknowledged *every* batch it names.
 What gc relies on is unchanged: a lease is written before any blob it protects, lists
 each of them, and outlives each one's acknowledgement. Releases are gathered too: every
 lease that became releasable after one acknowledgement goes in one delete request.
