@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping
@@ -70,8 +69,10 @@ class _Crash:
 _END = object()
 logger = logging.getLogger(__name__)
 
-#: Seconds the sender waits for more refs before a call that would carry only one.
-SEND_LINGER = 0.1
+#: Seconds the sender waits for more refs before a call that would carry only one. Fewer,
+#: larger calls cost the worker and Temporal less: measured against 0.1 s, 20-40% fewer
+#: history events and ~0.6 CPU-s less per million items (docs/benchmarks.md).
+SEND_LINGER = 0.25
 
 
 class Pipeline:
@@ -388,12 +389,4 @@ class Pipeline:
             future = getattr(entry, "future", None)
             if isinstance(future, asyncio.Future):
                 future.cancel()
-
-
-def default_workers() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
-
 
