@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         OrderStats,
     )
-    from bulkorder.workflows.order_creation import PATCH_ORDER_IDENTITY, OrderCreation, input_error
+    from bulkorder.workflows.order_creation import PATCH_LOCAL_CREATION, PATCH_ORDER_IDENTITY, OrderCreation, input_error
     from bulkorder.workflows.order_recording import PATCH_UNRECORDABLE_BATCHES, OrderRecording  # noqa: F401
     from bulkorder.workflows.order_rules import (
         CREATE_REFUSED,
@@ -168,7 +168,8 @@ class OrderWorkflow(OrderRecording, OrderCreation):
             # Otherwise record the create request, so a retry is told from a conflict.
             change = OrderChange(order_id=self._state.order_id) if self._state.via_outbox else self._creation_change()
         try:
-            outcome = await self._record(change)
+            local = workflow.patched(PATCH_LOCAL_CREATION)
+            outcome = await (self._record_creation_locally(change) if local else self._record(change))
         except ActivityError as err:
             self._create_error = cause_message(err)
             if cause_type(err) == "OrderCreateConflictError":

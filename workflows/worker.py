@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Sequence
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
 
 from bulkorder.domain.application import Orders
 from bulkorder.storage.batches import BatchStore
@@ -15,6 +15,16 @@ from bulkorder.workflows.activities import OrderActivities, RecordHook
 from bulkorder.workflows.order_workflow import OrderWorkflow
 
 DEFAULT_TASK_QUEUE = "bulkorder"
+#: Local activities at once: the creation's record (patch ``creation-local-activity``).
+#: They run on the same thread pool as activity tasks, which has a thread for each, so a
+#: create never waits for a thread behind the bulk records.
+MAX_CONCURRENT_LOCAL_ACTIVITIES = 8
+#: Workflow-task polls at once, and the share of them on the task queue itself (the rest
+#: poll this worker's sticky queue). A new order's first workflow task (its create) only
+#: comes from the task queue: SDK defaults (5, 0.2) leave one poll there per worker, so
+#: under load a create waited for that one poll to come back (docs/benchmarks.md, the fleet).
+WORKFLOW_TASK_POLLS = 10
+NONSTICKY_POLL_RATIO = 0.5
 
 
 def build_worker(
@@ -29,7 +39,8 @@ def build_worker(
     on_recorded: RecordHook | None = None,
 ) -> Worker:
     """A worker for order workflows. Activities are synchronous (database and blob I/O)
-    and run on a thread pool sized to ``max_concurrent_activities``.
+    and run on a thread pool sized to ``max_concurrent_activities`` plus the local
+    activities' ``MAX_CONCURRENT_LOCAL_ACTIVITIES``.
 
     ``graceful_shutdown``: on shutdown the worker stops polling at once, then gives
     in-flight activities this long to finish before cancelling them (Temporal retries a
@@ -38,7 +49,8 @@ def build_worker(
     ``bulkorder.tracing``); ``on_recorded`` is told of every change recorded.
     """
     activities = OrderActivities(orders, batches, on_recorded=on_recorded)
-    executor = ThreadPoolExecutor(max_workers=max_concurrent_activities, thread_name_prefix="bulkorder-activity")
+    threads = max_concurrent_activities + MAX_CONCURRENT_LOCAL_ACTIVITIES
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bulkorder-activity")
     return Worker(
         client,
         task_queue=task_queue,
@@ -46,6 +58,9 @@ def build_worker(
         activities=activities.all(),
         activity_executor=executor,
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=MAX_CONCURRENT_LOCAL_ACTIVITIES,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=WORKFLOW_TASK_POLLS),
+        nonsticky_to_sticky_poll_ratio=NONSTICKY_POLL_RATIO,
         graceful_shutdown_timeout=graceful_shutdown,
         interceptors=list(interceptors),
     )

@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "EncoderPool": "bulkorder.importer.encoders",
     "ImportIncompleteError": "bulkorder.importer.errors",
     "ImportInputError": "bulkorder.importer.errors",
     "ImportRefusedError": "bulkorder.importer.errors",
@@ -30,6 +31,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from bulkorder.importer.encoders import EncoderPool
     from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
     from bulkorder.importer.importer import DEFAULT_BATCH_SIZE, ImportOptions, ImportSummary, import_file
     from bulkorder.importer.sources import CSV, FORMATS, JSON, NDJSON

@@ -74,6 +74,11 @@ class EncoderPool:
             thread.start()
             self._threads.append(thread)
 
+    @property
+    def size(self) -> int:
+        """How many encoding processes the pool runs."""
+        return len(self._processes)
+
     def submit(self, function: Callable[[Any], Any], argument: object) -> Future[Any]:
         """Run ``function(argument)`` in a child; ``function`` must be importable there."""
         future: Future[Any] = Future()

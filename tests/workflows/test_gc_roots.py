@@ -4,11 +4,14 @@ after they move to the event store; an open order nobody can ask stops the sweep
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from temporalio.worker import Worker
 
 from bulkorder.data_lifecycle import collect_garbage
 from bulkorder.storage.gc import KEPT_PENDING, KEPT_RECORDED, GcError
 from bulkorder.storage.leases import LEASE_PREFIX
+from bulkorder.workflows.activities import OrderActivities
 from bulkorder.workflows.gc_roots import OrderRoots
 from bulkorder.workflows.order_workflow import OrderWorkflow
 from bulkorder.workflows.worker import build_worker
@@ -23,10 +26,15 @@ async def test_pending_refs_are_roots_until_recorded_then_recorded_ones_are(orde
     blobs = batches.blobs
     await client.create("c-1/gc-open")
     orphan = batches.write(make_items(2) + [{"sku": "ORPHAN", "quantity": 1, "unit_price": {"amount": 1, "currency": "EUR"}, "name": "o"}])
-    # The running worker records; stop it and run one with the workflow but no activities:
-    # accepted refs now wait in the workflow, unrecorded.
+    # The running worker records; stop it and run one that takes no activity tasks (its
+    # activities are registered only for the creation's local activity, which a replay
+    # of the workflow needs): accepted refs now wait in the workflow, unrecorded.
     await order_stack.worker.shutdown()
-    idle = Worker(client.client, task_queue=order_stack.task_queue, workflows=[OrderWorkflow])
+    idle = Worker(
+        client.client, task_queue=order_stack.task_queue, workflows=[OrderWorkflow],
+        activities=OrderActivities(orders, batches).all(), activity_executor=ThreadPoolExecutor(max_workers=2),
+        no_remote_activities=True,
+    )
     async with idle:
         refs = [batches.write(make_items(3 + i)) for i in range(3)]
         await client.add_batches("c-1/gc-open", refs)
