@@ -217,8 +217,8 @@ class DataKeys:
           or after it: only then does a new key stay beside the tombstone. That needs the
           put to reach the store later than the HEAD by the erasure's two or more round
           trips (it is sent at the same moment; a retried put, after a backoff, could),
-          for an order that an operator is erasing while someone creates it again (the
-          name of a closed order, which the create refuses). What it leaves is a key with
+          for an order that an operator is erasing while a create of it is repeated (the
+          order is closed: the create changes nothing). What it leaves is a key with
           new random material: the erased data stays unreadable (sealed with the
           destroyed key), and the event store refuses every change to an erased order.
           The next ``create_for_order`` of the order deletes it (it sees the

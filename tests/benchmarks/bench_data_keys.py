@@ -5,8 +5,9 @@
 moto's S3 server in a process of its own, behind the loopback latency proxy (as in
 bench_fleet); the local keyring file. For ``--keys`` new order names, one after another:
 
-- ``sequential`` (how it was made before): GET (not found), HEAD of the tombstone (not
-  found), the conditional PUT, each after the previous one's answer;
+- ``before``: GET (not found), HEAD of the tombstone (not found), the conditional PUT
+  (which waited for "100 Continue" before its body), each after the previous one's
+  answer; then the same with the PUT's body sent at once (``S3BlobStore`` now);
 - ``for_order`` (read first, any first use): GET, then the PUT and the HEAD at once;
 - ``create_for_order`` (the create path): the PUT and the HEAD at once;
 - ``worker get``: another process's first read of a key made above (one GET).
@@ -34,7 +35,7 @@ from bulkorder.storage.encryption.data_keys import DATA_PREFIX, DESTROYED_PREFIX
 from bulkorder.storage.encryption.envelope import DATA_KEY_BYTES
 from bulkorder.storage.encryption.errors import DataKeyNotFoundError
 from bulkorder.storage.errors import BlobNotFoundError
-from bulkorder.storage.s3_store import S3BlobStore
+from bulkorder.storage.s3_store import _NO_EXPECT_ID, S3BlobStore
 from tests.benchmarks.bench_codec import moto_server
 from tests.benchmarks.measure import machine
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -43,12 +44,14 @@ from tests.fixtures.latency_proxy import latency_proxy_process
 class Counted:
     """A process's view: its own S3 client (requests counted as sent), cache and keyring."""
 
-    def __init__(self, endpoint: str, bucket: str, keyring: Path) -> None:
+    def __init__(self, endpoint: str, bucket: str, keyring: Path, *, expect_continue: bool = False) -> None:
         client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(max_pool_connections=8))
         self.requests = 0
         self._lock = threading.Lock()
         client.meta.events.register("before-send.s3", self._sent)
         self.keys = DataKeys(S3BlobStore(bucket, prefix="bench", client=client), load_keyring_file(keyring))
+        if expect_continue:  # as the store sent every PUT before: waiting for "100 Continue"
+            client.meta.events.unregister("before-call.s3", unique_id=_NO_EXPECT_ID)
         self.keys.identity = OrderIdentity(b"bench-data-keys-identity-secret-0123456789")
         self.keys.order_key_id("warm-up")
 
@@ -101,10 +104,13 @@ def main() -> None:
         bucket = f"keys-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
         client = Counted(proxied, bucket, keyring)
+        before = Counted(proxied, bucket, keyring, expect_continue=True)
         rows = []
         made: list[str] = []
+        seconds, per_key, _ = measure(before, args.keys, lambda name: sequential(before.keys, name))
+        rows.append(("before: GET, HEAD, PUT (Expect: 100-continue), one after another", seconds, per_key))
         for label, make in (
-            ("sequential: GET, HEAD, PUT (before)", lambda name: sequential(client.keys, name)),
+            ("GET, HEAD, PUT one after another (the PUT's body at once)", lambda name: sequential(client.keys, name)),
             ("for_order: GET, then PUT + HEAD at once", client.keys.for_order),
             ("create_for_order: PUT + HEAD at once (the create path)", client.keys.create_for_order),
         ):
