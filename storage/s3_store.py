@@ -12,7 +12,9 @@ retried), and the PUT carries ``If-None-Match: *`` so two racing writers cannot 
 write. An endpoint that does not implement conditional writes answers 501; the store then
 stops sending the header, and racing writers may both write (the same bytes, for
 content-addressed keys). Each PUT also carries ``x-amz-checksum-sha256``, so S3 rejects a
-body damaged in transit.
+body damaged in transit. A PUT of a body up to ``head_before_put_bytes`` sends it with its
+headers: botocore's ``Expect: 100-continue``, which waits a round trip for S3's go-ahead
+first, is dropped for those (a larger body keeps it, and a refusal spares its upload).
 
 Permissions: s3:GetObject, s3:PutObject, s3:DeleteObject (garbage collection) and
 s3:ListBucket. Without ListBucket, S3 answers a HEAD of a missing key with 403 rather than
