@@ -8,9 +8,10 @@ the record's backoff is at most 10 s), inside the workflow task that scheduled i
 heartbeats that task: at 80 % of the workflow task timeout (8 s of the default 10 s) it
 completes the task with no commands and takes a new one at once. The server keeps, in the
 pending workflow task's ``original_scheduled_time``, when that chain of heartbeated tasks
-began (measured on the dev server: the first heartbeat's time, kept until the chain ends),
-and ``scheduled_time`` is the latest link's. Their difference, both the server's clock, is
-how long the local activity has run at least.
+began (measured on the dev server, Temporal CLI 1.9.1 / Server 1.32.0: the first
+heartbeat's time, kept until the chain ends), and ``scheduled_time`` is the latest link's.
+Their difference, both on the server's clock, is how long the local activity has run at
+least (it ran 8 s before the chain began, and up to 8 s since the latest link).
 
 Nothing else in an order's workflow is a local activity, so a chain that is long is the
 creation's record. One attempt lasts at most ``RECORD_TIMEOUT`` and waits at most the

@@ -98,6 +98,12 @@ async def test_a_creation_whose_record_keeps_failing_is_listed_until_it_is_recor
         assert order_id in table.stdout and "creation not recorded" in table.stdout and healthy not in table.stdout
         assert "1 stuck order(s)" in table.stdout
 
+        shown = await run_cli("show", order_id, "--json", env=env)
+        assert shown.code == 0, shown.stderr
+        assert shown.json()["failing_step"] is None and shown.json()["failing_creation"]["attempt_at_least"] >= 2
+        text = await run_cli("show", order_id, env=env)
+        assert text.code == 0 and "creation not recorded: its record keeps failing" in text.stdout, text.stdout
+
         # The same look from Python; a bar of attempts no heartbeat chain can prove yet.
         found = await find_stuck(order_stack.client)
         assert [(o.order_id, o.why) for o in found] == [(order_id, "creation not recorded")]
