@@ -157,16 +157,23 @@ class WriteLeases:
         }
         if not self.blobs.put(lease_key, json.dumps(document, separators=(",", ":")).encode()):
             raise LeaseError(f"lease {lease_key!r} already exists in {self.blobs.location}: not taken")
-        self.held.append(lease_key)
+        with self._lock:
+            self.held.append(lease_key)
         return lease_key
 
     def release(self, lease_keys: Iterable[str]) -> None:
-        """Delete leases whose refs the workflow has acknowledged (or recorded)."""
-        released = set()
-        for lease_key in lease_keys:
-            self.blobs.delete(lease_key)
-            released.add(lease_key)
-        self.held = [key for key in self.held if key not in released]
+        """Delete leases whose refs the workflow has acknowledged (or recorded): in one
+        request (S3 DeleteObjects, 1,000 a request) where the store deletes many at once."""
+        released = set(lease_keys)
+        if not released:
+            return
+        if isinstance(self.blobs, CollectableBlobStore):
+            self.blobs.delete_many(sorted(released))
+        else:
+            for lease_key in released:
+                self.blobs.delete(lease_key)
+        with self._lock:  # released from several threads at once (the importer's)
+            self.held = [key for key in self.held if key not in released]
 
     def release_all(self) -> None:
         self.release(list(self.held))

@@ -148,3 +148,11 @@ class EncoderPool:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def default_workers() -> int:
+    """Encoding processes by default: one per CPU this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)

@@ -16,9 +16,9 @@ from pathlib import Path
 from bulkorder.domain.application import Orders
 from bulkorder.domain.identity import OrderName, check_customer
 from bulkorder.domain.refs import MAX_BATCH_ITEMS
-from bulkorder.importer.encoders import EncoderPool
+from bulkorder.importer.encoders import EncoderPool, default_workers
 from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
-from bulkorder.importer.pipeline import Pipeline, default_workers
+from bulkorder.importer.pipeline import Pipeline
 from bulkorder.importer.preflight import check_batch_size, prepare_order
 from bulkorder.importer.progress import ImportProgress, ProgressView
 from bulkorder.importer.rejects import RejectsFile

@@ -4,8 +4,9 @@ send refs to the order workflow, every stage bounded, batches kept in input orde
 ::
 
     reader thread ──RawBatch──▶ process pool ──StageResult──▶ upload threads ──▶ sender
-    (cut + hash)                (parse, validate,             (BatchStore         (signals or
-                                 encode, sha-256)              .put_encoded)       updates)
+    (cut + hash)                (parse, validate,             (a lease per        (signals or
+                                 encode, sha-256)              window, then        updates)
+                                                               .put_encoded)
 
 Each queue holds a few batches at most, so memory stays flat however large the input.
 Batches are sent strictly in input order: when batch ``k`` is invalid, every batch before
@@ -16,8 +17,8 @@ order, and fixing line ``N`` then running the same command again resumes there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping
@@ -25,6 +26,7 @@ from typing import Any, Awaitable, Mapping
 from bulkorder.domain.refs import BatchRef
 from bulkorder.importer.encoders import EncoderPool
 from bulkorder.importer.errors import ImportInputError
+from bulkorder.importer.lease_windows import MAX_WINDOW, WINDOW_LINGER, LeaseWindow, LeaseWindows
 from bulkorder.importer.progress import ImportProgress
 from bulkorder.importer.rejects import RejectsFile
 from bulkorder.importer.sources import ItemSource, RawBatch
@@ -44,8 +46,9 @@ class _Entry:
     future: Awaitable[Any] | None = None
     skipped: bool = False
     ref: BatchRef | None = None
-    #: The write lease on the batch's blob, once uploaded (released once acknowledged).
-    lease: str | None = None
+    #: The window lease naming the batch's blob, taken before its upload (released once
+    #: every batch it names is acknowledged).
+    lease: LeaseWindow | None = None
 
 
 @dataclass
@@ -66,8 +69,10 @@ class _Crash:
 _END = object()
 logger = logging.getLogger(__name__)
 
-#: Seconds the sender waits for more refs before a call that would carry only one.
-SEND_LINGER = 0.1
+#: Seconds the sender waits for more refs before a call that would carry only one. Fewer,
+#: larger calls cost the worker and Temporal less: measured against 0.1 s, 20-40% fewer
+#: history events and ~0.6 CPU-s less per million items (docs/benchmarks.md).
+SEND_LINGER = 0.25
 
 
 class Pipeline:
@@ -99,7 +104,8 @@ class Pipeline:
         self.skip_invalid = skip_invalid
         self.acknowledge = acknowledge
         self.progress = progress
-        self._encoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=encoder_count * 2)
+        # Deep enough that the encoders keep busy while a lease window gathers.
+        self._encoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=encoder_count * 3)
         self._uploaded: asyncio.Queue[Any] = asyncio.Queue(maxsize=upload_threads * 2)
         self._stopping = False
         #: Batch IDs sent to the workflow by this run (one per batch, not per item).
@@ -111,11 +117,14 @@ class Pipeline:
         # finishes must not hold up the event loop's default executor at exit.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulkorder-reader")
         self._reading: Future[Any] | None = None
-        # Garbage collection keeps a blob under a live lease: one per batch, taken before
-        # its upload, released once the workflow acknowledged the ref (signals: after a
-        # query answered at the end, which the workflow answers after those signals).
+        # Garbage collection keeps a blob under a live lease: one per window of batches,
+        # taken before their uploads, released once the workflow acknowledged all their
+        # refs (signals: after a query answered at the end, which the workflow answers
+        # after those signals).
         self.leases = WriteLeases(batches.blobs)
-        self._signalled_leases: list[str] = []
+        self.windows = LeaseWindows(self.leases)
+        self._signalled: list[LeaseWindow] = []
+        self._releases: list[asyncio.Future[None]] = []
 
     @property
     def reading(self) -> bool:
@@ -132,11 +141,13 @@ class Pipeline:
                 await uploader
                 await reader
             await self._release_signalled()
+            releases, self._releases = self._releases, []
+            await asyncio.gather(*releases)
         finally:
             self._stopping = True
             for task in (reader, uploader):
                 task.cancel()
-            await asyncio.gather(reader, uploader, return_exceptions=True)
+            await asyncio.gather(reader, uploader, *self._releases, return_exceptions=True)
             self._reader.shutdown(wait=False, cancel_futures=True)
 
     # ---- stage 1: cut, hash, hand to the encoding processes ---------------------------
@@ -180,34 +191,94 @@ class Pipeline:
     # ---- stage 2: in order, check what the processes made and upload it ---------------
 
     async def _upload_in_order(self) -> None:
-        loop = asyncio.get_running_loop()
+        held: Any = None
         try:
             while True:
-                entry = await self._encoded.get()
-                if not isinstance(entry, _Entry):  # the end, a stop or a crash
-                    await self._uploaded.put(entry)
+                window, passed, held = await self._gather_window(held)
+                await self._lease_and_upload(window)
+                if passed is not None:  # the end, a stop or a crash: after the window
+                    await self._uploaded.put(passed)
                     return
-                if entry.skipped:
-                    await self._uploaded.put(entry)
-                    continue
-                result: StageResult = await entry.future
-                if result.problems and self.skip_invalid is None:
-                    await self._uploaded.put(_Stop(self._input_error(result.problems[0])))
-                    return
-                if self.skip_invalid is not None:
-                    await asyncio.to_thread(self.skip_invalid.write, self.source.name, result.batch_id, result.problems)
-                    self.progress.rejected += len(result.problems)
-                upload = None
-                if result.ref is not None:
-                    # Encoder processes hold no secret: the ref is sealed here, once.
-                    result.ref = self.batches.seal(result.ref, order_id=self.order_id)
-                    upload = loop.run_in_executor(
-                        self.uploaders, self.batches.put_leased, result.ref, result.data, self.leases
-                    )
-                result.data = b""  # the upload thread holds the bytes now
-                await self._uploaded.put(_Entry(result, future=upload, ref=result.ref))
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
             await self._uploaded.put(_Crash(exc))
+
+    async def _gather_window(self, held: Any) -> tuple[list[_Entry], Any, Any]:
+        """In order, the encoded batches of the next lease window: waits for the first,
+        then takes what is encoded within :data:`WINDOW_LINGER`, up to :data:`MAX_WINDOW`
+        batches (skipped ones count too). Returns the window, what ends the stream after
+        it (or ``None``), and an entry taken but not yet encoded (the next window's first).
+        The linger costs no throughput (the encoders keep working meanwhile), only that
+        much latency per window; measured, about two batches a window at 5,000 items each."""
+        loop = asyncio.get_running_loop()
+        window: list[_Entry] = []
+        deadline: float | None = None
+        while len(window) < MAX_WINDOW:
+            if held is not None:
+                entry, held = held, None
+            else:
+                entry = await self._next_encoded(deadline)
+                if entry is None:
+                    break
+            if not isinstance(entry, _Entry):  # the end, a stop or a crash
+                return window, entry, None
+            if entry.skipped:
+                window.append(entry)
+                deadline = loop.time() + WINDOW_LINGER if deadline is None else deadline
+                continue
+            if deadline is not None:
+                done, _ = await asyncio.wait({entry.future}, timeout=max(deadline - loop.time(), 0))  # type: ignore[arg-type]
+                if not done:
+                    return window, None, entry  # still encoding: the next window's first
+            result: StageResult = await entry.future  # type: ignore[misc]
+            if result.problems and self.skip_invalid is None:
+                return window, _Stop(self._input_error(result.problems[0])), None
+            if self.skip_invalid is not None:
+                await asyncio.to_thread(self.skip_invalid.write, self.source.name, result.batch_id, result.problems)
+                self.progress.rejected += len(result.problems)
+            if result.ref is not None:
+                # Encoder processes hold no secret: the ref is sealed here, once.
+                result.ref = self.batches.seal(result.ref, order_id=self.order_id)
+            window.append(_Entry(result, ref=result.ref))
+            if deadline is None:
+                deadline = loop.time() + WINDOW_LINGER
+        return window, None, held
+
+    async def _next_encoded(self, deadline: float | None) -> Any:
+        """The next entry of the encoding stage, or ``None`` if none comes by ``deadline``."""
+        if deadline is None:
+            return await self._encoded.get()
+        timeout = deadline - asyncio.get_running_loop().time()
+        try:
+            if timeout <= 0:
+                return self._encoded.get_nowait()
+            return await asyncio.wait_for(self._encoded.get(), timeout)
+        except (asyncio.QueueEmpty, asyncio.TimeoutError):
+            return None
+
+    async def _lease_and_upload(self, window: list[_Entry]) -> None:
+        """One lease naming every blob of ``window``, then their uploads, all at once,
+        each only once the lease is written; passed on in order at once (the next window
+        gathers while this one's lease is written: its round trip is never waited for
+        here)."""
+        uploading = [entry for entry in window if entry.ref is not None]
+        if uploading:
+            lease = asyncio.ensure_future(
+                asyncio.to_thread(self.windows.take, [entry.ref.key for entry in uploading])  # type: ignore[union-attr]
+            )
+            for entry in uploading:
+                result = entry.batch
+                assert isinstance(result, StageResult)
+                entry.future = asyncio.ensure_future(self._upload_leased(entry, lease, result.data))
+                result.data = b""  # the upload holds the bytes now
+        for entry in window:
+            await self._uploaded.put(entry)
+
+    async def _upload_leased(self, entry: _Entry, lease: asyncio.Future[LeaseWindow], data: bytes) -> None:
+        entry.lease = await lease  # written before the blob: gc keeps the blob from now on
+        assert entry.ref is not None
+        await asyncio.get_running_loop().run_in_executor(
+            self.uploaders, functools.partial(self.batches.put_encoded, entry.ref, data, leases=self.leases)
+        )
 
     def _input_error(self, problem: Problem) -> ImportInputError:
         return ImportInputError(
@@ -232,7 +303,7 @@ class Pipeline:
                 return
             group = [entry]
             if entry.future is not None:
-                entry.lease = await entry.future
+                await entry.future  # raises if the upload failed
             if self._uploaded.empty():
                 # Linger a moment so that one call carries several refs: fewer signals,
                 # fewer recording activities, a shorter history per item.
@@ -248,34 +319,39 @@ class Pipeline:
                     held = following
                     break
                 if following.future is not None:
-                    following.lease = await following.future  # done: raises if the upload failed
+                    await following.future  # done: raises if the upload failed
                 group.append(following)
                 refs += following.ref is not None
             acknowledged = self.acknowledge or self.create_customer is not None  # create is an update
             await self._send([item.ref for item in group if item.ref is not None])
-            leases = [item.lease for item in group if item.lease is not None]
+            windows = [item.lease for item in group if item.lease is not None]
             if acknowledged:
-                await asyncio.to_thread(self.leases.release, leases)
+                self._release(self.windows.acknowledged(windows))
             else:
-                self._signalled_leases.extend(leases)
+                self._signalled.extend(windows)
             for item in group:
                 self._count(item)
 
     async def _release_signalled(self) -> None:
         """Signals carry no answer: a query answered after them (Temporal answers a query
         after the signals sent before it) says the workflow holds their refs."""
-        if not self._signalled_leases:
+        if not self._signalled:
             return
         try:
             await self.client.summary(self.order_id)
         except Exception as exc:  # noqa: BLE001 - the import is done; the leases just expire
             logger.warning(
                 "order %s: no answer after the signals (%s): %d write leases left to expire",
-                self.order_id, exc, len(self._signalled_leases),
+                self.order_id, exc, len({id(window) for window in self._signalled}),
             )
             return
-        await asyncio.to_thread(self.leases.release, self._signalled_leases)
-        self._signalled_leases = []
+        self._release(self.windows.acknowledged(self._signalled))
+        self._signalled = []
+
+    def _release(self, lease_keys: list[str]) -> None:
+        """Delete ``lease_keys`` in the background (one request); awaited at the end."""
+        if lease_keys:
+            self._releases.append(asyncio.ensure_future(asyncio.to_thread(self.windows.release, lease_keys)))
 
     async def _send(self, refs: list[BatchRef]) -> None:
         if not refs:
@@ -313,12 +389,4 @@ class Pipeline:
             future = getattr(entry, "future", None)
             if isinstance(future, asyncio.Future):
                 future.cancel()
-
-
-def default_workers() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
-
 

@@ -65,7 +65,13 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=args.task_queue, workflows=[InlineItemsWorkflow, CountingItemsWorkflow]):
+    # Deadlock detection off (debug_mode; the sandbox stays): on two shared cores, decoding
+    # one workflow task's many 2,000-item payloads can take longer than its 2 s, and the
+    # failed task is retried from a full replay that fetches every payload again, in a loop
+    # (the ExternalStorage baseline then crawled, "workflow didn't yield" in its log).
+    async with Worker(
+        client, task_queue=args.task_queue, workflows=[InlineItemsWorkflow, CountingItemsWorkflow], debug_mode=True
+    ):
         print("worker ready", flush=True)
         await stop.wait()
 

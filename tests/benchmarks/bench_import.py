@@ -42,8 +42,9 @@ from bulkorder.embedded import EmbeddedTemporal
 from bulkorder.identity_secret import IdentitySettings
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.bench_codec import moto_server
-from tests.fixtures.latency_proxy import latency_proxy_process
-from tests.benchmarks.measure import PeakRss, Result, machine, run_histories, stop_process, wait_for_line
+from tests.fixtures.latency_proxy import latency_proxy_process, request_counts
+from tests.benchmarks.floor import floor_cpu_seconds_per_million
+from tests.benchmarks.measure import PeakRss, Result, _cpu_seconds, listening_pid, machine, run_histories, stop_process, wait_for_line
 from tests.importer.files import write_ndjson
 
 BIN = Path(sys.executable).parent
@@ -54,9 +55,16 @@ HISTORY_BYTES_LIMIT = 4 * 1024 * 1024
 # ---- 1. bulkorder import -----------------------------------------------------------------
 
 
-def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_size: int, s3_endpoint: str | None) -> Result:
+def run_bulkorder(
+    address: str, path: Path, count: int, workdir: Path, batch_size: int, s3_endpoint: str | None,
+    proxy_log: Path | None = None,
+    servers: dict[str, int] | None = None,
+) -> Result:
     """``bulkorder import`` into a worker's order: on the S3 server at ``s3_endpoint`` (a
-    new bucket), or on a folder store when it is ``None``."""
+    new bucket), or on a folder store when it is ``None``. With ``proxy_log`` (the latency
+    proxy's), the S3 requests to its bucket are counted by kind; ``servers`` (name → pid:
+    the Temporal server, moto, the proxy) have their CPU time over the run counted too."""
+    servers = servers or {}
     home = workdir / f"bulkorder-{uuid.uuid4().hex[:6]}"
     if s3_endpoint is None:
         blobs = {"BULKORDER_BLOB_DIR": str(home / "blobs")}
@@ -80,6 +88,7 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
     order_id = f"bench/bench-{uuid.uuid4().hex[:8]}"  # the order's name: customer/reference
     command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create"]
     command += ["--batch-size", str(batch_size), "--json", "--quiet"]
+    servers_before = {name: _cpu_seconds(pid) for name, pid in servers.items()}
     started = time.perf_counter()
     importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     importer_rss = PeakRss(importer.pid)
@@ -103,12 +112,14 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
         # The workflow ID is the name's keyed hash, with the secret the processes made in home.
         return await run_histories(client, IdentitySettings().identity(home).workflow_id(order_id))
 
+    servers_cpu = {name: _cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()}
     runs = asyncio.run(histories())
     worker_own, _ = worker_rss.stop()
     worker_final, worker_cpu = stop_process(worker)
     worker_peak = max(worker_final, worker_own)
     shutil.rmtree(home, ignore_errors=True)
     largest = max(runs, key=lambda run: run[1])
+    requests = request_counts(proxy_log, blobs["BULKORDER_S3_BUCKET"]) if proxy_log and s3_endpoint else {}
     return Result(
         "bulkorder import" + (" (folder store: not like for like)" if s3_endpoint is None else " (moto S3)"),
         count,
@@ -129,6 +140,9 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
             "largest_run_bytes": largest[1],
             "max_run_events": max(run[0] for run in runs),
             "max_run_bytes": max(run[1] for run in runs),
+            "batches": summary["batches"],
+            "s3_requests": requests,
+            "servers_cpu_seconds": servers_cpu,
         },
     )
 
@@ -136,7 +150,7 @@ def run_bulkorder(address: str, path: Path, count: int, workdir: Path, batch_siz
 # ---- main --------------------------------------------------------------------------------
 
 
-def report(results: list[Result], count: int, per_signal: int) -> None:
+def report(results: list[Result], count: int, per_signal: int, floor: float = 0.0) -> None:
     print()
     print(f"| system ({count:,} items) | items | seconds | items/s | note |")
     print("| --- | ---: | ---: | ---: | --- |")
@@ -170,6 +184,25 @@ def report(results: list[Result], count: int, per_signal: int) -> None:
         f"history: {extra['runs']} runs; largest {extra['largest_run_events']:,} events, "
         f"{extra['largest_run_bytes']:,} bytes; every run ≤4,096 events and ≤4 MiB: {'yes' if ok else 'NO'}"
     )
+    per_million = {
+        "importer with its encoders": extra["importer_cpu_seconds"],  # from wait4: every process it reaped
+        "worker": extra["worker_cpu_seconds"],
+        **extra.get("servers_cpu_seconds", {}),
+    }
+    per_million = {name: seconds * 1e6 / bulk.items for name, seconds in per_million.items()}
+    everything = sum(per_million.values())
+    print(
+        "CPU-s per million items, by process: "
+        + ", ".join(f"{name} {value:.1f}" for name, value in per_million.items())
+        + f"; all {everything:.1f}"
+        + (f" = {everything / floor:.2f}x the floor ({floor:.2f})" if floor else "")
+    )
+    if extra.get("s3_requests"):
+        requests = extra["s3_requests"]
+        total = sum(requests.values())
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(requests.items(), key=lambda kv: -kv[1]))
+        print(f"S3 requests (importer and worker): {total:,} for {extra['batches']} batches, "
+              f"{total / max(extra['batches'], 1):.2f} per batch ({kinds})")
     for other in results[1:]:
         if other.extra:
             print(f"{other.name}: {json.dumps(other.extra)}")
@@ -205,8 +238,12 @@ def main() -> None:
     try:
         with moto_server() as moto:
             for latency in [float(ms) for ms in args.s3_latency_ms.split(",")]:
-                with latency_proxy_process(moto, latency) as endpoint:
-                    results = [run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint)]
+                proxy_log = workdir / f"proxy-{uuid.uuid4().hex[:6]}.log"
+                with latency_proxy_process(moto, latency, log=proxy_log) as endpoint:
+                    servers = {"Temporal server": server.pid or 0, "moto S3": listening_pid(moto), "proxy": listening_pid(endpoint)}
+                    results = [
+                        run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint, proxy_log, servers)
+                    ]
                     print(f"done: {results[-1].name} +{latency:g} ms: {results[-1].items_per_second:,.0f} items/s", flush=True)
                     if not args.bulkorder_only:
                         if latency == 0:  # the inline entity touches no S3: once is enough
@@ -226,10 +263,15 @@ def main() -> None:
         for leftover in workdir.glob(f"{temporal_db.stem}*"):
             leftover.unlink()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    floor_path = workdir / "floor-200000.ndjson"
+    if not floor_path.exists():
+        write_ndjson(floor_path, 200_000)
+    floor, _ = floor_cpu_seconds_per_million(floor_path, args.batch_size)
+    print(f"floor (tests/benchmarks/floor.py, this machine, now): {floor:.2f} CPU-s per million items on one core")
     for title, results in tables:
         print()
         print(f"### {title}")
-        report(results, args.items, args.per_signal)
+        report(results, args.items, args.per_signal, floor)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

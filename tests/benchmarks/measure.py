@@ -134,3 +134,23 @@ async def run_histories(client: Client, workflow_id: str) -> list[tuple[int, int
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id or None
     return runs
+
+
+def listening_pid(endpoint: str) -> int:
+    """The process listening at ``endpoint`` (``http://127.0.0.1:PORT``), found by its socket."""
+    port = int(endpoint.rsplit(":", 1)[1])
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+            inodes.add(fields[9])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            return int(entry.name)
+    raise RuntimeError(f"no process listens at {endpoint}")

@@ -234,6 +234,19 @@ def test_leases_list_their_keys(blobs: BlobStore) -> None:
         writer.take([])
 
 
+def test_leases_are_released_in_one_request_where_the_store_deletes_many(blobs: BlobStore) -> None:
+    writer = WriteLeases(blobs)
+    taken = [writer.take([f"batches/aa/{n}"]) for n in range(5)]
+    requests: list[str] = []
+    if isinstance(blobs, S3BlobStore):
+        blobs.delete_batch_size = 1000
+        blobs.client.meta.events.register("before-call.s3", lambda model, **_: requests.append(model.name))
+    writer.release(taken)
+    if isinstance(blobs, S3BlobStore):
+        assert requests == ["DeleteObjects"]  # five leases, one request
+    assert read_leases(blobs).live == 0 and writer.held == []
+
+
 def test_listing_streams_every_page(blobs: BlobStore) -> None:
     written = {write_batch(blobs, f"b{i}").key for i in range(20)}
     listed: Iterator[Any] = listed_blobs(blobs)()
