@@ -9,9 +9,10 @@ activities only read, and write their report under a content-addressed key.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Iterator
 
 from temporalio import activity
 
@@ -57,7 +58,8 @@ class OrderActivities:
         started = time.perf_counter()
         with classified_failures("recording"):
             proven = self.proven(change)
-            outcome = self.orders.record(proven)
+            with _cancel_deferred():
+                outcome = self.orders.record(proven)
             kept = {ref.batch_id for ref in proven.batches}
             outcome.unproven_batch_ids = [ref.batch_id for ref in change.batches if ref.batch_id not in kept]
         if self.on_recorded is not None:
@@ -101,3 +103,19 @@ class OrderActivities:
 
     def all(self) -> list[object]:
         return [self.record_order_change, self.fulfill_order, self.fulfill_order_checked]
+
+
+@contextlib.contextmanager
+def _cancel_deferred() -> Iterator[None]:
+    """Hold a cancellation back until the write is over. A sync activity is cancelled by an
+    exception raised into its thread at any bytecode (temporalio's thread raiser); landing
+    inside the event store's connection pool it leaks the pool's one writer, and every
+    later write of the process fails ("Timed out waiting for return of writer") even once
+    the store is back. Core cancels a creation's local activity attempt while it retries
+    (seen with SQLite locked: tests/cli/test_stuck_creation.py). Outside an activity (a
+    direct call) there is nothing to defer."""
+    if not activity.in_activity():
+        yield
+        return
+    with activity.shield_thread_cancel_exception():
+        yield

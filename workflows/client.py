@@ -39,6 +39,7 @@ from bulkorder.workflows.messages import MAX_REFS_PER_CALL, AddBatchesResult, Cr
 from bulkorder.workflows.order_identity import NameResolver, identity_from_env
 from bulkorder.workflows.order_rules import FULFILLMENT_FAILED, ORDER_CLOSED, ORDER_EXISTS
 from bulkorder.workflows.order_workflow import OrderWorkflow
+from bulkorder.workflows.workflow_task import read_workflow_task
 from bulkorder.workflows.pending import (
     WORKFLOW_COMPLETED,
     WORKFLOW_RUNNING,
@@ -337,7 +338,10 @@ class OrderClient:
                 await self.wait_closed(order_id)
             except OrderRefusedError as err:
                 error = str(err)
-        return OrderProgress(order_id=order_id, workflow_status=status, summary=summary, steps=steps, error=error)
+        return OrderProgress(
+            order_id=order_id, workflow_status=status, summary=summary, steps=steps, error=error,
+            workflow_task=read_workflow_task(raw),
+        )
 
     async def wait_closed(self, order_id: OrderName | str, *, poll_seconds: float = 0.5) -> OrderSummary:
         """Wait until the order is settled: its workflow completed (following

@@ -25,6 +25,7 @@ from temporalio.converter import DataConverter
 
 from bulkorder.domain.summary import OrderSummary
 from bulkorder.workflows.messages import FULFILL_ACTIVITY, FULFILL_CHECKED_ACTIVITY, RECORD_ACTIVITY
+from bulkorder.workflows.workflow_task import FailingCreation, WorkflowTask, failing_creation
 
 #: Temporal's execution statuses, as ``OrderProgress.workflow_status`` names them.
 WORKFLOW_RUNNING = "running"
@@ -260,6 +261,9 @@ class OrderProgress:
     steps: list[PendingStep]
     #: Why a closed workflow did not complete, or why a running one did not answer.
     error: str | None = None
+    #: The workflow task it has open, if any: how a creation whose record (a local
+    #: activity, no pending step) keeps failing shows (bulkorder.workflows.workflow_task).
+    workflow_task: WorkflowTask | None = None
 
     @property
     def running(self) -> bool:
@@ -272,6 +276,10 @@ class OrderProgress:
 
     def failing_step(self, min_attempts: int = 2) -> PendingStep | None:
         return failing_step(self.steps, min_attempts=min_attempts)
+
+    def failing_creation(self, min_attempts: int = 2) -> FailingCreation | None:
+        """The creation's record (a local activity) retried until ``min_attempts`` at least."""
+        return failing_creation(self.workflow_task, min_attempts=min_attempts) if self.running else None
 
     def step(self, name: str) -> PendingStep | None:
         return next((step for step in self.steps if step.step == name), None)

@@ -24,6 +24,7 @@ from bulkorder.domain.summary import OrderStatus
 from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.order_workflow import OrderWorkflow
 from bulkorder.workflows.pending import PendingStep, safe_error_text
+from bulkorder.workflows.workflow_task import FailingCreation
 
 #: Open workflows read per visibility page (and looked at before the next page is read).
 PAGE_SIZE = 100
@@ -38,13 +39,16 @@ _SAFE_QUEUE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
 @dataclass(frozen=True)
 class StuckOrder:
     order_id: str
-    #: Why it is listed: ``failing step``, ``fulfillment failed`` (waiting for a retry
-    #: or a cancel), or ``no answer`` (its workflow answers no query: no worker?).
+    #: Why it is listed: ``failing step``, ``creation not recorded`` (its record, a local
+    #: activity, keeps failing), ``fulfillment failed`` (waiting for a retry or a cancel),
+    #: or ``no answer`` (its workflow answers no query: no worker?).
     why: str
     #: The order's status from its workflow (``None`` if it did not answer).
     status: str | None
     failing_step: PendingStep | None
     detail: str = ""
+    #: The creation's record retried as a local activity (``why`` is ``creation not recorded``).
+    failing_creation: FailingCreation | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,7 @@ class StuckOrder:
             "status": self.status,
             "failing_step": None if self.failing_step is None else self.failing_step.to_json(),
             "detail": self.detail,
+            "failing_creation": None if self.failing_creation is None else self.failing_creation.to_json(),
         }
 
 
@@ -122,6 +127,14 @@ async def _look(client: OrderClient, order_id: str, min_attempts: int) -> StuckO
     step = progress.failing_step(min_attempts)
     if step is not None:
         return StuckOrder(order_id, "failing step", progress.status, step)
+    creation = progress.failing_creation(min_attempts)
+    if creation is not None:
+        # No pending activity to show: the record runs as a local activity inside the
+        # workflow task it keeps open (bulkorder.workflows.workflow_task).
+        return StuckOrder(
+            order_id, "creation not recorded", progress.status, None, detail=creation.describe(),
+            failing_creation=creation,
+        )
     if progress.status == OrderStatus.FAILED:
         return StuckOrder(
             order_id, "fulfillment failed", progress.status, None,

@@ -25,6 +25,7 @@ from bulkorder.domain.errors import OrderNotFoundError
 from bulkorder.domain.identity import OrderName, check_idempotency_key
 from bulkorder.domain.summary import OrderStatus, OrderSummary
 from bulkorder.workflows.pending import PendingStep, failing_step
+from bulkorder.workflows.workflow_task import FailingCreation
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -177,8 +178,9 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
     summary: OrderSummary | None = None
     source = ""
     steps: list[PendingStep] = []
+    creation: FailingCreation | None = None
     if order is None or not order.via_outbox:
-        summary, source, steps = await _workflow_summary(args.order_id, settings)
+        summary, source, steps, creation = await _workflow_summary(args.order_id, settings)
     if summary is None:
         if order is None:
             raise OrderNotFoundError(args.order_id)
@@ -191,6 +193,7 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
         data["source"] = source
         data["failing_step"] = None if failing is None else failing.to_json()
         data["pending_steps"] = [step.to_json() for step in steps]
+        data["failing_creation"] = None if creation is None else creation.to_json()
         data["rejections"] = [{"batch_id": batch_id, "reason": reason} for batch_id, reason in rejections.items()]
         if closing_reason:
             data["reason"] = closing_reason
@@ -203,6 +206,8 @@ async def run_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"waiting for `bulkorder retry {args.order_id}` (after fixing the cause) or `bulkorder cancel {args.order_id}`")
     if failing is not None:
         _print_failing_step(failing)
+    if creation is not None:
+        print(creation.describe())
     _print_rejections(rejections)
     return 0
 
@@ -231,21 +236,24 @@ def _print_rejections(rejections: dict[str, str]) -> None:
         print(f"  ... and {len(rejections) - SHOWN_REJECTIONS:,} more (--json lists them all)")
 
 
-async def _workflow_summary(order_id: str, settings: Settings) -> tuple[OrderSummary | None, str, list[PendingStep]]:
-    """The running workflow's summary and pending steps (``None`` if it is not running)."""
+async def _workflow_summary(
+    order_id: str, settings: Settings
+) -> tuple[OrderSummary | None, str, list[PendingStep], FailingCreation | None]:
+    """The running workflow's summary, pending steps and failing creation (a local
+    activity, no step: bulkorder.workflows.workflow_task) (``None`` if it is not running)."""
     try:
         async with open_runtime(settings) as runtime:
             progress = await runtime.order_client().progress(order_id)
     except (NoTemporalError, OrderNotFoundError):
-        return None, "", []
+        return None, "", [], None
     except RPCError as err:
         if "not found" in str(err).lower():
-            return None, "", []
+            return None, "", [], None
         raise
     if not progress.running:
-        return None, "", []
+        return None, "", [], None
     if progress.summary is None:
         # Running but unanswered (no worker): the steps are still worth showing, over the
         # event store's record.
-        return None, "", progress.steps
-    return progress.summary, "workflow", progress.steps
+        return None, "", progress.steps, progress.failing_creation()
+    return progress.summary, "workflow", progress.steps, progress.failing_creation()

@@ -1,7 +1,8 @@
 """``bulkorder stuck``: every open order that waits on something that will not come by itself.
 
 Listed: orders with a step that keeps failing (retried at least ``--min-attempts`` times
-in all), orders whose fulfillment failed and that wait for ``bulkorder retry`` or
+in all), orders whose creation is not recorded because its record (a local activity, seen
+only as the workflow task it keeps open) has been retried that long, orders whose fulfillment failed and that wait for ``bulkorder retry`` or
 ``bulkorder cancel``, and orders whose workflow answers no query (no worker running?).
 Only the configured task queue's orders are searched.
 
@@ -24,7 +25,7 @@ SOME_STUCK = 1
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stuck = sub.add_parser(
         "stuck",
-        help="list every open order whose steps keep failing or whose fulfillment failed (exit 1 if any)",
+        help="list every open order whose steps (its creation included) keep failing or whose fulfillment failed (exit 1 if any)",
     )
     stuck.add_argument(
         "--min-attempts", type=_attempts, default=2, metavar="N",
@@ -69,6 +70,13 @@ def _print_table(orders: list[StuckOrder], task_queue: str) -> None:
     for order in orders:
         step = order.failing_step
         data = step.to_json() if step is not None else {}
+        creation = order.failing_creation
+        if creation is not None:
+            rows.append((
+                order.order_id, order.status or "?", order.why, "creation", f"{creation.attempt_at_least}+",
+                "-", "-", order.detail,
+            ))
+            continue
         rows.append((
             order.order_id,
             order.status or "?",
