@@ -81,20 +81,29 @@ class RefSealer:
         """``None`` if ``ref``'s seal verifies for ``scope`` (the order it is recorded in) or
         for no order in particular, else why not (for a rejection's reason). A seal bound to
         another order does not verify: its ref was copied from that order."""
+        return self._verify(ref, scope)[0]
+
+    def verified_scope(self, ref: BatchRef, scope: str = "") -> str | None:
+        """The scope ``ref``'s seal verifies for: ``scope`` itself, ``""`` (a seal of no
+        order in particular: its batch's data key must then say whose it is), or ``None``."""
+        reason, matched = self._verify(ref, scope)
+        return matched if reason is None else None
+
+    def _verify(self, ref: BatchRef, scope: str) -> tuple[str | None, str | None]:
         if not isinstance(ref.seal, str) or not ref.seal:
-            return "the ref is not sealed"
+            return "the ref is not sealed", None
         if not _SEAL.fullmatch(ref.seal):
-            return "the ref's seal is not of a known form"
+            return "the ref's seal is not of a known form", None
         _, kid, mac = ref.seal.split(":")
         if kid not in self._keys:
-            return f"the ref is sealed with an unknown key {kid[:16]!r}"
+            return f"the ref is sealed with an unknown key {kid[:16]!r}", None
         scopes = [scope, ""] if scope and isinstance(scope, str) and scope.isascii() else [""]
         try:
             expected = [self._mac(kid, ref, each) for each in scopes]
         except (TypeError, ValueError):  # a hostile field no JSON holds: nothing was sealed
-            return "the ref's seal does not match its fields"
+            return "the ref's seal does not match its fields", None
         # Both compared, always: the time taken says nothing about which one matched.
         matches = [hmac.compare_digest(mac, each) for each in expected]
         if not any(matches):
-            return "the ref's seal does not match its fields"  # or was made for another order
-        return None
+            return "the ref's seal does not match its fields", None  # or was made for another order
+        return None, scopes[matches.index(True)]

@@ -17,7 +17,7 @@ from bulkorder.domain.items import ItemValidationError
 from bulkorder.domain.refs import BatchRef, InvalidRefError
 from bulkorder.domain.seal import RefSealer
 from bulkorder.storage.batches import BatchStore
-from bulkorder.storage.errors import BlobNotFoundError, StorageError, TransientStoreError
+from bulkorder.storage.errors import BlobNotFoundError, ForeignBatchError, StorageError, TransientStoreError
 
 
 def claims_mismatch(ref: BatchRef, items: Sequence[Mapping[str, Any]]) -> str | None:
@@ -57,9 +57,14 @@ class RefProver:
         """:meth:`refusal` for each ref of ``order_id``, reading at most ``budget`` bytes of
         blobs in all; an unsealed ref past the budget is refused, naming it (resend it sealed)."""
         out: list[str | None] = []
+        scope = self.batches.seal_scope(order_id)
         for ref in refs:
-            if self.sealer is not None and self.sealer.check(ref, self.batches.seal_scope(order_id)) is None:
-                out.append(None)
+            sealed_for = None if self.sealer is None else self.sealer.verified_scope(ref, scope)
+            if sealed_for is not None:
+                # A seal of no order in particular (a batch stored with no order named, or
+                # sealed before seals named their order) in an order that has a key: the
+                # batch's own data key must say it is this order's (or the shared one's).
+                out.append(self._owner_refusal(ref, order_id) if scope and not sealed_for else None)
                 continue
             size = ref.size if type(ref.size) is int and ref.size > 0 else budget + 1
             if size > budget:
@@ -74,9 +79,23 @@ class RefProver:
 
     def refusal(self, ref: BatchRef, *, order_id: str | None = None) -> str | None:
         """``None`` if ``ref``'s claims (for ``order_id``) are proven, else the reason to reject it."""
-        if self.sealer is not None and self.sealer.check(ref, self.batches.seal_scope(order_id)) is None:
-            return None
-        return self._content_refusal(ref, order_id)
+        return self.refusals([ref], budget=max(PROOF_BUDGET_BYTES, ref.size if type(ref.size) is int else 0), order_id=order_id)[0]
+
+    def _owner_refusal(self, ref: BatchRef, order_id: str | None) -> str | None:
+        """Why a ref sealed for no order in particular may not count in ``order_id``: its
+        blob (read whole: checked against its hash and size, and opened) is sealed with
+        another order's data key; or it cannot be read at all. ``None`` if it is the order's."""
+        try:
+            self.batches.fetch(ref, order_id=order_id)
+        except ForeignBatchError as exc:
+            return f"unproven claims: {exc}"
+        except BlobNotFoundError:
+            return "unproven claims: the ref's seal names no order and its blob does not exist"
+        except TransientStoreError:
+            raise  # the store briefly down: the call is retried, nothing is decided
+        except (StorageError, ValueError, TypeError) as exc:
+            return f"unproven claims: the ref's seal names no order and its blob is unreadable ({exc})"
+        return None
 
     def _content_refusal(self, ref: BatchRef, order_id: str | None) -> str | None:
         """The content check alone: the blob read (as ``order_id``'s: a batch sealed with

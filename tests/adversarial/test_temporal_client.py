@@ -162,9 +162,9 @@ async def test_bytes_swapped_after_acceptance_are_never_fulfilled(order_stack: O
 
 async def test_a_ref_copied_from_another_order_never_brings_its_items(order_stack: OrderStack) -> None:
     """A client that can read one order's refs (it holds the codec) copies them into
-    another order: the copy is rejected, whether its seal was made for that order (refused
-    when recorded) or is of the kind made before seals named their order (rejected at
-    fulfillment: the batch is sealed with the first order's data key)."""
+    another order: the copy is rejected when recorded, whether its seal was made for that
+    order (it proves nothing in another) or is of the kind made before seals named their
+    order (its batch is sealed with the first order's data key, which the record reads)."""
     first, second = new_order_id(), new_order_id()
     batches = order_stack.batches
     theirs = batches.write(usd_items(4, 9_900), batch_id=f"{first}-theirs", order_id=first)
@@ -181,12 +181,13 @@ async def test_a_ref_copied_from_another_order_never_brings_its_items(order_stac
     final = await order_stack.client.wait_closed(second)
     order = order_stack.orders.get_order(second)
     assert "sealed with another order's data key" in order.rejected_batch_ids[theirs.batch_id]  # when recorded
-    assert "unreadable at fulfillment" in order.rejected_batch_ids[legacy.batch_id]
-    assert "another order's data key" in order.rejected_batch_ids[legacy.batch_id]
+    assert "sealed with another order's data key" in order.rejected_batch_ids[legacy.batch_id]
+    assert "at fulfillment" not in order.rejected_batch_ids[legacy.batch_id]
+    assert (order.item_count, order.totals) == (2, {"USD": 200})  # never counted
     assert final.status == "fulfilled" and final.report is not None
     report_body = read_report(batches.blobs, final.report, batches.protection)
     assert report_body["totals"] == {"USD": 200} and final.report.item_count == 2
     # The first order still has its own, untouched.
     await wait_recorded(order_stack, first)
     assert order_stack.orders.summary(first).totals == {"USD": 4 * 9_900 + 3 * 7_700}
-    report(AttackLine(ATTACKER, "refs copied from another order's history", "refused (scoped seal) / rejected at fulfillment; report exact"))
+    report(AttackLine(ATTACKER, "refs copied from another order's history", "rejected when recorded (seal or data key); totals exact"))
