@@ -80,7 +80,12 @@ async def run_create(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         leases = WriteLeases(runtime.blobs)  # garbage collection keeps the blobs until created
-        refs = await client.store_items(items, batch_size=_batch_size(args, settings), leases=leases) if items else []
+        # Stored as the order's batches: sealed with its data key (erasure shreds them) and
+        # their refs' seals bound to it.
+        refs = (
+            await client.store_items(items, batch_size=_batch_size(args, settings), leases=leases, order_id=str(name))
+            if items else []
+        )
         summary = await client.create(name, refs=refs, idempotency_key=key)
         await asyncio.to_thread(leases.release_all)
     print_summary(summary, as_json=args.json)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bulkorder.domain.sample_items import generate_items
+from bulkorder.storage.encryption.envelope import read_header
 from tests.cli.helpers import cli_env, run_cli, write_ndjson
 from tests.fixtures.orders import OrderStack
 
@@ -36,6 +37,10 @@ async def test_create_add_submit_show(env: dict[str, str], tmp_path: Path, order
     assert created.code == 0, created.stderr
     assert created.json()["item_count"] == 3_000 and created.json()["status"] == "open"
     assert created.json()["order_id"] == order_id  # the name every other command takes
+    # Its items are the order's own: sealed with its data key, which erasure destroys.
+    own_key = order_stack.batches.protection.keys.order_key_id(order_id)
+    for ref in order_stack.orders.iter_batch_refs(order_id):
+        assert read_header(order_stack.batches.blobs.get(ref.key), where=ref.key).key_id == own_key
 
     added = await run_cli("add", order_id, str(more), "--json", env=env)
     assert added.code == 0, added.stderr
