@@ -22,7 +22,7 @@ Each batch of the order becomes one record batch: a batch is read by storage's r
 in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
 bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
 into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
-it over cores.
+it over cores (from a folder store, the worker processes fetch the batches too).
 """
 
 from __future__ import annotations
