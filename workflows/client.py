@@ -82,6 +82,13 @@ class OrderClient(OrderWorkflowCalls):
         before identities, ``order-<reference>`` when that workflow's customer is the name's."""
         return await self._names.workflow_id(order_name(order))
 
+    async def stored_order_id(self, order: OrderName | str) -> str:
+        """The ID the order is stored under (its name; the bare order ID of a 0.x order):
+        what its batches are sealed for. See ``NameResolver.stored_order_id``."""
+        if isinstance(order, str) and "/" not in order:
+            return order  # a bare 0.x order ID already
+        return await self._names.stored_order_id(order_name(order))
+
     async def name_of(self, workflow_id: str) -> str | None:
         """The name of the order run by workflow ``workflow_id`` (from its input); None if
         it is no order's workflow. For tools that list workflows (``bulkorder stuck``)."""
@@ -184,7 +191,7 @@ class OrderClient(OrderWorkflowCalls):
         leases = WriteLeases(self.batches.blobs)
         refs = await store_item_batches(
             self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases,
-            order_id=order_id,
+            order_id=await self.stored_order_id(order_id),
         )
         result = await self.add_batches(order_id, refs, wait=wait)
         if not wait:
@@ -216,8 +223,9 @@ class OrderClient(OrderWorkflowCalls):
         """
         if self.batches is None:
             raise RuntimeError("OrderClient needs a BatchStore to store items")
+        stored = None if order_id is None else await self.stored_order_id(order_id)
         return await store_item_batches(
-            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases, order_id=order_id
+            self.batches, items, batch_size=batch_size, batch_id_prefix=batch_id_prefix, leases=leases, order_id=stored
         )
 
     async def submit(self, order_id: OrderName | str) -> OrderSummary:

@@ -60,6 +60,14 @@ class NameResolver:
             return self._remember(name, legacy)
         return v2  # not found anywhere: calls on it answer "not found"
 
+    async def stored_order_id(self, name: OrderName) -> str:
+        """The order ID the order's workflow, event stream and data key go by: its name,
+        or the bare reference of an order from before identities (``order-<reference>``),
+        whose batches must be sealed with that order's key, the one its erasure destroys."""
+        if await self.workflow_id(name) == legacy_workflow_id(name.reference):
+            return name.reference
+        return str(name)
+
     def _remember(self, name: OrderName, workflow_id: str) -> str:
         self._known[name] = workflow_id
         while len(self._known) > _KNOWN_NAMES:

@@ -2,6 +2,7 @@
 
 ``submit --wait`` shows the order's progress and any failing step while it waits; exit 1
 when the order fails, 3 when ``--timeout`` passes first (see :mod:`bulkorder.commands.waiting`).
+``create --timeout`` gives up waiting for the creation's record the same way (exit 3).
 ``show`` shows a step that keeps failing, read from Temporal's pending-activity information.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from dataclasses import asdict
 
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from bulkorder.commands.arguments import add_order_argument, duration, named_order, reason_text
 from bulkorder.commands.output import positive_int, print_json, print_summary
 from bulkorder.commands.progress import WaitView
-from bulkorder.commands.waiting import report_outcome, wait_for_outcome
+from bulkorder.commands.waiting import TIMED_OUT, report_outcome, wait_for_outcome
 from bulkorder.item_files import read_item_file
 from bulkorder.storage.leases import WriteLeases
 from bulkorder.runtime import NoTemporalError, Runtime, open_runtime
@@ -41,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     create.add_argument("--items", metavar="FILE", help="NDJSON or JSON array of the order's first items")
     create.add_argument("--batch-size", type=positive_int, default=None)
+    create.add_argument(
+        "--timeout", type=duration, metavar="DURATION",
+        help="give up waiting for the creation to be recorded after DURATION (90s, 10m) with exit 3; "
+        "the order may still be created: the same request again prints it",
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=run_create)
 
@@ -86,7 +94,16 @@ async def run_create(args: argparse.Namespace, settings: Settings) -> int:
             await client.store_items(items, batch_size=_batch_size(args, settings), leases=leases, order_id=str(name))
             if items else []
         )
-        summary = await client.create(name, refs=refs, idempotency_key=key)
+        try:
+            summary = await asyncio.wait_for(client.create(name, refs=refs, idempotency_key=key), args.timeout)
+        except (asyncio.TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # The update's wait is cancelled (temporalio says so with its own error). The workflow may hold the refs already: the leases are left to expire, not released.
+            print(
+                f"order {name}: its creation was not recorded within {args.timeout:g} s (`bulkorder stuck` "
+                "lists a creation whose record keeps failing); the same create again prints the order once it is",
+                file=sys.stderr,
+            )
+            return TIMED_OUT
         await asyncio.to_thread(leases.release_all)
     print_summary(summary, as_json=args.json)
     return 0

@@ -97,6 +97,7 @@ class Pipeline:
         self.client = client
         self.batches = batches
         self.order_id = order_id
+        self.stored_order_id = order_id  # set from the client when reading starts
         self.recorded = recorded
         self.create_customer = create_customer
         self.encoders = encoders
@@ -158,7 +159,9 @@ class Pipeline:
         try:
             # The order's data key (blob I/O on first use, in the reader thread): the
             # encoding processes seal each batch with it, before it is hashed.
-            data_key = await asyncio.wrap_future(self._reader.submit(self.batches.data_key, self.order_id))
+            # A 0.x order's batches go by its bare order ID (its key): the client knows.
+            self.stored_order_id = await self.client.stored_order_id(self.order_id)
+            data_key = await asyncio.wrap_future(self._reader.submit(self.batches.data_key, self.stored_order_id))
             while not self._stopping:
                 # Reading and hashing run in a thread: the event loop keeps sending.
                 self._reading = self._reader.submit(next, batches, None)
@@ -237,7 +240,7 @@ class Pipeline:
                 self.progress.rejected += len(result.problems)
             if result.ref is not None:
                 # Encoder processes hold no secret: the ref is sealed here, once.
-                result.ref = self.batches.seal(result.ref, order_id=self.order_id)
+                result.ref = self.batches.seal(result.ref, order_id=self.stored_order_id)
             window.append(_Entry(result, ref=result.ref))
             if deadline is None:
                 deadline = loop.time() + WINDOW_LINGER
@@ -351,7 +354,15 @@ class Pipeline:
     def _release(self, lease_keys: list[str]) -> None:
         """Delete ``lease_keys`` in the background (one request); awaited at the end."""
         if lease_keys:
-            self._releases.append(asyncio.ensure_future(asyncio.to_thread(self.windows.release, lease_keys)))
+            self._releases.append(asyncio.ensure_future(asyncio.to_thread(self._release_now, lease_keys)))
+
+    def _release_now(self, lease_keys: list[str]) -> None:
+        # Every batch the leases name is acknowledged: a lease that cannot be deleted only
+        # expires later (its blobs are referenced now), it must not fail the import.
+        try:
+            self.windows.release(lease_keys)
+        except Exception as exc:  # noqa: BLE001 - the store's error, logged; the leases expire
+            logger.warning("order %s: %d write leases not deleted (%s): left to expire", self.order_id, len(lease_keys), exc)
 
     async def _send(self, refs: list[BatchRef]) -> None:
         if not refs:

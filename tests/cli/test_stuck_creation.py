@@ -104,9 +104,15 @@ async def test_a_creation_whose_record_keeps_failing_is_listed_until_it_is_recor
         text = await run_cli("show", order_id, env=env)
         assert text.code == 0 and "creation not recorded: its record keeps failing" in text.stdout, text.stdout
 
+        # A create from the command line does not wait for ever: `--timeout` gives up, exit 3.
+        waited = f"unrecorded-cli-{uuid.uuid4().hex[:8]}"
+        gave_up = await run_cli("create", waited, "--customer", "acme", "--timeout", "3s", env=env)
+        assert gave_up.code == 3, (gave_up.code, gave_up.stderr)
+        assert f"order acme/{waited}: its creation was not recorded within 3 s" in gave_up.stderr
+
         # The same look from Python; a bar of attempts no heartbeat chain can prove yet.
         found = await find_stuck(order_stack.client)
-        assert [(o.order_id, o.why) for o in found] == [(order_id, "creation not recorded")]
+        assert (order_id, "creation not recorded") in [(o.order_id, o.why) for o in found]
         assert await find_stuck(order_stack.client, min_attempts=1000) == []
     finally:
         lock_holder[0].release()  # the store is back
@@ -119,5 +125,7 @@ async def test_a_creation_whose_record_keeps_failing_is_listed_until_it_is_recor
         return (await run_cli("stuck", "--json", env=env)).code == 0
 
     await wait_until(nothing_stuck, "`bulkorder stuck` to list nothing once the creation is recorded", timeout=60, interval=1)
-    for name in (healthy, order_id):
+    again = await run_cli("create", waited, "--customer", "acme", "--json", env=env)  # the same request, once recorded
+    assert again.code == 0 and again.json()["order_id"] == f"acme/{waited}", again.stderr
+    for name in (healthy, order_id, f"acme/{waited}"):
         await temporal_env.client.get_workflow_handle(TEST_IDENTITY.workflow_id(name)).terminate("test over")

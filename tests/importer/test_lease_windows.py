@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 from bulkorder.domain.application import Orders
 from bulkorder.domain.status import OrderStatus
@@ -139,3 +140,36 @@ def test_a_crashed_importers_window_lease_expires_and_its_blobs_go_after_grace(t
     assert gone.deleted.blobs == 3 and list(blobs.iter_keys("batches/")) == []  # type: ignore[attr-defined]
     assert list(blobs.iter_keys(LEASE_PREFIX + "/")) == []
     orders.close()
+
+
+class RefusingLeaseDeletes(RecordingFolder):
+    """The stack's folder store, refusing every delete of a lease (a bucket policy that
+    denies deletes, a store briefly down when the import ends)."""
+
+    def delete(self, key: str) -> None:
+        if key.startswith(LEASE_PREFIX + "/"):
+            raise PermissionError(f"delete of {key} denied")
+        super().delete(key)
+
+    def delete_many(self, keys: Iterable[str]) -> int:  # type: ignore[override]
+        keys = list(keys)
+        if any(key.startswith(LEASE_PREFIX + "/") for key in keys):
+            raise PermissionError("delete of leases denied")
+        return super().delete_many(keys)
+
+
+async def test_leases_that_cannot_be_deleted_expire_and_do_not_fail_the_import(
+    order_stack: OrderStack, tmp_path: Path
+) -> None:
+    path = tmp_path / "items.ndjson"
+    write_ndjson(path, 2_000)
+    store = RefusingLeaseDeletes(tmp_path / "blobs")
+    batches = BatchStore(store, sealer=order_stack.batches.sealer, protection=order_stack.batches.protection)
+    client = OrderClient(order_stack.client.client, task_queue=order_stack.task_queue, batches=batches)
+    order_id = f"c-1/undeleted-{uuid.uuid4().hex[:8]}"
+
+    summary = await import_file(client, order_stack.orders, order_id, path, ImportOptions(create_customer="c-1", batch_size=100))
+
+    assert summary.batches == 20 and summary.order_batches == 20
+    assert order_stack.orders.summary(order_id).item_count == 2_000  # recorded, every batch
+    assert list(store.iter_keys(LEASE_PREFIX + "/"))  # left to expire (their TTL)

@@ -213,3 +213,31 @@ async def test_temporal_holds_no_customer_or_reference_in_clear(order_stack: Ord
         assert "secret" not in clear and reference not in clear, clear
     # The readable name still answers.
     assert (await client.summary(f"{customer}/{reference}")).order_id == f"{customer}/{reference}"
+
+
+async def test_an_order_from_before_identities_takes_batches_sealed_for_it(order_stack: OrderStack) -> None:
+    """A 0.x order (workflow ``order-<reference>``, bare order ID, its own data key) still
+    open after the upgrade: items added by its name are stored as *its* batches (its key,
+    seals bound to it), so the record proves them and fulfilment reads every one."""
+    from bulkorder.domain.identity import legacy_workflow_id
+    from bulkorder.workflows.messages import OrderInput
+    from bulkorder.workflows.order_workflow import OrderWorkflow
+    from bulkorder.domain.sample_items import generate_items
+
+    reference = f"old-{uuid.uuid4().hex[:8]}"
+    client = order_stack.client
+    await client.client.start_workflow(
+        OrderWorkflow.run, OrderInput(order_id=reference, customer_id="acme", create_via_update=False),
+        id=legacy_workflow_id(reference), task_queue=order_stack.task_queue,
+    )
+    name = f"acme/{reference}"
+    assert await client.stored_order_id(name) == reference
+    result = await client.add_items(name, list(generate_items(300)), batch_size=100)
+    assert result is not None and len(result.accepted) == 3
+    await client.submit(name)
+    final = await client.wait_closed(name)
+    assert final.status == "fulfilled" and final.report is not None and final.report.item_count == 300
+    recorded = order_stack.orders.get_order(reference)
+    assert (recorded.item_count, recorded.rejected_batch_ids) == (300, {})
+    # Another customer's name for the same reference is not that order.
+    assert await client.stored_order_id(f"other/{reference}") == f"other/{reference}"
