@@ -22,11 +22,12 @@ Each batch of the order becomes one record batch: a batch is read by storage's r
 in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
 bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
 into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
-it over cores.
+it over cores (from a folder store, the worker processes fetch the batches too).
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -40,6 +41,7 @@ from bulkorder.extras import require
 from bulkorder.storage.batch_codec import decode_stored_items
 from bulkorder.storage.batches import BatchStore, where_of
 from bulkorder.storage.errors import BatchFormatError
+from bulkorder.storage.folder_store import FolderBlobStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -169,11 +171,16 @@ def item_record_batches(
 
     ``workers`` threads fetch (overlapping the blob store's latency); one thread decodes,
     since decoding holds the GIL. With ``processes``, ``workers`` processes decode (record
-    batches come back as Arrow IPC streams), which uses more than one core.
+    batches come back as Arrow IPC streams), which uses more than one core; from a store
+    that is safe to use after a fork (:func:`fetches_in_workers`), they fetch the batches
+    themselves too.
     """
     pyarrow()
     window = window or 2 * workers + 2
     extra = iter(provenance) if provenance is not None else None
+    if processes and fetches_in_workers(batches):
+        yield from _fetched_in_workers(batches, refs, extra, workers, window)
+        return
     # Decoding holds the GIL: in threads, one decoder does as much as two and costs less
     # CPU (measured: 3.2 against 4.3 us of CPU per item, the two threads fighting for the
     # GIL); fetches still overlap on the I/O threads, and Parquet writing (no GIL) overlaps
@@ -204,6 +211,63 @@ def item_record_batches(
                 for future in pending:
                     future.cancel()
     finally:
+        cpu.shutdown(cancel_futures=True)
+
+
+def fetches_in_workers(batches: BatchStore) -> bool:
+    """Whether forked worker processes may read ``batches`` themselves: a folder store
+    (a file opened per read, nothing shared) that does not decrypt. An S3 client's pooled
+    connections and locks, or a keyring's KMS client, do not survive a fork: from those,
+    the main process fetches and hands the bytes over."""
+    return isinstance(batches.blobs, FolderBlobStore) and batches.protection is None
+
+
+#: The worker process's store: inherited through the fork (set by :func:`_start_worker`).
+_worker_batches: BatchStore | None = None
+
+
+def _start_worker(batches: BatchStore) -> None:
+    global _worker_batches
+    _worker_batches = batches
+    # What the fork brought along is never garbage here: out of the collector's sight, its
+    # pages are not written to (and copied) by each collection's pass over them.
+    gc.freeze()
+
+
+def fetch_to_ipc(ref: BatchRef, provenance: Mapping[str, Any] | None) -> bytes:
+    """In a worker process: fetch ``ref``'s batch (checked, :meth:`BatchStore.fetch`) and
+    return its record batch as an Arrow IPC stream (:func:`batch_to_ipc`)."""
+    if _worker_batches is None:
+        raise RuntimeError("fetch_to_ipc runs in a worker started by item_record_batches")
+    return batch_to_ipc(_worker_batches.fetch(ref), where_of(ref), ref.item_count, provenance)
+
+
+def _fetched_in_workers(
+    batches: BatchStore,
+    refs: Iterable[BatchRef],
+    extra: Iterator[Mapping[str, Any]] | None,
+    workers: int,
+    window: int,
+) -> Iterator[pa.RecordBatch]:
+    """Worker processes fetch, decode and build; only refs go out and IPC streams come
+    back. The main process gathers (and writes Parquet, without the GIL): no thread of
+    its own fetches or ships the batches' bytes through the pipe (measured: ~0.2 us of
+    CPU per item between the two processes)."""
+    # Forked with the store (fork: initializer arguments are inherited, never pickled).
+    cpu = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches,)
+    )
+    pending: deque[Future[bytes]] = deque()
+    try:
+        for ref in refs:
+            pending.append(cpu.submit(fetch_to_ipc, ref, next(extra) if extra is not None else None))
+            if len(pending) >= window:
+                yield record_batch_from_ipc(pending.popleft().result())
+        while pending:
+            yield record_batch_from_ipc(pending.popleft().result())
+    finally:
+        for future in pending:
+            future.cancel()
         cpu.shutdown(cancel_futures=True)
 
 

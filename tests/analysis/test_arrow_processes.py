@@ -1,0 +1,61 @@
+"""Record batches built in worker processes: from a folder store the workers fetch the
+batches themselves, from S3 the main process fetches and hands the bytes over; either way
+the items are those of the threads, and a damaged batch stops the run naming the batch."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from bulkorder.analysis.arrow_items import fetches_in_workers, item_record_batches
+from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.errors import BlobIntegrityError
+from bulkorder.storage.s3_store import S3BlobStore
+from tests.fixtures.analysts import AnalystStore, write_order
+
+
+def _rows(batches: list[pa.RecordBatch]) -> list[dict[str, object]]:
+    return [row for batch in batches for row in batch.to_pylist()]
+
+
+def test_workers_fetch_from_a_folder_store_and_build_the_same_items(analyst_store: AnalystStore) -> None:
+    written = write_order(analyst_store, "proc-1", [300, 1, 250, 120, 80, 400, 5])
+    assert fetches_in_workers(analyst_store.batches)
+    in_threads = list(item_record_batches(analyst_store.batches, written.refs))
+    in_processes = list(item_record_batches(analyst_store.batches, written.refs, processes=True, window=3))
+    assert [batch.num_rows for batch in in_processes] == [300, 1, 250, 120, 80, 400, 5]
+    assert _rows(in_processes) == _rows(in_threads)
+    assert len(_rows(in_processes)) == len(written.items)
+
+
+def test_with_provenance_each_batch_keeps_its_own(analyst_store: AnalystStore) -> None:
+    written = write_order(analyst_store, "proc-2", [10, 20, 30])
+    provenance = [{"position": 2 + index, "order_id": "proc-2", "batch_id": ref.batch_id,
+                   "recorded_at": pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()}
+                  for index, ref in enumerate(written.refs)]
+    batches = list(item_record_batches(analyst_store.batches, written.refs, provenance=provenance, processes=True))
+    assert [set(batch.column("batch_id").to_pylist()) for batch in batches] == [{ref.batch_id} for ref in written.refs]
+    assert [batch.column("position")[0].as_py() for batch in batches] == [2, 3, 4]
+
+
+def test_a_corrupt_batch_read_in_a_worker_stops_the_run_naming_it(analyst_store: AnalystStore) -> None:
+    written = write_order(analyst_store, "proc-3", [50, 50, 50])
+    path = analyst_store.batches.blobs.path_for(written.refs[1].key)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BlobIntegrityError, match=written.refs[1].batch_id):
+        list(item_record_batches(analyst_store.batches, written.refs, processes=True))
+
+
+def test_from_s3_the_main_process_fetches_for_the_workers(
+    analyst_store: AnalystStore, s3_endpoint: str, s3_bucket: str
+) -> None:
+    s3 = BatchStore(S3BlobStore(s3_bucket, endpoint_url=s3_endpoint, region_name="us-east-1"))
+    on_s3 = AnalystStore(analyst_store.config, s3, analyst_store.orders)
+    written = write_order(on_s3, "proc-4", [200, 3, 150])
+    assert not fetches_in_workers(s3), "an S3 client's connections do not survive a fork"
+    in_threads = list(item_record_batches(s3, written.refs))
+    in_processes = list(item_record_batches(s3, written.refs, processes=True))
+    assert _rows(in_processes) == _rows(in_threads)
+    assert [batch.num_rows for batch in in_processes] == [200, 3, 150]
