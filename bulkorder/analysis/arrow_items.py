@@ -28,6 +28,7 @@ it over cores (from a folder store, the worker processes fetch the batches too).
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,6 +42,7 @@ from bulkorder.extras import require
 from bulkorder.storage.batch_codec import decode_stored_items
 from bulkorder.storage.batches import BatchStore, where_of
 from bulkorder.storage.errors import BatchFormatError
+from bulkorder.storage.encryption.keyring import LocalKeyring
 from bulkorder.storage.folder_store import FolderBlobStore
 
 if TYPE_CHECKING:
@@ -216,10 +218,13 @@ def item_record_batches(
 
 def fetches_in_workers(batches: BatchStore) -> bool:
     """Whether forked worker processes may read ``batches`` themselves: a folder store
-    (a file opened per read, nothing shared) that does not decrypt. An S3 client's pooled
-    connections and locks, or a keyring's KMS client, do not survive a fork: from those,
-    the main process fetches and hands the bytes over."""
-    return isinstance(batches.blobs, FolderBlobStore) and batches.protection is None
+    (a file opened per read, nothing shared), plaintext or decrypted with a local keyring
+    (its KEKs in memory; the data keys unwrapped before the fork are inherited in the
+    cache). An S3 client's pooled connections and locks, or a keyring's KMS client, do not
+    survive a fork: from those, the main process fetches and hands the bytes over."""
+    if not isinstance(batches.blobs, FolderBlobStore):
+        return False
+    return batches.protection is None or isinstance(batches.protection.keys.keyring, LocalKeyring)
 
 
 #: The worker process's store: inherited through the fork (set by :func:`_start_worker`).
@@ -253,6 +258,15 @@ def _fetched_in_workers(
     back. The main process gathers (and writes Parquet, without the GIL): no thread of
     its own fetches or ships the batches' bytes through the pipe (measured: ~0.2 us of
     CPU per item between the two processes)."""
+    refs = iter(refs)
+    first = next(refs, None)
+    if first is None:
+        return
+    if batches.protection is not None:
+        # Read once here first: the data key it is sealed with is unwrapped into the cache
+        # the workers inherit, so they neither unwrap it again nor take the cache's lock.
+        batches.fetch(first)
+    refs = itertools.chain([first], refs)
     # Forked with the store (fork: initializer arguments are inherited, never pickled).
     cpu = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches,)

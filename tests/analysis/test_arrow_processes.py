@@ -4,11 +4,16 @@ the items are those of the threads, and a damaged batch stops the run naming the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from bulkorder.analysis.arrow_items import fetches_in_workers, item_record_batches
+from bulkorder.settings import Settings
 from bulkorder.storage.batches import BatchStore
+from bulkorder.storage.encryption.envelope import is_envelope
+from bulkorder.storage.folder_store import FolderBlobStore
 from bulkorder.storage.errors import BlobIntegrityError
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.analysts import AnalystStore, write_order
@@ -59,3 +64,19 @@ def test_from_s3_the_main_process_fetches_for_the_workers(
     in_processes = list(item_record_batches(s3, written.refs, processes=True))
     assert _rows(in_processes) == _rows(in_threads)
     assert [batch.num_rows for batch in in_processes] == [200, 3, 150]
+
+
+def test_workers_read_an_encrypted_folder_store_with_the_key_unwrapped_before_the_fork(
+    analyst_store: AnalystStore, tmp_path: Path
+) -> None:
+    """As deployed (a local keyring): the main process reads the first batch, which puts
+    the order's data key in the cache the workers inherit; the items are the threads'."""
+    settings = Settings.from_env({"BULKORDER_HOME": str(tmp_path / "home")})
+    sealed = BatchStore(FolderBlobStore(tmp_path / "sealed-blobs"), protection=settings.blob_protection())
+    on_sealed = AnalystStore(analyst_store.config, sealed, analyst_store.orders)
+    written = write_order(on_sealed, "proc-5", [120, 7, 300])
+    assert all(is_envelope(sealed.blobs.get(ref.key)) for ref in written.refs)  # encrypted at rest
+    assert fetches_in_workers(sealed)
+    in_threads = list(item_record_batches(sealed, written.refs))
+    in_processes = list(item_record_batches(sealed, written.refs, processes=True, window=2))
+    assert _rows(in_processes) == _rows(in_threads) and len(_rows(in_processes)) == 427

@@ -98,14 +98,18 @@ def bench_rebuild(config: EventStoreConfig, label: str, batches: int) -> list[st
 # ---- 2. streaming ---------------------------------------------------------------------------
 
 
-def write_items(blobs: Path, config: EventStoreConfig, order_id: str, items: int, batch_size: int) -> None:
-    store = BatchStore(FolderBlobStore(blobs, fsync=False))
+def write_items(
+    blobs: Path, config: EventStoreConfig, order_id: str, items: int, batch_size: int, store: BatchStore | None = None
+) -> None:
+    store = store or BatchStore(FolderBlobStore(blobs, fsync=False))
     orders = config.open_orders()
     try:
         orders.record(OrderChange(order_id=order_id, customer_id="bench", create=True))
         refs = []
         for start in range(0, items, batch_size):
-            refs.append(store.write(list(generate_items(min(batch_size, items - start), start=start)), f"{order_id}-{start}"))
+            refs.append(store.write(
+                list(generate_items(min(batch_size, items - start), start=start)), f"{order_id}-{start}", order_id=order_id
+            ))
             if len(refs) == 50:
                 orders.record(OrderChange(order_id=order_id, batches=refs))
                 refs = []

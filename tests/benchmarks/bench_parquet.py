@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkorder.analysis import Analyst
+from bulkorder.settings import Settings
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.config import EventStoreConfig
 from bulkorder.storage.folder_store import FolderBlobStore
@@ -33,9 +34,18 @@ from tests.benchmarks.bench_analysts import machine, write_items
 WAYS = ("ndjson-threads", "parquet-threads", "parquet-processes", "parquet-export")
 
 
+def blob_store(blobs: Path, home: Path | None) -> BatchStore:
+    """The folder store, encrypted as deployed (a local keyring in ``home``) unless ``home``
+    is None (``--plaintext``)."""
+    if home is None:
+        return BatchStore(FolderBlobStore(blobs, fsync=False))
+    settings = Settings.from_env({"BULKORDER_HOME": str(home)})
+    return BatchStore(FolderBlobStore(blobs, fsync=False), protection=settings.blob_protection())
+
+
 def child(args: argparse.Namespace) -> None:
     config = EventStoreConfig.sqlite(args.db)
-    batches = BatchStore(FolderBlobStore(args.blobs, fsync=False))
+    batches = blob_store(Path(args.blobs), Path(args.home) if args.home else None)
     started = time.perf_counter()
     cpu_started = time.process_time()
     with Analyst(config, batches) as analyst:
@@ -65,10 +75,12 @@ def _size(out: Path) -> int:
     return sum(p.stat().st_size for p in out.rglob("*.parquet")) if out.is_dir() else out.stat().st_size
 
 
-def run_child(way: str, work: Path, order: str, big_last: int) -> dict[str, Any]:
+def run_child(way: str, work: Path, order: str, big_last: int, home: Path | None) -> dict[str, Any]:
     out = work / ("out.ndjson" if way.startswith("ndjson") else "out-dir" if way == "parquet-export" else "out.parquet")
     command = [sys.executable, "-m", "tests.benchmarks.bench_parquet", "--child", way, "--db", str(work / "db.sqlite"),
                "--blobs", str(work / "blobs"), "--order", order, "--out", str(out), "--big-last", str(big_last)]
+    if home is not None:
+        command += ["--home", str(home)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     shutil.rmtree(out) if out.is_dir() else out.unlink()
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -83,6 +95,8 @@ def main() -> None:
     parser.add_argument("--order")
     parser.add_argument("--out")
     parser.add_argument("--big-last", default="0", help="the log position of the big order's last event")
+    parser.add_argument("--home", help="(child) the home of the local keyring the blobs are sealed with")
+    parser.add_argument("--plaintext", action="store_true", help="blobs not encrypted (the default encrypts, as deployed)")
     args = parser.parse_args()
     if args.child:
         args.way = args.child
@@ -92,20 +106,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-parquet-") as folder:
         work = Path(folder)
         config = EventStoreConfig.sqlite(work / "db.sqlite")
+        home = None if args.plaintext else work / "home"
+        store = blob_store(work / "blobs", home)
+        print(f"blobs: folder store, {'plaintext' if home is None else 'encrypted (AES-256-GCM, local keyring), as deployed'}")
         started = time.perf_counter()
-        write_items(work / "blobs", config, "big", args.items, 2_000)
+        write_items(work / "blobs", config, "big", args.items, 2_000, store)
         orders = config.open_orders()
         try:
             big_last = int(orders.recorder.max_notification_id() or 0)
         finally:
             orders.close()
-        write_items(work / "blobs", config, "quarter", args.items // 4, 2_000)
+        write_items(work / "blobs", config, "quarter", args.items // 4, 2_000, store)
         print(f"wrote {args.items:,} + {args.items // 4:,} items in {time.perf_counter() - started:.0f} s", flush=True)
         print("| way | items/s | items per CPU-second | peak RSS | peak RSS, quarter | file |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for way in WAYS:
-            big = run_child(way, work, "big", big_last)
-            quarter = run_child(way, work, "quarter", big_last)
+            big = run_child(way, work, "big", big_last, home)
+            quarter = run_child(way, work, "quarter", big_last, home)
             rss = max(big["peak_rss_mib"], big["children_peak_rss_mib"])
             rss_quarter = max(quarter["peak_rss_mib"], quarter["children_peak_rss_mib"])
             print(
