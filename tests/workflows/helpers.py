@@ -12,11 +12,15 @@ from bulkorder.domain.sample_items import generate_items
 from bulkorder.storage.batches import BatchStore
 
 
-def store_generated(batches: BatchStore, count: int, batch_size: int, *, prefix: str, start: int = 0) -> list[BatchRef]:
+def store_generated(
+    batches: BatchStore, count: int, batch_size: int, *, prefix: str, start: int = 0, order_id: str | None = None
+) -> list[BatchRef]:
+    """``count`` generated items in batches; with ``order_id``, stored as that order's (its
+    key, seals bound to it: recorded without reading them), else as no order's."""
     refs = []
     for index, offset in enumerate(range(start, start + count, batch_size)):
         items = validate_item_dicts(list(generate_items(min(batch_size, start + count - offset), start=offset)))
-        refs.append(batches.write(items, batch_id=f"{prefix}-{index:06d}"))
+        refs.append(batches.write(items, batch_id=f"{prefix}-{index:06d}", order_id=order_id))
     return refs
 
 

@@ -55,8 +55,10 @@ async def test_unreadable_batches_are_recorded_and_the_rest_is_fulfilled(
     order_stack: OrderStack, temporal_address: str, event_store_env: Mapping[str, str]
 ) -> None:
     order_id = new_order_id()
-    refs = store_generated(order_stack.batches, 2_500, 500, prefix=order_id)
-    order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
+    name = f"customer-1/{order_id}"  # the order's name: customer/reference
+    # The order's own batches: recorded on their seals, never read before fulfilment.
+    refs = store_generated(order_stack.batches, 2_500, 500, prefix=order_id, order_id=name)
+    order_id = name
     await order_stack.client.create(order_id, refs=refs)
     blob_path(order_stack, refs[1]).unlink()  # gone
     blob_path(order_stack, refs[3]).write_bytes(b"not the bytes that were written")  # corrupt
@@ -84,7 +86,7 @@ async def test_a_fulfillment_that_cannot_succeed_is_recorded_then_retried_once_f
     order_stack: OrderStack, temporal_address: str, event_store_env: Mapping[str, str]
 ) -> None:
     order_id = new_order_id()
-    refs = store_generated(order_stack.batches, 400, 200, prefix=order_id)
+    refs = store_generated(order_stack.batches, 400, 200, prefix=order_id, order_id=f"customer-1/{order_id}")
     order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
     await order_stack.client.create(order_id, refs=refs)
     kept = {ref.key: blob_path(order_stack, ref).read_bytes() for ref in refs}
@@ -117,7 +119,7 @@ async def test_a_fulfillment_that_cannot_succeed_is_recorded_then_retried_once_f
 
 async def test_a_failed_order_an_operator_gives_up_on_is_cancelled(order_stack: OrderStack) -> None:
     order_id = new_order_id()
-    refs = store_generated(order_stack.batches, 200, 200, prefix=order_id)
+    refs = store_generated(order_stack.batches, 200, 200, prefix=order_id, order_id=f"customer-1/{order_id}")
     order_id = f"customer-1/{order_id}"  # the order's name: customer/reference
     await order_stack.client.create(order_id, refs=refs)
     blob_path(order_stack, refs[0]).unlink()
