@@ -68,9 +68,10 @@ async def dead_store_stack(
     converter = data_converter(settings)
     client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace, data_converter=converter)
     env = cli_env(tmp_path, {"TEMPORAL_ADDRESS": temporal_address, "BULKORDER_TASK_QUEUE": task_queue})
-    # The CLI's deployment secret (cli_env): the worker believes the CLI's sealed refs
-    # without reading the (dead) store.
-    worker = build_worker(client, orders=orders, batches=BatchStore(dead, sealer=TEST_SEALER), task_queue=task_queue)
+    # The CLI's deployment secret (cli_env) and keys: the worker believes the CLI's refs,
+    # sealed for their order, without reading the (dead) store.
+    batches = BatchStore(dead, sealer=TEST_SEALER, protection=settings.blob_protection())
+    worker = build_worker(client, orders=orders, batches=batches, task_queue=task_queue)
     async with worker:
         yield DeadStoreStack(orders=orders, env=env, task_queue=task_queue)
         # Its orders would retry forever on the session's server: end them.
