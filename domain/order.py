@@ -118,10 +118,8 @@ class Order(Aggregate, OrderSnapshotDefaults):
             order.closed_at = self.timestamp
 
     class FulfillmentRetried(Aggregate.Event):
-        """An operator retried a failed fulfillment (the cause fixed): the order is
-        submitted again, and the batches fulfillment could not read are read again.
-        v2 added ``reread_batches``: how many of those there were, so summaries that only
-        count rejections take them out again (0 on events from before: not known)."""
+        """An operator retried a failed fulfillment: submitted again, the batches it could
+        not read are read again. v2 added ``reread_batches``, how many (0: not known)."""
 
         class_version = 2
         reason: str

@@ -14,11 +14,14 @@ lease that became releasable after one acknowledgement goes in one delete reques
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from bulkorder.storage.leases import WriteLeases
+
+logger = logging.getLogger(__name__)
 
 #: Most batches one window lease names (their encoded bytes wait in memory for the lease:
 #: 16 batches of 5,000 items are about 4 MB).
@@ -68,5 +71,10 @@ class LeaseWindows:
         return done
 
     def release(self, lease_keys: list[str]) -> None:
-        """Delete ``lease_keys`` (blocking I/O), in one request where the store can."""
-        self.leases.release(lease_keys)
+        """Delete ``lease_keys`` (blocking I/O), in one request where the store can. Every
+        batch they name is acknowledged, so a lease the store will not delete only expires
+        later (its blobs are referenced now): logged, it never fails the import."""
+        try:
+            self.leases.release(lease_keys)
+        except Exception as exc:  # noqa: BLE001 - the store's error, logged; the leases expire
+            logger.warning("%d write leases not deleted (%s): left to expire", len(lease_keys), exc)

@@ -354,15 +354,7 @@ class Pipeline:
     def _release(self, lease_keys: list[str]) -> None:
         """Delete ``lease_keys`` in the background (one request); awaited at the end."""
         if lease_keys:
-            self._releases.append(asyncio.ensure_future(asyncio.to_thread(self._release_now, lease_keys)))
-
-    def _release_now(self, lease_keys: list[str]) -> None:
-        # Every batch the leases name is acknowledged: a lease that cannot be deleted only
-        # expires later (its blobs are referenced now), it must not fail the import.
-        try:
-            self.windows.release(lease_keys)
-        except Exception as exc:  # noqa: BLE001 - the store's error, logged; the leases expire
-            logger.warning("order %s: %d write leases not deleted (%s): left to expire", self.order_id, len(lease_keys), exc)
+            self._releases.append(asyncio.ensure_future(asyncio.to_thread(self.windows.release, lease_keys)))
 
     async def _send(self, refs: list[BatchRef]) -> None:
         if not refs:
