@@ -5,8 +5,9 @@
     python -m tests.benchmarks.bench_import --items 10000000 --bulkorder-only   # make bench-10m
 
 Like for like: bulkorder and ExternalStorage write to the same moto S3 server (its own
-process), through the same loopback latency proxy (tests/fixtures/latency_proxy.py), with
-the same Temporal server; ``--folder`` adds bulkorder on the local folder store, labelled
+process), through the same loopback latency proxy (tests/fixtures/latency_proxy.py) when
+latency is added (at 0 ms every system talks to moto directly: the proxy would only add
+its own CPU; ``--proxy-at-0`` keeps it, to count S3 requests), with the same Temporal server; ``--folder`` adds bulkorder on the local folder store, labelled
 apart (not a comparison with the others).
 
 1. ``bulkorder import`` (a separate process) into an order served by ``bulkorder worker``
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -85,6 +87,9 @@ def run_bulkorder(
     worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
     wait_for_line(worker, "worker polling")
     worker_rss = PeakRss(worker.pid)
+    # Its start-up (imports, connecting, the first polls) is once per worker, not per
+    # import: counted apart, as the servers' CPU is counted over the import only.
+    worker_ready_cpu = _cpu_seconds(worker.pid)
     order_id = f"bench/bench-{uuid.uuid4().hex[:8]}"  # the order's name: customer/reference
     command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create"]
     command += ["--batch-size", str(batch_size), "--json", "--quiet"]
@@ -113,6 +118,7 @@ def run_bulkorder(
         return await run_histories(client, IdentitySettings().identity(home).workflow_id(order_id))
 
     servers_cpu = {name: _cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()}
+    worker_import_cpu = _cpu_seconds(worker.pid) - worker_ready_cpu
     runs = asyncio.run(histories())
     worker_own, _ = worker_rss.stop()
     worker_final, worker_cpu = stop_process(worker)
@@ -131,6 +137,8 @@ def run_bulkorder(
             "importer_main_cpu_seconds": main_cpu,
             "encoders_cpu_seconds": encoders_cpu,
             "worker_cpu_seconds": worker_cpu,
+            "worker_startup_cpu_seconds": worker_ready_cpu,
+            "worker_import_cpu_seconds": worker_import_cpu,
             "importer_items_per_second": summary["items_per_second"],
             "importer_peak_rss_mb": importer_own / 1024,
             "encoder_peak_rss_mb": encoder_peak / 1024,
@@ -150,7 +158,7 @@ def run_bulkorder(
 # ---- main --------------------------------------------------------------------------------
 
 
-def report(results: list[Result], count: int, per_signal: int, floor: float = 0.0) -> None:
+def report(results: list[Result], count: int, per_signal: int, floor: float = 0.0, legacy_floor: float = 0.0) -> None:
     print()
     print(f"| system ({count:,} items) | items | seconds | items/s | note |")
     print("| --- | ---: | ---: | ---: | --- |")
@@ -186,7 +194,7 @@ def report(results: list[Result], count: int, per_signal: int, floor: float = 0.
     )
     per_million = {
         "importer with its encoders": extra["importer_cpu_seconds"],  # from wait4: every process it reaped
-        "worker": extra["worker_cpu_seconds"],
+        "worker over the import": extra["worker_import_cpu_seconds"],
         **extra.get("servers_cpu_seconds", {}),
     }
     per_million = {name: seconds * 1e6 / bulk.items for name, seconds in per_million.items()}
@@ -196,6 +204,12 @@ def report(results: list[Result], count: int, per_signal: int, floor: float = 0.
         + ", ".join(f"{name} {value:.1f}" for name, value in per_million.items())
         + f"; all {everything:.1f}"
         + (f" = {everything / floor:.2f}x the floor ({floor:.2f})" if floor else "")
+        + (f"; {everything / legacy_floor:.2f}x the floor as before 2026-12-01 ({legacy_floor:.2f})" if legacy_floor else "")
+    )
+    print(
+        f"worker: {extra['worker_startup_cpu_seconds']:.1f} CPU-s to start (once per worker, not counted above), "
+        f"{extra['worker_cpu_seconds']:.1f} from start to exit; with its start-up, all "
+        f"{everything + extra['worker_startup_cpu_seconds'] * 1e6 / bulk.items:.1f} CPU-s per million"
     )
     if extra.get("s3_requests"):
         requests = extra["s3_requests"]
@@ -203,6 +217,8 @@ def report(results: list[Result], count: int, per_signal: int, floor: float = 0.
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(requests.items(), key=lambda kv: -kv[1]))
         print(f"S3 requests (importer and worker): {total:,} for {extra['batches']} batches, "
               f"{total / max(extra['batches'], 1):.2f} per batch ({kinds})")
+    elif "moto S3" in extra.get("servers_cpu_seconds", {}) and "proxy" not in extra["servers_cpu_seconds"]:
+        print("S3 requests: not counted (no latency proxy at 0 ms: the run with added latency counts them)")
     for other in results[1:]:
         if other.extra:
             print(f"{other.name}: {json.dumps(other.extra)}")
@@ -216,6 +232,7 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=4, help="signals in flight for the baselines")
     parser.add_argument("--bulkorder-only", action="store_true")
     parser.add_argument("--s3-latency-ms", default="0", help="added latency per S3 request, one table each (e.g. 0,20)")
+    parser.add_argument("--proxy-at-0", action="store_true", help="keep the latency proxy at 0 ms (counts S3 requests)")
     parser.add_argument("--folder", action="store_true", help="also bulkorder on the folder store (labelled apart)")
     parser.add_argument("--workdir", type=Path, help="keep the generated file here between runs")
     args = parser.parse_args()
@@ -238,9 +255,15 @@ def main() -> None:
     try:
         with moto_server() as moto:
             for latency in [float(ms) for ms in args.s3_latency_ms.split(",")]:
-                proxy_log = workdir / f"proxy-{uuid.uuid4().hex[:6]}.log"
-                with latency_proxy_process(moto, latency, log=proxy_log) as endpoint:
-                    servers = {"Temporal server": server.pid or 0, "moto S3": listening_pid(moto), "proxy": listening_pid(endpoint)}
+                # At 0 ms every system talks to moto directly (the proxy would add no
+                # latency, only its own CPU); --proxy-at-0 keeps it there, to count requests.
+                proxied = latency > 0 or args.proxy_at_0
+                proxy_log = workdir / f"proxy-{uuid.uuid4().hex[:6]}.log" if proxied else None
+                proxy = latency_proxy_process(moto, latency, log=proxy_log) if proxied else contextlib.nullcontext(moto)
+                with proxy as endpoint:
+                    servers = {"Temporal server": server.pid or 0, "moto S3": listening_pid(moto)}
+                    if proxied:
+                        servers["proxy"] = listening_pid(endpoint)
                     results = [
                         run_bulkorder(address, path, args.items, workdir, args.batch_size, endpoint, proxy_log, servers)
                     ]
@@ -253,7 +276,8 @@ def main() -> None:
                             run_external_storage(address, path, args.items, args.per_signal, args.inflight, endpoint)
                         ))
                         print(f"done: {results[-1].name}: {results[-1].items_per_second:,.0f} items/s", flush=True)
-                tables.append((f"moto S3 +{latency:g} ms per request", results))
+                title = f"moto S3 +{latency:g} ms per request" + ("" if proxied else " (no proxy: straight to moto)")
+                tables.append((title, results))
         if args.folder:
             folder = run_bulkorder(address, path, args.items, workdir, args.batch_size, None)
             print(f"done: {folder.name}: {folder.items_per_second:,.0f} items/s", flush=True)
@@ -267,11 +291,13 @@ def main() -> None:
     if not floor_path.exists():
         write_ndjson(floor_path, 200_000)
     floor, _ = floor_cpu_seconds_per_million(floor_path, args.batch_size)
-    print(f"floor (tests/benchmarks/floor.py, this machine, now): {floor:.2f} CPU-s per million items on one core")
+    legacy_floor, _ = floor_cpu_seconds_per_million(floor_path, args.batch_size, sealed=False, collector=True)
+    print(f"floor (tests/benchmarks/floor.py, this machine, now): {floor:.2f} CPU-s per million items on one core "
+          f"(sealed, no cyclic gc; as before 2026-12-01, plaintext with the collector on: {legacy_floor:.2f})")
     for title, results in tables:
         print()
         print(f"### {title}")
-        report(results, args.items, args.per_signal, floor)
+        report(results, args.items, args.per_signal, floor, legacy_floor)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

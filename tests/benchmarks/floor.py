@@ -4,49 +4,77 @@
 
 Reads an NDJSON file into memory, then times, in this process alone, exactly the work no
 import can skip: split the lines, parse and validate them (the importer's compiled
-decoder), pack them with their counters (msgpack), compress and frame each batch (zstd)
-and hash it (sha-256) — ``bulkorder.importer.stage``'s fast path, minus every process,
-pipe, upload, signal and event. CPU seconds per million items; an import end to end is
-compared with this figure (bench_import, bench_fleet).
+decoder), pack them with their counters (msgpack), compress and frame each batch (zstd),
+seal it with the order's data key (AES-256-GCM, as every deployment stores batches since
+issue 12) and hash it (sha-256) — ``bulkorder.importer.stage``'s fast path, minus every
+process, pipe, upload, signal and event. The cyclic garbage collector is off while it
+runs, as it is in the importer's encoding processes (``encoder_process``), which do this
+work in an import. CPU seconds per million items; an import end to end is compared with
+this figure (bench_import, bench_fleet).
+
+``--legacy`` also prints the floor as it was measured before 2026-12-01 (no sealing, the
+collector on), so older figures in docs/benchmarks.md can be compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from bulkorder.importer import fast_items
 from bulkorder.storage.batches import encode_packed_batch
+from bulkorder.storage.encryption.envelope import DATA_KEY_BYTES, DataKey
 from tests.importer.files import write_ndjson
 
 
-def floor_cpu_seconds_per_million(path: Path, batch_size: int = 5_000) -> tuple[float, int]:
-    """(CPU seconds per million items, items) for the items of ``path``, on one core."""
+def floor_cpu_seconds_per_million(
+    path: Path, batch_size: int = 5_000, *, sealed: bool = True, collector: bool = False
+) -> tuple[float, int]:
+    """(CPU seconds per million items, items) for the items of ``path``, on one core.
+
+    ``sealed``: each batch sealed with a data key (as deployed); ``collector``: the cyclic
+    garbage collector left on (the floor before 2026-12-01: both ``sealed=False, collector=True``)."""
     lines = [line for line in path.read_bytes().split(b"\n") if line]
-    started = time.process_time()
-    for start in range(0, len(lines), batch_size):
-        records = lines[start : start + batch_size]
-        items = fast_items.decode_records(records)
-        batch = None if items is None else fast_items.pack(items)
-        if batch is None:
-            raise ValueError(f"the floor's input has an invalid item in lines {start + 1}-{start + len(records)}")
-        encode_packed_batch(batch.raw, batch.item_count, batch.quantity, dict(batch.totals))
-    seconds = time.process_time() - started
+    data_key = DataKey("floor-key", os.urandom(DATA_KEY_BYTES)) if sealed else None
+    was_enabled = gc.isenabled()
+    gc.collect()
+    if not collector:
+        gc.disable()
+    try:
+        started = time.process_time()
+        for start in range(0, len(lines), batch_size):
+            records = lines[start : start + batch_size]
+            items = fast_items.decode_records(records)
+            batch = None if items is None else fast_items.pack(items)
+            if batch is None:
+                raise ValueError(f"the floor's input has an invalid item in lines {start + 1}-{start + len(records)}")
+            encode_packed_batch(batch.raw, batch.item_count, batch.quantity, dict(batch.totals), data_key=data_key)
+            del items, batch
+        seconds = time.process_time() - started
+    finally:
+        if was_enabled:
+            gc.enable()
     return seconds * 1e6 / len(lines), len(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--legacy", action="store_true", help="also the floor as measured before 2026-12-01")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "items.ndjson"
         write_ndjson(path, args.items)
         per_million, items = floor_cpu_seconds_per_million(path)
-    print(f"floor: {per_million:.2f} CPU-s per million items ({items:,} items, one core): "
+        legacy = floor_cpu_seconds_per_million(path, sealed=False, collector=True)[0] if args.legacy else None
+    print(f"floor: {per_million:.2f} CPU-s per million items ({items:,} items, one core, sealed, no cyclic gc): "
           f"at most {1e6 / per_million:,.0f} items/s per core")
+    if legacy is not None:
+        print(f"floor as before 2026-12-01 (plaintext, cyclic gc on): {legacy:.2f} CPU-s per million items")
 
 
 if __name__ == "__main__":
