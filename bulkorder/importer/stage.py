@@ -96,13 +96,17 @@ def stage_batch(task: StageTask) -> StageResult:
         assert task.columns is not None
         items, result.problems = _csv_items(batch, task.columns, task.skip_invalid)
     else:
-        records = _ndjson_records(batch) if task.format == NDJSON else list(zip(batch.record_lines, batch.records))
-        fast = _fast_json(records)
+        # NDJSON's fast path takes the lines as they are; their line numbers (a tuple per
+        # line) are only made if some line fails it and each problem must be named.
+        records = None if task.format == NDJSON else list(zip(batch.record_lines, batch.records))
+        fast = _fast_json(_ndjson_lines(batch) if records is None else [record for _, record in records])
         if fast is not None:
             result.ref, result.data = encode_packed_batch(
                 fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id, task.level, task.data_key
             )
             return result
+        if records is None:
+            records = _ndjson_records(batch)
         items, result.problems = _json_items(records, task.skip_invalid)
     if result.problems and not task.skip_invalid:
         return result
@@ -114,7 +118,7 @@ def stage_batch(task: StageTask) -> StageResult:
 # ---- NDJSON and JSON array elements ---------------------------------------------------
 
 
-def _fast_json(records: list[tuple[int, bytes]]) -> fast_items.FastBatch | None:
+def _fast_json(records: list[bytes]) -> fast_items.FastBatch | None:
     """The batch validated and packed by msgspec when every record is one valid item,
     else ``None`` (then the pydantic path decides and names each problem).
 
@@ -122,8 +126,13 @@ def _fast_json(records: list[tuple[int, bytes]]) -> fast_items.FastBatch | None:
     ("{...},{...}") would make the count differ from the number of records, so that
     falls to the line-by-line path too.
     """
-    items = fast_items.decode_records([record for _, record in records])
+    items = fast_items.decode_records(records)
     return None if items is None else fast_items.pack(items)
+
+
+def _ndjson_lines(batch: RawBatch) -> list[bytes]:
+    """The records of an NDJSON batch: its lines, but blank ones (as :func:`_ndjson_records`)."""
+    return [line for line in batch.data.split(b"\n") if line and not line.isspace()]
 
 
 def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:
