@@ -248,9 +248,11 @@ def main() -> None:
     parser.add_argument("--proxy-at-0", action="store_true", help="keep the latency proxy at 0 ms (counts S3 requests)")
     parser.add_argument("--folder", action="store_true", help="also bulkorder on the folder store (labelled apart)")
     parser.add_argument("--workdir", type=Path, help="keep the generated file here between runs")
+    parser.add_argument("--no-compile", action="store_true", help="leave bulkorder's bytecode as it is (to compare)")
     args = parser.parse_args()
 
-    compiled_bytecode()
+    if not args.no_compile:
+        compiled_bytecode()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-import-"))
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"items-{args.items}.ndjson"
