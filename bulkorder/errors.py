@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from bulkorder.domain.errors import OrderError
 from bulkorder.domain.identifiers import InvalidIdentifierError
 from bulkorder.domain.items import ItemValidationError
@@ -12,10 +14,8 @@ from bulkorder.workflows.errors import OrderRefusedError
 from bulkorder.workflows.relay import RelayStoppedError
 from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, ImportRefusedError
 
-from bulkorder.codec_server import CodecServerError
 from bulkorder.embedded import EmbeddedTemporalError
 from bulkorder.extras import MissingExtraError
-from bulkorder.ops_server import OpsServerError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
@@ -36,8 +36,6 @@ _BAD_INPUT = (
     ItemValidationError, InvalidIdentifierError, InvalidRefError, ItemFileError, SettingsError, IdentitySecretError
 ) + _ANALYSTS_BAD_INPUT
 _FAILED = (OrderError, OrderRefusedError, StorageError, NoTemporalError, EmbeddedTemporalError, ConnectionError) + _ANALYSTS_FAILED
-# The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
-_FAILED += (CodecServerError,)
 _BAD_INPUT += (ImportInputError,)
 _FAILED += (ImportRefusedError, ImportIncompleteError)
 # gc, retention, erasure (docs/data_protection.md): bad input is refused before anything.
@@ -48,10 +46,24 @@ _BAD_INPUT += (DataLifecycleInputError,)
 _FAILED += (RelayStoppedError,)
 # An optional extra (tracing, analysis) is not installed: the message names it.
 _FAILED += (MissingExtraError,)
-# The worker's metrics port cannot listen.
-_FAILED += (OpsServerError,)
 # Encryption (docs/data_protection.md): a missing or wrong key, an altered ciphertext.
 _FAILED += (EncryptionError,)
+
+
+# Errors of modules that import aiohttp, which every other command would pay for at start
+# (~0.1 CPU-s): named, not imported. An exception of one of these classes was raised by its
+# module, so the module is loaded whenever there is one to classify.
+_FAILED_BY_NAME = (
+    # The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
+    ("bulkorder.codec_server", "CodecServerError"),
+    # The worker's metrics port cannot listen.
+    ("bulkorder.ops_server", "OpsServerError"),
+)
+
+
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
+    """The classes ``names`` lists whose modules are loaded."""
+    return tuple(getattr(sys.modules[module], name) for module, name in names if module in sys.modules)
 
 
 def exit_code_for(exc: BaseException) -> int | None:
@@ -59,7 +71,7 @@ def exit_code_for(exc: BaseException) -> int | None:
         return FAILED  # a refusal is also its domain class (InvalidRefError): still exit 1
     if isinstance(exc, _BAD_INPUT):
         return BAD_INPUT
-    if isinstance(exc, _FAILED):
+    if isinstance(exc, _FAILED + _loaded(_FAILED_BY_NAME)):
         return FAILED
     if type(exc).__module__.startswith("temporalio") or "Connection refused" in str(exc):
         return FAILED

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from bulkorder.codec_server import CodecServer, is_loopback
 from bulkorder.commands.arguments import port_number
 from bulkorder.commands.interrupts import until_interrupted
 from bulkorder.runtime import payload_codec
 from bulkorder.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # imported when used: aiohttp costs every other command ~0.1 CPU-s at start
+    from bulkorder.codec_server import CodecServer
 
 DEFAULT_PORT = 8081
 
@@ -35,6 +38,8 @@ def configured_codec_server(
 ) -> CodecServer:
     """A codec server (not started) with the deployment's codec, token, CORS origins (and
     ``extra_origins``), namespace and limits."""
+    from bulkorder.codec_server import CodecServer, is_loopback
+
     claim_check = settings.claim_check
     if not is_loopback(host) and claim_check.codec_server_token is None:
         raise SettingsError(

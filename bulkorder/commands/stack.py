@@ -7,9 +7,8 @@ import asyncio
 import sys
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
-from bulkorder.codec_server import CodecServer
 from bulkorder.commands.arguments import non_negative_int, port_number, positive_int
 from bulkorder.commands.codec_server import configured_codec_server
 from bulkorder.commands.interrupts import stop_on_signals, until_interrupted
@@ -23,9 +22,12 @@ from bulkorder.embedded import (
     running_dev_address,
     write_dev_state,
 )
-from bulkorder.ops_server import OpsServer
 from bulkorder.runtime import Runtime, claim_check_codec, open_runtime
 from bulkorder.settings import Settings
+
+if TYPE_CHECKING:  # imported when used: aiohttp costs every other command ~0.1 CPU-s at start
+    from bulkorder.codec_server import CodecServer
+    from bulkorder.ops_server import OpsServer
 
 #: How often ``bulkorder dev`` restarts a Temporal server that died before it gives up.
 DEFAULT_MAX_RESTARTS = 3
@@ -165,6 +167,7 @@ async def _serving_worker(args: argparse.Namespace, settings: Settings) -> Async
     and in-flight activities get ``--graceful-shutdown`` seconds to finish."""
     from bulkorder.health import Readiness
     from bulkorder.metrics import watch_claim_check_cache
+    from bulkorder.ops_server import OpsServer
     metrics_port = getattr(args, "metrics_port", None)
     grace = getattr(args, "graceful_shutdown", None)
     grace = settings.graceful_shutdown_seconds if grace is None else grace
