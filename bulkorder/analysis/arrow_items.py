@@ -18,11 +18,13 @@ and pandas read JSON text as it is.
 
 Each batch of the order becomes one record batch: a batch is read by storage's reader
 (``BatchStore.fetch``: checked against its ref's sha-256 and size;
-``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its columns built
-in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
-bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
-into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
-it over cores (from a folder store, the worker processes fetch the batches too).
+``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its
+columns built from their buffers (:mod:`bulkorder.analysis.arrow_columns`: msgspec encodes
+the attributes as JSON lines, Arrow takes the bytes as they are; no ``pyarrow.array``, which
+imports pandas). Memory holds a bounded window of batches. Decoding the attributes into
+Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads it
+over cores (from a folder store, the worker processes fetch the batches too), and their
+record batches come back through shared memory (:mod:`bulkorder.analysis.shared_slots`).
 """
 
 from __future__ import annotations
@@ -163,11 +165,11 @@ def item_record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One record batch per ref, in order, at most ``window`` batches read ahead.
 
-    ``workers`` threads fetch (overlapping the blob store's latency); one thread decodes,
-    since decoding holds the GIL. With ``processes``, ``workers`` processes decode (record
-    batches come back as Arrow IPC streams), which uses more than one core; from a store
-    that is safe to use after a fork (:func:`fetches_in_workers`), they fetch the batches
-    themselves too.
+    ``workers`` threads fetch and decompress (overlapping the blob store's latency; zstd
+    releases the GIL); one thread decodes, since decoding holds the GIL. With
+    ``processes``, ``workers`` processes decode (record batches come back through shared
+    slots as Arrow IPC streams), which uses more than one core; from a store that is safe
+    to use after a fork (:func:`fetches_in_workers`), they fetch the batches themselves too.
     """
     pyarrow()
     window = window or 2 * workers + 2

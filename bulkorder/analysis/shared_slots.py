@@ -32,7 +32,8 @@ class SharedSlots:
     """``count`` slots of ``size`` bytes in one shared anonymous mapping; create it
     before forking the workers that write into it."""
 
-    def __init__(self, count: int, size: int = SLOT_BYTES) -> None:
+    def __init__(self, count: int, size: int | None = None) -> None:
+        size = SLOT_BYTES if size is None else size
         if count < 1 or size < 1:
             raise ValueError(f"shared slots need a count and a size of at least 1, got {count} x {size}")
         self.count = count

@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-items", dest="items", action="store_false",
         help="with --format parquet: the events only, not the items of their batches",
     )
+    export.add_argument(
+        "--processes", action="store_true",
+        help="with --format parquet: decode the items in worker processes (uses several cores)",
+    )
     export.set_defaults(handler=run_export)
 
 
@@ -115,7 +119,7 @@ def _export_parquet(args: argparse.Namespace, settings: Settings, stop: threadin
         result = analyst.export_parquet(
             args.out, since=args.since, until=args.until, items=args.items,
             on_page=lambda events, _items: progress.update(events),
-            follow=args.follow, stop=stop, interval=args.interval,
+            follow=args.follow, stop=stop, interval=args.interval, processes=args.processes,
             on_part=(lambda part: print(_part_line(part), flush=True)) if args.follow else None,
         )
     progress.finish()
