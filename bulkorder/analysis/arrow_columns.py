@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from array import array
 from datetime import datetime, timedelta, timezone
-from itertools import accumulate, repeat
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Sequence
 
 import msgspec
@@ -100,7 +100,11 @@ def dictionary_column(values: Sequence[Any]) -> pa.Array:
 
 
 def repeated_int64(value: int, count: int) -> pa.Array:
-    return int64_column([value]) if count == 1 else _repeated(_pa().int64(), array("q", [value]), count)
+    """``value`` ``count`` times, as an int64 array."""
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    pa = _pa()
+    return pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(array("q", [value]) * count)])
 
 
 def repeated_string(value: str, count: int) -> pa.Array:
@@ -108,11 +112,11 @@ def repeated_string(value: str, count: int) -> pa.Array:
     if type(value) is not str:
         raise TypeError(f"expected a str, got {type(value).__name__}")
     data = value.encode()
-    pa = _pa()
-    offsets = pa.py_buffer(array("i", range(0, (count + 1) * len(data), len(data)) if data else repeat(0, count + 1)))
     if len(data) * count > _INT32_MAX:
         raise OverflowError(f"{len(data) * count} bytes of text in one column, more than a string array holds")
-    return pa.StringArray.from_buffers(count, offsets, pa.py_buffer(data * count))
+    pa = _pa()
+    offsets = struct.pack(f"<{count + 1}i", *range(0, (count + 1) * len(data), len(data))) if data else bytes(4 * (count + 1))
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data * count))
 
 
 def micros(instant: datetime) -> int:
@@ -133,11 +137,6 @@ def timestamp_column(values: Sequence[datetime]) -> pa.Array:
 def repeated_timestamp(value: datetime, count: int) -> pa.Array:
     pa = _pa()
     return repeated_int64(micros(value), count).view(pa.timestamp("us", tz="UTC"))
-
-
-def _repeated(kind: pa.DataType, one: array[int], count: int) -> pa.Array:
-    pa = _pa()
-    return pa.Array.from_buffers(kind, count, [None, pa.py_buffer(one * count)])
 
 
 def with_nulls(column: pa.Array, present: Sequence[bool]) -> pa.Array:

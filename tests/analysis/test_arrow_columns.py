@@ -44,6 +44,9 @@ def test_repeated_values_and_timestamps_as_pyarrow_converts() -> None:
     assert repeated_int64(7, 1).equals(pa.array([7], pa.int64()))
     assert repeated_string("cust-1/ö", 4).equals(pa.array(["cust-1/ö"] * 4, pa.string()))
     assert repeated_string("", 2).equals(pa.array(["", ""], pa.string()))
+    assert repeated_string("x", 0).equals(pa.array([], pa.string())) and repeated_int64(1, 0).equals(pa.array([], pa.int64()))
+    with pytest.raises(TypeError):
+        repeated_int64(True, 2)
     kind = pa.timestamp("us", tz="UTC")
     aware = datetime(2026, 12, 1, 18, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
     naive = datetime(1969, 7, 20, 20, 17, 40, 1)
