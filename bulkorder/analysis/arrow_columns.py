@@ -65,30 +65,28 @@ def string_column(values: Sequence[Any]) -> pa.Array:
     return pa.StringArray.from_buffers(len(values), offsets, pa.py_buffer(data))
 
 
-def utf8_column(values: Sequence[bytes]) -> pa.Array:
-    """``values``, UTF-8 texts already encoded, as a string array."""
-    data = b"".join(values)
-    pa = _pa()
-    return pa.StringArray.from_buffers(len(values), _offsets(map(len, values), len(values), len(data)), pa.py_buffer(data))
-
-
 _json = msgspec.json.Encoder()
 
 
 def json_column(values: Sequence[Any]) -> pa.Array:
     """The JSON text of each of ``values`` (msgspec: valid UTF-8), as a string array.
 
-    Encoded in one call as lines (a JSON text holds no newline: msgspec escapes those in
-    strings and writes no whitespace), cut at the newlines (measured: 0.54 against 0.59 us
-    per sample item's attributes for one ``encode`` per value)."""
-    lines = _json.encode_lines(values)
-    lengths = lines.split(b"\n")
-    lengths.pop()  # after the last newline
-    if len(lengths) != len(values):  # never, but a miscount would shift every row
-        return utf8_column([_json.encode(value) for value in values])
-    data = lines.replace(b"\n", b"")
+    Each is encoded at the end of one growing buffer (``encode_into``), its end noted: no
+    bytes object per value, no second copy (measured per sample item's attributes: 0.44
+    us, against 0.59 for one ``encode`` per value joined, and 0.54 for ``encode_lines`` cut
+    at the newlines)."""
+    data = bytearray()
+    encode_into = _json.encode_into
+    ends = [0]
+    end = ends.append
+    for value in values:
+        encode_into(value, data, -1)
+        end(len(data))
+    if len(data) > _INT32_MAX:
+        raise OverflowError(f"{len(data)} bytes of text in one column, more than a string array holds")
     pa = _pa()
-    return pa.StringArray.from_buffers(len(values), _offsets(map(len, lengths), len(values), len(data)), pa.py_buffer(data))
+    offsets = pa.py_buffer(struct.pack(f"<{len(ends)}i", *ends))
+    return pa.StringArray.from_buffers(len(values), offsets, pa.py_buffer(data))
 
 
 def dictionary_column(values: Sequence[Any]) -> pa.Array:

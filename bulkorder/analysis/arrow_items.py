@@ -20,8 +20,8 @@ Each batch of the order becomes one record batch: a batch is read by storage's r
 (``BatchStore.fetch``: checked against its ref's sha-256 and size;
 ``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its
 columns built from their buffers (:mod:`bulkorder.analysis.arrow_columns`: msgspec encodes
-the attributes as JSON lines, Arrow takes the bytes as they are; no ``pyarrow.array``, which
-imports pandas). Memory holds a bounded window of batches. Decoding the attributes into
+the attributes as JSON into one buffer, Arrow takes the bytes as they are; no
+``pyarrow.array``, which imports pandas). Memory holds a bounded window of batches. Decoding the attributes into
 Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads it
 over cores (from a folder store, the worker processes fetch the batches too), and their
 record batches come back through shared memory (:mod:`bulkorder.analysis.shared_slots`).
