@@ -133,6 +133,10 @@ class Settings:
 
     #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
     encryption: EncryptionSettings | None = None
+    #: Run the worker's workflow code in temporalio's sandbox (BULKORDER_WORKFLOW_SANDBOX=on).
+    #: Off by default: the sandbox re-imports the workflow module for every new run, on the
+    #: worker's event loop (a create's cost: docs/benchmarks.md); the tests run it sandboxed.
+    workflow_sandbox: bool = False
 
     def __post_init__(self) -> None:
         if self.encryption is None:
@@ -178,6 +182,7 @@ class Settings:
             gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
             gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
             encryption=_encryption_settings(env, home),
+            workflow_sandbox=_switch(env, "BULKORDER_WORKFLOW_SANDBOX", False),
         )
 
     def order_identity(self) -> OrderIdentity:
@@ -298,6 +303,15 @@ def _identity_settings(env: Mapping[str, str]) -> IdentitySettings:
         return IdentitySettings.from_env(env)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise SettingsError(f"{name}={raw!r}: expected on or off")
+    return raw == "on"
 
 
 def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
