@@ -49,6 +49,7 @@ from bulkorder.encryption import data_keys
 from bulkorder.domain.identity import OrderName
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
+from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
 from tests.benchmarks.create_phases import create_phases, event_counts
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
@@ -89,6 +90,16 @@ async def probe(
     phases_client: list[float] = []
     settings = Settings.from_env(env)
     keys = data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity())
+    own_keys: list[float] = []
+    make_key = order_client_module.make_new_order_key
+
+    async def timed_make_key(*args: object) -> None:
+        """The create's own new key, timed (the rest of its call is the Update-With-Start)."""
+        keyed = time.perf_counter()
+        await make_key(*args)  # type: ignore[arg-type]
+        own_keys.append(time.perf_counter() - keyed)
+
+    order_client_module.make_new_order_key = timed_make_key  # type: ignore[assignment]
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         target = f"probe/probe-target-{uuid.uuid4().hex[:6]}"
@@ -118,7 +129,11 @@ async def probe(
             except TimeoutError:
                 pass
         phases = {"client: a new order's data key (S3: put and head at once)": phases_client}
+        own = own_keys[1:]  # the first is the probe target's
+        phases["client: the create's own data key"] = own
+        phases["client: the Update-With-Start call (the rest)"] = [c - k for c, k in zip(creates, own)]
         phases.update(await create_phases(client.client, created))
+    order_client_module.make_new_order_key = make_key  # type: ignore[assignment]
     if env.get("BULKORDER_BENCH_PROBES"):  # each probe's figures, in order, for a closer look
         Path(env["BULKORDER_BENCH_PROBES"]).write_text(json.dumps({"create": creates, "add_batches": adds, **phases}))
     return creates, adds, phases
