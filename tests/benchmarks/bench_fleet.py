@@ -51,7 +51,7 @@ from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
 from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
-from tests.benchmarks.create_phases import create_phases, event_counts
+from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -133,9 +133,13 @@ async def probe(
         phases["client: the create's own data key"] = own
         phases["client: the Update-With-Start call (the rest)"] = [c - k for c, k in zip(creates, own)]
         phases.update(await create_phases(client.client, created))
+        slowest = sorted(range(len(creates)), key=lambda i: -creates[i])[:3]
+        timelines = {f"{creates[i] * 1000:.0f} ms": await event_timeline(client.client, created[i]) for i in slowest}
     order_client_module.make_new_order_key = make_key  # type: ignore[assignment]
     if env.get("BULKORDER_BENCH_PROBES"):  # each probe's figures, in order, for a closer look
-        Path(env["BULKORDER_BENCH_PROBES"]).write_text(json.dumps({"create": creates, "add_batches": adds, **phases}))
+        Path(env["BULKORDER_BENCH_PROBES"]).write_text(
+            json.dumps({"create": creates, "add_batches": adds, **phases, "slowest": timelines})
+        )
     return creates, adds, phases
 
 
