@@ -9,7 +9,7 @@ each new run's activations (the create's workflow task) and each record activity
 
 - ``decode``: the activation's payloads decoded (the codec: the order's data key, the
   first time this process sees the order, is a GET from the blob store);
-- ``instance``: the workflow instance made (the sandbox, on the event loop's thread);
+- ``instance``: the workflow instance made (the sandbox, when on; the event loop's thread);
 - ``activate``: the workflow code run (the workflow-task thread);
 - ``encode``: the completion's payloads encoded;
 - ``record``: the record activity (the creation's local activity, or a batch record).
@@ -70,7 +70,7 @@ def _install() -> None:
     created = workflow_worker._WorkflowWorker._create_workflow_instance
 
     def create_instance(self: Any, act: Any, init: Any) -> Any:
-        with _Span("instance (sandbox, event loop thread)"):
+        with _Span("instance (the workflow runner, on the event loop thread)"):
             return created(self, act, init)
 
     workflow_worker._WorkflowWorker._create_workflow_instance = create_instance
@@ -82,9 +82,13 @@ def _install() -> None:
         new = _is_new_run(act)
         if new:
             first_runs.add(act.run_id)
-        name = "activate, new run: 1st" if new else (
-            "activate, new run: 2nd (local activity resolved)" if act.run_id in first_runs else "activate, other")
-        first_runs.discard(act.run_id) if not new else None
+        if new:
+            name = "activate, new run: 1st"
+        elif act.run_id in first_runs:
+            name = "activate, new run: 2nd (local activity resolved)"
+            first_runs.discard(act.run_id)
+        else:
+            name = "activate, other"
         with _Span(name):
             return activate(self, act)
 
