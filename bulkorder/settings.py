@@ -133,10 +133,11 @@ class Settings:
 
     #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
     encryption: EncryptionSettings | None = None
-    #: Run the worker's workflow code in temporalio's sandbox (BULKORDER_WORKFLOW_SANDBOX=on).
-    #: Off by default: the sandbox re-imports the workflow module for every new run, on the
-    #: worker's event loop (a create's cost: docs/benchmarks.md); the tests run it sandboxed.
-    workflow_sandbox: bool = False
+    #: Run the worker's workflow code in temporalio's sandbox (BULKORDER_WORKFLOW_SANDBOX).
+    #: On by default, as temporalio has it: it fails a task that calls a non-deterministic
+    #: function. ``off`` saves the module's re-import for every new run (3-5 ms of the
+    #: worker's CPU per create, docs/benchmarks.md); the tests always run it sandboxed.
+    workflow_sandbox: bool = True
 
     def __post_init__(self) -> None:
         if self.encryption is None:
@@ -182,7 +183,7 @@ class Settings:
             gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
             gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
             encryption=_encryption_settings(env, home),
-            workflow_sandbox=_switch(env, "BULKORDER_WORKFLOW_SANDBOX", False),
+            workflow_sandbox=_switch(env, "BULKORDER_WORKFLOW_SANDBOX", True),
         )
 
     def order_identity(self) -> OrderIdentity:
