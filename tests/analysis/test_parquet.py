@@ -207,9 +207,13 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir")]) == 0
     out = capsys.readouterr().out
     assert "exported 3 events and 100 items" in out and "--since 3" in out
-    assert main(["export", "--format", "parquet", "--processes", "--out", str(tmp_path / "in-processes")]) == 0
-    assert "exported 3 events and 100 items" in capsys.readouterr().out
-    assert pq.read_table(tmp_path / "in-processes" / "items").equals(pq.read_table(tmp_path / "dir" / "items"))
+    for way in ("--processes", "--no-processes"):  # the default is processes where there are several cores
+        assert main(["export", "--format", "parquet", way, "--out", str(tmp_path / way)]) == 0
+        assert "exported 3 events and 100 items" in capsys.readouterr().out
+        assert pq.read_table(tmp_path / way / "items").equals(pq.read_table(tmp_path / "dir" / "items"))
+    threaded = tmp_path / "threaded.parquet"
+    assert main(["replay", "cust-1/cmd-1", "--version", "2", "--items-out", str(threaded), "--no-processes"]) == 0
+    assert pq.read_table(threaded).equals(pq.read_table(items))
     assert main(["export", "--format", "parquet"]) == 2  # no folder
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir"), "--append"]) == 2
     # Following up to a position: the parts up to it, then the command ends by itself.
