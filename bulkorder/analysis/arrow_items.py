@@ -190,9 +190,7 @@ def item_record_batches(
         # Record batches come back through shared memory (bulkorder.analysis.shared_slots),
         # one slot per batch in flight: mapped before the workers are forked.
         slots = SharedSlots(window)
-        cpu = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(None, slots)
-        )
+        cpu = _forked_workers(workers, None, slots)
     else:
         cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
 
@@ -264,6 +262,17 @@ def fetch_to_slot(ref: BatchRef, provenance: Mapping[str, Any] | None, slot: int
     return batch_to_slot(_worker_batches.fetch(ref), where_of(ref), ref.item_count, provenance, slot)
 
 
+def _forked_workers(workers: int, batches: BatchStore | None, slots: SharedSlots) -> ProcessPoolExecutor:
+    """``workers`` processes, forked now: before the fetching threads start, so that no
+    child inherits a lock another thread of this process held at the fork (a connection
+    pool's, say). With fork, the pool starts all its processes at its first call."""
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches, slots)
+    )
+    pool.submit(int).result()
+    return pool
+
+
 def _fetched_in_workers(
     batches: BatchStore,
     refs: Iterable[BatchRef],
@@ -286,9 +295,7 @@ def _fetched_in_workers(
     refs = itertools.chain([first], refs)
     slots = SharedSlots(window)
     # Forked with the store and the slots (fork: initializer arguments are inherited, never pickled).
-    cpu = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches, slots)
-    )
+    cpu = _forked_workers(workers, batches, slots)
     pending: deque[tuple[int, Future[int | bytes]]] = deque()
     try:
         # A slot is reused only once the batch that had it was taken (window apart).
