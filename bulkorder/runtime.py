@@ -69,6 +69,7 @@ class Runtime:
             self.client, orders=self.orders, batches=self.batches, task_queue=self.settings.task_queue,
             max_concurrent_activities=max_concurrent_activities, graceful_shutdown=graceful_shutdown,
             interceptors=[HistoryLengthInterceptor()], on_recorded=record_observed,
+            sandboxed=self.settings.workflow_sandbox,
         )
 
     def close(self) -> None:

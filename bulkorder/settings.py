@@ -133,6 +133,11 @@ class Settings:
 
     #: Encryption at rest (bulkorder.encryption): keyring or KMS; on unless turned off.
     encryption: EncryptionSettings | None = None
+    #: Run the worker's workflow code in temporalio's sandbox (BULKORDER_WORKFLOW_SANDBOX).
+    #: On by default, as temporalio has it: it fails a task that calls a non-deterministic
+    #: function. ``off`` saves the module's re-import for every new run (3-5 ms of the
+    #: worker's CPU per create, docs/benchmarks.md); the tests always run it sandboxed.
+    workflow_sandbox: bool = True
 
     def __post_init__(self) -> None:
         if self.encryption is None:
@@ -178,6 +183,7 @@ class Settings:
             gc_grace_seconds=_non_negative_int(env, "BULKORDER_GC_GRACE_SECONDS", 24 * 3600),
             gc_lease_ttl_seconds=_positive_int(env, "BULKORDER_GC_LEASE_TTL_SECONDS", 3600),
             encryption=_encryption_settings(env, home),
+            workflow_sandbox=_switch(env, "BULKORDER_WORKFLOW_SANDBOX", True),
         )
 
     def order_identity(self) -> OrderIdentity:
@@ -298,6 +304,15 @@ def _identity_settings(env: Mapping[str, str]) -> IdentitySettings:
         return IdentitySettings.from_env(env)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise SettingsError(f"{name}={raw!r}: expected on or off")
+    return raw == "on"
 
 
 def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -233,6 +233,12 @@ def decode_stored_items(data: bytes | memoryview, *, where: str = "batch", item_
     :func:`decode_batch` (a header that contradicts ``item_count`` raises).
     """
     header, raw = open_batch(data, where=where, item_count=item_count)
+    return decode_stored_body(header, raw)
+
+
+def decode_stored_body(header: BatchHeader, raw: bytes | memoryview) -> list[Any] | None:
+    """:func:`decode_stored_items` of a body already opened (:func:`open_batch`: checked
+    and decompressed, e.g. on another thread, zstd not holding the GIL)."""
     try:
         items: list[Any] = _stored_items.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):

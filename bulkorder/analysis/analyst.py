@@ -67,13 +67,15 @@ class Analyst(OrderItems):
         stop: threading.Event | None = None,
         interval: float = 0.5,
         on_part: Callable[[ParquetExportResult], None] | None = None,
+        processes: bool = False,
     ) -> ParquetExportResult:
         """The log from ``since`` to ``until`` as one new part of ``out_dir``'s events and
         items Parquet files (:mod:`bulkorder.analysis.parquet_files`).
 
         With ``follow``, keep polling every ``interval`` seconds until ``stop`` is set (or
         ``until`` is reached), adding a new part whenever the log has grown; ``on_part``
-        follows each part, once it is in place. The result then holds the totals.
+        follows each part, once it is in place. The result then holds the totals. With
+        ``processes``, the items are decoded in worker processes (several cores).
         """
         from bulkorder.analysis.parquet_files import export_parquet, follow_parquet
 
@@ -81,10 +83,12 @@ class Analyst(OrderItems):
             raise ValueError(f"positions must satisfy 0 <= since <= until (got since={since}, until={until})")
         log = EventLog(self.orders)
         if not follow:
-            return export_parquet(log, self.batches, out_dir, since=since, until=until, items=items, on_page=on_page)
+            return export_parquet(
+                log, self.batches, out_dir, since=since, until=until, items=items, processes=processes, on_page=on_page
+            )
         return follow_parquet(
             log, self.batches, out_dir, since=since, until=until, items=items, stop=stop or threading.Event(),
-            interval=interval, on_part=on_part, on_page=on_page,
+            interval=interval, on_part=on_part, on_page=on_page, processes=processes,
         )
 
     # ---- the whole log ------------------------------------------------------------------

@@ -18,16 +18,20 @@ and pandas read JSON text as it is.
 
 Each batch of the order becomes one record batch: a batch is read by storage's reader
 (``BatchStore.fetch``: checked against its ref's sha-256 and size;
-``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its columns built
-in C where it counts (msgspec encodes each item's attributes as JSON, Arrow takes the
-bytes as they are). Memory holds a bounded window of batches. Decoding the attributes
-into Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads
-it over cores (from a folder store, the worker processes fetch the batches too).
+``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its
+columns built from their buffers (:mod:`bulkorder.analysis.arrow_columns`: msgspec encodes
+the attributes as JSON into one buffer, Arrow takes the bytes as they are; no
+``pyarrow.array``, which imports pandas). Memory holds a bounded window of batches. Decoding the attributes into
+Python objects is most of the cost (docs/benchmarks.md); ``processes=True`` spreads it
+over cores (from a folder store, the worker processes fetch the batches too), and their
+record batches come back through shared memory (:mod:`bulkorder.analysis.shared_slots`).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import importlib
 import itertools
 import multiprocessing
 from collections import deque
@@ -35,15 +39,18 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-import msgspec
-
 from bulkorder.domain.refs import BatchRef
 from bulkorder.extras import require
-from bulkorder.storage.batch_codec import decode_stored_items
+from bulkorder.storage.batch_codec import BatchHeader, decode_stored_body, decode_stored_items, open_batch
 from bulkorder.storage.batches import BatchStore, where_of
 from bulkorder.storage.errors import BatchFormatError
 from bulkorder.storage.encryption.keyring import LocalKeyring
 from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.analysis.shared_slots import SharedSlots
+from bulkorder.analysis.arrow_columns import (
+    dictionary_column, int64_column, json_column, repeated_int64, repeated_string, repeated_timestamp, string_column,
+    timestamp_column, with_nulls,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,6 +66,7 @@ def pyarrow() -> Any:
     return require("pyarrow", extra=ANALYSIS_EXTRA, feature="Parquet and Arrow output")
 
 
+@functools.cache
 def item_schema(*, provenance: bool = False) -> pa.Schema:
     """The items' Arrow schema; with ``provenance``, the export's extra columns first."""
     pa = pyarrow()
@@ -82,9 +90,6 @@ def item_schema(*, provenance: bool = False) -> pa.Schema:
                                        "bulkorder.attributes": "attributes is a JSON object per item"})
 
 
-_json = msgspec.json.Encoder()
-
-
 def decode_batch_items(data: bytes, where: str, item_count: int) -> list[Any]:
     """The items of one batch's bytes as ``StoredItem`` structs (storage's reader: the
     stored shape, values taken as they are and typed by Arrow, which refuses a value of
@@ -100,7 +105,21 @@ def batch_to_record_batch(
     data: bytes, where: str, item_count: int, provenance: Mapping[str, Any] | None = None
 ) -> pa.RecordBatch:
     """One batch's bytes to its record batch (runs in a worker thread or process)."""
-    items = decode_batch_items(data, where, item_count)
+    return _record_batch(decode_batch_items(data, where, item_count), where, provenance)
+
+
+def body_to_record_batch(
+    header: BatchHeader, raw: bytes | memoryview, where: str, provenance: Mapping[str, Any] | None = None
+) -> pa.RecordBatch:
+    """:func:`batch_to_record_batch` of a body :func:`open_batch` opened (checked and
+    decompressed on an I/O thread: zstd runs there without the GIL, beside the decoding)."""
+    items = decode_stored_body(header, raw)
+    if items is None:
+        raise BatchFormatError(f"{where}: items do not have the item schema (or not {header.item_count} of them)")
+    return _record_batch(items, where, provenance)
+
+
+def _record_batch(items: list[Any], where: str, provenance: Mapping[str, Any] | None) -> pa.RecordBatch:
     pa = pyarrow()
     try:
         return items_record_batch(items, provenance)
@@ -108,56 +127,31 @@ def batch_to_record_batch(
         raise BatchFormatError(f"{where}: an item does not have the item schema's types ({exc})") from None
 
 
-def batch_to_ipc(data: bytes, where: str, item_count: int, provenance: Mapping[str, Any] | None = None) -> bytes:
-    """:func:`batch_to_record_batch` as an Arrow IPC stream, for a worker process to hand
-    back: one copy of the buffers, where pickling the record batch costs the worker ~6x
-    more (measured per item: 0.10 against 0.59 us of CPU, and half the time in transit)."""
-    pa = pyarrow()
-    batch = batch_to_record_batch(data, where, item_count, provenance)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as stream:
-        stream.write_batch(batch)
-    return sink.getvalue().to_pybytes()
-
-
-def record_batch_from_ipc(stream: bytes) -> pa.RecordBatch:
-    """The record batch of :func:`batch_to_ipc`'s bytes (its buffers are those bytes: no copy)."""
-    return pyarrow().ipc.open_stream(stream).read_next_batch()
-
-
-def _json_column(values: list[Any]) -> pa.Array:
-    """JSON texts of ``values`` as one Arrow string array. msgspec writes valid UTF-8, so
-    the bytes are taken as strings without a second check (measured: faster than one
-    ``encode_lines`` split by Arrow, 834,000 against 707,000 per CPU-second)."""
-    pa = pyarrow()
-    encode = _json.encode
-    return pa.array([encode(value) for value in values], pa.binary()).view(pa.string())
-
-
 def items_record_batch(items: Sequence[Any], provenance: Mapping[str, Any] | None = None) -> pa.RecordBatch:
     """One record batch of ``items``; ``provenance`` (position, order_id, batch_id,
-    recorded_at) repeats over every row when given."""
+    recorded_at) repeats over every row when given. Columns are built from their buffers
+    (:mod:`bulkorder.analysis.arrow_columns`: no pandas imported, and each value must be
+    of its column's type exactly)."""
     pa = pyarrow()
     count = len(items)
-    currencies = pa.array([item.unit_price.currency for item in items], pa.string()).dictionary_encode()
+    prices = [item.unit_price for item in items]
     columns: list[Any] = [
-        pa.array([item.sku for item in items], pa.string()),
-        pa.array([item.quantity for item in items], pa.int64()),
-        pa.array([item.unit_price.amount for item in items], pa.int64()),
-        currencies.cast(pa.dictionary(pa.int32(), pa.string())),
-        pa.array([item.name for item in items], pa.string()),
-        _json_column([item.attributes for item in items]) if count else pa.array([], pa.string()),
+        string_column([item.sku for item in items]),
+        int64_column([item.quantity for item in items]),
+        int64_column([price.amount for price in prices]),
+        dictionary_column([price.currency for price in prices]),
+        string_column([item.name for item in items]),
+        json_column([item.attributes for item in items]),
     ]
-    schema = item_schema(provenance=provenance is not None)
     if provenance is not None:
         columns = [
-            pa.repeat(pa.scalar(provenance["position"], pa.int64()), count),
-            pa.repeat(pa.scalar(provenance["order_id"], pa.string()), count),
-            pa.repeat(pa.scalar(provenance["batch_id"], pa.string()), count),
-            pa.repeat(pa.scalar(provenance["recorded_at"], pa.timestamp("us", tz="UTC")), count),
+            repeated_int64(provenance["position"], count),
+            repeated_string(provenance["order_id"], count),
+            repeated_string(provenance["batch_id"], count),
+            repeated_timestamp(provenance["recorded_at"], count),
             *columns,
         ]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.RecordBatch.from_arrays(columns, schema=item_schema(provenance=provenance is not None))
 
 
 def item_record_batches(
@@ -171,15 +165,18 @@ def item_record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One record batch per ref, in order, at most ``window`` batches read ahead.
 
-    ``workers`` threads fetch (overlapping the blob store's latency); one thread decodes,
-    since decoding holds the GIL. With ``processes``, ``workers`` processes decode (record
-    batches come back as Arrow IPC streams), which uses more than one core; from a store
-    that is safe to use after a fork (:func:`fetches_in_workers`), they fetch the batches
-    themselves too.
+    ``workers`` threads fetch and decompress (overlapping the blob store's latency; zstd
+    releases the GIL); one thread decodes, since decoding holds the GIL. With
+    ``processes``, ``workers`` processes decode (record batches come back through shared
+    slots as Arrow IPC streams), which uses more than one core; from a store that is safe
+    to use after a fork (:func:`fetches_in_workers`), they fetch the batches themselves too.
     """
     pyarrow()
     window = window or 2 * workers + 2
     extra = iter(provenance) if provenance is not None else None
+    if processes:
+        # Imported once here rather than in each worker (dictionary_encode needs it): ~60 ms each.
+        importlib.import_module("pyarrow.compute")
     if processes and fetches_in_workers(batches):
         yield from _fetched_in_workers(batches, refs, extra, workers, window)
         return
@@ -188,23 +185,30 @@ def item_record_batches(
     # GIL); fetches still overlap on the I/O threads, and Parquet writing (no GIL) overlaps
     # with decoding. Processes decode ``workers`` at a time.
     cpu: Executor
+    slots: SharedSlots | None = None
     if processes:
-        cpu = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        # Record batches come back through shared memory (bulkorder.analysis.shared_slots),
+        # one slot per batch in flight: mapped before the workers are forked.
+        slots = SharedSlots(window)
+        cpu = _forked_workers(workers, None, slots)
     else:
         cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
 
-    def convert(ref: BatchRef, where: Mapping[str, Any] | None) -> pa.RecordBatch:
+    def convert(ref: BatchRef, where: Mapping[str, Any] | None, slot: int) -> pa.RecordBatch:
         data = batches.fetch(ref)
-        if not processes:
-            return cpu.submit(batch_to_record_batch, data, where_of(ref), ref.item_count, where).result()
-        return record_batch_from_ipc(cpu.submit(batch_to_ipc, data, where_of(ref), ref.item_count, where).result())
+        if slots is None:
+            header, raw = open_batch(data, where=where_of(ref), item_count=ref.item_count)
+            return cpu.submit(body_to_record_batch, header, raw, where_of(ref), where).result()
+        return slots.take(slot, cpu.submit(batch_to_slot, data, where_of(ref), ref.item_count, where, slot).result())
 
     try:
         with ThreadPoolExecutor(max(2, workers), thread_name_prefix="arrow-items") as pool:
             pending: deque[Future[pa.RecordBatch]] = deque()
             try:
-                for ref in refs:
-                    pending.append(pool.submit(convert, ref, next(extra) if extra is not None else None))
+                # A slot is reused only once the batch that had it was taken (window apart).
+                for index, ref in enumerate(refs):
+                    where = next(extra) if extra is not None else None
+                    pending.append(pool.submit(convert, ref, where, index % window))
                     if len(pending) >= window:
                         yield pending.popleft().result()
                 while pending:
@@ -214,6 +218,8 @@ def item_record_batches(
                     future.cancel()
     finally:
         cpu.shutdown(cancel_futures=True)
+        if slots is not None:
+            slots.close()
 
 
 def fetches_in_workers(batches: BatchStore) -> bool:
@@ -227,24 +233,44 @@ def fetches_in_workers(batches: BatchStore) -> bool:
     return batches.protection is None or isinstance(batches.protection.keys.keyring, LocalKeyring)
 
 
-#: The worker process's store: inherited through the fork (set by :func:`_start_worker`).
+#: The worker process's store and shared slots: inherited through the fork (set by :func:`_start_worker`).
 _worker_batches: BatchStore | None = None
+_worker_slots: SharedSlots | None = None
 
 
-def _start_worker(batches: BatchStore) -> None:
-    global _worker_batches
-    _worker_batches = batches
+def _start_worker(batches: BatchStore | None, slots: SharedSlots) -> None:
+    global _worker_batches, _worker_slots
+    _worker_batches, _worker_slots = batches, slots
     # What the fork brought along is never garbage here: out of the collector's sight, its
     # pages are not written to (and copied) by each collection's pass over them.
     gc.freeze()
 
 
-def fetch_to_ipc(ref: BatchRef, provenance: Mapping[str, Any] | None) -> bytes:
+def batch_to_slot(data: bytes, where: str, item_count: int, provenance: Mapping[str, Any] | None, slot: int) -> int | bytes:
+    """In a worker process: :func:`batch_to_record_batch` into the shared ``slot``
+    (:meth:`SharedSlots.put`: the stream's length, or the stream when it does not fit)."""
+    if _worker_slots is None:
+        raise RuntimeError("batch_to_slot runs in a worker started by item_record_batches")
+    return _worker_slots.put(slot, batch_to_record_batch(data, where, item_count, provenance))
+
+
+def fetch_to_slot(ref: BatchRef, provenance: Mapping[str, Any] | None, slot: int) -> int | bytes:
     """In a worker process: fetch ``ref``'s batch (checked, :meth:`BatchStore.fetch`) and
-    return its record batch as an Arrow IPC stream (:func:`batch_to_ipc`)."""
+    put its record batch in the shared ``slot`` (:func:`batch_to_slot`)."""
     if _worker_batches is None:
-        raise RuntimeError("fetch_to_ipc runs in a worker started by item_record_batches")
-    return batch_to_ipc(_worker_batches.fetch(ref), where_of(ref), ref.item_count, provenance)
+        raise RuntimeError("fetch_to_slot runs in a worker started by item_record_batches")
+    return batch_to_slot(_worker_batches.fetch(ref), where_of(ref), ref.item_count, provenance, slot)
+
+
+def _forked_workers(workers: int, batches: BatchStore | None, slots: SharedSlots) -> ProcessPoolExecutor:
+    """``workers`` processes, forked now: before the fetching threads start, so that no
+    child inherits a lock another thread of this process held at the fork (a connection
+    pool's, say). With fork, the pool starts all its processes at its first call."""
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches, slots)
+    )
+    pool.submit(int).result()
+    return pool
 
 
 def _fetched_in_workers(
@@ -254,10 +280,10 @@ def _fetched_in_workers(
     workers: int,
     window: int,
 ) -> Iterator[pa.RecordBatch]:
-    """Worker processes fetch, decode and build; only refs go out and IPC streams come
-    back. The main process gathers (and writes Parquet, without the GIL): no thread of
-    its own fetches or ships the batches' bytes through the pipe (measured: ~0.2 us of
-    CPU per item between the two processes)."""
+    """Worker processes fetch, decode and build; only refs go out, and record batches come
+    back through shared slots. The main process gathers (and writes Parquet, without the
+    GIL): no thread of its own fetches or ships the batches' bytes through a pipe
+    (measured: ~0.2 us of CPU per item between the two processes)."""
     refs = iter(refs)
     first = next(refs, None)
     if first is None:
@@ -267,27 +293,32 @@ def _fetched_in_workers(
         # the workers inherit, so they neither unwrap it again nor take the cache's lock.
         batches.fetch(first)
     refs = itertools.chain([first], refs)
-    # Forked with the store (fork: initializer arguments are inherited, never pickled).
-    cpu = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches,)
-    )
-    pending: deque[Future[bytes]] = deque()
+    slots = SharedSlots(window)
+    # Forked with the store and the slots (fork: initializer arguments are inherited, never pickled).
+    cpu = _forked_workers(workers, batches, slots)
+    pending: deque[tuple[int, Future[int | bytes]]] = deque()
     try:
-        for ref in refs:
-            pending.append(cpu.submit(fetch_to_ipc, ref, next(extra) if extra is not None else None))
+        # A slot is reused only once the batch that had it was taken (window apart).
+        for index, ref in enumerate(refs):
+            slot = index % window
+            pending.append((slot, cpu.submit(fetch_to_slot, ref, next(extra) if extra is not None else None, slot)))
             if len(pending) >= window:
-                yield record_batch_from_ipc(pending.popleft().result())
+                slot, answer = pending.popleft()
+                yield slots.take(slot, answer.result())
         while pending:
-            yield record_batch_from_ipc(pending.popleft().result())
+            slot, answer = pending.popleft()
+            yield slots.take(slot, answer.result())
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
         cpu.shutdown(cancel_futures=True)
+        slots.close()
 
 
 # ---- events ----------------------------------------------------------------------------
 
 
+@functools.cache
 def event_schema() -> pa.Schema:
     pa = pyarrow()
     return pa.schema(
@@ -319,15 +350,15 @@ def events_record_batch(documents: Sequence[Mapping[str, Any]]) -> pa.RecordBatc
         items.append(int(ref["item_count"]) if ref and document["type"] == "ItemsAdded" else 0)
         quantities.append(int(ref["quantity"]) if ref and document["type"] == "ItemsAdded" else 0)
     columns = [
-        pa.array([d["position"] for d in documents], pa.int64()),
-        pa.array([d["order_id"] for d in documents], pa.string()),
-        pa.array([d["aggregate_id"] for d in documents], pa.string()),
-        pa.array([d["version"] for d in documents], pa.int64()),
-        pa.array([d["type"] for d in documents], pa.string()),
-        pa.array([datetime.fromisoformat(d["timestamp"]) for d in documents], pa.timestamp("us", tz="UTC")),
-        pa.array(batch_ids, pa.string()),
-        pa.array(items, pa.int64()),
-        pa.array(quantities, pa.int64()),
-        _json_column(list(documents)) if documents else pa.array([], pa.string()),
+        int64_column([d["position"] for d in documents]),
+        string_column([d["order_id"] for d in documents]),
+        string_column([d["aggregate_id"] for d in documents]),
+        int64_column([d["version"] for d in documents]),
+        string_column([d["type"] for d in documents]),
+        timestamp_column([datetime.fromisoformat(d["timestamp"]) for d in documents]),
+        with_nulls(string_column([batch_id or "" for batch_id in batch_ids]), [batch_id is not None for batch_id in batch_ids]),
+        int64_column(items),
+        int64_column(quantities),
+        json_column(documents),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=event_schema())

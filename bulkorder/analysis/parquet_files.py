@@ -186,10 +186,12 @@ def export_parquet(
     until: int | None = None,
     items: bool = True,
     workers: int = 2,
+    processes: bool = False,
     on_page: Callable[[int, int], None] | None = None,
 ) -> ParquetExportResult:
     """Every event with ``since < position <= until`` (and, with ``items``, the items of
-    their ``ItemsAdded`` events) into one new part of ``out_dir``'s events and items."""
+    their ``ItemsAdded`` events) into one new part of ``out_dir``'s events and items;
+    with ``processes``, the items are decoded by ``workers`` worker processes."""
     folder = Path(out_dir)
     (folder / "events").mkdir(parents=True, exist_ok=True)
     if items:
@@ -214,7 +216,8 @@ def export_parquet(
                     {"position": position, "order_id": order, "batch_id": event.batch.batch_id, "recorded_at": event.timestamp}
                     for position, event, order in added
                 )
-                for batch in item_record_batches(batches, (event.batch for _, event, _ in added), provenance=provenance, workers=workers):
+                refs = (event.batch for _, event, _ in added)
+                for batch in item_record_batches(batches, refs, provenance=provenance, workers=workers, processes=processes):
                     items_out.write(batch)
                     result.items += batch.num_rows
             result.events += len(page)
@@ -255,6 +258,7 @@ def follow_parquet(
     until: int | None = None,
     items: bool = True,
     workers: int = 2,
+    processes: bool = False,
     stop: threading.Event,
     interval: float = 0.5,
     on_part: Callable[[ParquetExportResult], None] | None = None,
@@ -272,7 +276,8 @@ def follow_parquet(
         latest = log.last_position()  # cheap: the log's last notification ID
         if latest > total.last_position:
             part = export_parquet(
-                log, batches, out_dir, since=total.last_position, until=until, items=items, workers=workers, on_page=on_page
+                log, batches, out_dir, since=total.last_position, until=until, items=items, workers=workers,
+                processes=processes, on_page=on_page,
             )
             if not part.events and until is not None and latest >= until:
                 break  # the log is past ``until``, and nothing more is up to it

@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, BinaryIO
 
 from bulkorder.analysis import Analyst, ExportResult
-from bulkorder.commands.arguments import non_negative_int, positive_seconds
+from bulkorder.commands.arguments import add_processes_argument, decode_in_processes, non_negative_int, positive_seconds
 from bulkorder.commands.interrupts import thread_stop_on_signals
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export.add_argument(
         "--no-items", dest="items", action="store_false",
         help="with --format parquet: the events only, not the items of their batches",
+    )
+    add_processes_argument(
+        export, "with --format parquet: decode the items in worker processes (the default where there are "
+        "several cores; --no-processes: one decoding thread)",
     )
     export.set_defaults(handler=run_export)
 
@@ -116,6 +120,7 @@ def _export_parquet(args: argparse.Namespace, settings: Settings, stop: threadin
             args.out, since=args.since, until=args.until, items=args.items,
             on_page=lambda events, _items: progress.update(events),
             follow=args.follow, stop=stop, interval=args.interval,
+            processes=decode_in_processes(args.processes, "parquet"),
             on_part=(lambda part: print(_part_line(part), flush=True)) if args.follow else None,
         )
     progress.finish()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bulkorder.analysis import Analyst, OrderState, parse_instant
 from bulkorder.analysis.item_stream import FORMATS as STREAM_FORMATS
-from bulkorder.commands.arguments import add_order_argument, named_order, positive_int
+from bulkorder.commands.arguments import add_order_argument, add_processes_argument, decode_in_processes, named_order, positive_int
 from bulkorder.commands.output import money, print_json
 from bulkorder.commands.progress import Progress
 from bulkorder.settings import Settings
@@ -46,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "the extra 'analysis' (pyarrow)",
     )
     replay.add_argument("--workers", type=positive_int, default=2, help="batches read in parallel (default 2; parquet without --processes: fetched in parallel, decoded by one thread)")
-    replay.add_argument("--processes", action="store_true", help="decode in worker processes (uses several cores)")
+    add_processes_argument(
+        replay, "decode in worker processes, one per batch read in parallel (default: for parquet, where "
+        "there are several cores; --no-processes: threads)",
+    )
     replay.add_argument("--json", action="store_true", help="print the state as one JSON object")
     replay.set_defaults(handler=named_order(run_replay))
 
@@ -93,12 +96,13 @@ def _write_items(analyst: Analyst, args: argparse.Namespace, state: OrderState) 
     """Stream to a temporary file beside FILE and rename it at the end: FILE is whole or absent."""
     target = Path(args.items_out)
     fmt = item_format(target, args.format)
+    processes = decode_in_processes(args.processes, fmt)
     progress = Progress(f"items of {args.order_id} v{state.version}", state.summary.item_count)
     if fmt == "parquet":
         # Row group by row group, under a temporary name renamed at the end (whole or absent).
         written = analyst.write_items_parquet(
             args.order_id, target, version=state.version, progress=progress.update,
-            workers=args.workers, processes=args.processes,
+            workers=args.workers, processes=processes,
         )
         progress.finish()
         if written.rows != state.summary.item_count:  # pragma: no cover - each batch is checked against its ref
@@ -110,7 +114,7 @@ def _write_items(analyst: Analyst, args: argparse.Namespace, state: OrderState) 
             result = analyst.stream_items(
                 args.order_id, out, version=state.version, fmt=fmt,
                 progress=lambda _batches, items: progress.update(items),
-                workers=args.workers, processes=args.processes,
+                workers=args.workers, processes=processes,
             )
         os.replace(partial, target)
     finally:

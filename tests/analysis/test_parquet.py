@@ -140,6 +140,17 @@ def test_export_folder_resumes_by_position_and_duckdb_reads_it_whole(analyst_sto
     assert frame.height == 300 and set(frame["batch_id"].unique()) == {"exp-1-00000", "exp-1-00001", "exp-2-00000"}
 
 
+def test_export_in_worker_processes_writes_the_same_rows(analyst_store: AnalystStore, tmp_path: Path) -> None:
+    write_order(analyst_store, "exp-proc-1", [100, 1, 150])
+    write_order(analyst_store, "exp-proc-2", [70], customer="cust-2")
+    with analyst_store.analyst() as analyst:
+        threads = analyst.export_parquet(tmp_path / "threads")
+        processes = analyst.export_parquet(tmp_path / "processes", processes=True)
+    assert (processes.events, processes.items) == (threads.events, threads.items) == (6, 321)
+    for kind in ("events", "items"):
+        assert pq.read_table(tmp_path / "processes" / kind).equals(pq.read_table(tmp_path / "threads" / kind))
+
+
 def test_following_the_log_adds_a_whole_part_per_poll_that_finds_events(analyst_store: AnalystStore, tmp_path: Path) -> None:
     first = write_order(analyst_store, "follow-1", [120, 80])
     out = tmp_path / "lake"
@@ -196,6 +207,13 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir")]) == 0
     out = capsys.readouterr().out
     assert "exported 3 events and 100 items" in out and "--since 3" in out
+    for way in ("--processes", "--no-processes"):  # the default is processes where there are several cores
+        assert main(["export", "--format", "parquet", way, "--out", str(tmp_path / way)]) == 0
+        assert "exported 3 events and 100 items" in capsys.readouterr().out
+        assert pq.read_table(tmp_path / way / "items").equals(pq.read_table(tmp_path / "dir" / "items"))
+    threaded = tmp_path / "threaded.parquet"
+    assert main(["replay", "cust-1/cmd-1", "--version", "2", "--items-out", str(threaded), "--no-processes"]) == 0
+    assert pq.read_table(threaded).equals(pq.read_table(items))
     assert main(["export", "--format", "parquet"]) == 2  # no folder
     assert main(["export", "--format", "parquet", "--out", str(tmp_path / "dir"), "--append"]) == 2
     # Following up to a position: the parts up to it, then the command ends by itself.

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,8 +49,9 @@ from bulkorder.encryption import data_keys
 from bulkorder.domain.identity import OrderName
 from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
+from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
-from tests.benchmarks.create_phases import create_phases, event_counts
+from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -88,6 +90,16 @@ async def probe(
     phases_client: list[float] = []
     settings = Settings.from_env(env)
     keys = data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity())
+    own_keys: list[float] = []
+    make_key = order_client_module.make_new_order_key
+
+    async def timed_make_key(*args: object) -> None:
+        """The create's own new key, timed (the rest of its call is the Update-With-Start)."""
+        keyed = time.perf_counter()
+        await make_key(*args)  # type: ignore[arg-type]
+        own_keys.append(time.perf_counter() - keyed)
+
+    order_client_module.make_new_order_key = timed_make_key  # type: ignore[assignment]
     async with open_runtime(settings) as runtime:
         client = runtime.order_client()
         target = f"probe/probe-target-{uuid.uuid4().hex[:6]}"
@@ -117,7 +129,17 @@ async def probe(
             except TimeoutError:
                 pass
         phases = {"client: a new order's data key (S3: put and head at once)": phases_client}
+        own = own_keys[1:]  # the first is the probe target's
+        phases["client: the create's own data key"] = own
+        phases["client: the Update-With-Start call (the rest)"] = [c - k for c, k in zip(creates, own)]
         phases.update(await create_phases(client.client, created))
+        slowest = sorted(range(len(creates)), key=lambda i: -creates[i])[:3]
+        timelines = {f"{creates[i] * 1000:.0f} ms": await event_timeline(client.client, created[i]) for i in slowest}
+    order_client_module.make_new_order_key = make_key  # type: ignore[assignment]
+    if env.get("BULKORDER_BENCH_PROBES"):  # each probe's figures, in order, for a closer look
+        Path(env["BULKORDER_BENCH_PROBES"]).write_text(
+            json.dumps({"create": creates, "add_batches": adds, **phases, "slowest": timelines})
+        )
     return creates, adds, phases
 
 
@@ -180,6 +202,10 @@ def main() -> None:
     parser.add_argument("--quiet-probe-seconds", type=float, default=6.0, help="probe this long before the fleet starts")
     parser.add_argument("--profile-importers", type=Path, help="write each fleet importer's cProfile here")
     parser.add_argument(
+        "--timed-workers", action="store_true",
+        help="run the workers as tests/benchmarks/timed_worker.py: where a create's workflow task goes inside them",
+    )
+    parser.add_argument(
         "--importer-nice", type=int, default=0,
         help="run the fleet's importers (bulk work) at this nice value, as when they share the machine "
         "with the services whose latency is probed (on separate machines, they would not compete)",
@@ -225,8 +251,11 @@ def main() -> None:
                 POSTGRES_PASSWORD="",
                 POSTGRES_SCHEMA=schema,
             )
-            for _ in range(args.workers):
-                worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
+            timings = [workdir / f"timings-{schema}-{index}.json" for index in range(args.workers)]
+            for index in range(args.workers):
+                command = [sys.executable, "-m", "tests.benchmarks.timed_worker"] if args.timed_workers else [str(BIN / "bulkorder"), "worker"]
+                worker_env = dict(env, BULKORDER_BENCH_TIMINGS=str(timings[index])) if args.timed_workers else env
+                worker = subprocess.Popen(command, env=worker_env, stdout=subprocess.PIPE, text=True)
                 wait_for_line(worker, "worker polling")
                 workers.append(worker)
             rss = [PeakRss(worker.pid) for worker in workers]
@@ -254,6 +283,9 @@ def main() -> None:
             for name, values in quiet_phases.items():
                 if values:
                     print(f"    {name}: p50 {percentile(values, .5) * 1000:.0f} ms", flush=True)
+            if args.timed_workers:
+                for worker in workers:
+                    worker.send_signal(signal.SIGUSR1)  # time the fleet only
             cpu_before = {name: _cpu_seconds(pid) for name, pid in _server_pids(server, moto_pid, workers).items()}
             stop = asyncio.Event()
 
@@ -320,8 +352,22 @@ def main() -> None:
     print(f"| all | {whole:.1f} |")
     print(f"| floor (parse+validate+pack+compress+hash, one core) | {floor:.1f} |")
     print(f"end to end / floor: {whole / floor:.2f}× (goal ≤ 1.3×)")
+    if args.timed_workers:
+        print_timings(timings)
     if wrong:
         raise SystemExit(f"{len(wrong)} orders not recorded exactly: {dict(list(wrong.items())[:5])}")
+
+
+def print_timings(paths: list[Path]) -> None:
+    """The timed workers' sections (tests/benchmarks/timed_worker.py) while the fleet ran."""
+    for index, path in enumerate(paths):
+        if not path.exists():
+            continue
+        print(f"worker {index + 1}, inside (ms; blocked = wall - CPU - run queue: for code without I/O, the GIL):")
+        for name, row in sorted(json.loads(path.read_text()).items()):
+            print(f"    {name}: n={row['count']}, wall p50 {row['wall_p50_ms']:.1f} p99 {row['wall_p99_ms']:.1f} "
+                  f"mean {row['wall_mean_ms']:.1f}, cpu {row['cpu_mean_ms']:.1f}, run queue {row['runqueue_mean_ms']:.1f}, "
+                  f"blocked {row['blocked_mean_ms']:.1f}")
 
 
 def _moto_pid(endpoint: str) -> int:

@@ -5,7 +5,7 @@
 Each way runs in a fresh process, so its peak RSS is its own: bulkorder's NDJSON stream
 (``replay --items-out FILE.ndjson``) beside ``replay --items-out FILE.parquet`` (threads,
 and worker processes) and ``export --format parquet --out DIR`` (the order's events and
-items, with the export's provenance columns). Items/s, items per CPU-second, peak RSS at
+items, with the export's provenance columns; threads, and ``--processes``). Items/s, items per CPU-second, peak RSS at
 the full order and at a quarter of it (flat RSS: the same), file sizes beside each other. Target: >= 400,000
 items/s to Parquet, RSS flat. Needs the extra 'analysis' (pyarrow).
 """
@@ -31,7 +31,7 @@ from bulkorder.storage.config import EventStoreConfig
 from bulkorder.storage.folder_store import FolderBlobStore
 from tests.benchmarks.bench_analysts import machine, write_items
 
-WAYS = ("ndjson-threads", "parquet-threads", "parquet-processes", "parquet-export")
+WAYS = ("ndjson-threads", "parquet-threads", "parquet-processes", "parquet-export", "parquet-export-processes")
 
 
 def blob_store(blobs: Path, home: Path | None) -> BatchStore:
@@ -52,11 +52,11 @@ def child(args: argparse.Namespace) -> None:
         if args.way == "ndjson-threads":
             with open(args.out, "wb") as out:
                 count = analyst.stream_items(args.order, out, workers=2).items
-        elif args.way == "parquet-export":  # export --format parquet --out DIR: the log, with provenance columns
+        elif args.way.startswith("parquet-export"):  # export --format parquet --out DIR: the log, with provenance columns
             # The log holds both orders, "big" first: each run exports one order's positions.
             big_last = int(args.big_last)
             since, until = (0, big_last) if args.order == "big" else (big_last, None)
-            count = analyst.export_parquet(args.out, since=since, until=until).items
+            count = analyst.export_parquet(args.out, since=since, until=until, processes=args.way.endswith("processes")).items
         else:
             count = analyst.write_items_parquet(args.order, args.out, workers=2, processes=args.way == "parquet-processes").rows
     seconds = time.perf_counter() - started
@@ -76,7 +76,7 @@ def _size(out: Path) -> int:
 
 
 def run_child(way: str, work: Path, order: str, big_last: int, home: Path | None) -> dict[str, Any]:
-    out = work / ("out.ndjson" if way.startswith("ndjson") else "out-dir" if way == "parquet-export" else "out.parquet")
+    out = work / ("out.ndjson" if way.startswith("ndjson") else "out-dir" if way.startswith("parquet-export") else "out.parquet")
     command = [sys.executable, "-m", "tests.benchmarks.bench_parquet", "--child", way, "--db", str(work / "db.sqlite"),
                "--blobs", str(work / "blobs"), "--order", order, "--out", str(out), "--big-last", str(big_last)]
     if home is not None:

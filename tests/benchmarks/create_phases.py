@@ -51,3 +51,16 @@ async def event_counts(client: Client, workflow_id: str) -> dict[str, int]:
         kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
         counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+async def event_timeline(client: Client, workflow_id: str, events: int = 16) -> list[tuple[str, float]]:
+    """The first ``events`` events of the workflow: (type, ms after the first event)."""
+    out: list[tuple[str, float]] = []
+    first = None
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        when = event.event_time.ToDatetime()
+        first = first or when
+        out.append((EventType.Name(event.event_type).removeprefix("EVENT_TYPE_"), (when - first).total_seconds() * 1000))
+        if len(out) >= events:
+            break
+    return out

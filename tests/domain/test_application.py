@@ -119,6 +119,22 @@ def test_orders_from_before_identities_are_found_by_customer_and_reference(order
     assert orders.summary("other/o-old").batch_count == 0
 
 
+def test_a_new_orders_creation_reads_one_query_per_candidate_id(orders: Orders, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its name's aggregate ID and the 0.x one are each asked for any event; neither is
+    read whole (a snapshot query, then an events query) when it has none."""
+    assert orders.snapshots is not None
+    reads: list[str] = []
+    for label, recorder in (("events", orders.recorder), ("snapshots", orders.snapshots.recorder)):
+        select = recorder.select_events
+        monkeypatch.setattr(recorder, "select_events", lambda *a, _s=select, _l=label, **k: reads.append(_l) or _s(*a, **k))
+    orders.record(create("acme/PO-7", [ref("b1")]))
+    assert reads == ["events", "events"]
+    reads.clear()
+    retry = orders.record(create("acme/PO-7", [ref("b1")]))  # exists: read whole, recorded nothing
+    assert retry.existing and "snapshots" in reads
+    assert stored_events(orders, "acme/PO-7") == ["Created", "ItemsAdded"]
+
+
 def test_unknown_order(orders: Orders) -> None:
     with pytest.raises(OrderNotFoundError, match="'c-1/nope' does not exist"):
         orders.record(OrderChange("c-1/nope", batches=[ref("b1")]))
