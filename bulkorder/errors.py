@@ -63,7 +63,10 @@ _FAILED_BY_NAME = (
 
 def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
     """The classes ``names`` lists whose modules are loaded."""
-    return tuple(getattr(sys.modules[module], name) for module, name in names if module in sys.modules)
+    # .get and a default: a module half imported (or set to None) must not hide the error
+    # being classified.
+    found = (getattr(sys.modules.get(module), name, None) for module, name in names)
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
 
 
 def exit_code_for(exc: BaseException) -> int | None:

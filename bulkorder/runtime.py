@@ -17,7 +17,7 @@ from typing import AsyncIterator, Sequence
 from temporalio.client import Client, Interceptor as ClientInterceptor
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime as TemporalRuntime, TelemetryConfig
-from temporalio.worker import Interceptor as WorkerInterceptor, Worker
+from temporalio.worker import Worker
 
 from bulkorder.embedded import EmbeddedTemporal, running_dev_address
 from bulkorder.metrics import metered, record_observed

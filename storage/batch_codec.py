@@ -241,6 +241,8 @@ def decode_stored_body(header: BatchHeader, raw: bytes | memoryview) -> list[Any
     and decompressed, e.g. on another thread, zstd not holding the GIL)."""
     try:
         items: list[Any] = _stored_items.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        # RecursionError: attributes nested deeper than the interpreter's stack (a hostile
+        # batch of 600 KB can be): as invalid as any other bad body.
         return None
     return items if len(items) == header.item_count else None

@@ -34,8 +34,9 @@ import gc
 import importlib
 import itertools
 import multiprocessing
+import signal
 from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
@@ -123,8 +124,8 @@ def _record_batch(items: list[Any], where: str, provenance: Mapping[str, Any] | 
     pa = pyarrow()
     try:
         return items_record_batch(items, provenance)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
-        raise BatchFormatError(f"{where}: an item does not have the item schema's types ({exc})") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, UnicodeError, RecursionError) as exc:
+        raise BatchFormatError(f"{where}: an item does not have the item schema's types ({type(exc).__name__}: {exc})") from None
 
 
 def items_record_batch(items: Sequence[Any], provenance: Mapping[str, Any] | None = None) -> pa.RecordBatch:
@@ -162,6 +163,7 @@ def item_record_batches(
     workers: int = 2,
     processes: bool = False,
     window: int | None = None,
+    decoders: DecodingProcesses | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """One record batch per ref, in order, at most ``window`` batches read ahead.
 
@@ -170,45 +172,44 @@ def item_record_batches(
     ``processes``, ``workers`` processes decode (record batches come back through shared
     slots as Arrow IPC streams), which uses more than one core; from a store that is safe
     to use after a fork (:func:`fetches_in_workers`), they fetch the batches themselves too.
+    ``decoders``: processes already started (:class:`DecodingProcesses`), kept across
+    calls (an export's pages); otherwise, with ``processes``, they are started and stopped here.
     """
     pyarrow()
-    window = window or 2 * workers + 2
     extra = iter(provenance) if provenance is not None else None
-    if processes:
-        # Imported once here rather than in each worker (dictionary_encode needs it): ~60 ms each.
-        importlib.import_module("pyarrow.compute")
-    if processes and fetches_in_workers(batches):
-        yield from _fetched_in_workers(batches, refs, extra, workers, window)
+    if decoders is None and processes:
+        refs = iter(refs)
+        first = next(refs, None)
+        if first is None:
+            return
+        if fetches_in_workers(batches) and batches.protection is not None:
+            # Read once here first: the data key it is sealed with is unwrapped into the
+            # cache the workers inherit, so they neither unwrap it again nor take its lock.
+            batches.fetch(first)
+        with DecodingProcesses(batches, workers, window or 2 * workers + 2) as started:
+            yield from _decoded_in_processes(started, batches, itertools.chain([first], refs), extra)
         return
+    if decoders is not None:
+        yield from _decoded_in_processes(decoders, batches, refs, extra)
+        return
+    window = window or 2 * workers + 2
     # Decoding holds the GIL: in threads, one decoder does as much as two and costs less
     # CPU (measured: 3.2 against 4.3 us of CPU per item, the two threads fighting for the
     # GIL); fetches still overlap on the I/O threads, and Parquet writing (no GIL) overlaps
-    # with decoding. Processes decode ``workers`` at a time.
-    cpu: Executor
-    slots: SharedSlots | None = None
-    if processes:
-        # Record batches come back through shared memory (bulkorder.analysis.shared_slots),
-        # one slot per batch in flight: mapped before the workers are forked.
-        slots = SharedSlots(window)
-        cpu = _forked_workers(workers, None, slots)
-    else:
-        cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
+    # with decoding.
+    cpu = ThreadPoolExecutor(1, thread_name_prefix="arrow-decode")
 
-    def convert(ref: BatchRef, where: Mapping[str, Any] | None, slot: int) -> pa.RecordBatch:
+    def convert(ref: BatchRef, where: Mapping[str, Any] | None) -> pa.RecordBatch:
         data = batches.fetch(ref)
-        if slots is None:
-            header, raw = open_batch(data, where=where_of(ref), item_count=ref.item_count)
-            return cpu.submit(body_to_record_batch, header, raw, where_of(ref), where).result()
-        return slots.take(slot, cpu.submit(batch_to_slot, data, where_of(ref), ref.item_count, where, slot).result())
+        header, raw = open_batch(data, where=where_of(ref), item_count=ref.item_count)
+        return cpu.submit(body_to_record_batch, header, raw, where_of(ref), where).result()
 
     try:
         with ThreadPoolExecutor(max(2, workers), thread_name_prefix="arrow-items") as pool:
             pending: deque[Future[pa.RecordBatch]] = deque()
             try:
-                # A slot is reused only once the batch that had it was taken (window apart).
-                for index, ref in enumerate(refs):
-                    where = next(extra) if extra is not None else None
-                    pending.append(pool.submit(convert, ref, where, index % window))
+                for ref in refs:
+                    pending.append(pool.submit(convert, ref, next(extra) if extra is not None else None))
                     if len(pending) >= window:
                         yield pending.popleft().result()
                 while pending:
@@ -218,8 +219,6 @@ def item_record_batches(
                     future.cancel()
     finally:
         cpu.shutdown(cancel_futures=True)
-        if slots is not None:
-            slots.close()
 
 
 def fetches_in_workers(batches: BatchStore) -> bool:
@@ -241,6 +240,9 @@ _worker_slots: SharedSlots | None = None
 def _start_worker(batches: BatchStore | None, slots: SharedSlots) -> None:
     global _worker_batches, _worker_slots
     _worker_batches, _worker_slots = batches, slots
+    # Ctrl-C reaches the whole process group: the main process stops the pool; a worker
+    # that took it itself would only print a traceback and break the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # What the fork brought along is never garbage here: out of the collector's sight, its
     # pages are not written to (and copied) by each collection's pass over them.
     gc.freeze()
@@ -262,46 +264,75 @@ def fetch_to_slot(ref: BatchRef, provenance: Mapping[str, Any] | None, slot: int
     return batch_to_slot(_worker_batches.fetch(ref), where_of(ref), ref.item_count, provenance, slot)
 
 
-def _forked_workers(workers: int, batches: BatchStore | None, slots: SharedSlots) -> ProcessPoolExecutor:
-    """``workers`` processes, forked now: before the fetching threads start, so that no
-    child inherits a lock another thread of this process held at the fork (a connection
-    pool's, say). With fork, the pool starts all its processes at its first call."""
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(batches, slots)
-    )
-    pool.submit(int).result()
-    return pool
+class DecodingProcesses:
+    """``workers`` worker processes that turn batches into record batches, with their
+    shared slots (one per batch in flight: ``window``). Forked at once, here: before any
+    thread of the caller's (fetching, writing Parquet) is started with them in mind, so no
+    child inherits a lock another thread held; start them before those threads and keep
+    them for as many calls of :func:`item_record_batches` as there are (an export's pages).
+    From a store safe after a fork (:func:`fetches_in_workers`), they fetch too."""
+
+    def __init__(self, batches: BatchStore, workers: int, window: int | None = None) -> None:
+        self.fetches = fetches_in_workers(batches)
+        self.window = window or 2 * workers + 2
+        self.workers = workers
+        # Imported once before the fork rather than in each worker (dictionary_encode needs it): ~60 ms each.
+        importlib.import_module("pyarrow.compute")
+        self.slots = SharedSlots(self.window)
+        self.pool: ProcessPoolExecutor | None = None
+        try:
+            # Forked with the store and the slots (initializer arguments are inherited,
+            # never pickled); with fork, the pool starts all its processes at its first call.
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                initargs=(batches if self.fetches else None, self.slots),
+            )
+            self.pool.submit(int).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+        self.slots.close()
+
+    def __enter__(self) -> DecodingProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _fetched_in_workers(
+def _decoded_in_processes(
+    decoders: DecodingProcesses,
     batches: BatchStore,
     refs: Iterable[BatchRef],
     extra: Iterator[Mapping[str, Any]] | None,
-    workers: int,
-    window: int,
 ) -> Iterator[pa.RecordBatch]:
-    """Worker processes fetch, decode and build; only refs go out, and record batches come
-    back through shared slots. The main process gathers (and writes Parquet, without the
-    GIL): no thread of its own fetches or ships the batches' bytes through a pipe
-    (measured: ~0.2 us of CPU per item between the two processes)."""
-    refs = iter(refs)
-    first = next(refs, None)
-    if first is None:
-        return
-    if batches.protection is not None:
-        # Read once here first: the data key it is sealed with is unwrapped into the cache
-        # the workers inherit, so they neither unwrap it again nor take the cache's lock.
-        batches.fetch(first)
-    refs = itertools.chain([first], refs)
-    slots = SharedSlots(window)
-    # Forked with the store and the slots (fork: initializer arguments are inherited, never pickled).
-    cpu = _forked_workers(workers, batches, slots)
+    """Record batches of ``refs`` from the worker processes, in order. Where they fetch,
+    only refs go out (measured: ~0.2 us of CPU per item less between the two processes);
+    otherwise this process's threads fetch and hand the bytes over."""
+    pool, slots, window = decoders.pool, decoders.slots, decoders.window
+    if pool is None:
+        raise RuntimeError("the decoding processes were closed")
+    fetcher = None if decoders.fetches else ThreadPoolExecutor(max(2, decoders.workers), thread_name_prefix="arrow-items")
+
+    def fetch_and_decode(ref: BatchRef, where: Mapping[str, Any] | None, slot: int) -> int | bytes:
+        return pool.submit(batch_to_slot, batches.fetch(ref), where_of(ref), ref.item_count, where, slot).result()
+
+    def submit(ref: BatchRef, where: Mapping[str, Any] | None, slot: int) -> Future[int | bytes]:
+        if fetcher is None:
+            return pool.submit(fetch_to_slot, ref, where, slot)
+        return fetcher.submit(fetch_and_decode, ref, where, slot)
+
     pending: deque[tuple[int, Future[int | bytes]]] = deque()
     try:
         # A slot is reused only once the batch that had it was taken (window apart).
         for index, ref in enumerate(refs):
             slot = index % window
-            pending.append((slot, cpu.submit(fetch_to_slot, ref, next(extra) if extra is not None else None, slot)))
+            pending.append((slot, submit(ref, next(extra) if extra is not None else None, slot)))
             if len(pending) >= window:
                 slot, answer = pending.popleft()
                 yield slots.take(slot, answer.result())
@@ -311,8 +342,8 @@ def _fetched_in_workers(
     finally:
         for _, future in pending:
             future.cancel()
-        cpu.shutdown(cancel_futures=True)
-        slots.close()
+        if fetcher is not None:
+            fetcher.shutdown(cancel_futures=True)
 
 
 # ---- events ----------------------------------------------------------------------------

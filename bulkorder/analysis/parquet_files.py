@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from bulkorder.analysis.arrow_items import event_schema, events_record_batch, item_record_batches, item_schema, pyarrow
+from bulkorder.analysis.arrow_items import (
+    DecodingProcesses, event_schema, events_record_batch, item_record_batches, item_schema, pyarrow,
+)
 from bulkorder.analysis.event_log import EventLog
 from bulkorder.analysis.history import event_document
 from bulkorder.domain.order import Order
@@ -201,6 +203,8 @@ def export_parquet(
     items_out = StreamingParquet(folder / "items" / f".part-{since + 1:012d}.parquet", item_schema(provenance=True)) if items else None
     result = ParquetExportResult(0, 0, since, since + 1, None, None)
     purged = purged_orders(log.orders) if items else set()
+    # One set of decoding processes for every page, forked before the writers' threads start.
+    decoders = DecodingProcesses(batches, workers) if items and processes else None
     try:
         while True:
             page = log.page_events(result.last_position, until)
@@ -217,7 +221,7 @@ def export_parquet(
                     for position, event, order in added
                 )
                 refs = (event.batch for _, event, _ in added)
-                for batch in item_record_batches(batches, refs, provenance=provenance, workers=workers, processes=processes):
+                for batch in item_record_batches(batches, refs, provenance=provenance, workers=workers, decoders=decoders):
                     items_out.write(batch)
                     result.items += batch.num_rows
             result.events += len(page)
@@ -229,6 +233,9 @@ def export_parquet(
         if items_out is not None:
             items_out.abort()
         raise
+    finally:
+        if decoders is not None:
+            decoders.close()
     name = f"part-{since + 1:012d}-{result.last_position:012d}.parquet"
     if result.events == 0:
         events_out.abort()

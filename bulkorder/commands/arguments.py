@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
+import sys
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from bulkorder.commands.output import positive_int
@@ -14,7 +17,7 @@ Handler = Callable[[argparse.Namespace, Any], Awaitable[int]]
 
 __all__ = [
     "ORDER_HELP", "add_order_argument", "add_processes_argument", "decode_in_processes", "duration", "named_order",
-    "non_negative_int", "port_number", "positive_int", "positive_seconds", "reason_text",
+    "non_negative_int", "port_number", "positive_int", "positive_seconds", "reason_text", "usable_cores",
 ]
 
 #: How every command that takes an order names it.
@@ -41,8 +44,26 @@ def decode_in_processes(choice: bool | None, fmt: str) -> bool:
     (docs/benchmarks.md); NDJSON and CSV are fast enough in threads."""
     if choice is not None:
         return choice
+    # The worker processes are forked (Linux: fork is safe there and keeps the store's keys).
+    forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    return fmt == "parquet" and forks and usable_cores() > 1
+
+
+#: cgroup v2's CPU quota of this process's group: "<quota> <period>" or "max <period>".
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this process may run on: its CPU affinity, bounded by a cgroup v2 CPU
+    quota (a container limited to one CPU on a large host gets one)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return fmt == "parquet" and cores > 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // max(1, int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read: the affinity stands
+    return cores
 
 
 def named_order(handler: Handler) -> Handler:

@@ -4,12 +4,14 @@ the items are those of the threads, and a damaged batch stops the run naming the
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from bulkorder.analysis.arrow_items import fetches_in_workers, item_record_batches
+from bulkorder.analysis.arrow_items import DecodingProcesses, fetches_in_workers, item_record_batches
 from bulkorder.settings import Settings
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.encryption.envelope import is_envelope
@@ -80,3 +82,18 @@ def test_workers_read_an_encrypted_folder_store_with_the_key_unwrapped_before_th
     in_threads = list(item_record_batches(sealed, written.refs))
     in_processes = list(item_record_batches(sealed, written.refs, processes=True, window=2))
     assert _rows(in_processes) == _rows(in_threads) and len(_rows(in_processes)) == 427
+
+
+def test_ctrl_c_is_the_main_processes_to_handle_not_the_workers(analyst_store: AnalystStore) -> None:
+    """SIGINT reaches the whole process group; the workers ignore it (the main process
+    stops the pool), so none dies printing a traceback and breaking the pool."""
+    written = write_order(analyst_store, "proc-sigint", [50, 60])
+    with DecodingProcesses(analyst_store.batches, 2) as decoders:
+        assert decoders.pool is not None
+        workers = list(decoders.pool._processes.values())
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGINT)
+        # A worker that took the signal would end: every one answers instead.
+        batches = list(item_record_batches(analyst_store.batches, written.refs, decoders=decoders))
+        assert all(worker.is_alive() for worker in workers)
+    assert sum(batch.num_rows for batch in batches) == 110

@@ -18,8 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bulkorder.analysis import Analyst, ParquetExportResult, item_schema
+from bulkorder.analysis import ParquetExportResult, item_schema
+from bulkorder.analysis.arrow_items import DecodingProcesses
+from bulkorder.analysis.event_log import EventLog
+from bulkorder.analysis.parquet_files import export_parquet
 from bulkorder.cli import main
+from bulkorder.commands import arguments
 from bulkorder.domain.summary import OrderChange
 from bulkorder.settings import Settings
 from bulkorder.storage.batches import BatchStore
@@ -151,6 +155,31 @@ def test_export_in_worker_processes_writes_the_same_rows(analyst_store: AnalystS
         assert pq.read_table(tmp_path / "processes" / kind).equals(pq.read_table(tmp_path / "threads" / kind))
 
 
+def test_an_export_of_many_pages_forks_its_decoding_processes_once(
+    analyst_store: AnalystStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked once, before the writers' threads start: not once per page of the log."""
+    write_order(analyst_store, "exp-pages-1", [30, 20, 10])
+    write_order(analyst_store, "exp-pages-2", [40, 5], customer="cust-2")
+    started: list[DecodingProcesses] = []
+    real_init = DecodingProcesses.__init__
+
+    def counted(self: DecodingProcesses, *args: object, **kwargs: object) -> None:
+        started.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DecodingProcesses, "__init__", counted)
+    log = EventLog(analyst_store.orders, page_size=2)  # several pages, each with ItemsAdded
+    threads = export_parquet(log, analyst_store.batches, tmp_path / "threads")
+    assert started == []
+    processes = export_parquet(log, analyst_store.batches, tmp_path / "processes", processes=True)
+    assert len(started) == 1 and started[0].pool is None  # one set, closed at the end
+    assert (processes.events, processes.items) == (threads.events, threads.items)
+    assert processes.items >= 105 and processes.events > 2 * log.page_size
+    for kind in ("events", "items"):
+        assert pq.read_table(tmp_path / "processes" / kind).equals(pq.read_table(tmp_path / "threads" / kind))
+
+
 def test_following_the_log_adds_a_whole_part_per_poll_that_finds_events(analyst_store: AnalystStore, tmp_path: Path) -> None:
     first = write_order(analyst_store, "follow-1", [120, 80])
     out = tmp_path / "lake"
@@ -221,6 +250,43 @@ def test_the_commands_write_parquet(home: Path, tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "exported 3 events and 100 items to" in out and "in 1 part; last position 3" in out
     assert [p.name for p in (tmp_path / "followed" / "items").iterdir()] == ["part-000000000001-000000000003.parquet"]
+
+
+def test_the_commands_decode_parquet_in_processes_unless_told_not_to(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings.from_env()
+    orders = settings.event_store.open_orders()
+    store = AnalystStore(settings.event_store, BatchStore(settings.blob_store.open()), orders)
+    try:
+        write_order(store, "procs-1", [40, 60])
+    finally:
+        orders.close()
+    started: list[object] = []
+    real_init = DecodingProcesses.__init__
+
+    def counted(self: DecodingProcesses, *args: object, **kwargs: object) -> None:
+        started.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DecodingProcesses, "__init__", counted)
+    monkeypatch.setattr(arguments, "usable_cores", lambda: 2)
+    runs = [
+        (["replay", "cust-1/procs-1", "--items-out", str(tmp_path / "a.parquet")], 1),
+        (["replay", "cust-1/procs-1", "--items-out", str(tmp_path / "b.parquet"), "--no-processes"], 0),
+        (["replay", "cust-1/procs-1", "--items-out", str(tmp_path / "c.ndjson")], 0),  # NDJSON: threads
+        (["export", "--format", "parquet", "--out", str(tmp_path / "d")], 1),
+        (["export", "--format", "parquet", "--out", str(tmp_path / "e"), "--no-processes"], 0),
+    ]
+    for command, forks in runs:
+        before = len(started)
+        assert main(command) == 0, command
+        assert len(started) - before == forks, command
+    monkeypatch.setattr(arguments, "usable_cores", lambda: 1)
+    assert main(["replay", "cust-1/procs-1", "--items-out", str(tmp_path / "f.parquet")]) == 0
+    assert len(started) == 2  # one core: threads
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    capsys.readouterr()
 
 
 def test_without_pyarrow_the_message_names_the_extra(home: Path, tmp_path: Path) -> None:

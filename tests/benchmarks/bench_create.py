@@ -37,7 +37,7 @@ from bulkorder import Settings, open_runtime
 from bulkorder.domain.identity import OrderName
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.bench_codec import moto_server
-from tests.benchmarks.bench_fleet import SECRET, _moto_pid, percentile
+from tests.benchmarks.bench_fleet import _moto_pid, percentile, stack_env
 from tests.benchmarks.create_phases import create_phases
 from tests.benchmarks.measure import _cpu_seconds, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -70,26 +70,6 @@ def postgres_backends(schema: str) -> list[int]:
     with POSTGRES.connect() as conn:
         rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE %s", (f"%{schema}%",)).fetchall()
     return [row[0] for row in rows]
-
-
-def stack_env(address: str, workdir: Path, schema: str, bucket: str, endpoint: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        TEMPORAL_ADDRESS=address,
-        BULKORDER_HOME=str(workdir / f"home-{schema}"),
-        BULKORDER_TASK_QUEUE=f"create-{schema}",
-        BULKORDER_S3_BUCKET=bucket,
-        BULKORDER_S3_ENDPOINT_URL=endpoint,
-        BULKORDER_S3_REGION="us-east-1",
-        BULKORDER_REF_SECRET=SECRET,
-        PERSISTENCE_MODULE="eventsourcing.postgres",
-        POSTGRES_DBNAME=POSTGRES.dbname,
-        POSTGRES_HOST=POSTGRES.host,
-        POSTGRES_PORT=str(POSTGRES.port),
-        POSTGRES_USER=POSTGRES.user,
-        POSTGRES_PASSWORD="",
-        POSTGRES_SCHEMA=schema,
-    )
 
 
 async def creates(env: dict[str, str], count: int, warmup: int, pids: dict[str, int]) -> tuple[list[float], dict[str, float], dict[str, list[float]]]:
@@ -142,7 +122,7 @@ def main() -> None:
             proxied = stack.enter_context(latency_proxy_process(endpoint, args.s3_latency_ms))
             bucket = f"create-{uuid.uuid4().hex[:8]}"
             boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-            env = stack_env(address, workdir, schema, bucket, proxied)
+            env = stack_env(address, workdir, schema, bucket, proxied, queue="create")
             command = [sys.executable, "-m", "tests.benchmarks.timed_worker"] if args.timed else [str(BIN / "bulkorder"), "worker"]
             worker = subprocess.Popen(command, env=dict(env, BULKORDER_BENCH_TIMINGS=str(timings)), stdout=subprocess.PIPE, text=True)
             try:

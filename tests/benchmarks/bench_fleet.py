@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -234,23 +233,7 @@ def main() -> None:
             proxied = stack.enter_context(latency_proxy_process(endpoint, args.s3_latency_ms))
             bucket = f"fleet-{uuid.uuid4().hex[:8]}"
             boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-            env = dict(
-                os.environ,
-                TEMPORAL_ADDRESS=address,
-                BULKORDER_HOME=str(workdir / f"home-{schema}"),
-                BULKORDER_TASK_QUEUE=f"fleet-{schema}",
-                BULKORDER_S3_BUCKET=bucket,
-                BULKORDER_S3_ENDPOINT_URL=proxied,
-                BULKORDER_S3_REGION="us-east-1",
-                BULKORDER_REF_SECRET=SECRET,
-                PERSISTENCE_MODULE="eventsourcing.postgres",
-                POSTGRES_DBNAME=POSTGRES.dbname,
-                POSTGRES_HOST=POSTGRES.host,
-                POSTGRES_PORT=str(POSTGRES.port),
-                POSTGRES_USER=POSTGRES.user,
-                POSTGRES_PASSWORD="",
-                POSTGRES_SCHEMA=schema,
-            )
+            env = stack_env(address, workdir, schema, bucket, proxied, queue="fleet")
             timings = [workdir / f"timings-{schema}-{index}.json" for index in range(args.workers)]
             for index in range(args.workers):
                 command = [sys.executable, "-m", "tests.benchmarks.timed_worker"] if args.timed_workers else [str(BIN / "bulkorder"), "worker"]
@@ -381,6 +364,28 @@ def _moto_pid(endpoint: str) -> int:
             if b"moto.server" in cmdline and port.encode() in cmdline:
                 return int(entry.name)
     raise RuntimeError(f"no moto server process for {endpoint}")
+
+
+def stack_env(address: str, workdir: Path, schema: str, bucket: str, endpoint: str, *, queue: str) -> dict[str, str]:
+    """The environment of every process of a benchmark stack: Temporal at ``address``, blobs
+    in ``bucket`` at ``endpoint``, events in PostgreSQL schema ``schema``."""
+    return dict(
+        os.environ,
+        TEMPORAL_ADDRESS=address,
+        BULKORDER_HOME=str(workdir / f"home-{schema}"),
+        BULKORDER_TASK_QUEUE=f"{queue}-{schema}",
+        BULKORDER_S3_BUCKET=bucket,
+        BULKORDER_S3_ENDPOINT_URL=endpoint,
+        BULKORDER_S3_REGION="us-east-1",
+        BULKORDER_REF_SECRET=SECRET,
+        PERSISTENCE_MODULE="eventsourcing.postgres",
+        POSTGRES_DBNAME=POSTGRES.dbname,
+        POSTGRES_HOST=POSTGRES.host,
+        POSTGRES_PORT=str(POSTGRES.port),
+        POSTGRES_USER=POSTGRES.user,
+        POSTGRES_PASSWORD="",
+        POSTGRES_SCHEMA=schema,
+    )
 
 
 def _server_pids(server: EmbeddedTemporal, moto_pid: int, workers: list[subprocess.Popen[str]]) -> dict[str, int]:

@@ -37,3 +37,20 @@ def test_building_the_cli_imports_no_http_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_classifying_with_the_server_modules_unloaded_or_half_loaded() -> None:
+    """Neither module loaded: nothing of theirs to match, and classifying still works; a
+    module left as None in sys.modules (a failed import) does not hide the error either."""
+    code = (
+        "import sys\n"
+        "from bulkorder.errors import exit_code_for, FAILED, BAD_INPUT\n"
+        "from bulkorder.settings import SettingsError\n"
+        "assert 'bulkorder.codec_server' not in sys.modules and 'bulkorder.ops_server' not in sys.modules\n"
+        "assert exit_code_for(ValueError('x')) is None and exit_code_for(SettingsError('x')) == BAD_INPUT\n"
+        "sys.modules['bulkorder.ops_server'] = None\n"
+        "assert exit_code_for(ValueError('x')) is None and exit_code_for(ConnectionError('x')) == FAILED\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "ok"

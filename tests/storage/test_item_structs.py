@@ -29,7 +29,7 @@ from bulkorder.domain.items import (
 )
 from bulkorder.domain.limits import MAX_LINE_TOTAL
 from bulkorder.importer import fast_items
-from bulkorder.storage.batch_codec import decode_stored_items, encode_batch
+from bulkorder.storage.batch_codec import decode_stored_items, encode_batch, frame_batch
 from bulkorder.storage.item_structs import KEYS_PER_ITEM, FastItem, StoredItem
 
 GOOD: dict[str, Any] = {"sku": "SKU-1", "quantity": 3, "unit_price": {"amount": 250, "currency": "EUR"}, "name": "Widget"}
@@ -152,3 +152,14 @@ def test_a_fast_struct_packs_to_the_stored_items_bytes() -> None:
 
 def test_the_line_bound_is_the_domains() -> None:
     assert MAX_QUANTITY * MAX_UNIT_AMOUNT > MAX_LINE_TOTAL  # so the line-total case above is reachable
+
+
+def test_attributes_nested_past_the_stack_are_a_bad_batch_not_a_crash() -> None:
+    """A hostile body of ~200 KB whose attributes nest 200,000 arrays deep: msgspec runs out
+    of stack (RecursionError); the reader answers as for any other bad body."""
+    marker = "NESTED-HERE"
+    raw = msgpack.packb([{**GOOD, "attributes": {"a": marker}}], use_bin_type=True)
+    packed_marker = msgpack.packb(marker, use_bin_type=True)
+    raw = raw.replace(packed_marker, b"\x91" * 200_000 + b"\xc0")
+    data = frame_batch(raw, 1)
+    assert decode_stored_items(data, item_count=1) is None
