@@ -209,6 +209,10 @@ def main() -> None:
         help="run the fleet's importers (bulk work) at this nice value, as when they share the machine "
         "with the services whose latency is probed (on separate machines, they would not compete)",
     )
+    parser.add_argument(
+        "--temporal-db-dir", type=Path,
+        help="keep the Temporal dev server's SQLite file here (e.g. /dev/shm: no disk writes) instead of the workdir",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +227,7 @@ def main() -> None:
     schema = f"fleet_{uuid.uuid4().hex[:8]}"
     with POSTGRES.connect() as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    server = EmbeddedTemporal(workdir / f"temporal-{uuid.uuid4().hex[:6]}.sqlite")
+    server = EmbeddedTemporal((args.temporal_db_dir or workdir) / f"temporal-{uuid.uuid4().hex[:6]}.sqlite")
     address = asyncio.run(server.start())
     workers: list[subprocess.Popen[str]] = []
     try:
@@ -304,6 +308,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
     niced = f", importers at nice {args.importer_nice}" if args.importer_nice else ""
+    niced += f", Temporal's SQLite in {args.temporal_db_dir}" if args.temporal_db_dir else ""
     print(f"| fleet ({args.orders} orders × {args.items_per_order:,} items, {args.importers} importers, "
           f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms{niced}) | value |")
     print("| --- | ---: |")
