@@ -299,6 +299,9 @@ def main() -> None:
         for worker in workers:
             stop_process(worker)
         asyncio.run(server.stop())
+        # The dev server's state is of this run only (and in memory, with --temporal-db-dir /dev/shm).
+        for leftover in server.db_file.parent.glob(f"{server.db_file.name}*"):
+            leftover.unlink(missing_ok=True)
         with POSTGRES.connect() as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
