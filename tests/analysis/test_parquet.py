@@ -49,6 +49,19 @@ def _stored(items: list[dict[str, object]]) -> list[dict[str, object]]:
     return [{**item, "attributes": item.get("attributes") or {}} for item in items]
 
 
+def started_decoders(monkeypatch: pytest.MonkeyPatch) -> list[DecodingProcesses]:
+    """Every set of decoding processes started from now on (each still really started)."""
+    started: list[DecodingProcesses] = []
+    real_init = DecodingProcesses.__init__
+
+    def counted(self: DecodingProcesses, *args: object, **kwargs: object) -> None:
+        started.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DecodingProcesses, "__init__", counted)
+    return started
+
+
 def test_item_batches_are_typed_and_exact(analyst_store: AnalystStore) -> None:
     written = write_order(analyst_store, "arrow-1", [300, 200, 500])
     with analyst_store.analyst() as analyst:
@@ -161,14 +174,7 @@ def test_an_export_of_many_pages_forks_its_decoding_processes_once(
     """Forked once, before the writers' threads start: not once per page of the log."""
     write_order(analyst_store, "exp-pages-1", [30, 20, 10])
     write_order(analyst_store, "exp-pages-2", [40, 5], customer="cust-2")
-    started: list[DecodingProcesses] = []
-    real_init = DecodingProcesses.__init__
-
-    def counted(self: DecodingProcesses, *args: object, **kwargs: object) -> None:
-        started.append(self)
-        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(DecodingProcesses, "__init__", counted)
+    started = started_decoders(monkeypatch)
     log = EventLog(analyst_store.orders, page_size=2)  # several pages, each with ItemsAdded
     threads = export_parquet(log, analyst_store.batches, tmp_path / "threads")
     assert started == []
@@ -262,14 +268,7 @@ def test_the_commands_decode_parquet_in_processes_unless_told_not_to(
         write_order(store, "procs-1", [40, 60])
     finally:
         orders.close()
-    started: list[object] = []
-    real_init = DecodingProcesses.__init__
-
-    def counted(self: DecodingProcesses, *args: object, **kwargs: object) -> None:
-        started.append(self)
-        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(DecodingProcesses, "__init__", counted)
+    started = started_decoders(monkeypatch)
     monkeypatch.setattr(arguments, "usable_cores", lambda: 2)
     runs = [
         (["replay", "cust-1/procs-1", "--items-out", str(tmp_path / "a.parquet")], 1),

@@ -262,7 +262,7 @@ def machine() -> str:
 def print_table(results: list[Result]) -> None:
     print(
         f"| size | system | encode ms | decode ms | total ms | stored bytes | time vs ExtStorage "
-        f"| bytes vs ExtStorage | time vs floor |"
+        "| bytes vs ExtStorage | time vs floor |"
     )
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     by_key = {(r.size_mib, r.system): r for r in results}

@@ -37,7 +37,8 @@ from bulkorder import Settings, open_runtime
 from bulkorder.domain.identity import OrderName
 from bulkorder.embedded import EmbeddedTemporal
 from tests.benchmarks.bench_codec import moto_server
-from tests.benchmarks.bench_fleet import _moto_pid, percentile, stack_env
+from tests.benchmarks.bench_fleet import _moto_pid, percentile
+from tests.benchmarks.fleet_stack import stack_env
 from tests.benchmarks.create_phases import create_phases
 from tests.benchmarks.measure import _cpu_seconds, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process

@@ -51,6 +51,7 @@ from bulkorder.embedded import EmbeddedTemporal
 from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
 from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
+from tests.benchmarks.fleet_stack import stack_env
 from tests.benchmarks.floor import floor_cpu_seconds_per_million
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -58,7 +59,6 @@ from tests.fixtures.postgres import CONFIGURED as POSTGRES
 from tests.importer.files import write_ndjson
 
 BIN = Path(sys.executable).parent
-SECRET = "fleet-bench-ref-secret-0123456789abcdef"
 
 
 def order_files(workdir: Path, orders: int, per_order: int) -> list[Path]:
@@ -300,7 +300,7 @@ def main() -> None:
             stop_process(worker)
         asyncio.run(server.stop())
         # The dev server's state is of this run only (and in memory, with --temporal-db-dir /dev/shm).
-        for leftover in server.db_file.parent.glob(f"{server.db_file.name}*"):
+        for leftover in [*server.db_file.parent.glob(f"{server.db_file.name}*"), server.log_file]:
             leftover.unlink(missing_ok=True)
         with POSTGRES.connect() as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -372,28 +372,6 @@ def _moto_pid(endpoint: str) -> int:
             if b"moto.server" in cmdline and port.encode() in cmdline:
                 return int(entry.name)
     raise RuntimeError(f"no moto server process for {endpoint}")
-
-
-def stack_env(address: str, workdir: Path, schema: str, bucket: str, endpoint: str, *, queue: str) -> dict[str, str]:
-    """The environment of every process of a benchmark stack: Temporal at ``address``, blobs
-    in ``bucket`` at ``endpoint``, events in PostgreSQL schema ``schema``."""
-    return dict(
-        os.environ,
-        TEMPORAL_ADDRESS=address,
-        BULKORDER_HOME=str(workdir / f"home-{schema}"),
-        BULKORDER_TASK_QUEUE=f"{queue}-{schema}",
-        BULKORDER_S3_BUCKET=bucket,
-        BULKORDER_S3_ENDPOINT_URL=endpoint,
-        BULKORDER_S3_REGION="us-east-1",
-        BULKORDER_REF_SECRET=SECRET,
-        PERSISTENCE_MODULE="eventsourcing.postgres",
-        POSTGRES_DBNAME=POSTGRES.dbname,
-        POSTGRES_HOST=POSTGRES.host,
-        POSTGRES_PORT=str(POSTGRES.port),
-        POSTGRES_USER=POSTGRES.user,
-        POSTGRES_PASSWORD="",
-        POSTGRES_SCHEMA=schema,
-    )
 
 
 def _server_pids(server: EmbeddedTemporal, moto_pid: int, workers: list[subprocess.Popen[str]]) -> dict[str, int]:
