@@ -52,6 +52,7 @@ from bulkorder.codec_protocol import (
     parse_route,
     payloads_json,
 )
+from bulkorder.server_errors import CodecServerError
 from bulkorder.storage.claim_check import ClaimCheck, is_reference
 from bulkorder.storage.errors import BlobIntegrityError, BlobNotFoundError, ClaimCheckError, StorageError, TransientStoreError
 
@@ -72,10 +73,6 @@ BODY_TIMEOUT = 10.0
 CODEC_TIMEOUT = 120.0
 _ALLOWED_HEADERS = "authorization, content-type, x-namespace"
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"]*")
-
-
-class CodecServerError(RuntimeError):
-    """The codec server cannot start (address in use, no such interface, no token off loopback)."""
 
 
 class CodecServer:

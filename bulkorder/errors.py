@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from bulkorder.domain.errors import OrderError
 from bulkorder.domain.identifiers import InvalidIdentifierError
 from bulkorder.domain.items import ItemValidationError
@@ -16,6 +14,7 @@ from bulkorder.importer.errors import ImportIncompleteError, ImportInputError, I
 
 from bulkorder.embedded import EmbeddedTemporalError
 from bulkorder.extras import MissingExtraError
+from bulkorder.server_errors import CodecServerError, OpsServerError
 from bulkorder.item_files import ItemFileError
 from bulkorder.runtime import NoTemporalError
 from bulkorder.settings import SettingsError
@@ -50,23 +49,9 @@ _FAILED += (MissingExtraError,)
 _FAILED += (EncryptionError,)
 
 
-# Errors of modules that import aiohttp, which every other command would pay for at start
-# (~0.1 CPU-s): named, not imported. An exception of one of these classes was raised by its
-# module, so the module is loaded whenever there is one to classify.
-_FAILED_BY_NAME = (
-    # The codec server (docs/claim_check.md) cannot listen: address in use, no such interface.
-    ("bulkorder.codec_server", "CodecServerError"),
-    # The worker's metrics port cannot listen.
-    ("bulkorder.ops_server", "OpsServerError"),
-)
-
-
-def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
-    """The classes ``names`` lists whose modules are loaded."""
-    # .get and a default: a module half imported (or set to None) must not hide the error
-    # being classified.
-    found = (getattr(sys.modules.get(module), name, None) for module, name in names)
-    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
+# The codec server cannot listen (address in use, no such interface), nor the worker's
+# metrics port: their classes live apart from the servers (no aiohttp at start).
+_FAILED += (CodecServerError, OpsServerError)
 
 
 def exit_code_for(exc: BaseException) -> int | None:
@@ -74,7 +59,7 @@ def exit_code_for(exc: BaseException) -> int | None:
         return FAILED  # a refusal is also its domain class (InvalidRefError): still exit 1
     if isinstance(exc, _BAD_INPUT):
         return BAD_INPUT
-    if isinstance(exc, _FAILED + _loaded(_FAILED_BY_NAME)):
+    if isinstance(exc, _FAILED):
         return FAILED
     if type(exc).__module__.startswith("temporalio") or "Connection refused" in str(exc):
         return FAILED

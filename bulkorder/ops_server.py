@@ -17,14 +17,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from bulkorder.domain.errors import BulkorderError
 from bulkorder.health import Readiness
+from bulkorder.server_errors import OpsServerError
 
 _SDK_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5)
-
-
-class OpsServerError(BulkorderError):
-    """The operations port cannot listen (address in use, no such interface)."""
 
 
 class OpsServer:

@@ -18,7 +18,7 @@ and pandas read JSON text as it is.
 
 Each batch of the order becomes one record batch: a batch is read by storage's reader
 (``BatchStore.fetch``: checked against its ref's sha-256 and size;
-``decode_stored_items``: msgspec into the stored-shape structs of the item schema), and its
+``decode_stored_body``: msgspec into the stored-shape structs of the item schema), and its
 columns built from their buffers (:mod:`bulkorder.analysis.arrow_columns`: msgspec encodes
 the attributes as JSON into one buffer, Arrow takes the bytes as they are; no
 ``pyarrow.array``, which imports pandas). Memory holds a bounded window of batches. Decoding the attributes into
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from bulkorder.domain.refs import BatchRef
 from bulkorder.extras import require
-from bulkorder.storage.batch_codec import BatchHeader, decode_stored_body, decode_stored_items, open_batch
+from bulkorder.storage.batch_codec import BatchHeader, decode_stored_body, open_batch
 from bulkorder.storage.batches import BatchStore, where_of
 from bulkorder.storage.errors import BatchFormatError
 from bulkorder.storage.encryption.keyring import LocalKeyring
@@ -91,29 +91,22 @@ def item_schema(*, provenance: bool = False) -> pa.Schema:
                                        "bulkorder.attributes": "attributes is a JSON object per item"})
 
 
-def decode_batch_items(data: bytes, where: str, item_count: int) -> list[Any]:
-    """The items of one batch's bytes as ``StoredItem`` structs (storage's reader: the
-    stored shape, values taken as they are and typed by Arrow, which refuses a value of
-    another type in :func:`items_record_batch`); the header and the body must both hold
-    ``item_count`` items (the ref's)."""
-    items = decode_stored_items(data, where=where, item_count=item_count)
-    if items is None:
-        raise BatchFormatError(f"{where}: items do not have the item schema (or not {item_count} of them)")
-    return items
-
-
 def batch_to_record_batch(
     data: bytes, where: str, item_count: int, provenance: Mapping[str, Any] | None = None
 ) -> pa.RecordBatch:
-    """One batch's bytes to its record batch (runs in a worker thread or process)."""
-    return _record_batch(decode_batch_items(data, where, item_count), where, provenance)
+    """One batch's bytes to its record batch (runs in a worker thread or process); the
+    header and the body must both hold ``item_count`` items (the ref's)."""
+    header, raw = open_batch(data, where=where, item_count=item_count)
+    return body_to_record_batch(header, raw, where, provenance)
 
 
 def body_to_record_batch(
     header: BatchHeader, raw: bytes | memoryview, where: str, provenance: Mapping[str, Any] | None = None
 ) -> pa.RecordBatch:
     """:func:`batch_to_record_batch` of a body :func:`open_batch` opened (checked and
-    decompressed on an I/O thread: zstd runs there without the GIL, beside the decoding)."""
+    decompressed on an I/O thread: zstd runs there without the GIL, beside the decoding).
+    Storage's reader decodes it (the stored shape, values as they are, typed by Arrow,
+    which refuses a value of another type in :func:`items_record_batch`)."""
     items = decode_stored_body(header, raw)
     if items is None:
         raise BatchFormatError(f"{where}: items do not have the item schema (or not {header.item_count} of them)")
@@ -182,12 +175,18 @@ def item_record_batches(
         first = next(refs, None)
         if first is None:
             return
+        converted = None
         if fetches_in_workers(batches) and batches.protection is not None:
-            # Read once here first: the data key it is sealed with is unwrapped into the
-            # cache the workers inherit, so they neither unwrap it again nor take its lock.
-            batches.fetch(first)
-        with DecodingProcesses(batches, workers, window or 2 * workers + 2) as started:
-            yield from _decoded_in_processes(started, batches, itertools.chain([first], refs), extra)
+            # The first batch here, before the fork: the data key it is sealed with is
+            # unwrapped into the cache the workers inherit, so they neither unwrap it again
+            # nor take its lock; the workers go on from the second.
+            where = next(extra) if extra is not None else None
+            converted = batch_to_record_batch(batches.fetch(first), where_of(first), first.item_count, where)
+        with DecodingProcesses(batches, workers, window) as started:
+            if converted is not None:
+                yield converted
+            rest = refs if converted is not None else itertools.chain([first], refs)
+            yield from _decoded_in_processes(started, batches, rest, extra)
         return
     if decoders is not None:
         yield from _decoded_in_processes(decoders, batches, refs, extra)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from bulkorder.analysis.arrow_items import DecodingProcesses, fetches_in_workers, item_record_batches
+from bulkorder.domain.refs import BatchRef
 from bulkorder.settings import Settings
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.encryption.envelope import is_envelope
@@ -80,8 +82,22 @@ def test_workers_read_an_encrypted_folder_store_with_the_key_unwrapped_before_th
     assert all(is_envelope(sealed.blobs.get(ref.key)) for ref in written.refs)  # encrypted at rest
     assert fetches_in_workers(sealed)
     in_threads = list(item_record_batches(sealed, written.refs))
+    # Every read, by this process and by the forked workers (which inherit the patched
+    # store), one line each in a file they all append to.
+    reads = tmp_path / "reads.txt"
+    fetch = sealed.fetch
+
+    def counted(ref: BatchRef, **kwargs: Any) -> bytes:
+        with open(reads, "a") as log:
+            log.write(f"{os.getpid()} {ref.batch_id}\n")
+        return fetch(ref, **kwargs)
+
+    sealed.fetch = counted  # type: ignore[method-assign]
     in_processes = list(item_record_batches(sealed, written.refs, processes=True, window=2))
     assert _rows(in_processes) == _rows(in_threads) and len(_rows(in_processes)) == 427
+    lines = [line.split() for line in reads.read_text().splitlines()]
+    assert sorted(batch for _, batch in lines) == sorted(ref.batch_id for ref in written.refs)  # each read once
+    assert [batch for pid, batch in lines if pid == str(os.getpid())] == [written.refs[0].batch_id]  # the first here
 
 
 def test_ctrl_c_is_the_main_processes_to_handle_not_the_workers(analyst_store: AnalystStore) -> None:
