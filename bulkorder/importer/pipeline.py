@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Mapping
 
 from bulkorder.domain.refs import BatchRef
@@ -69,10 +69,27 @@ class _Crash:
 _END = object()
 logger = logging.getLogger(__name__)
 
-#: Seconds the sender waits for more refs before a call that would carry only one. Fewer,
-#: larger calls cost the worker and Temporal less: measured against 0.1 s, 20-40% fewer
-#: history events and ~0.6 CPU-s less per million items (docs/benchmarks.md).
-SEND_LINGER = 0.25
+#: Seconds the sender gathers uploaded refs into one call (the end of the input sends at
+#: once). Fewer, larger calls cost the worker and Temporal less: each call is a signal or
+#: an update, a workflow task and often a recording activity in the order's history.
+#: Measured in docs/benchmarks.md ("The sender's linger"): 0.25 s against 0.1 s, 20-40%
+#: fewer events; 1 s against 0.25 s, about half the events and ~1.5 CPU-s less per
+#: million items, each ref reaching the workflow at most a second later.
+SEND_LINGER = 1.0
+
+
+async def _next_by(queue: asyncio.Queue[Any], deadline: float | None) -> Any:
+    """The next entry of ``queue``, or ``None`` if none comes by ``deadline`` (loop time;
+    ``None``: wait as long as it takes)."""
+    if deadline is None:
+        return await queue.get()
+    timeout = deadline - asyncio.get_running_loop().time()
+    try:
+        if timeout <= 0:
+            return queue.get_nowait()
+        return await asyncio.wait_for(queue.get(), timeout)
+    except (asyncio.QueueEmpty, asyncio.TimeoutError):
+        return None
 
 
 class Pipeline:
@@ -169,7 +186,9 @@ class Pipeline:
                 if batch is None:
                     break
                 if batch.batch_id in self.recorded:
-                    await self._encoded.put(_Entry(batch, skipped=True))
+                    # Only its place is needed from here: a call may gather a second of
+                    # skipped batches (a resumed run reads fast), their bytes must not wait with them.
+                    await self._encoded.put(_Entry(replace(batch, data=b"", records=[], record_lines=[]), skipped=True))
                     continue
                 task = StageTask(
                     source=self.source.name,
@@ -219,7 +238,7 @@ class Pipeline:
             if held is not None:
                 entry, held = held, None
             else:
-                entry = await self._next_encoded(deadline)
+                entry = await _next_by(self._encoded, deadline)
                 if entry is None:
                     break
             if not isinstance(entry, _Entry):  # the end, a stop or a crash
@@ -245,18 +264,6 @@ class Pipeline:
             if deadline is None:
                 deadline = loop.time() + WINDOW_LINGER
         return window, None, held
-
-    async def _next_encoded(self, deadline: float | None) -> Any:
-        """The next entry of the encoding stage, or ``None`` if none comes by ``deadline``."""
-        if deadline is None:
-            return await self._encoded.get()
-        timeout = deadline - asyncio.get_running_loop().time()
-        try:
-            if timeout <= 0:
-                return self._encoded.get_nowait()
-            return await asyncio.wait_for(self._encoded.get(), timeout)
-        except (asyncio.QueueEmpty, asyncio.TimeoutError):
-            return None
 
     async def _lease_and_upload(self, window: list[_Entry]) -> None:
         """One lease naming every blob of ``window``, then their uploads, all at once,
@@ -304,27 +311,9 @@ class Pipeline:
                 self._stopping = True
                 self._drain(self._encoded)
                 return
-            group = [entry]
             if entry.future is not None:
                 await entry.future  # raises if the upload failed
-            if self._uploaded.empty():
-                # Linger a moment so that one call carries several refs: fewer signals,
-                # fewer recording activities, a shorter history per item.
-                await asyncio.sleep(SEND_LINGER)
-            # Take along whatever else is already uploaded: one call carries many refs.
-            refs = 1 if entry.ref is not None else 0
-            while refs < MAX_REFS_PER_CALL:
-                try:
-                    following = self._uploaded.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if not isinstance(following, _Entry) or (following.future is not None and not following.future.done()):
-                    held = following
-                    break
-                if following.future is not None:
-                    await following.future  # done: raises if the upload failed
-                group.append(following)
-                refs += following.ref is not None
+            group, held = await self._gather_call(entry)
             acknowledged = self.acknowledge or self.create_customer is not None  # create is an update
             await self._send([item.ref for item in group if item.ref is not None])
             windows = [item.lease for item in group if item.lease is not None]
@@ -334,6 +323,31 @@ class Pipeline:
                 self._signalled.extend(windows)
             for item in group:
                 self._count(item)
+
+    async def _gather_call(self, first: _Entry) -> tuple[list[_Entry], Any]:
+        """``first`` and the uploaded batches that follow it within :data:`SEND_LINGER`, up
+        to :data:`MAX_REFS_PER_CALL` refs: one call carries them all (fewer signals, fewer
+        recording activities, a shorter history per item). The end of the input, a stop or
+        a crash ends the wait at once (a small import never waits for the linger). Returns
+        the group and an entry taken but not part of it (the next call's first, or the end)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SEND_LINGER
+        group = [first]
+        refs = 1 if first.ref is not None else 0
+        while refs < MAX_REFS_PER_CALL:
+            following = await _next_by(self._uploaded, deadline)
+            if following is None:
+                break
+            if not isinstance(following, _Entry):
+                return group, following
+            if following.future is not None:
+                done, _ = await asyncio.wait({following.future}, timeout=max(deadline - loop.time(), 0))  # type: ignore[arg-type]
+                if not done:
+                    return group, following  # still uploading: the next call's first
+                await following.future  # raises if the upload failed
+            group.append(following)
+            refs += following.ref is not None
+        return group, None
 
     async def _release_signalled(self) -> None:
         """Signals carry no answer: a query answered after them (Temporal answers a query

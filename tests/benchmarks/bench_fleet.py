@@ -2,7 +2,8 @@
 
     python -m tests.benchmarks.bench_fleet [--orders 200] [--items-per-order 25000]
         [--importers 4] [--workers 2] [--s3-latency-ms 0] [--workdir DIR]
-        [--quiet-probe-seconds 6] [--importer-nice N] [--profile-importers DIR]
+        [--quiet-probe-seconds 6] [--importer-nice 19] [--temporal-db-dir /dev/shm]
+        [--profile-importers DIR] [--timed-workers]
 
 One Temporal dev server, one moto S3 server (own process, behind the loopback latency
 proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``--workers``
@@ -14,6 +15,11 @@ While the fleet runs, this process probes the latency a service sees: a ``create
 (Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
 to an open order, each every 0.2 s. At the end every order is checked in the event store:
 exactly its items, every batch recorded.
+
+As deployed by default: the importers run at nice 19 (bulk work below the services whose
+latency is probed) and the Temporal dev server keeps its SQLite file in /dev/shm (a cluster's
+persistence is not on the importers' disk); ``--importer-nice 0 --temporal-db-dir WORKDIR``
+puts everything on one priority and one disk, and the table's title says which.
 
 Before the fleet, the same probe runs alone for ``--quiet-probe-seconds`` (the stack's own
 latency). Each probe create is also taken apart: its new order's data key, timed on a name
@@ -52,7 +58,7 @@ from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
 from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
 from tests.benchmarks.fleet_stack import stack_env
-from tests.benchmarks.floor import floor_cpu_seconds_per_million
+from tests.benchmarks.floor import measure_floor
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
 from tests.fixtures.postgres import CONFIGURED as POSTGRES
@@ -188,6 +194,18 @@ def run_importers(
     return time.perf_counter() - started, cpu, orders
 
 
+#: As deployed (docs/operations.md "Sizing"): batch importers below the services' CPU priority,
+#: and Temporal's persistence on storage of its own, not the disk the importers write to. The
+#: dev server keeps its state in one SQLite file; in memory it writes to no shared disk.
+DEPLOYED_IMPORTER_NICE = 19
+
+
+def deployed_temporal_dir() -> Path | None:
+    """/dev/shm where it can be written (Linux), else ``None``: the workdir, on disk."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200)
@@ -205,13 +223,14 @@ def main() -> None:
         help="run the workers as tests/benchmarks/timed_worker.py: where a create's workflow task goes inside them",
     )
     parser.add_argument(
-        "--importer-nice", type=int, default=0,
-        help="run the fleet's importers (bulk work) at this nice value, as when they share the machine "
-        "with the services whose latency is probed (on separate machines, they would not compete)",
+        "--importer-nice", type=int, default=DEPLOYED_IMPORTER_NICE,
+        help="run the fleet's importers (bulk work) at this nice value, as deployed where they share a machine "
+        f"with the services whose latency is probed (default {DEPLOYED_IMPORTER_NICE}; 0: the services' priority)",
     )
     parser.add_argument(
-        "--temporal-db-dir", type=Path,
-        help="keep the Temporal dev server's SQLite file here (e.g. /dev/shm: no disk writes) instead of the workdir",
+        "--temporal-db-dir", type=Path, default=deployed_temporal_dir(),
+        help="keep the Temporal dev server's SQLite file here; default: /dev/shm where there is one (a Temporal "
+        "cluster's persistence is never on the importers' disk); the workdir: on this machine's disk",
     )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
@@ -310,8 +329,8 @@ def main() -> None:
     rate = total / elapsed
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
-    niced = f", importers at nice {args.importer_nice}" if args.importer_nice else ""
-    niced += f", Temporal's SQLite in {args.temporal_db_dir}" if args.temporal_db_dir else ""
+    niced = f", importers at nice {args.importer_nice}" if args.importer_nice else ", importers at the services' priority"
+    niced += f", Temporal's SQLite in {args.temporal_db_dir}" if args.temporal_db_dir else ", Temporal's SQLite on the workdir's disk"
     print(f"| fleet ({args.orders} orders × {args.items_per_order:,} items, {args.importers} importers, "
           f"{args.workers} workers, PostgreSQL, moto S3 +{args.s3_latency_ms:g} ms{niced}) | value |")
     print("| --- | ---: |")
@@ -334,14 +353,16 @@ def main() -> None:
     print()
     cpu = {"importers (with encoders)": importer_cpu}
     cpu.update({name: cpu_after[name] - cpu_before[name] for name in cpu_after})
-    floor, _ = floor_cpu_seconds_per_million(single_path, args.batch_size)  # the large file: warm, representative
+    floors = measure_floor(single_path, args.batch_size, runs=3)  # the large file: warm, representative
+    floor = floors.median
     print("| process | CPU-s per million items |")
     print("| --- | ---: |")
     for name, seconds_used in cpu.items():
         print(f"| {name} | {seconds_used * 1e6 / total:.1f} |")
     whole = sum(cpu.values()) * 1e6 / total
     print(f"| all | {whole:.1f} |")
-    print(f"| floor (parse+validate+pack+compress+hash, one core) | {floor:.1f} |")
+    print(f"| floor (parse+validate+pack+compress+hash, one core), median of {len(floors.runs)} | {floor:.1f} "
+          f"({floors.low:.1f}-{floors.high:.1f}) |")
     print(f"end to end / floor: {whole / floor:.2f}× (goal ≤ 1.3×)")
     if args.timed_workers:
         print_timings(timings)

@@ -45,7 +45,7 @@ from bulkorder.identity_secret import IdentitySettings
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.bench_codec import moto_server
 from tests.fixtures.latency_proxy import latency_proxy_process, request_counts
-from tests.benchmarks.floor import floor_cpu_seconds_per_million
+from tests.benchmarks.floor import measure_floor
 from tests.benchmarks.measure import PeakRss, Result, _cpu_seconds, listening_pid, machine, run_histories, stop_process, wait_for_line
 from tests.importer.files import write_ndjson
 
@@ -306,10 +306,11 @@ def main() -> None:
     floor_path = workdir / "floor-200000.ndjson"
     if not floor_path.exists():
         write_ndjson(floor_path, 200_000)
-    floor, _ = floor_cpu_seconds_per_million(floor_path, args.batch_size)
-    legacy_floor, _ = floor_cpu_seconds_per_million(floor_path, args.batch_size, sealed=False, collector=True)
-    print(f"floor (tests/benchmarks/floor.py, this machine, now): {floor:.2f} CPU-s per million items on one core "
-          f"(sealed, no cyclic gc; as before 2026-12-01, plaintext with the collector on: {legacy_floor:.2f})")
+    floors = measure_floor(floor_path, args.batch_size)
+    legacy_floors = measure_floor(floor_path, args.batch_size, sealed=False, collector=True)
+    floor, legacy_floor = floors.median, legacy_floors.median
+    print(f"floor (tests/benchmarks/floor.py, this machine, now): {floors.describe()} CPU-s per million items on one core "
+          f"(sealed, no cyclic gc; as before 2026-12-01, plaintext with the collector on: {legacy_floors.describe()})")
     for title, results in tables:
         print()
         print(f"### {title}")

@@ -172,7 +172,9 @@ async def _ready(base: str, expected: int) -> dict[str, Any] | None:
 async def test_sigterm_drains_the_worker_mid_import_and_another_finishes_it(
     temporal_address: str, task_queue: str, tmp_path: Path, event_store_env: Mapping[str, str]
 ) -> None:
-    env = stack_env(task_queue, temporal_address, tmp_path, event_store_env)
+    # Two refs per recording activity: the importer sends its refs in a few calls (it
+    # gathers for a second), so the recording, not the sending, is what is mid-way here.
+    env = dict(stack_env(task_queue, temporal_address, tmp_path, event_store_env), BULKORDER_MAX_REFS_PER_RECORD="2")
     count, batch_size = 60_000, 500
     items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(count)))
     order_id = f"acme/drain-{uuid.uuid4().hex[:8]}"

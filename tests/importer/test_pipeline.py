@@ -1,4 +1,5 @@
-"""The pipeline stops with the error of a failed upload, however full its queues are."""
+"""The pipeline: it stops with the error of a failed upload, however full its queues are;
+its sender gathers refs into few calls and sends at once when the input ends."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.errors import TransientStoreError
 from bulkorder.storage.s3_store import S3BlobStore
@@ -66,3 +68,33 @@ async def test_a_failed_upload_stops_the_import_while_the_reader_is_still_readin
         await asyncio.wait_for(
             import_file(client, order_stack.orders, f"customer-1/imp-{uuid.uuid4().hex[:8]}", path, options), timeout=60
         )
+
+
+async def test_one_call_gathers_the_uploaded_batches_and_the_end_of_the_input_sends_it(
+    order_stack: OrderStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender gathers uploaded refs for SEND_LINGER into one signal; the end of the
+    input ends the wait at once (with an hour's linger the import still ends, in one call)."""
+    from temporalio.api.enums.v1 import EventType
+
+    from bulkorder.importer import pipeline
+
+    monkeypatch.setattr(pipeline, "SEND_LINGER", 3600.0)
+    path = tmp_path / "items.ndjson"
+    write_ndjson(path, 3_000)
+    order_id = f"customer-1/imp-{uuid.uuid4().hex[:8]}"
+    await order_stack.client.create(order_id)
+    summary = await asyncio.wait_for(
+        import_file(order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250)), timeout=120
+    )
+    assert (summary.items, summary.batches) == (3_000, 12)
+    signals = [
+        event
+        async for event in order_stack.client.handle(order_id).fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert len(signals) == 1
+    (refs,) = await order_stack.client.client.data_converter.decode(
+        signals[0].workflow_execution_signaled_event_attributes.input.payloads, [list[BatchRef]]
+    )
+    assert len(refs) == 12
