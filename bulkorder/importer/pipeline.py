@@ -72,10 +72,14 @@ logger = logging.getLogger(__name__)
 #: Seconds the sender gathers uploaded refs into one call (the end of the input sends at
 #: once). Fewer, larger calls cost the worker and Temporal less: each call is a signal or
 #: an update, a workflow task and often a recording activity in the order's history.
-#: Measured in docs/benchmarks.md ("The sender's linger"): 0.25 s against 0.1 s, 20-40%
-#: fewer events; 1 s against 0.25 s, about half the events and ~1.5 CPU-s less per
-#: million items, each ref reaching the workflow at most a second later.
+#: Measured in docs/benchmarks.md ("The sender gathers for a second"): 1 s against 0.25 s,
+#: about a quarter of the history events and ~23% less CPU over all processes per million
+#: items; each ref reaches the workflow at most a second later.
 SEND_LINGER = 1.0
+#: Most refs the sender puts in one call (the workflow takes up to MAX_REFS_PER_CALL): a
+#: sealed ref is ~300-470 bytes of JSON, so a call stays under ~240 KB, half of Temporal's
+#: default warning size for one payload, however small the batches and fast the input.
+SEND_MAX_REFS = min(500, MAX_REFS_PER_CALL)
 
 
 async def _next_by(queue: asyncio.Queue[Any], deadline: float | None) -> Any:
@@ -87,8 +91,11 @@ async def _next_by(queue: asyncio.Queue[Any], deadline: float | None) -> Any:
     try:
         if timeout <= 0:
             return queue.get_nowait()
-        return await asyncio.wait_for(queue.get(), timeout)
-    except (asyncio.QueueEmpty, asyncio.TimeoutError):
+        # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation (Ctrl-C) that
+        # arrives as the get completes.
+        async with asyncio.timeout(timeout):
+            return await queue.get()
+    except (asyncio.QueueEmpty, TimeoutError):
         return None
 
 
@@ -257,6 +264,7 @@ class Pipeline:
             if self.skip_invalid is not None:
                 await asyncio.to_thread(self.skip_invalid.write, self.source.name, result.batch_id, result.problems)
                 self.progress.rejected += len(result.problems)
+                result.problems = []  # written: not held while the batch waits to be sent
             if result.ref is not None:
                 # Encoder processes hold no secret: the ref is sealed here, once.
                 result.ref = self.batches.seal(result.ref, order_id=self.stored_order_id)
@@ -326,15 +334,17 @@ class Pipeline:
 
     async def _gather_call(self, first: _Entry) -> tuple[list[_Entry], Any]:
         """``first`` and the uploaded batches that follow it within :data:`SEND_LINGER`, up
-        to :data:`MAX_REFS_PER_CALL` refs: one call carries them all (fewer signals, fewer
+        to :data:`SEND_MAX_REFS` refs: one call carries them all (fewer signals, fewer
         recording activities, a shorter history per item). The end of the input, a stop or
-        a crash ends the wait at once (a small import never waits for the linger). Returns
-        the group and an entry taken but not part of it (the next call's first, or the end)."""
+        a crash ends the wait at once (a small import never waits for the linger), and so
+        does a failed upload: the batches before it are sent, then its error is raised.
+        Returns the group and an entry taken but not part of it (the next call's first, or
+        the end)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SEND_LINGER
         group = [first]
         refs = 1 if first.ref is not None else 0
-        while refs < MAX_REFS_PER_CALL:
+        while refs < SEND_MAX_REFS:
             following = await _next_by(self._uploaded, deadline)
             if following is None:
                 break
@@ -342,9 +352,10 @@ class Pipeline:
                 return group, following
             if following.future is not None:
                 done, _ = await asyncio.wait({following.future}, timeout=max(deadline - loop.time(), 0))  # type: ignore[arg-type]
-                if not done:
-                    return group, following  # still uploading: the next call's first
-                await following.future  # raises if the upload failed
+                if not done or following.future.exception() is not None:
+                    # Still uploading, or failed: the next call's first (where a failure
+                    # is raised, after this group is sent).
+                    return group, following
             group.append(following)
             refs += following.ref is not None
         return group, None

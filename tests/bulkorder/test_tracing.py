@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bulkorder.commands.imports import import_traced
 from bulkorder.domain.sample_items import generate_items
-from bulkorder.importer import ImportOptions
+from bulkorder.importer import ImportOptions, pipeline
 from bulkorder.runtime import open_runtime
 from bulkorder.settings import Settings
 from bulkorder.tracing import TracingSettings, span, tracing_interceptors
@@ -47,8 +47,15 @@ def test_tracing_is_off_unless_configured() -> None:
 
 
 async def test_one_trace_from_import_to_the_record_activity(
-    spans: InMemorySpanExporter, temporal_address: str, task_queue: str, tmp_path: Path, event_store_env: Mapping[str, str]
+    spans: InMemorySpanExporter,
+    temporal_address: str,
+    task_queue: str,
+    tmp_path: Path,
+    event_store_env: Mapping[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Five refs a call: the create carries the first five, signals the other fifteen.
+    monkeypatch.setattr(pipeline, "SEND_MAX_REFS", 5)
     env = stack_env(task_queue, temporal_address, tmp_path, event_store_env)
     settings = Settings.from_env({**env, "BULKORDER_TRACING": "on"})
     items = write_ndjson(tmp_path / "items.ndjson", list(generate_items(10_000)))

@@ -1,5 +1,6 @@
 """The pipeline: it stops with the error of a failed upload, however full its queues are;
-its sender gathers refs into few calls and sends at once when the input ends."""
+its sender gathers refs into few calls and sends at once when the input ends, a line is
+invalid or an upload fails (the batches before it first)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from bulkorder.domain.refs import BatchRef
 from bulkorder.storage.batches import BatchStore
-from bulkorder.storage.errors import TransientStoreError
+from bulkorder.storage.folder_store import FolderBlobStore
+from bulkorder.storage.errors import StorageError, TransientStoreError
 from bulkorder.storage.s3_store import S3BlobStore
 from tests.fixtures.orders import OrderStack
 from tests.fixtures.s3 import S3_TEST_ENV
 from tests.importer.files import write_ndjson
-from bulkorder.importer import ImportOptions, import_file
+from bulkorder.importer import ImportInputError, ImportOptions, import_file, pipeline
 from bulkorder.workflows.client import OrderClient
 
 
@@ -70,31 +73,85 @@ async def test_a_failed_upload_stops_the_import_while_the_reader_is_still_readin
         )
 
 
-async def test_one_call_gathers_the_uploaded_batches_and_the_end_of_the_input_sends_it(
-    order_stack: OrderStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The sender gathers uploaded refs for SEND_LINGER into one signal; the end of the
-    input ends the wait at once (with an hour's linger the import still ends, in one call)."""
-    from temporalio.api.enums.v1 import EventType
+async def signalled_ref_counts(stack: OrderStack, order_id: str) -> list[int]:
+    """How many refs each signal of the order's history carried, in order."""
+    counts = []
+    async for event in stack.client.handle(order_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            (refs,) = await stack.client.client.data_converter.decode(
+                event.workflow_execution_signaled_event_attributes.input.payloads, [list[BatchRef]]
+            )
+            counts.append(len(refs))
+    return counts
 
-    from bulkorder.importer import pipeline
 
+@pytest.fixture
+def long_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hour's linger: only the end of the input, a stop or a failure ends a call's wait."""
     monkeypatch.setattr(pipeline, "SEND_LINGER", 3600.0)
+
+
+async def test_one_call_gathers_the_uploaded_batches_and_the_end_of_the_input_sends_it(
+    order_stack: OrderStack, tmp_path: Path, long_linger: None
+) -> None:
     path = tmp_path / "items.ndjson"
     write_ndjson(path, 3_000)
     order_id = f"customer-1/imp-{uuid.uuid4().hex[:8]}"
     await order_stack.client.create(order_id)
     summary = await asyncio.wait_for(
-        import_file(order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250)), timeout=120
+        import_file(order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250)), timeout=30
     )
     assert (summary.items, summary.batches) == (3_000, 12)
-    signals = [
-        event
-        async for event in order_stack.client.handle(order_id).fetch_history_events()
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
-    assert len(signals) == 1
-    (refs,) = await order_stack.client.client.data_converter.decode(
-        signals[0].workflow_execution_signaled_event_attributes.input.payloads, [list[BatchRef]]
-    )
-    assert len(refs) == 12
+    assert await signalled_ref_counts(order_stack, order_id) == [12]
+
+
+async def test_an_invalid_line_ends_the_wait_and_the_batches_before_it_are_sent(
+    order_stack: OrderStack, tmp_path: Path, long_linger: None
+) -> None:
+    path = tmp_path / "items.ndjson"
+    write_ndjson(path, 3_000)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1599] = '{"sku": "not an item"}\n'  # line 1600, in the seventh batch of 250
+    path.write_text("".join(lines))
+    order_id = f"customer-1/imp-{uuid.uuid4().hex[:8]}"
+    await order_stack.client.create(order_id)
+    with pytest.raises(ImportInputError, match="line 1600") as caught:
+        await asyncio.wait_for(
+            import_file(order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250)), timeout=30
+        )
+    assert "lines 1-1500 are in the order" in str(caught.value)
+    assert await signalled_ref_counts(order_stack, order_id) == [6]
+
+
+class FullFolder(FolderBlobStore):
+    """The stack's folder store, refusing the seventh batch blob it is given (a full disk)."""
+
+    def __init__(self, root: Path, batch_prefix: str) -> None:
+        super().__init__(root)
+        self.batch_prefix = batch_prefix
+        self.batch_keys: list[str] = []
+
+    def put(self, key: str, data: bytes) -> bool:
+        if key.startswith(self.batch_prefix):
+            if key not in self.batch_keys:
+                self.batch_keys.append(key)
+            if len(self.batch_keys) > 6 and key == self.batch_keys[6]:
+                raise StorageError(f"cannot write {key}: no space left on device (injected)")
+        return super().put(key, data)
+
+
+async def test_a_failed_upload_ends_the_wait_and_the_batches_before_it_are_sent(
+    order_stack: OrderStack, tmp_path: Path, long_linger: None
+) -> None:
+    path = tmp_path / "items.ndjson"
+    write_ndjson(path, 3_000)
+    stack_batches = order_stack.batches
+    store = FullFolder(tmp_path / "blobs", stack_batches.key_prefix + "/")
+    batches = BatchStore(store, sealer=stack_batches.sealer, protection=stack_batches.protection)
+    client = OrderClient(order_stack.client.client, task_queue=order_stack.task_queue, batches=batches)
+    order_id = f"customer-1/imp-{uuid.uuid4().hex[:8]}"
+    await client.create(order_id)
+    options = ImportOptions(batch_size=250, workers=1, upload_threads=1)  # uploads in input order
+    with pytest.raises(StorageError, match="no space left"):
+        await asyncio.wait_for(import_file(client, order_stack.orders, order_id, path, options), timeout=30)
+    assert await signalled_ref_counts(order_stack, order_id) == [6]
