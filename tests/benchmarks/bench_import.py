@@ -109,8 +109,14 @@ def run_bulkorder(
     if importer.returncode != 0:
         stop_process(worker)
         raise RuntimeError(f"bulkorder import failed ({importer.returncode}): {stderr.strip()}")
-    summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["items"] == count and summary["order_items"] == count, summary
+    try:
+        summary = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        stop_process(worker)  # else it outlives this benchmark
+        raise RuntimeError(f"bulkorder import printed no summary: {stdout[-2000:]!r}") from None
+    if summary["items"] != count or summary["order_items"] != count:
+        stop_process(worker)
+        raise RuntimeError(f"bulkorder import recorded other counts than {count:,}: {summary}")
 
     async def histories() -> list[tuple[int, int, str]]:
         client = await Client.connect(address)
