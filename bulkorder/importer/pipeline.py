@@ -12,6 +12,9 @@ Each queue holds a few batches at most, so memory stays flat however large the i
 Batches are sent strictly in input order: when batch ``k`` is invalid, every batch before
 it is sent and none from ``k`` on, so the error can say exactly which lines are in the
 order, and fixing line ``N`` then running the same command again resumes there.
+
+What the stages hand each other, and how they wait for it, is in
+:mod:`bulkorder.importer.pipeline_entries`.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Mapping
+from dataclasses import replace
+from typing import Any, Mapping
 
 from bulkorder.domain.refs import BatchRef
 from bulkorder.importer.encoders import EncoderPool
 from bulkorder.importer.errors import ImportInputError
 from bulkorder.importer.lease_windows import MAX_WINDOW, WINDOW_LINGER, LeaseWindow, LeaseWindows
+from bulkorder.importer.pipeline_entries import END, Crash, Entry, Stop, done_by, drain, next_by
 from bulkorder.importer.progress import ImportProgress
 from bulkorder.importer.rejects import RejectsFile
-from bulkorder.importer.sources import ItemSource, RawBatch
+from bulkorder.importer.sources import ItemSource
 from bulkorder.importer.stage import Problem, StageResult, StageTask, stage_batch
 from bulkorder.storage.batches import BatchStore
 from bulkorder.storage.leases import WriteLeases
@@ -37,36 +41,6 @@ from bulkorder.workflows.client import OrderClient
 from bulkorder.workflows.messages import MAX_REFS_PER_CALL
 
 
-@dataclass
-class _Entry:
-    """One batch on its way through the pipeline, in input order."""
-
-    batch: RawBatch | StageResult
-    #: Pending encoding (process pool) or upload (thread pool); None when skipped or empty.
-    future: Awaitable[Any] | None = None
-    skipped: bool = False
-    ref: BatchRef | None = None
-    #: The window lease naming the batch's blob, taken before its upload (released once
-    #: every batch it names is acknowledged).
-    lease: LeaseWindow | None = None
-
-
-@dataclass
-class _Stop:
-    """The batch at which the import stops (an invalid line), after the ones before it."""
-
-    error: ImportInputError
-
-
-@dataclass
-class _Crash:
-    """A stage failed unexpectedly (an unreadable file, a dead process): passed down in
-    order so the sender raises it."""
-
-    error: BaseException
-
-
-_END = object()
 logger = logging.getLogger(__name__)
 
 #: Seconds the sender gathers uploaded refs into one call (the end of the input sends at
@@ -80,23 +54,6 @@ SEND_LINGER = 1.0
 #: sealed ref is ~300-470 bytes of JSON, so a call stays under ~240 KB, half of Temporal's
 #: default warning size for one payload, however small the batches and fast the input.
 SEND_MAX_REFS = min(500, MAX_REFS_PER_CALL)
-
-
-async def _next_by(queue: asyncio.Queue[Any], deadline: float | None) -> Any:
-    """The next entry of ``queue``, or ``None`` if none comes by ``deadline`` (loop time;
-    ``None``: wait as long as it takes)."""
-    if deadline is None:
-        return await queue.get()
-    timeout = deadline - asyncio.get_running_loop().time()
-    try:
-        if timeout <= 0:
-            return queue.get_nowait()
-        # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation (Ctrl-C) that
-        # arrives as the get completes.
-        async with asyncio.timeout(timeout):
-            return await queue.get()
-    except (asyncio.QueueEmpty, TimeoutError):
-        return None
 
 
 class Pipeline:
@@ -195,7 +152,7 @@ class Pipeline:
                 if batch.batch_id in self.recorded:
                     # Only its place is needed from here: a call may gather a second of
                     # skipped batches (a resumed run reads fast), their bytes must not wait with them.
-                    await self._encoded.put(_Entry(replace(batch, data=b"", records=[], record_lines=[]), skipped=True))
+                    await self._encoded.put(Entry(replace(batch, data=b"", records=[], record_lines=[]), skipped=True))
                     continue
                 task = StageTask(
                     source=self.source.name,
@@ -206,16 +163,16 @@ class Pipeline:
                     level=self.batches.level,
                     data_key=data_key,
                 )
-                await self._encoded.put(_Entry(batch, future=asyncio.wrap_future(self.encoders.submit(stage_batch, task))))
+                await self._encoded.put(Entry(batch, future=asyncio.wrap_future(self.encoders.submit(stage_batch, task))))
         except ImportInputError as exc:  # the reader found the input malformed here
-            await self._encoded.put(_Stop(exc))
+            await self._encoded.put(Stop(exc))
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
-            await self._encoded.put(_Crash(exc))
+            await self._encoded.put(Crash(exc))
         finally:
             # Not when stopping: this task was cancelled because the sender failed, nobody
             # reads the queue any more, and a put into a full queue would wait forever.
             if not self._stopping:
-                await self._encoded.put(_END)
+                await self._encoded.put(END)
 
     # ---- stage 2: in order, check what the processes made and upload it ---------------
 
@@ -229,9 +186,9 @@ class Pipeline:
                     await self._uploaded.put(passed)
                     return
         except Exception as exc:  # noqa: BLE001 - passed on, raised by the sender
-            await self._uploaded.put(_Crash(exc))
+            await self._uploaded.put(Crash(exc))
 
-    async def _gather_window(self, held: Any) -> tuple[list[_Entry], Any, Any]:
+    async def _gather_window(self, held: Any) -> tuple[list[Entry], Any, Any]:
         """In order, the encoded batches of the next lease window: waits for the first,
         then takes what is encoded within :data:`WINDOW_LINGER`, up to :data:`MAX_WINDOW`
         batches (skipped ones count too). Returns the window, what ends the stream after
@@ -239,28 +196,26 @@ class Pipeline:
         The linger costs no throughput (the encoders keep working meanwhile), only that
         much latency per window; measured, about four batches a window at 5,000 items each."""
         loop = asyncio.get_running_loop()
-        window: list[_Entry] = []
+        window: list[Entry] = []
         deadline: float | None = None
         while len(window) < MAX_WINDOW:
             if held is not None:
                 entry, held = held, None
             else:
-                entry = await _next_by(self._encoded, deadline)
+                entry = await next_by(self._encoded, deadline)
                 if entry is None:
                     break
-            if not isinstance(entry, _Entry):  # the end, a stop or a crash
+            if not isinstance(entry, Entry):  # the end, a stop or a crash
                 return window, entry, None
             if entry.skipped:
                 window.append(entry)
                 deadline = loop.time() + WINDOW_LINGER if deadline is None else deadline
                 continue
-            if deadline is not None:
-                done, _ = await asyncio.wait({entry.future}, timeout=max(deadline - loop.time(), 0))  # type: ignore[arg-type]
-                if not done:
-                    return window, None, entry  # still encoding: the next window's first
+            if deadline is not None and not await done_by(entry.future, deadline):  # type: ignore[arg-type]
+                return window, None, entry  # still encoding: the next window's first
             result: StageResult = await entry.future  # type: ignore[misc]
             if result.problems and self.skip_invalid is None:
-                return window, _Stop(self._input_error(result.problems[0])), None
+                return window, Stop(self._input_error(result.problems[0])), None
             if self.skip_invalid is not None:
                 await asyncio.to_thread(self.skip_invalid.write, self.source.name, result.batch_id, result.problems)
                 self.progress.rejected += len(result.problems)
@@ -268,12 +223,12 @@ class Pipeline:
             if result.ref is not None:
                 # Encoder processes hold no secret: the ref is sealed here, once.
                 result.ref = self.batches.seal(result.ref, order_id=self.stored_order_id)
-            window.append(_Entry(result, ref=result.ref))
+            window.append(Entry(result, ref=result.ref))
             if deadline is None:
                 deadline = loop.time() + WINDOW_LINGER
         return window, None, held
 
-    async def _lease_and_upload(self, window: list[_Entry]) -> None:
+    async def _lease_and_upload(self, window: list[Entry]) -> None:
         """One lease naming every blob of ``window``, then their uploads, all at once,
         each only once the lease is written; passed on in order at once (the next window
         gathers while this one's lease is written: its round trip is never waited for
@@ -291,7 +246,7 @@ class Pipeline:
         for entry in window:
             await self._uploaded.put(entry)
 
-    async def _upload_leased(self, entry: _Entry, lease: asyncio.Future[LeaseWindow], data: bytes) -> None:
+    async def _upload_leased(self, entry: Entry, lease: asyncio.Future[LeaseWindow], data: bytes) -> None:
         entry.lease = await lease  # written before the blob: gc keeps the blob from now on
         assert entry.ref is not None
         await asyncio.get_running_loop().run_in_executor(
@@ -310,14 +265,14 @@ class Pipeline:
         while True:
             entry = held if held is not None else await self._uploaded.get()
             held = None
-            if entry is _END:
+            if entry is END:
                 return
-            if isinstance(entry, _Crash):
+            if isinstance(entry, Crash):
                 raise entry.error
-            if isinstance(entry, _Stop):
+            if isinstance(entry, Stop):
                 self.stop_error = entry.error
                 self._stopping = True
-                self._drain(self._encoded)
+                drain(self._encoded)
                 return
             if entry.future is not None:
                 await entry.future  # raises if the upload failed
@@ -332,7 +287,7 @@ class Pipeline:
             for item in group:
                 self._count(item)
 
-    async def _gather_call(self, first: _Entry) -> tuple[list[_Entry], Any]:
+    async def _gather_call(self, first: Entry) -> tuple[list[Entry], Any]:
         """``first`` and the uploaded batches that follow it within :data:`SEND_LINGER`, up
         to :data:`SEND_MAX_REFS` refs: one call carries them all (fewer signals, fewer
         recording activities, a shorter history per item). The end of the input, a stop or
@@ -340,22 +295,21 @@ class Pipeline:
         does a failed upload: the batches before it are sent, then its error is raised.
         Returns the group and an entry taken but not part of it (the next call's first, or
         the end)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SEND_LINGER
+        deadline = asyncio.get_running_loop().time() + SEND_LINGER
         group = [first]
         refs = 1 if first.ref is not None else 0
         while refs < SEND_MAX_REFS:
-            following = await _next_by(self._uploaded, deadline)
+            following = await next_by(self._uploaded, deadline)
             if following is None:
                 break
-            if not isinstance(following, _Entry):
+            if not isinstance(following, Entry):
                 return group, following
-            if following.future is not None:
-                done, _ = await asyncio.wait({following.future}, timeout=max(deadline - loop.time(), 0))  # type: ignore[arg-type]
-                if not done or following.future.exception() is not None:
-                    # Still uploading, or failed: the next call's first (where a failure
-                    # is raised, after this group is sent).
-                    return group, following
+            if following.future is not None and (
+                not await done_by(following.future, deadline) or following.future.exception() is not None  # type: ignore[union-attr]
+            ):
+                # Still uploading, or failed: the next call's first (where a failure is
+                # raised, after this group is sent).
+                return group, following
             group.append(following)
             refs += following.ref is not None
         return group, None
@@ -393,7 +347,7 @@ class Pipeline:
             await self.client.add_batches(self.order_id, refs, wait=self.acknowledge)
         self.sent_ids.extend(ref.batch_id for ref in refs)
 
-    def _count(self, entry: _Entry) -> None:
+    def _count(self, entry: Entry) -> None:
         batch = entry.batch
         progress = self.progress
         progress.bytes_done += batch.nbytes
@@ -405,16 +359,3 @@ class Pipeline:
         elif entry.ref is not None:
             progress.items += entry.ref.item_count
             progress.batches += 1
-
-    @staticmethod
-    def _drain(queue: asyncio.Queue[Any]) -> None:
-        """Drop what is queued (unblocking a producer); cancel encodings not started."""
-        while True:
-            try:
-                entry = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            future = getattr(entry, "future", None)
-            if isinstance(future, asyncio.Future):
-                future.cancel()
-

@@ -57,7 +57,7 @@ from bulkorder.embedded import EmbeddedTemporal
 from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
 from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
-from tests.benchmarks.fleet_stack import stack_env
+from tests.benchmarks.fleet_stack import DEPLOYED_IMPORTER_NICE, deployed_temporal_dir, stack_env
 from tests.benchmarks.floor import measure_floor
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
@@ -192,18 +192,6 @@ def run_importers(
             raise RuntimeError(f"an importer failed ({process.returncode}): {stderr.strip()[-2000:]}")
         orders += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return time.perf_counter() - started, cpu, orders
-
-
-#: As deployed (docs/operations.md "Sizing"): batch importers below the services' CPU priority,
-#: and Temporal's persistence on storage of its own, not the disk the importers write to. The
-#: dev server keeps its state in one SQLite file; in memory it writes to no shared disk.
-DEPLOYED_IMPORTER_NICE = 19
-
-
-def deployed_temporal_dir() -> Path | None:
-    """/dev/shm where it can be written (Linux), else ``None``: the workdir, on disk."""
-    shm = Path("/dev/shm")
-    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def main() -> None:

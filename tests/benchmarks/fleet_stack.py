@@ -32,3 +32,15 @@ def stack_env(address: str, workdir: Path, schema: str, bucket: str, endpoint: s
         POSTGRES_PASSWORD="",
         POSTGRES_SCHEMA=schema,
     )
+
+
+#: As deployed (docs/operations.md "Sizing"): batch importers below the services' CPU priority,
+#: and Temporal's persistence on storage of its own, not the disk the importers write to. The
+#: dev server keeps its state in one SQLite file; in memory it writes to no shared disk.
+DEPLOYED_IMPORTER_NICE = 19
+
+
+def deployed_temporal_dir() -> Path | None:
+    """/dev/shm where it can be written (Linux), else ``None``: the workdir, on disk."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
