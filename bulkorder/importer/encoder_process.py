@@ -1,16 +1,22 @@
-"""An encoding process (``python -m bulkorder.importer.encoder_process``): reads
-``(function, argument)`` messages on stdin, answers ``(ok, result or error)`` on stdout,
-until stdin closes. See :mod:`bulkorder.importer.encoders`."""
+"""An encoding process (``python -m bulkorder.importer.encoder_process --shared-fd N``):
+reads ``(function, argument)`` messages on stdin, answers ``(ok, result or error)`` on
+stdout, until stdin closes; large ``bytes`` both ways go through the memory file on
+descriptor ``N`` (:mod:`bulkorder.importer.shared_buffer`). See :mod:`bulkorder.importer.encoders`."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 
-from bulkorder.importer.encoders import _STOP, read_message, write_message
+from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, read_message, write_message
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bulkorder.importer.encoder_process")
+    parser.add_argument("--shared-fd", type=int, default=None, help="the memory file shared with the importer")
+    args = parser.parse_args()
+    shared = SharedBuffer.attach(args.shared_fd) if args.shared_fd is not None else None
     # Decoding a batch allocates hundreds of thousands of containers, and the cyclic
     # collector would scan them over and over (about a third of the stage's time, measured
     # here). Nothing in this loop makes reference cycles, so reference counting frees all.
@@ -20,20 +26,19 @@ def main() -> None:
     # Anything else printing to stdout would corrupt the replies.
     sys.stdout = sys.stderr
     while True:
-        message = read_message(requests)
-        if message is _STOP:
+        try:
+            function, argument = read_message(requests, shared)
+        except EndOfMessages:
             return
-        function, argument = message
         try:
             reply = (True, function(argument))
         except Exception as exc:  # noqa: BLE001 - sent back to the importer, raised there
             try:
-                reply = (False, exc)
-                write_message(replies, reply)
+                write_message(replies, (False, exc), shared)
                 continue
             except Exception:  # noqa: BLE001 - an exception that cannot be pickled
                 reply = (False, RuntimeError(f"{type(exc).__name__}: {exc}"))
-        write_message(replies, reply)
+        write_message(replies, reply, shared)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The encoding processes: where items are parsed, validated and encoded, one batch each.
 
 A small pool of ``python -m bulkorder.importer.encoder_process`` children, fed pickled
-:class:`~bulkorder.importer.stage.StageTask`s over their stdin and answering on stdout.
+:class:`~bulkorder.importer.stage.StageTask`s over their stdin and answering on stdout,
+the batches' bytes beside the pipes in a memory file each child shares with the importer
+(:mod:`bulkorder.importer.shared_buffer`).
 Why not ``multiprocessing``: its ``spawn`` start method re-imports the caller's main
 module in every child (a script without an ``if __name__ == "__main__"`` guard then
 breaks, and the CLI's children would import all of bulkorder), and ``fork`` would copy
@@ -12,40 +14,20 @@ this process's Temporal client threads. A child here imports only the stage modu
 from __future__ import annotations
 
 import os
-import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
 from concurrent.futures import Future
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
-_LENGTH = struct.Struct("<Q")
+from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, read_message, write_message
+
 _STOP = object()
 
 
 class EncoderPoolError(RuntimeError):
     """An encoding process died or could not start."""
-
-
-def write_message(stream: IO[bytes], value: object) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def read_message(stream: IO[bytes]) -> Any:
-    """The next message, or ``_STOP`` at the end of the stream."""
-    header = stream.read(_LENGTH.size)
-    if len(header) < _LENGTH.size:
-        return _STOP
-    (length,) = _LENGTH.unpack(header)
-    data = stream.read(length)
-    if len(data) < length:
-        return _STOP
-    return pickle.loads(data)
 
 
 class EncoderPool:
@@ -60,16 +42,22 @@ class EncoderPool:
         env = dict(os.environ)
         # The children must import this very code, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join([path for path in sys.path if path] + [env.get("PYTHONPATH", "")])
+        self._shared: list[SharedBuffer] = []
         for index in range(workers):
+            # The batches' bytes go through a memory file each process shares with this
+            # one (bulkorder.importer.shared_buffer); the pipes carry small pickles.
+            shared = SharedBuffer.create()
+            self._shared.append(shared)
             process = subprocess.Popen(
-                [sys.executable, "-m", "bulkorder.importer.encoder_process"],
+                [sys.executable, "-m", "bulkorder.importer.encoder_process", "--shared-fd", str(shared.fd)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
+                pass_fds=(shared.fd,),
             )
             self._processes.append(process)
             thread = threading.Thread(
-                target=self._serve, args=(process,), name=f"bulkorder-encoder-{index}", daemon=True
+                target=self._serve, args=(process, shared), name=f"bulkorder-encoder-{index}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -88,7 +76,7 @@ class EncoderPool:
         self._queue.put((function, argument, future))
         return future
 
-    def _serve(self, process: subprocess.Popen[bytes]) -> None:
+    def _serve(self, process: subprocess.Popen[bytes], shared: SharedBuffer) -> None:
         assert process.stdin is not None and process.stdout is not None
         while True:
             job = self._queue.get()
@@ -98,11 +86,10 @@ class EncoderPool:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                write_message(process.stdin, (function, argument))
-                reply = read_message(process.stdout)
-            except (OSError, ValueError) as exc:
+                write_message(process.stdin, (function, argument), shared)
+                reply = read_message(process.stdout, shared)
+            except (OSError, ValueError, EndOfMessages):
                 reply = _STOP
-                del exc
             if reply is _STOP:
                 self._broken = f"an encoding process died (exit code {process.poll()})"
                 future.set_exception(EncoderPoolError(self._broken))
@@ -148,6 +135,9 @@ class EncoderPool:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+        for shared in self._shared:
+            shared.close()
+        self._shared.clear()
 
 
 def default_workers() -> int:

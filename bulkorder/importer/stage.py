@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, SupportsIndex
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from bulkorder.domain.items import ITEM_DICTS, ItemValidationError, validate_ite
 from bulkorder.domain.refs import BatchRef
 from bulkorder.importer import fast_items
 from bulkorder.importer.csv_columns import CellError, CsvColumns, row_to_item
+from bulkorder.importer.shared_buffer import as_bytes, out_of_band
 from bulkorder.importer.sources import CSV, NDJSON, RawBatch
 from bulkorder.storage.batches import encode_batch_items, encode_packed_batch
 from bulkorder.storage.encryption.envelope import DataKey
@@ -74,6 +75,19 @@ class StageResult:
     @property
     def item_count(self) -> int:
         return self.ref.item_count if self.ref is not None else 0
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # Back to the importer, the encoded blob goes out of band (bulkorder.importer.shared_buffer).
+        data = out_of_band(self.data) if int(protocol) >= 5 else self.data
+        fields = (self.position, self.batch_id, self.first_line, self.last_line, self.nbytes, self.ref)
+        return (_stage_result, (*fields, data, self.problems))
+
+
+def _stage_result(
+    position: int, batch_id: str, first_line: int, last_line: int, nbytes: int, ref: BatchRef | None, data: Any,
+    problems: list[Problem],
+) -> StageResult:
+    return StageResult(position, batch_id, first_line, last_line, nbytes, ref, as_bytes(data), problems)
 
 
 def warm_up(_: object = None) -> bool:

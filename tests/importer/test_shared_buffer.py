@@ -1,0 +1,132 @@
+"""The shared memory file between the importer and an encoding process
+(bulkorder.importer.shared_buffer), through a real pipe and a real child process."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from bulkorder.importer.encoders import EncoderPool
+from bulkorder.importer.shared_buffer import (
+    OUT_OF_BAND_MIN,
+    EndOfMessages,
+    SharedBuffer,
+    read_message,
+    write_message,
+)
+from bulkorder.importer.sources import RawBatch
+from bulkorder.importer.stage import StageResult
+
+
+def _batch(data: bytes) -> RawBatch:
+    return RawBatch(position=3, batch_id="b", first_line=1, last_line=2, nbytes=len(data), data=data)
+
+
+def test_large_bytes_cross_out_of_band_and_small_ones_in_the_pickle() -> None:
+    shared = SharedBuffer.create()
+    try:
+        large, small = os.urandom(OUT_OF_BAND_MIN), b"x" * (OUT_OF_BAND_MIN - 1)
+        stream = io.BytesIO()
+        write_message(stream, (_batch(large), _batch(small)), shared)
+        # The pickle holds the small batch's bytes and not the large one's.
+        assert small in stream.getvalue()
+        assert large not in stream.getvalue()
+        assert len(stream.getvalue()) < len(small) + 1024
+        stream.seek(0)
+        got_large, got_small = read_message(stream, shared)
+        assert (got_large.data, got_small.data) == (large, small)
+        assert type(got_large.data) is bytes
+        assert got_large.position == 3 and got_large.nbytes == len(large)
+    finally:
+        shared.close()
+
+
+def test_the_file_grows_to_the_largest_message_and_the_other_side_follows() -> None:
+    writer = SharedBuffer.create()
+    reader = SharedBuffer.attach(os.dup(writer.fd))  # as the child holds it: the same file, its own mapping
+    try:
+        for size in (OUT_OF_BAND_MIN, 20 << 20, 1 << 20, 40 << 20):
+            data = os.urandom(16) * (size // 16)
+            stream = io.BytesIO()
+            write_message(stream, _batch(data), writer)
+            stream.seek(0)
+            assert read_message(stream, reader).data == data
+        assert os.fstat(writer.fd).st_size >= 40 << 20
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_without_a_shared_buffer_everything_stays_in_the_pickle() -> None:
+    data = os.urandom(OUT_OF_BAND_MIN * 2)
+    stream = io.BytesIO()
+    write_message(stream, _batch(data), None)
+    assert data in stream.getvalue()
+    stream.seek(0)
+    assert read_message(stream, None).data == data
+
+
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_batches_and_results_pickle_as_before_anywhere_else(protocol: int) -> None:
+    # Only a message with a buffer_callback moves bytes out of band; pickled otherwise
+    # (or copied), a batch and a result hold plain bytes again.
+    data = os.urandom(OUT_OF_BAND_MIN * 2)
+    batch = pickle.loads(pickle.dumps(_batch(data), protocol=protocol))
+    result = pickle.loads(pickle.dumps(StageResult(1, "b", 1, 2, 3, data=data), protocol=protocol))
+    assert type(batch.data) is bytes and batch.data == data
+    assert type(result.data) is bytes and result.data == data
+    assert copy.deepcopy(_batch(data)).data == data
+
+
+def test_a_message_cut_short_is_the_end_of_messages() -> None:
+    stream = io.BytesIO()
+    write_message(stream, b"x" * 100, None)
+    for cut in (0, 5, len(stream.getvalue()) - 1):
+        with pytest.raises(EndOfMessages):
+            read_message(io.BytesIO(stream.getvalue()[:cut]), None)
+
+
+def test_out_of_band_bytes_without_a_shared_buffer_are_refused() -> None:
+    shared = SharedBuffer.create()
+    try:
+        stream = io.BytesIO()
+        write_message(stream, _batch(os.urandom(OUT_OF_BAND_MIN)), shared)
+        stream.seek(0)
+        with pytest.raises(EndOfMessages, match="no shared buffer"):
+            read_message(stream, None)
+    finally:
+        shared.close()
+
+
+def _reversed(batch: RawBatch) -> StageResult:
+    return StageResult(batch.position, batch.batch_id, 1, 1, len(batch.data), data=batch.data[::-1])
+
+
+def test_a_pool_sends_large_bytes_both_ways_through_its_children() -> None:
+    pool = EncoderPool(2)
+    try:
+        payloads = [os.urandom(n) for n in (10, OUT_OF_BAND_MIN, 3 << 20, 12 << 20)]
+        futures = [pool.submit(_reversed, _batch(data)) for data in payloads]
+        for data, future in zip(payloads, futures):
+            result = future.result(timeout=60)
+            assert result.data == data[::-1] and result.nbytes == len(data)
+    finally:
+        pool.shutdown()
+
+
+def test_the_shared_file_is_no_other_child_s() -> None:
+    # Made close-on-exec: a process the importer starts for another reason does not inherit it.
+    shared = SharedBuffer.create()
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import os; os.fstat({shared.fd})"], capture_output=True, text=True, check=False
+        )
+        assert probe.returncode != 0 and "Bad file descriptor" in probe.stderr
+    finally:
+        shared.close()
