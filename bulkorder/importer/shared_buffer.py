@@ -53,6 +53,10 @@ def as_bytes(data: Any) -> bytes:
     return data if type(data) is bytes else bytes(data)
 
 
+class EndOfMessages(Exception):
+    """The stream ended (the other side closed it or died), or a message does not add up."""
+
+
 class SharedBuffer:
     """One memory file shared by the importer and one encoding process.
 
@@ -77,12 +81,15 @@ class SharedBuffer:
     def attach(cls, fd: int) -> SharedBuffer:
         return cls(fd)
 
-    def _view(self, size: int) -> mmap.mmap:
-        """The file mapped, at least ``size`` bytes of it (grown if this side needs more)."""
+    def _view(self, size: int, *, grow: bool) -> mmap.mmap:
+        """The file mapped, at least ``size`` bytes of it: grown by the side writing, only
+        remapped by the side reading (which never grows it for a length it was told)."""
         if self._map is not None and len(self._map) >= size:
             return self._map
         current = os.fstat(self.fd).st_size
         if current < size:
+            if not grow:
+                raise EndOfMessages(f"a message of {size:,} shared bytes, and the shared file holds {current:,}")
             current = max(size, _FIRST_SIZE, 2 * current)
             os.ftruncate(self.fd, current)
         if self._map is not None:
@@ -94,7 +101,7 @@ class SharedBuffer:
         """Copy ``buffers`` in, one after the other; their lengths."""
         views = [buffer.raw() for buffer in buffers]
         lengths = [view.nbytes for view in views]
-        shared = self._view(sum(lengths))
+        shared = self._view(sum(lengths), grow=True)
         offset = 0
         for view, length in zip(views, lengths):
             shared[offset : offset + length] = view
@@ -104,7 +111,7 @@ class SharedBuffer:
 
     def take(self, lengths: list[int]) -> list[bytes]:
         """The buffers :meth:`put` placed, as ``bytes`` (copied out: the file is reused)."""
-        shared = self._view(sum(lengths))
+        shared = self._view(sum(lengths), grow=False)
         taken, offset = [], 0
         for length in lengths:
             taken.append(shared[offset : offset + length])
@@ -126,10 +133,6 @@ def write_message(stream: IO[bytes], value: object, shared: SharedBuffer | None 
     stream.write(_HEADER.pack(len(data), len(lengths)) + b"".join(_LENGTH.pack(length) for length in lengths))
     stream.write(data)
     stream.flush()
-
-
-class EndOfMessages(Exception):
-    """The stream ended (the other side closed it or died)."""
 
 
 def read_message(stream: IO[bytes], shared: SharedBuffer | None = None) -> Any:

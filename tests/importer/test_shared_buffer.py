@@ -130,3 +130,21 @@ def test_the_shared_file_is_no_other_child_s() -> None:
         assert probe.returncode != 0 and "Bad file descriptor" in probe.stderr
     finally:
         shared.close()
+
+
+def test_a_length_beyond_the_shared_file_is_refused_not_grown_into() -> None:
+    # The side reading maps what the writer wrote; a message claiming more is broken.
+    writer = SharedBuffer.create()
+    reader = SharedBuffer.attach(os.dup(writer.fd))
+    try:
+        stream = io.BytesIO()
+        write_message(stream, _batch(os.urandom(OUT_OF_BAND_MIN)), writer)
+        size = os.fstat(writer.fd).st_size
+        forged = bytearray(stream.getvalue())
+        forged[12:20] = (size + 1).to_bytes(8, "little")  # the first buffer's length
+        with pytest.raises(EndOfMessages, match="shared file holds"):
+            read_message(io.BytesIO(bytes(forged)), reader)
+        assert os.fstat(writer.fd).st_size == size
+    finally:
+        writer.close()
+        reader.close()
