@@ -352,6 +352,9 @@ def main() -> None:
     print(f"| floor (parse+validate+pack+compress+hash, one core), median of {len(floors.runs)} | {floor:.1f} "
           f"({floors.low:.1f}-{floors.high:.1f}) |")
     print(f"end to end / floor: {whole / floor:.2f}× (goal ≤ 1.3×)")
+    servers = sum(seconds_used for name, seconds_used in cpu.items() if name != "importers (with encoders)") * 1e6 / total
+    print(f"the servers alone (workers, Temporal, moto): {servers:.1f} CPU-s per million = {servers / floor:.2f}× the "
+          f"floor, so no importer could bring this stack below {1 + servers / floor:.2f}×")
     if args.timed_workers:
         print_timings(timings)
     if wrong:
