@@ -9,7 +9,7 @@ import argparse
 import gc
 import sys
 
-from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, read_message, write_message
+from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, UnreadableMessage, read_message, write_message
 
 
 def main() -> None:
@@ -28,8 +28,14 @@ def main() -> None:
     while True:
         try:
             function, argument = read_message(requests, shared)
-        except EndOfMessages:
-            return
+        except EndOfMessages as exc:
+            if exc.clean:
+                return  # the importer closed the pipe: done
+            print(f"bulkorder encoding process: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except UnreadableMessage as exc:  # a task whose function is not importable here, say
+            write_message(replies, (False, RuntimeError(f"the task cannot be loaded here: {exc}")), shared)
+            continue
         try:
             reply = (True, function(argument))
         except Exception as exc:  # noqa: BLE001 - sent back to the importer, raised there

@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, read_message, write_message
+from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, UnreadableMessage, read_message, write_message
 
 _STOP = object()
 
@@ -42,25 +42,39 @@ class EncoderPool:
         env = dict(os.environ)
         # The children must import this very code, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join([path for path in sys.path if path] + [env.get("PYTHONPATH", "")])
-        self._shared: list[SharedBuffer] = []
-        for index in range(workers):
-            # The batches' bytes go through a memory file each process shares with this
-            # one (bulkorder.importer.shared_buffer); the pipes carry small pickles.
-            shared = SharedBuffer.create()
-            self._shared.append(shared)
+        self._shared: list[SharedBuffer | None] = []
+        try:
+            for index in range(workers):
+                self._start(index, env)
+        except BaseException:
+            self.shutdown()  # the children started before the one that failed
+            raise
+
+    def _start(self, index: int, env: dict[str, str]) -> None:
+        # The batches' bytes go through a memory file each process shares with this one
+        # (bulkorder.importer.shared_buffer); the pipes carry small pickles. Where
+        # descriptors cannot be handed to a child (not POSIX), everything goes by pipe.
+        shared = SharedBuffer.create() if os.name == "posix" else None
+        command = [sys.executable, "-m", "bulkorder.importer.encoder_process"]
+        if shared is not None:
+            command += ["--shared-fd", str(shared.fd)]
+        try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bulkorder.importer.encoder_process", "--shared-fd", str(shared.fd)],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
-                pass_fds=(shared.fd,),
+                pass_fds=(shared.fd,) if shared is not None else (),
             )
-            self._processes.append(process)
-            thread = threading.Thread(
-                target=self._serve, args=(process, shared), name=f"bulkorder-encoder-{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        except BaseException:
+            if shared is not None:
+                shared.close()
+            raise
+        self._processes.append(process)
+        self._shared.append(shared)
+        thread = threading.Thread(target=self._serve, args=(process, shared), name=f"bulkorder-encoder-{index}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     @property
     def size(self) -> int:
@@ -76,7 +90,7 @@ class EncoderPool:
         self._queue.put((function, argument, future))
         return future
 
-    def _serve(self, process: subprocess.Popen[bytes], shared: SharedBuffer) -> None:
+    def _serve(self, process: subprocess.Popen[bytes], shared: SharedBuffer | None) -> None:
         assert process.stdin is not None and process.stdout is not None
         while True:
             job = self._queue.get()
@@ -87,19 +101,33 @@ class EncoderPool:
                 continue
             try:
                 write_message(process.stdin, (function, argument), shared)
-                reply = read_message(process.stdout, shared)
-            except (OSError, ValueError, EndOfMessages):
-                reply = _STOP
-            if reply is _STOP:
-                self._broken = f"an encoding process died (exit code {process.poll()})"
-                future.set_exception(EncoderPoolError(self._broken))
-                self._fail_queued()
+            except (OSError, ValueError) as exc:  # the pipe: the process is gone
+                self._break(process, future, str(exc))
                 return
-            ok, value = reply
+            except Exception as exc:  # noqa: BLE001 - the task did not pickle: nothing was written
+                future.set_exception(EncoderPoolError(f"a task cannot be sent to an encoding process: {_named(exc)}"))
+                continue
+            try:
+                reply = read_message(process.stdout, shared)
+            except UnreadableMessage as exc:  # read whole: the next one can be read
+                future.set_exception(EncoderPoolError(f"an encoding process's answer cannot be loaded: {exc}"))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the stream is out of step for good
+                self._break(process, future, "" if isinstance(exc, EndOfMessages) and exc.clean else _named(exc))
+                return
+            ok, value = reply if isinstance(reply, tuple) and len(reply) == 2 else (False, reply)
             if ok:
                 future.set_result(value)
-            else:
+            elif isinstance(value, BaseException):
                 future.set_exception(value)
+            else:
+                future.set_exception(EncoderPoolError(f"an encoding process answered {type(value).__name__!r}"))
+
+    def _break(self, process: subprocess.Popen[bytes], future: Future[Any], reason: str) -> None:
+        """This process's pipes are unusable: fail ``future`` and every job still queued."""
+        self._broken = f"an encoding process died (exit code {process.poll()})" + (f": {reason}" if reason else "")
+        future.set_exception(EncoderPoolError(self._broken))
+        self._fail_queued()
 
     def _fail_queued(self) -> None:
         while True:
@@ -135,9 +163,19 @@ class EncoderPool:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
-        for shared in self._shared:
-            shared.close()
+        for index, shared in enumerate(self._shared):
+            thread = self._threads[index] if index < len(self._threads) else None
+            if thread is not None:
+                thread.join(timeout=5)  # its process is gone: its read has ended
+            # A thread still reading would read a closed file: its buffer is left to the
+            # process's exit instead.
+            if shared is not None and (thread is None or not thread.is_alive()):
+                shared.close()
         self._shared.clear()
+
+
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def default_workers() -> int:

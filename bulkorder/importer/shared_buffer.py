@@ -12,18 +12,23 @@ file, read once out of it.
 
 Only one message is in flight per process at a time (the importer sends a task and
 waits for its reply), so the importer's request and the process's reply use the same
-file in turn and nothing needs a lock. The file grows to the largest message it carried,
-as the pipe's buffers did; a ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in
-the pickle.
+file in turn and nothing needs a lock; each side writes the bytes before the header that
+tells the other side to read them. The file is 8 MiB at first and doubles when a message
+needs more (only the side writing grows it; the side reading refuses a length past its
+end); once a message larger than 8 MiB is read, the pages beyond the first 8 MiB are
+given back (``MADV_REMOVE``), so an outlier batch does not stay in memory for the
+pool's life. A ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in the pickle.
 
-What goes out of band is chosen by the type pickled: :func:`out_of_band` wraps a large
-``bytes`` as a :class:`pickle.PickleBuffer` in a ``__reduce__`` (``RawBatch.data``,
-``StageResult.data``). Pickled anywhere else (in band), such a value is plain ``bytes``
-again when loaded.
+What goes out of band is chosen by the type pickled: :func:`reduce_out_of_band` is the
+``__reduce_ex__`` of a dataclass whose ``data`` field is large ``bytes`` (``RawBatch``,
+``StageResult``). Pickled anywhere else (in band), such a value is plain ``bytes`` again
+when loaded. A JSON array's batch holds its elements as many small ``bytes`` in
+``records``: those stay in the pickle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import pickle
@@ -31,7 +36,10 @@ import struct
 import tempfile
 from typing import IO, Any
 
-__all__ = ["OUT_OF_BAND_MIN", "SharedBuffer", "as_bytes", "out_of_band", "read_message", "write_message"]
+__all__ = [
+    "OUT_OF_BAND_MIN", "EndOfMessages", "SharedBuffer", "UnreadableMessage", "read_message", "reduce_out_of_band",
+    "write_message",
+]
 
 #: A ``bytes`` at least this long crosses out of band (smaller ones cost more to place
 #: than to pickle).
@@ -43,18 +51,36 @@ _LENGTH = struct.Struct("<Q")
 _FIRST_SIZE = 8 << 20
 
 
-def out_of_band(data: bytes) -> bytes | pickle.PickleBuffer:
-    """``data`` as a ``__reduce__`` should return it: large ones as a :class:`pickle.PickleBuffer`."""
-    return pickle.PickleBuffer(data) if len(data) >= OUT_OF_BAND_MIN else data
+def reduce_out_of_band(value: Any, protocol: Any) -> tuple[Any, ...]:
+    """The ``__reduce_ex__`` of a dataclass with a ``data: bytes`` field: every field, and
+    with protocol 5 a large ``data`` as a :class:`pickle.PickleBuffer` (out of band when the
+    pickler has a ``buffer_callback``, plain ``bytes`` again otherwise)."""
+    state = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    data = state["data"]
+    if int(protocol) >= 5 and len(data) >= OUT_OF_BAND_MIN:
+        state["data"] = pickle.PickleBuffer(data)
+    return (_rebuild, (type(value), state))
 
 
-def as_bytes(data: Any) -> bytes:
-    """``data`` as ``bytes``, without a copy when it already is (the loader's side of :func:`out_of_band`)."""
-    return data if type(data) is bytes else bytes(data)
+def _rebuild(cls: type, state: dict[str, Any]) -> Any:
+    data = state["data"]
+    if type(data) is not bytes:  # a buffer the loader was given: copied once, here
+        state["data"] = bytes(data)
+    return cls(**state)
 
 
 class EndOfMessages(Exception):
-    """The stream ended (the other side closed it or died), or a message does not add up."""
+    """The stream ended (the other side closed it or died), or a message does not add up:
+    nothing more can be read from it. ``clean``: it ended between two messages."""
+
+    def __init__(self, reason: str, *, clean: bool = False) -> None:
+        super().__init__(reason)
+        self.clean = clean
+
+
+class UnreadableMessage(Exception):
+    """A message was read whole but its pickle cannot be loaded here (an exception type
+    that does not unpickle, say): the stream is still in step, the next message can be read."""
 
 
 class SharedBuffer:
@@ -70,11 +96,16 @@ class SharedBuffer:
     @classmethod
     def create(cls) -> SharedBuffer:
         if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("bulkorder-encoder", os.MFD_CLOEXEC)  # inherited through pass_fds only
-        else:
-            handle = tempfile.TemporaryFile()  # noqa: SIM115 - its descriptor is kept, the object dropped
-            fd = os.dup(handle.fileno())
-            handle.close()
+            try:
+                return cls(os.memfd_create("bulkorder-encoder", os.MFD_CLOEXEC))  # inherited through pass_fds only
+            except OSError:  # a sandbox without memfd (ENOSYS): the file below
+                pass
+        # An unlinked file, in memory where there is a /dev/shm. Its descriptor, like
+        # every one Python opens, is not inherited but through pass_fds.
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        handle = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - its descriptor is kept, the object dropped
+        fd = os.dup(handle.fileno())
+        handle.close()
         return cls(fd)
 
     @classmethod
@@ -111,12 +142,27 @@ class SharedBuffer:
 
     def take(self, lengths: list[int]) -> list[bytes]:
         """The buffers :meth:`put` placed, as ``bytes`` (copied out: the file is reused)."""
-        shared = self._view(sum(lengths), grow=False)
+        total = sum(lengths)
+        shared = self._view(total, grow=False)
         taken, offset = [], 0
         for length in lengths:
             taken.append(shared[offset : offset + length])
             offset += length
+        if total > _FIRST_SIZE:
+            self._give_back(shared, total)
         return taken
+
+    @staticmethod
+    def _give_back(shared: mmap.mmap, total: int) -> None:
+        # The pages past the first 8 MiB go back to the system; the file keeps its size
+        # (the other side's mapping may be that long) and reads zeros there until reused.
+        if not hasattr(mmap, "MADV_REMOVE"):
+            return
+        length = min(len(shared), -(-total // mmap.PAGESIZE) * mmap.PAGESIZE) - _FIRST_SIZE
+        try:
+            shared.madvise(mmap.MADV_REMOVE, _FIRST_SIZE, length)
+        except OSError:  # a file system that cannot punch holes: the pages stay
+            pass
 
     def close(self) -> None:
         if self._map is not None:
@@ -135,19 +181,38 @@ def write_message(stream: IO[bytes], value: object, shared: SharedBuffer | None 
     stream.flush()
 
 
+#: The longest pickle a message may hold: a header claiming more is not one of ours
+#: (something else wrote into the pipe), refused before anything is allocated for it.
+MAX_PICKLE_BYTES = 1 << 36
+#: The most out-of-band buffers one message may name.
+MAX_BUFFERS = 1 << 16
+
+
 def read_message(stream: IO[bytes], shared: SharedBuffer | None = None) -> Any:
-    """The next message; :class:`EndOfMessages` at the end of the stream."""
-    header = _read_exactly(stream, _HEADER.size)
+    """The next message; :class:`EndOfMessages` at the end of the stream (or when it
+    cannot be trusted to be in step any more), :class:`UnreadableMessage` when a whole
+    message was read and its pickle does not load."""
+    header = stream.read(_HEADER.size)
+    if not header:
+        raise EndOfMessages("the stream ended", clean=True)
+    if len(header) < _HEADER.size:
+        raise EndOfMessages(f"the stream ended after {len(header)} of a header's {_HEADER.size} bytes")
     length, count = _HEADER.unpack(header)
+    if length > MAX_PICKLE_BYTES or count > MAX_BUFFERS:
+        raise EndOfMessages(f"not a message: a header claiming {length:,} bytes and {count:,} buffers")
     lengths = [_LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0] for _ in range(count)]
     data = _read_exactly(stream, length)
     if count and shared is None:
         raise EndOfMessages("a message with out-of-band buffers, and no shared buffer to take them from")
-    return pickle.loads(data, buffers=shared.take(lengths) if count and shared is not None else None)
+    buffers = shared.take(lengths) if count and shared is not None else None
+    try:
+        return pickle.loads(data, buffers=buffers)
+    except Exception as exc:  # noqa: BLE001 - whatever the pickle raises, the stream is in step
+        raise UnreadableMessage(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     data = stream.read(size)
     if len(data) < size:
-        raise EndOfMessages(f"the stream ended after {len(data)} of {size} bytes")
+        raise EndOfMessages(f"the stream ended after {len(data)} of {size:,} bytes")
     return data

@@ -33,7 +33,7 @@ from bulkorder.importer.csv_columns import CsvColumns, HeaderError, parse_header
 from bulkorder.importer.errors import ImportInputError
 from bulkorder.importer.identity import BatchIdentity
 from bulkorder.importer.json_array import JsonArrayReader
-from bulkorder.importer.shared_buffer import as_bytes, out_of_band
+from bulkorder.importer.shared_buffer import reduce_out_of_band
 from bulkorder.importer.line_bounds import DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_SETTING, READ_SIZE, too_long
 
 __all__ = [
@@ -68,16 +68,7 @@ class RawBatch:
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         # To an encoding process, ``data`` goes out of band (bulkorder.importer.shared_buffer).
-        data = out_of_band(self.data) if int(protocol) >= 5 else self.data
-        fields = (self.position, self.batch_id, self.first_line, self.last_line, self.nbytes)
-        return (_raw_batch, (*fields, data, self.records, self.record_lines))
-
-
-def _raw_batch(
-    position: int, batch_id: str, first_line: int, last_line: int, nbytes: int, data: Any,
-    records: list[bytes], record_lines: list[int],
-) -> RawBatch:
-    return RawBatch(position, batch_id, first_line, last_line, nbytes, as_bytes(data), records, record_lines)
+        return reduce_out_of_band(self, protocol)
 
 
 def detect_format(path: Path, head: bytes) -> str:

@@ -25,7 +25,7 @@ from bulkorder.domain.items import ITEM_DICTS, ItemValidationError, validate_ite
 from bulkorder.domain.refs import BatchRef
 from bulkorder.importer import fast_items
 from bulkorder.importer.csv_columns import CellError, CsvColumns, row_to_item
-from bulkorder.importer.shared_buffer import as_bytes, out_of_band
+from bulkorder.importer.shared_buffer import reduce_out_of_band
 from bulkorder.importer.sources import CSV, NDJSON, RawBatch
 from bulkorder.storage.batches import encode_batch_items, encode_packed_batch
 from bulkorder.storage.encryption.envelope import DataKey
@@ -78,16 +78,7 @@ class StageResult:
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         # Back to the importer, the encoded blob goes out of band (bulkorder.importer.shared_buffer).
-        data = out_of_band(self.data) if int(protocol) >= 5 else self.data
-        fields = (self.position, self.batch_id, self.first_line, self.last_line, self.nbytes, self.ref)
-        return (_stage_result, (*fields, data, self.problems))
-
-
-def _stage_result(
-    position: int, batch_id: str, first_line: int, last_line: int, nbytes: int, ref: BatchRef | None, data: Any,
-    problems: list[Problem],
-) -> StageResult:
-    return StageResult(position, batch_id, first_line, last_line, nbytes, ref, as_bytes(data), problems)
+        return reduce_out_of_band(self, protocol)
 
 
 def warm_up(_: object = None) -> bool:

@@ -85,48 +85,49 @@ def run_bulkorder(
         SQLITE_LOCK_TIMEOUT="30",
     )
     worker = subprocess.Popen([str(BIN / "bulkorder"), "worker"], env=env, stdout=subprocess.PIPE, text=True)
-    wait_for_line(worker, "worker polling")
-    worker_rss = PeakRss(worker.pid)
-    # Its start-up (imports, connecting, the first polls) is once per worker, not per
-    # import: counted apart, as the servers' CPU is counted over the import only.
-    worker_ready_cpu = _cpu_seconds(worker.pid)
-    order_id = f"bench/bench-{uuid.uuid4().hex[:8]}"  # the order's name: customer/reference
-    command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create"]
-    command += ["--batch-size", str(batch_size), "--json", "--quiet"]
-    servers_before = {name: _cpu_seconds(pid) for name, pid in servers.items()}
-    started = time.perf_counter()
-    importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    importer_rss = PeakRss(importer.pid)
-    assert importer.stdout is not None and importer.stderr is not None
-    stdout, stderr = importer.stdout.read(), importer.stderr.read()  # small: --json --quiet
-    # wait4 gives the CPU time of the importer and of its encoding processes (it reaps them).
-    _, status, usage = os.wait4(importer.pid, 0)
-    seconds = time.perf_counter() - started
-    importer.returncode = os.waitstatus_to_exitcode(status)
-    importer_cpu = usage.ru_utime + usage.ru_stime
-    importer_own, encoder_peak = importer_rss.stop()
-    main_cpu, encoders_cpu = importer_rss.cpu_split()
-    if importer.returncode != 0:
-        stop_process(worker)
-        raise RuntimeError(f"bulkorder import failed ({importer.returncode}): {stderr.strip()}")
     try:
-        summary = json.loads(stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
+        wait_for_line(worker, "worker polling")
+        worker_rss = PeakRss(worker.pid)
+        # Its start-up (imports, connecting, the first polls) is once per worker, not per
+        # import: counted apart, as the servers' CPU is counted over the import only.
+        worker_ready_cpu = _cpu_seconds(worker.pid)
+        order_id = f"bench/bench-{uuid.uuid4().hex[:8]}"  # the order's name: customer/reference
+        command = [str(BIN / "bulkorder"), "import", order_id, str(path), "--create"]
+        command += ["--batch-size", str(batch_size), "--json", "--quiet"]
+        servers_before = {name: _cpu_seconds(pid) for name, pid in servers.items()}
+        started = time.perf_counter()
+        importer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        importer_rss = PeakRss(importer.pid)
+        assert importer.stdout is not None and importer.stderr is not None
+        stdout, stderr = importer.stdout.read(), importer.stderr.read()  # small: --json --quiet
+        # wait4 gives the CPU time of the importer and of its encoding processes (it reaps them).
+        _, status, usage = os.wait4(importer.pid, 0)
+        seconds = time.perf_counter() - started
+        importer.returncode = os.waitstatus_to_exitcode(status)
+        importer_cpu = usage.ru_utime + usage.ru_stime
+        importer_own, encoder_peak = importer_rss.stop()
+        main_cpu, encoders_cpu = importer_rss.cpu_split()
+        if importer.returncode != 0:
+            raise RuntimeError(f"bulkorder import failed ({importer.returncode}): {stderr.strip()}")
+        try:
+            summary = json.loads(stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise RuntimeError(f"bulkorder import printed no summary: {stdout[-2000:]!r}") from None
+        if summary["items"] != count or summary["order_items"] != count:
+            raise RuntimeError(f"bulkorder import recorded other counts than {count:,}: {summary}")
+
+        async def histories() -> list[tuple[int, int, str]]:
+            client = await Client.connect(address)
+            # The workflow ID is the name's keyed hash, with the secret the processes made in home.
+            return await run_histories(client, IdentitySettings().identity(home).workflow_id(order_id))
+
+        servers_cpu = {name: _cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()}
+        worker_import_cpu = _cpu_seconds(worker.pid) - worker_ready_cpu
+        runs = asyncio.run(histories())
+        worker_own, _ = worker_rss.stop()
+    except BaseException:
         stop_process(worker)  # else it outlives this benchmark
-        raise RuntimeError(f"bulkorder import printed no summary: {stdout[-2000:]!r}") from None
-    if summary["items"] != count or summary["order_items"] != count:
-        stop_process(worker)
-        raise RuntimeError(f"bulkorder import recorded other counts than {count:,}: {summary}")
-
-    async def histories() -> list[tuple[int, int, str]]:
-        client = await Client.connect(address)
-        # The workflow ID is the name's keyed hash, with the secret the processes made in home.
-        return await run_histories(client, IdentitySettings().identity(home).workflow_id(order_id))
-
-    servers_cpu = {name: _cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()}
-    worker_import_cpu = _cpu_seconds(worker.pid) - worker_ready_cpu
-    runs = asyncio.run(histories())
-    worker_own, _ = worker_rss.stop()
+        raise
     worker_final, worker_cpu = stop_process(worker)
     worker_peak = max(worker_final, worker_own)
     shutil.rmtree(home, ignore_errors=True)

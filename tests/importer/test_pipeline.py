@@ -155,3 +155,53 @@ async def test_a_failed_upload_ends_the_wait_and_the_batches_before_it_are_sent(
     with pytest.raises(StorageError, match="no space left"):
         await asyncio.wait_for(import_file(client, order_stack.orders, order_id, path, options), timeout=30)
     assert await signalled_ref_counts(order_stack, order_id) == [6]
+
+
+async def test_a_call_is_sent_at_its_deadline_while_the_input_stalls(
+    order_stack: OrderStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The input is a pipe whose writer stops after four batches and goes on only once the
+    # order's history holds a signal: a sender that waited for more input, or for the end
+    # of it, instead of its deadline would never send, and the import would hang.
+    monkeypatch.setattr(pipeline, "SEND_LINGER", 2.0)
+    lines = tmp_path / "lines.ndjson"
+    write_ndjson(lines, 2_000)
+    data = lines.read_bytes()
+    cut = 0
+    for _ in range(1_000):  # four batches of 250 lines
+        cut = data.index(b"\n", cut) + 1
+    first, rest = data[:cut], data[cut:]
+    path = tmp_path / "items.ndjson"
+    os.mkfifo(path)
+    signalled = threading.Event()
+
+    def write() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(first)
+            pipe.flush()
+            if signalled.wait(timeout=60):
+                pipe.write(rest)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    order_id = f"customer-1/imp-{uuid.uuid4().hex[:8]}"
+    await order_stack.client.create(order_id)
+
+    async def watch() -> None:
+        while not await signalled_ref_counts(order_stack, order_id):
+            await asyncio.sleep(0.1)
+        signalled.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        summary = await asyncio.wait_for(
+            import_file(order_stack.client, order_stack.orders, order_id, path, ImportOptions(batch_size=250)), timeout=60
+        )
+    finally:
+        watcher.cancel()
+        signalled.set()
+        writer.join(timeout=10)
+    assert (summary.items, summary.batches) == (2_000, 8)
+    counts = await signalled_ref_counts(order_stack, order_id)
+    # The first call went while the writer was stopped: it holds no batch of the rest.
+    assert sum(counts) == 8 and len(counts) >= 2 and counts[0] <= 4

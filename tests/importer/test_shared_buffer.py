@@ -17,6 +17,7 @@ from bulkorder.importer.shared_buffer import (
     OUT_OF_BAND_MIN,
     EndOfMessages,
     SharedBuffer,
+    UnreadableMessage,
     read_message,
     write_message,
 )
@@ -148,3 +149,53 @@ def test_a_length_beyond_the_shared_file_is_refused_not_grown_into() -> None:
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_header_that_is_no_message_is_refused_before_anything_is_allocated() -> None:
+    # Something else writing into the pipe (a C library printing to stdout) must not make
+    # the importer try to read 2**64 bytes.
+    with pytest.raises(EndOfMessages, match="not a message"):
+        read_message(io.BytesIO(b"\xff" * 12 + b"x" * 100), None)
+
+
+def test_the_pages_of_a_large_message_are_given_back_once_it_is_read() -> None:
+    writer = SharedBuffer.create()
+    reader = SharedBuffer.attach(os.dup(writer.fd))
+    try:
+        data = os.urandom(1 << 20) * 40  # 40 MiB: the file grows past 8 MiB for it
+        stream = io.BytesIO()
+        write_message(stream, _batch(data), writer)
+        held = os.fstat(writer.fd).st_blocks * 512
+        assert held >= len(data)
+        stream.seek(0)
+        assert read_message(stream, reader).data == data
+        # The file keeps its size (the writer's mapping is that long); its memory is gone
+        # but for the first 8 MiB.
+        assert os.fstat(writer.fd).st_size >= len(data)
+        assert os.fstat(writer.fd).st_blocks * 512 <= (8 << 20) + (1 << 20)
+        # And it is written into again as before.
+        small = os.urandom(OUT_OF_BAND_MIN * 3)
+        again = io.BytesIO()
+        write_message(again, _batch(data[:1000] + small), writer)
+        again.seek(0)
+        assert read_message(again, reader).data == data[:1000] + small
+    finally:
+        writer.close()
+        reader.close()
+
+
+class TwoPartError(Exception):
+    """Pickles (by its one ``args``), does not unpickle (its ``__init__`` wants two)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+
+
+def test_a_message_that_does_not_load_leaves_the_stream_in_step() -> None:
+    stream = io.BytesIO()
+    write_message(stream, TwoPartError("quantity", "not a number"), None)
+    write_message(stream, "next", None)
+    stream.seek(0)
+    with pytest.raises(UnreadableMessage, match="TypeError"):
+        read_message(stream, None)
+    assert read_message(stream, None) == "next"

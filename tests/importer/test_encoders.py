@@ -1,0 +1,111 @@
+"""The pool of encoding processes (bulkorder.importer.encoders): a job that fails in any
+way fails its own future and never hangs the pool; a child that dies fails every job
+waiting; a pool that cannot start all its children leaves none running."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from bulkorder.importer import encoders
+from bulkorder.importer.encoders import EncoderPool, EncoderPoolError
+
+TIMEOUT = 60
+
+
+class TwoPartError(Exception):
+    """An exception that pickles but does not unpickle: its ``__init__`` wants two arguments
+    and its ``args`` hold one."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+
+
+def double(value: int) -> int:
+    return value * 2
+
+
+def raise_two_part(_: object) -> None:
+    raise TwoPartError("quantity", "not a number")
+
+
+def raise_value_error(_: object) -> None:
+    raise ValueError("line 7: not an item")
+
+
+def die(_: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture
+def pool() -> Any:
+    made = EncoderPool(1)
+    try:
+        yield made
+    finally:
+        made.shutdown()
+
+
+def test_an_error_in_a_job_is_raised_where_it_is_awaited(pool: EncoderPool) -> None:
+    with pytest.raises(ValueError, match="line 7"):
+        pool.submit(raise_value_error, None).result(timeout=TIMEOUT)
+    assert pool.submit(double, 21).result(timeout=TIMEOUT) == 42
+
+
+def test_an_answer_that_does_not_load_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
+    # Before, the thread serving the child died of the TypeError and the job waited forever.
+    with pytest.raises(EncoderPoolError, match="cannot be loaded: TypeError"):
+        pool.submit(raise_two_part, None).result(timeout=TIMEOUT)
+    assert pool.submit(double, 4).result(timeout=TIMEOUT) == 8
+
+
+def test_a_task_that_does_not_pickle_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
+    with pytest.raises(EncoderPoolError, match="cannot be sent"):
+        pool.submit(double, lambda: None).result(timeout=TIMEOUT)
+    assert pool.submit(double, 5).result(timeout=TIMEOUT) == 10
+
+
+def test_a_child_that_dies_fails_its_job_and_every_one_after_it(pool: EncoderPool) -> None:
+    with pytest.raises(EncoderPoolError, match="died"):
+        pool.submit(die, None).result(timeout=TIMEOUT)
+    with pytest.raises(EncoderPoolError, match="died"):
+        pool.submit(double, 1).result(timeout=TIMEOUT)
+
+
+def test_a_pool_that_cannot_start_every_child_leaves_none_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        if started:  # the second child: out of file descriptors
+            raise OSError(errno.EMFILE, "Too many open files")
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(encoders.subprocess, "Popen", popen)
+    with pytest.raises(OSError, match="Too many open files"):
+        EncoderPool(2)
+    assert len(started) == 1
+    assert started[0].wait(timeout=TIMEOUT) is not None  # stopped, not left behind
+
+
+def test_a_broken_message_ends_the_child_with_its_reason() -> None:
+    child = subprocess.run(
+        [sys.executable, "-m", "bulkorder.importer.encoder_process"],
+        input=b"\xff" * 12,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert child.returncode == 1
+    assert b"not a message" in child.stderr
+    clean = subprocess.run(
+        [sys.executable, "-m", "bulkorder.importer.encoder_process"], input=b"", capture_output=True, timeout=TIMEOUT
+    )
+    assert (clean.returncode, clean.stderr) == (0, b"")
