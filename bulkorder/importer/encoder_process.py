@@ -9,7 +9,14 @@ import argparse
 import gc
 import sys
 
-from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, UnreadableMessage, read_message, write_message
+from bulkorder.importer.shared_buffer import (
+    EndOfMessages,
+    SharedBuffer,
+    UnreadableMessage,
+    UnsendableMessage,
+    read_message,
+    write_message,
+)
 
 
 def main() -> None:
@@ -37,14 +44,13 @@ def main() -> None:
             write_message(replies, (False, RuntimeError(f"the task cannot be loaded here: {exc}")), shared)
             continue
         try:
-            reply = (True, function(argument))
+            reply: tuple[bool, object] = (True, function(argument))
         except Exception as exc:  # noqa: BLE001 - sent back to the importer, raised there
-            try:
-                write_message(replies, (False, exc), shared)
-                continue
-            except Exception:  # noqa: BLE001 - an exception that cannot be pickled
-                reply = (False, RuntimeError(f"{type(exc).__name__}: {exc}"))
-        write_message(replies, reply, shared)
+            reply = (False, exc)
+        try:
+            write_message(replies, reply, shared)
+        except UnsendableMessage as exc:  # an answer (or an exception) that does not pickle
+            write_message(replies, (False, RuntimeError(f"the answer cannot be sent back: {exc}")), shared)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,17 @@ import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable
 
-from bulkorder.importer.shared_buffer import EndOfMessages, SharedBuffer, UnreadableMessage, read_message, write_message
+from bulkorder.importer.shared_buffer import (
+    EndOfMessages,
+    SharedBuffer,
+    UnreadableMessage,
+    UnsendableMessage,
+    read_message,
+    write_message,
+)
 
 _STOP = object()
 
@@ -39,6 +46,9 @@ class EncoderPool:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._threads: list[threading.Thread] = []
         self._broken: str | None = None
+        # Held to check _broken and queue a job, and to set it: a job is either queued
+        # before the queue is drained, or refused.
+        self._lock = threading.Lock()
         env = dict(os.environ)
         # The children must import this very code, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join([path for path in sys.path if path] + [env.get("PYTHONPATH", "")])
@@ -84,10 +94,11 @@ class EncoderPool:
     def submit(self, function: Callable[[Any], Any], argument: object) -> Future[Any]:
         """Run ``function(argument)`` in a child; ``function`` must be importable there."""
         future: Future[Any] = Future()
-        if self._broken:
-            future.set_exception(EncoderPoolError(self._broken))
-            return future
-        self._queue.put((function, argument, future))
+        with self._lock:
+            if not self._broken:
+                self._queue.put((function, argument, future))
+                return future
+        future.set_exception(EncoderPoolError(self._broken))
         return future
 
     def _serve(self, process: subprocess.Popen[bytes], shared: SharedBuffer | None) -> None:
@@ -101,12 +112,12 @@ class EncoderPool:
                 continue
             try:
                 write_message(process.stdin, (function, argument), shared)
-            except (OSError, ValueError) as exc:  # the pipe: the process is gone
-                self._break(process, future, str(exc))
-                return
-            except Exception as exc:  # noqa: BLE001 - the task did not pickle: nothing was written
-                future.set_exception(EncoderPoolError(f"a task cannot be sent to an encoding process: {_named(exc)}"))
+            except UnsendableMessage as exc:  # nothing was written: the next one can be sent
+                future.set_exception(EncoderPoolError(f"a task cannot be sent to an encoding process: {exc}"))
                 continue
+            except Exception as exc:  # noqa: BLE001 - the pipe: the process is gone
+                self._break(process, future, _named(exc))
+                return
             try:
                 reply = read_message(process.stdout, shared)
             except UnreadableMessage as exc:  # read whole: the next one can be read
@@ -124,10 +135,14 @@ class EncoderPool:
                 future.set_exception(EncoderPoolError(f"an encoding process answered {type(value).__name__!r}"))
 
     def _break(self, process: subprocess.Popen[bytes], future: Future[Any], reason: str) -> None:
-        """This process's pipes are unusable: fail ``future`` and every job still queued."""
-        self._broken = f"an encoding process died (exit code {process.poll()})" + (f": {reason}" if reason else "")
-        future.set_exception(EncoderPoolError(self._broken))
+        """This process's pipes are unusable: fail ``future`` and every job still queued,
+        refuse every job submitted from now on, and stop the process if it still runs."""
+        with self._lock:
+            self._broken = f"an encoding process died (exit code {process.poll()})" + (f": {reason}" if reason else "")
+        _fail(future, self._broken)
         self._fail_queued()
+        if process.poll() is None:
+            process.kill()  # out of step with this side: it must not go on
 
     def _fail_queued(self) -> None:
         while True:
@@ -138,10 +153,13 @@ class EncoderPool:
             if job is _STOP:
                 self._queue.put(job)  # for the other threads
                 return
-            job[2].set_exception(EncoderPoolError(self._broken or "encoding processes stopped"))
+            _fail(job[2], self._broken or "encoding processes stopped")
 
     def shutdown(self) -> None:
-        """Stop the children (queued jobs not started are cancelled)."""
+        """Stop the children (queued jobs not started are cancelled; a job submitted
+        afterwards fails at once)."""
+        with self._lock:
+            self._broken = self._broken or "the pool of encoding processes was shut down"
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -176,6 +194,14 @@ class EncoderPool:
 
 def _named(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(future: Future[Any], reason: str) -> None:
+    """``future`` fails with ``reason``, unless it is done already (cancelled while queued)."""
+    try:
+        future.set_exception(EncoderPoolError(reason))
+    except InvalidStateError:
+        pass
 
 
 def default_workers() -> int:

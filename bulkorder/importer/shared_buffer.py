@@ -37,16 +37,19 @@ import tempfile
 from typing import IO, Any
 
 __all__ = [
-    "OUT_OF_BAND_MIN", "EndOfMessages", "SharedBuffer", "UnreadableMessage", "read_message", "reduce_out_of_band",
-    "write_message",
+    "OUT_OF_BAND_MIN", "EndOfMessages", "SharedBuffer", "UnreadableMessage", "UnsendableMessage", "read_message",
+    "reduce_out_of_band", "write_message",
 ]
 
 #: A ``bytes`` at least this long crosses out of band (smaller ones cost more to place
 #: than to pickle).
 OUT_OF_BAND_MIN = 64 * 1024
-#: A message: the pickle's length and the number of out-of-band buffers, then each
-#: buffer's length; the buffers lie one after the other from the shared file's start.
-_HEADER = struct.Struct("<QI")
+#: A message: a mark, the pickle's length and the number of out-of-band buffers, then
+#: each buffer's length; the buffers lie one after the other from the shared file's start.
+#: The mark tells a message from anything else written into the pipe (a C library
+#: printing to the child's stdout), before any length is believed.
+_MARK = b"BOm1"
+_HEADER = struct.Struct("<4sQI")
 _LENGTH = struct.Struct("<Q")
 _FIRST_SIZE = 8 << 20
 
@@ -78,6 +81,11 @@ class EndOfMessages(Exception):
         self.clean = clean
 
 
+class UnsendableMessage(Exception):
+    """A value that cannot be sent (it does not pickle, or the shared file cannot take its
+    buffers): nothing was written to the stream, which is still in step."""
+
+
 class UnreadableMessage(Exception):
     """A message was read whole but its pickle cannot be loaded here (an exception type
     that does not unpickle, say): the stream is still in step, the next message can be read."""
@@ -89,8 +97,11 @@ class SharedBuffer:
     The importer makes it (:meth:`create`) and passes :attr:`fd` to the child
     (``subprocess.Popen(pass_fds=...)``), which opens it with :meth:`attach`."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, in_memory: bool = True) -> None:
         self.fd = fd
+        #: Pages can be given back (a memory file); a file on a file system keeps them,
+        #: reserved, so that writing into it again cannot find the disk full.
+        self.in_memory = in_memory
         self._map: mmap.mmap | None = None
 
     @classmethod
@@ -106,7 +117,7 @@ class SharedBuffer:
         handle = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - its descriptor is kept, the object dropped
         fd = os.dup(handle.fileno())
         handle.close()
-        return cls(fd)
+        return cls(fd, in_memory=False)
 
     @classmethod
     def attach(cls, fd: int) -> SharedBuffer:
@@ -122,7 +133,12 @@ class SharedBuffer:
             if not grow:
                 raise EndOfMessages(f"a message of {size:,} shared bytes, and the shared file holds {current:,}")
             current = max(size, _FIRST_SIZE, 2 * current)
-            os.ftruncate(self.fd, current)
+            if hasattr(os, "posix_fallocate"):
+                # Reserved now: a full /dev/shm or memory limit is an error here, not a
+                # SIGBUS when a page of the mapping is first written.
+                os.posix_fallocate(self.fd, 0, current)
+            else:
+                os.ftruncate(self.fd, current)
         if self._map is not None:
             self._map.close()
         self._map = mmap.mmap(self.fd, current)
@@ -148,7 +164,7 @@ class SharedBuffer:
         for length in lengths:
             taken.append(shared[offset : offset + length])
             offset += length
-        if total > _FIRST_SIZE:
+        if total > _FIRST_SIZE and self.in_memory:
             self._give_back(shared, total)
         return taken
 
@@ -172,11 +188,15 @@ class SharedBuffer:
 
 
 def write_message(stream: IO[bytes], value: object, shared: SharedBuffer | None = None) -> None:
-    """Send ``value``; its out-of-band ``bytes`` through ``shared`` (in the pickle without one)."""
+    """Send ``value``; its out-of-band ``bytes`` through ``shared`` (in the pickle without one).
+    :class:`UnsendableMessage` if it cannot be (nothing written); ``OSError`` from the stream."""
     buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append if shared is not None else None)
-    lengths = shared.put(buffers) if buffers and shared is not None else []
-    stream.write(_HEADER.pack(len(data), len(lengths)) + b"".join(_LENGTH.pack(length) for length in lengths))
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append if shared is not None else None)
+        lengths = shared.put(buffers) if buffers and shared is not None else []
+    except Exception as exc:  # noqa: BLE001 - nothing is written yet: the stream stays in step
+        raise UnsendableMessage(f"{type(exc).__name__}: {exc}") from exc
+    stream.write(_HEADER.pack(_MARK, len(data), len(lengths)) + b"".join(_LENGTH.pack(length) for length in lengths))
     stream.write(data)
     stream.flush()
 
@@ -197,7 +217,9 @@ def read_message(stream: IO[bytes], shared: SharedBuffer | None = None) -> Any:
         raise EndOfMessages("the stream ended", clean=True)
     if len(header) < _HEADER.size:
         raise EndOfMessages(f"the stream ended after {len(header)} of a header's {_HEADER.size} bytes")
-    length, count = _HEADER.unpack(header)
+    mark, length, count = _HEADER.unpack(header)
+    if mark != _MARK:
+        raise EndOfMessages(f"not a message: {header[:16]!r} where a message starts")
     if length > MAX_PICKLE_BYTES or count > MAX_BUFFERS:
         raise EndOfMessages(f"not a message: a header claiming {length:,} bytes and {count:,} buffers")
     lengths = [_LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0] for _ in range(count)]

@@ -1,6 +1,7 @@
 """The pool of encoding processes (bulkorder.importer.encoders): a job that fails in any
 way fails its own future and never hangs the pool; a child that dies fails every job
-waiting; a pool that cannot start all its children leaves none running."""
+waiting, cancelled ones aside, and every one submitted later; a pool that cannot start
+all its children leaves none running."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +47,17 @@ def die(_: object) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def die_when_told(fifo: str) -> None:
+    """Blocks until the test writes to ``fifo``, then dies."""
+    with open(fifo, "rb") as told:
+        told.read(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unpicklable_answer(_: object) -> threading.Lock:
+    return threading.Lock()
+
+
 @pytest.fixture
 def pool() -> Any:
     made = EncoderPool(1)
@@ -71,11 +86,45 @@ def test_a_task_that_does_not_pickle_fails_its_job_and_the_next_one_runs(pool: E
     assert pool.submit(double, 5).result(timeout=TIMEOUT) == 10
 
 
+def test_an_answer_that_does_not_pickle_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
+    with pytest.raises(RuntimeError, match="cannot be sent back"):
+        pool.submit(unpicklable_answer, None).result(timeout=TIMEOUT)
+    assert pool.submit(double, 6).result(timeout=TIMEOUT) == 12
+
+
 def test_a_child_that_dies_fails_its_job_and_every_one_after_it(pool: EncoderPool) -> None:
     with pytest.raises(EncoderPoolError, match="died"):
         pool.submit(die, None).result(timeout=TIMEOUT)
     with pytest.raises(EncoderPoolError, match="died"):
         pool.submit(double, 1).result(timeout=TIMEOUT)
+
+
+def test_a_child_dying_with_a_cancelled_job_queued_fails_the_jobs_behind_it(pool: EncoderPool, tmp_path: Path) -> None:
+    # Failing the queued jobs stopped at the cancelled one (InvalidStateError) and the job
+    # behind it waited forever.
+    fifo = tmp_path / "told"
+    os.mkfifo(fifo)
+    running = pool.submit(die_when_told, str(fifo))
+    deadline = time.monotonic() + TIMEOUT
+    while not running.running():  # the child has it: the next two wait in the queue
+        assert time.monotonic() < deadline, "the first job never started"
+        time.sleep(0.01)
+    cancelled, behind = pool.submit(double, 1), pool.submit(double, 2)
+    assert cancelled.cancel()
+    with open(fifo, "wb") as tell:
+        tell.write(b"x")
+    with pytest.raises(EncoderPoolError, match="died"):
+        running.result(timeout=TIMEOUT)
+    with pytest.raises(EncoderPoolError, match="died"):
+        behind.result(timeout=TIMEOUT)
+    assert cancelled.cancelled()
+
+
+def test_a_job_submitted_after_shutdown_fails_at_once() -> None:
+    pool = EncoderPool(1)
+    pool.shutdown()
+    with pytest.raises(EncoderPoolError, match="shut down"):
+        pool.submit(double, 1).result(timeout=1)
 
 
 def test_a_pool_that_cannot_start_every_child_leaves_none_running(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,16 +138,18 @@ def test_a_pool_that_cannot_start_every_child_leaves_none_running(monkeypatch: p
         return started[-1]
 
     monkeypatch.setattr(encoders.subprocess, "Popen", popen)
+    descriptors = len(os.listdir("/proc/self/fd"))
     with pytest.raises(OSError, match="Too many open files"):
         EncoderPool(2)
     assert len(started) == 1
-    assert started[0].wait(timeout=TIMEOUT) is not None  # stopped, not left behind
+    assert started[0].poll() is not None  # stopped by the failed pool, not left behind
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # its pipes and both shared files closed
 
 
 def test_a_broken_message_ends_the_child_with_its_reason() -> None:
     child = subprocess.run(
         [sys.executable, "-m", "bulkorder.importer.encoder_process"],
-        input=b"\xff" * 12,
+        input=b"\xff" * 16 + b"x" * 10,
         capture_output=True,
         timeout=TIMEOUT,
         check=False,

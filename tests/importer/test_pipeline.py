@@ -179,7 +179,7 @@ async def test_a_call_is_sent_at_its_deadline_while_the_input_stalls(
         with open(path, "wb") as pipe:
             pipe.write(first)
             pipe.flush()
-            if signalled.wait(timeout=60):
+            if signalled.wait(timeout=120):  # longer than the import's: that one fails first
                 pipe.write(rest)
 
     writer = threading.Thread(target=write, daemon=True)

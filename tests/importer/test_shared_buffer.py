@@ -18,11 +18,13 @@ from bulkorder.importer.shared_buffer import (
     EndOfMessages,
     SharedBuffer,
     UnreadableMessage,
+    UnsendableMessage,
     read_message,
     write_message,
 )
 from bulkorder.importer.sources import RawBatch
 from bulkorder.importer.stage import StageResult
+from tests.importer.test_encoders import TwoPartError
 
 
 def _batch(data: bytes) -> RawBatch:
@@ -142,7 +144,7 @@ def test_a_length_beyond_the_shared_file_is_refused_not_grown_into() -> None:
         write_message(stream, _batch(os.urandom(OUT_OF_BAND_MIN)), writer)
         size = os.fstat(writer.fd).st_size
         forged = bytearray(stream.getvalue())
-        forged[12:20] = (size + 1).to_bytes(8, "little")  # the first buffer's length
+        forged[16:24] = (size + 1).to_bytes(8, "little")  # the first buffer's length, after the header
         with pytest.raises(EndOfMessages, match="shared file holds"):
             read_message(io.BytesIO(bytes(forged)), reader)
         assert os.fstat(writer.fd).st_size == size
@@ -151,11 +153,26 @@ def test_a_length_beyond_the_shared_file_is_refused_not_grown_into() -> None:
         reader.close()
 
 
-def test_a_header_that_is_no_message_is_refused_before_anything_is_allocated() -> None:
+def test_bytes_that_are_no_message_are_refused_before_any_length_is_believed() -> None:
     # Something else writing into the pipe (a C library printing to stdout) must not make
-    # the importer try to read 2**64 bytes.
+    # the importer try to read 2**64 bytes, or wait for bytes that never come.
     with pytest.raises(EndOfMessages, match="not a message"):
-        read_message(io.BytesIO(b"\xff" * 12 + b"x" * 100), None)
+        read_message(io.BytesIO(b"\xff" * 16 + b"x" * 100), None)
+    with pytest.raises(EndOfMessages, match="not a message"):
+        read_message(io.BytesIO(b"warning: something\n" + b"x" * 100), None)
+    stream = io.BytesIO()
+    write_message(stream, "x", None)
+    forged = bytearray(stream.getvalue())
+    forged[4:12] = (1 << 40).to_bytes(8, "little")  # a marked header claiming a terabyte
+    with pytest.raises(EndOfMessages, match="not a message"):
+        read_message(io.BytesIO(bytes(forged)), None)
+
+
+def test_a_value_that_does_not_pickle_writes_nothing() -> None:
+    stream = io.BytesIO()
+    with pytest.raises(UnsendableMessage):
+        write_message(stream, lambda: None, None)
+    assert stream.getvalue() == b""
 
 
 def test_the_pages_of_a_large_message_are_given_back_once_it_is_read() -> None:
@@ -182,13 +199,6 @@ def test_the_pages_of_a_large_message_are_given_back_once_it_is_read() -> None:
     finally:
         writer.close()
         reader.close()
-
-
-class TwoPartError(Exception):
-    """Pickles (by its one ``args``), does not unpickle (its ``__init__`` wants two)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
 
 
 def test_a_message_that_does_not_load_leaves_the_stream_in_step() -> None:
