@@ -67,29 +67,24 @@ def pool() -> Any:
         made.shutdown()
 
 
-def test_an_error_in_a_job_is_raised_where_it_is_awaited(pool: EncoderPool) -> None:
-    with pytest.raises(ValueError, match="line 7"):
-        pool.submit(raise_value_error, None).result(timeout=TIMEOUT)
+@pytest.mark.parametrize(
+    ("function", "argument", "error", "message"),
+    [
+        # The job's own error, raised where it is awaited.
+        (raise_value_error, None, ValueError, "line 7"),
+        # Before, the thread serving the child died of the TypeError and the job waited forever.
+        (raise_two_part, None, EncoderPoolError, "cannot be loaded: TypeError"),
+        (double, lambda: None, EncoderPoolError, "cannot be sent"),  # the task does not pickle
+        (unpicklable_answer, None, RuntimeError, "cannot be sent back"),  # the answer does not
+    ],
+    ids=["its-error", "answer-does-not-load", "task-does-not-pickle", "answer-does-not-pickle"],
+)
+def test_a_job_that_fails_fails_alone_and_the_next_one_runs(
+    pool: EncoderPool, function: Any, argument: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        pool.submit(function, argument).result(timeout=TIMEOUT)
     assert pool.submit(double, 21).result(timeout=TIMEOUT) == 42
-
-
-def test_an_answer_that_does_not_load_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
-    # Before, the thread serving the child died of the TypeError and the job waited forever.
-    with pytest.raises(EncoderPoolError, match="cannot be loaded: TypeError"):
-        pool.submit(raise_two_part, None).result(timeout=TIMEOUT)
-    assert pool.submit(double, 4).result(timeout=TIMEOUT) == 8
-
-
-def test_a_task_that_does_not_pickle_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
-    with pytest.raises(EncoderPoolError, match="cannot be sent"):
-        pool.submit(double, lambda: None).result(timeout=TIMEOUT)
-    assert pool.submit(double, 5).result(timeout=TIMEOUT) == 10
-
-
-def test_an_answer_that_does_not_pickle_fails_its_job_and_the_next_one_runs(pool: EncoderPool) -> None:
-    with pytest.raises(RuntimeError, match="cannot be sent back"):
-        pool.submit(unpicklable_answer, None).result(timeout=TIMEOUT)
-    assert pool.submit(double, 6).result(timeout=TIMEOUT) == 12
 
 
 def test_a_child_that_dies_fails_its_job_and_every_one_after_it(pool: EncoderPool) -> None:
