@@ -15,9 +15,10 @@ waits for its reply), so the importer's request and the process's reply use the 
 file in turn and nothing needs a lock; each side writes the bytes before the header that
 tells the other side to read them. The file is 8 MiB at first and doubles when a message
 needs more (only the side writing grows it; the side reading refuses a length past its
-end); once a message larger than 8 MiB is read, the pages beyond the first 8 MiB are
-given back (``MADV_REMOVE``), so an outlier batch does not stay in memory for the
-pool's life. A ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in the pickle.
+end; growth is reserved with ``posix_fallocate``, so a full /dev/shm is an error, not a
+SIGBUS); once a message larger than 8 MiB is read from a memory file, the pages beyond the
+first 8 MiB are given back (``MADV_REMOVE``), so an outlier batch does not stay in memory
+for the pool's life (a fallback file on a file system keeps them, reserved). A ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in the pickle.
 
 What goes out of band is chosen by the type pickled: :func:`reduce_out_of_band` is the
 ``__reduce_ex__`` of a dataclass whose ``data`` field is large ``bytes`` (``RawBatch``,
