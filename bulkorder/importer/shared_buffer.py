@@ -15,10 +15,10 @@ waits for its reply), so the importer's request and the process's reply use the 
 file in turn and nothing needs a lock; each side writes the bytes before the header that
 tells the other side to read them. The file is 8 MiB at first and doubles when a message
 needs more (only the side writing grows it; the side reading refuses a length past its
-end; growth is reserved with ``posix_fallocate``, so a full /dev/shm is an error, not a
-SIGBUS); once a message larger than 8 MiB is read from a memory file, the pages beyond the
-first 8 MiB are given back (``MADV_REMOVE``), so an outlier batch does not stay in memory
-for the pool's life (a fallback file on a file system keeps them, reserved). A ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in the pickle.
+end); once a message larger than 8 MiB is read, the pages beyond the first 8 MiB are given
+back (``MADV_REMOVE``), so an outlier batch does not stay in memory for the pool's life.
+The side writing reserves what a message needs (``posix_fallocate``) before it writes, so a
+full /dev/shm or memory limit is an error, not a SIGBUS on a page of the mapping. A ``bytes`` shorter than :data:`OUT_OF_BAND_MIN` stays in the pickle.
 
 What goes out of band is chosen by the type pickled: :func:`reduce_out_of_band` is the
 ``__reduce_ex__`` of a dataclass whose ``data`` field is large ``bytes`` (``RawBatch``,
@@ -98,11 +98,8 @@ class SharedBuffer:
     The importer makes it (:meth:`create`) and passes :attr:`fd` to the child
     (``subprocess.Popen(pass_fds=...)``), which opens it with :meth:`attach`."""
 
-    def __init__(self, fd: int, *, in_memory: bool = True) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        #: Pages can be given back (a memory file); a file on a file system keeps them,
-        #: reserved, so that writing into it again cannot find the disk full.
-        self.in_memory = in_memory
         self._map: mmap.mmap | None = None
 
     @classmethod
@@ -118,7 +115,7 @@ class SharedBuffer:
         handle = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - its descriptor is kept, the object dropped
         fd = os.dup(handle.fileno())
         handle.close()
-        return cls(fd, in_memory=False)
+        return cls(fd)
 
     @classmethod
     def attach(cls, fd: int) -> SharedBuffer:
@@ -127,6 +124,10 @@ class SharedBuffer:
     def _view(self, size: int, *, grow: bool) -> mmap.mmap:
         """The file mapped, at least ``size`` bytes of it: grown by the side writing, only
         remapped by the side reading (which never grows it for a length it was told)."""
+        if grow and size > _FIRST_SIZE and hasattr(os, "posix_fallocate"):
+            # Reserved before writing (again: the reader may have given the pages back), so
+            # a full /dev/shm or memory limit is an error here, not a SIGBUS in the copy.
+            os.posix_fallocate(self.fd, 0, size)
         if self._map is not None and len(self._map) >= size:
             return self._map
         current = os.fstat(self.fd).st_size
@@ -135,11 +136,8 @@ class SharedBuffer:
                 raise EndOfMessages(f"a message of {size:,} shared bytes, and the shared file holds {current:,}")
             current = max(size, _FIRST_SIZE, 2 * current)
             if hasattr(os, "posix_fallocate"):
-                # Reserved now: a full /dev/shm or memory limit is an error here, not a
-                # SIGBUS when a page of the mapping is first written.
-                os.posix_fallocate(self.fd, 0, current)
-            else:
-                os.ftruncate(self.fd, current)
+                os.posix_fallocate(self.fd, 0, min(current, max(size, _FIRST_SIZE)))
+            os.ftruncate(self.fd, current)
         if self._map is not None:
             self._map.close()
         self._map = mmap.mmap(self.fd, current)
@@ -165,7 +163,7 @@ class SharedBuffer:
         for length in lengths:
             taken.append(shared[offset : offset + length])
             offset += length
-        if total > _FIRST_SIZE and self.in_memory:
+        if total > _FIRST_SIZE:
             self._give_back(shared, total)
         return taken
 
