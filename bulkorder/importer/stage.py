@@ -104,7 +104,7 @@ def stage_batch(task: StageTask) -> StageResult:
         # NDJSON's fast path takes the lines as they are; their line numbers (a tuple per
         # line) are only made if some line fails it and each problem must be named.
         records = None if task.format == NDJSON else list(zip(batch.record_lines, batch.records))
-        fast = _fast_json(_ndjson_lines(batch) if records is None else [record for _, record in records])
+        fast = _fast_json(ndjson_lines(batch.data) if records is None else [record for _, record in records])
         if fast is not None:
             result.ref, result.data = encode_packed_batch(
                 fast.raw, fast.item_count, fast.quantity, fast.totals, batch.batch_id, task.level, task.data_key
@@ -135,9 +135,9 @@ def _fast_json(records: list[bytes]) -> fast_items.FastBatch | None:
     return None if items is None else fast_items.pack(items)
 
 
-def _ndjson_lines(batch: RawBatch) -> list[bytes]:
-    """The records of an NDJSON batch: its lines, but blank ones (as :func:`_ndjson_records`)."""
-    return [line for line in batch.data.split(b"\n") if line and not line.isspace()]
+def ndjson_lines(data: bytes) -> list[bytes]:
+    """The records of an NDJSON batch's bytes: its lines, but blank ones (as :func:`_ndjson_records`)."""
+    return [line for line in data.split(b"\n") if line and not line.isspace()]
 
 
 def _ndjson_records(batch: RawBatch) -> list[tuple[int, bytes]]:

@@ -45,7 +45,7 @@ from bulkorder.identity_secret import IdentitySettings
 from tests.benchmarks.baselines import run_external_storage, run_inline
 from tests.benchmarks.bench_codec import moto_server
 from tests.fixtures.latency_proxy import latency_proxy_process, request_counts
-from tests.benchmarks.floor import measure_floor
+from tests.benchmarks.floor import measure_floor, servers_bound
 from tests.benchmarks.measure import PeakRss, Result, _cpu_seconds, listening_pid, machine, run_histories, stop_process, wait_for_line
 from tests.importer.files import write_ndjson
 
@@ -213,11 +213,9 @@ def report(results: list[Result], count: int, per_signal: int, floor: float = 0.
         + (f" = {everything / floor:.2f}x the floor ({floor:.2f})" if floor else "")
         + (f"; {everything / legacy_floor:.2f}x the floor as before 2026-12-01 ({legacy_floor:.2f})" if legacy_floor else "")
     )
-    servers = everything - per_million["importer with its encoders"]
+    servers = {name: value for name, value in per_million.items() if name != "importer with its encoders"}
     if floor and servers:
-        print(f"the servers alone ({', '.join(name for name in per_million if name != 'importer with its encoders')}): "
-              f"{servers:.1f} CPU-s per million = {servers / floor:.2f}x the floor, so no importer could bring this "
-              f"stack below {1 + servers / floor:.2f}x")
+        print(servers_bound(servers, floor))
     print(
         f"worker: {extra['worker_startup_cpu_seconds']:.1f} CPU-s to start (once per worker, not counted above), "
         f"{extra['worker_cpu_seconds']:.1f} from start to exit; with its start-up, all "

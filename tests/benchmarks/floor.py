@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bulkorder.importer import fast_items
+from bulkorder.importer.stage import ndjson_lines
 from bulkorder.storage.batches import encode_packed_batch
 from bulkorder.storage.encryption.envelope import DATA_KEY_BYTES, DataKey
 from tests.importer.files import write_ndjson
@@ -62,7 +63,7 @@ def floor_cpu_seconds_per_million(
     try:
         started = time.process_time()
         for number, chunk in enumerate(chunks):
-            records = [line for line in chunk.split(b"\n") if line and not line.isspace()]
+            records = ndjson_lines(chunk)
             items = fast_items.decode_records(records)
             batch = None if items is None else fast_items.pack(items)
             if batch is None:
@@ -107,6 +108,14 @@ class Floor:
 def measure_floor(path: Path, batch_size: int = 5_000, *, runs: int = FLOOR_RUNS, **how: bool) -> Floor:
     """:func:`floor_cpu_seconds_per_million` ``runs`` times over ``path``."""
     return Floor(tuple(floor_cpu_seconds_per_million(path, batch_size, **how)[0] for _ in range(runs)))
+
+
+def servers_bound(servers: dict[str, float], floor: float) -> str:
+    """What the servers of a run (name: CPU-s per million items) cost against ``floor``,
+    and the ratio no importer could go below on their stack."""
+    total = sum(servers.values())
+    return (f"the servers alone ({', '.join(servers)}): {total:.1f} CPU-s per million = {total / floor:.2f}x the "
+            f"floor, so no importer could bring this stack below {1 + total / floor:.2f}x")
 
 
 def main() -> None:
