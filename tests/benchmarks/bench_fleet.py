@@ -11,7 +11,7 @@ proxy), the event store on the PostgreSQL at 127.0.0.1:5432 (a fresh schema), ``
 rate, same stack), then the fleet: ``--importers`` processes (tests/benchmarks/fleet_importer.py,
 the public ``import_file``, one pool of encoding processes each) share the orders, each
 importing its orders one after another.
-While the fleet runs, this process probes the latency a service sees: a ``create``
+While the fleet runs, this process probes the latency a service sees (tests/benchmarks/fleet_probe.py): a ``create``
 (Update-With-Start) of a new empty order and an ``add_batches`` update of one small batch
 to an open order, one after the other, then ``--probe-every`` seconds' pause (1 s by
 default; until 2026-12-02 it was 0.2 s, and the probes then created about as many orders
@@ -53,15 +53,12 @@ from pathlib import Path
 import boto3
 
 from bulkorder import Settings, open_runtime
-from bulkorder.encryption import data_keys
-from bulkorder.domain.identity import OrderName
-from bulkorder.domain.sample_items import generate_items
 from bulkorder.embedded import EmbeddedTemporal
-from bulkorder.workflows import client as order_client_module
 from tests.benchmarks.bench_codec import moto_server
-from tests.benchmarks.create_phases import create_phases, event_counts, event_timeline
+from tests.benchmarks.create_phases import event_counts
+from tests.benchmarks.fleet_probe import probe
 from tests.benchmarks.fleet_stack import DEPLOYED_IMPORTER_NICE, deployed_temporal_dir, stack_env
-from tests.benchmarks.floor import measure_floor
+from tests.benchmarks.floor import measure_floor, servers_bound
 from tests.benchmarks.measure import PeakRss, _cpu_seconds, machine, stop_process, wait_for_line
 from tests.fixtures.latency_proxy import latency_proxy_process
 from tests.fixtures.postgres import CONFIGURED as POSTGRES
@@ -85,70 +82,6 @@ def order_files(workdir: Path, orders: int, per_order: int) -> list[Path]:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
-
-
-async def probe(
-    env: dict[str, str], stop: asyncio.Event, every: float
-) -> tuple[list[float], list[float], dict[str, list[float]]]:
-    """Latencies (s) of create and add_batches, one each per ``every`` seconds, until ``stop``;
-    and where the creates' time went, phase by phase (from their workflows' histories)."""
-    creates: list[float] = []
-    adds: list[float] = []
-    created: list[str] = []
-    phases_client: list[float] = []
-    settings = Settings.from_env(env)
-    keys = data_keys(settings.encryption_settings, settings.blob_store, settings.order_identity())
-    own_keys: list[float] = []
-    make_key = order_client_module.make_new_order_key
-
-    async def timed_make_key(*args: object) -> None:
-        """The create's own new key, timed (the rest of its call is the Update-With-Start)."""
-        keyed = time.perf_counter()
-        await make_key(*args)  # type: ignore[arg-type]
-        own_keys.append(time.perf_counter() - keyed)
-
-    order_client_module.make_new_order_key = timed_make_key  # type: ignore[assignment]
-    async with open_runtime(settings) as runtime:
-        client = runtime.order_client()
-        target = f"probe/probe-target-{uuid.uuid4().hex[:6]}"
-        await client.create(target)
-        items = list(generate_items(10, seed=11))
-        index = 0
-        while not stop.is_set():
-            index += 1
-            # What a create's client spends first, apart: the new order's data key (its
-            # payloads are sealed with it; create_for_order, as OrderClient.create makes
-            # it), made for a name of its own, never created.
-            spare = f"probe/key-{uuid.uuid4().hex[:10]}"
-            keyed = time.perf_counter()
-            await asyncio.to_thread(keys.create_for_order, spare)
-            phases_client.append(time.perf_counter() - keyed)
-            name = OrderName("probe", f"probe-{uuid.uuid4().hex[:10]}")
-            started = time.perf_counter()
-            await client.create(name)
-            creates.append(time.perf_counter() - started)
-            created.append(client.identity.workflow_id(name))
-            refs = await client.store_items(items, batch_id_prefix=f"probe-{index:05d}", order_id=target)
-            started = time.perf_counter()
-            await client.add_batches(target, refs)
-            adds.append(time.perf_counter() - started)
-            try:
-                await asyncio.wait_for(stop.wait(), every)
-            except TimeoutError:
-                pass
-        phases = {"client: a new order's data key (S3: put and head at once)": phases_client}
-        own = own_keys[1:]  # the first is the probe target's
-        phases["client: the create's own data key"] = own
-        phases["client: the Update-With-Start call (the rest)"] = [c - k for c, k in zip(creates, own)]
-        phases.update(await create_phases(client.client, created))
-        slowest = sorted(range(len(creates)), key=lambda i: -creates[i])[:3]
-        timelines = {f"{creates[i] * 1000:.0f} ms": await event_timeline(client.client, created[i]) for i in slowest}
-    order_client_module.make_new_order_key = make_key  # type: ignore[assignment]
-    if env.get("BULKORDER_BENCH_PROBES"):  # each probe's figures, in order, for a closer look
-        Path(env["BULKORDER_BENCH_PROBES"]).write_text(
-            json.dumps({"create": creates, "add_batches": adds, **phases, "slowest": timelines})
-        )
-    return creates, adds, phases
 
 
 async def recorded_items(env: dict[str, str], order_ids: list[str], deadline: float) -> dict[str, int]:
@@ -360,9 +293,7 @@ def main() -> None:
     print(f"| floor (parse+validate+pack+compress+hash, one core), median of {len(floors.runs)} | {floor:.1f} "
           f"({floors.low:.1f}-{floors.high:.1f}) |")
     print(f"end to end / floor: {whole / floor:.2f}× (goal ≤ 1.3×)")
-    servers = sum(seconds_used for name, seconds_used in cpu.items() if name != "importers (with encoders)") * 1e6 / total
-    print(f"the servers alone (workers, Temporal, moto): {servers:.1f} CPU-s per million = {servers / floor:.2f}× the "
-          f"floor, so no importer could bring this stack below {1 + servers / floor:.2f}×")
+    print(servers_bound({name: used * 1e6 / total for name, used in cpu.items() if name != "importers (with encoders)"}, floor))
     if args.timed_workers:
         print_timings(timings)
     if wrong:
